@@ -1,0 +1,198 @@
+//! The store: one SQLite file per data dir — WAL, a busy timeout, schema migrations, mode 0600.
+//!
+//! Every write is an `IMMEDIATE` transaction: it takes the write lock up front, so two
+//! processes writing at once wait for each other (busy timeout) instead of failing with
+//! "database is locked" when a read lock cannot be upgraded.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite_migration::{Migrations, M};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::{DataDir, Level};
+
+/// How long a writer waits for another process's transaction before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store '{path}': {source}")]
+    Open { path: PathBuf, source: std::io::Error },
+    #[error("the store '{path}' is not a Runwatch database or is corrupt ({source}); move it aside to start afresh")]
+    Corrupt { path: PathBuf, source: rusqlite::Error },
+    #[error("the store '{path}' has schema version {found}, newer than this Runwatch understands ({known}); upgrade Runwatch")]
+    TooNew { path: PathBuf, found: usize, known: usize },
+    #[error("store migration failed: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    #[error("store error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("setting '{key}' holds invalid JSON: {source}")]
+    Setting { key: String, source: serde_json::Error },
+}
+
+/// Schema migrations, in order; the schema version is SQLite's `user_version`.
+const MIGRATION_SQL: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+
+static MIGRATIONS: LazyLock<Migrations<'static>> =
+    LazyLock::new(|| Migrations::new(MIGRATION_SQL.iter().map(|sql| M::up(sql)).collect()));
+
+/// The schema version of a fully migrated store.
+pub fn latest_schema_version() -> usize {
+    MIGRATION_SQL.len()
+}
+
+/// An open, migrated store.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// A notification to insert (the inbox's write side; the engine fills in the rest).
+#[derive(Debug, Clone)]
+pub struct NewNotification<'a> {
+    pub level: Level,
+    pub title: &'a str,
+    pub body: &'a str,
+    pub run_id: Option<&'a str>,
+    pub source: &'a str,
+    pub dedupe_key: Option<&'a str>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store of a data dir and migrates it to the latest schema.
+    pub fn open(dir: &DataDir) -> Result<Self, StoreError> {
+        dir.ensure().map_err(|source| StoreError::Open { path: dir.path().to_path_buf(), source })?;
+        Self::open_path(&dir.store_path())
+    }
+
+    /// Opens the store file at `path`; see [`Store::open`].
+    pub fn open_path(path: &Path) -> Result<Self, StoreError> {
+        create_private(path).map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        let corrupt = |source| StoreError::Corrupt { path: path.to_path_buf(), source };
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // The first statement that reads the file tells a foreign or damaged file apart.
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(corrupt)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&mut conn, path)?;
+        Ok(Self { conn, path: path.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version recorded in the file.
+    pub fn schema_version(&self) -> Result<usize, StoreError> {
+        user_version(&self.conn)
+    }
+
+    /// The raw connection, for the engine's modules that own their tables.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Runs `f` in an `IMMEDIATE` transaction (see the module docs), committing on `Ok`.
+    pub fn write<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// A setting's value, or `None` when it was never set.
+    pub fn setting<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        let raw: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?;
+        raw.map(|raw| {
+            serde_json::from_str(&raw).map_err(|source| StoreError::Setting { key: key.into(), source })
+        })
+        .transpose()
+    }
+
+    pub fn set_setting<T: Serialize>(&mut self, key: &str, value: &T) -> Result<(), StoreError> {
+        let json = serde_json::to_string(value)
+            .map_err(|source| StoreError::Setting { key: key.into(), source })?;
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, json],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Stores a notification and returns its id. A notification whose dedupe key is already
+    /// stored is not stored again: `None`.
+    pub fn insert_notification(&mut self, n: &NewNotification<'_>, now_ms: i64) -> Result<Option<String>, StoreError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let inserted = self.write(|tx| {
+            Ok(tx.execute(
+                "INSERT INTO notifications (id, created_at, updated_at, level, title, body, run_id, source, dedupe_key)
+                 VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (dedupe_key) DO NOTHING",
+                params![id, now_ms, n.level.number(), n.title, n.body, n.run_id, n.source, n.dedupe_key],
+            )?)
+        })?;
+        Ok((inserted == 1).then_some(id))
+    }
+
+    pub fn count_notifications(&self) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row("SELECT COUNT(*) FROM notifications", [], |r| r.get(0))?)
+    }
+}
+
+/// Creates the file readable by the user only; tightens the mode of an existing one.
+/// SQLite gives its `-wal` and `-shm` files the mode of the database file.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let file: File = OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
+    let mode = file.metadata()?.permissions().mode() & 0o777;
+    if mode != 0o600 {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+fn user_version(conn: &Connection) -> Result<usize, StoreError> {
+    let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    Ok(usize::try_from(v).unwrap_or(0))
+}
+
+/// Brings the schema to the latest version, in an `IMMEDIATE` transaction. When two
+/// processes open a new store at once, both may see it unmigrated; the second then fails
+/// inside its transaction (the tables exist) and finds the first one's work done.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let known = latest_schema_version();
+    let found = user_version(conn).map_err(|e| match e {
+        StoreError::Sql(source) => StoreError::Corrupt { path: path.to_path_buf(), source },
+        other => other,
+    })?;
+    if found > known {
+        return Err(StoreError::TooNew { path: path.to_path_buf(), found, known });
+    }
+    if found == known {
+        return Ok(());
+    }
+    conn.set_transaction_behavior(TransactionBehavior::Immediate);
+    let result = MIGRATIONS.to_latest(conn);
+    conn.set_transaction_behavior(TransactionBehavior::Deferred);
+    match result {
+        Ok(()) => Ok(()),
+        Err(_) if user_version(conn)? == known => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
