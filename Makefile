@@ -1,0 +1,53 @@
+# Runwatch: `make run` and `make test` do all set-up on a fresh Debian 12 machine.
+
+SHELL := /bin/bash
+export CARGO_INCREMENTAL ?= 0
+export CARGO_TERM_COLOR ?= never
+CARGO_TARGET_DIR ?= $(CURDIR)/target
+export CARGO_TARGET_DIR
+BIN := $(CARGO_TARGET_DIR)/debug
+# Where `runwatch start` listens when `make run` has no display.
+HTTP ?= 127.0.0.1:8747
+
+.PHONY: run test bootstrap ui build launch test-rust test-desktop clean
+
+## make run: install what is missing, build, start the app (or the headless daemon).
+run: build launch
+
+## make test: install what is missing, build, run every test.
+test: build test-rust test-desktop
+
+bootstrap:
+	@bash .ci/bootstrap
+
+ui: bootstrap
+	@cd ui && npm run --silent build
+
+build: ui
+	cargo build --workspace --locked
+
+# Starts what fits this machine; `make run` builds first.
+launch:
+	@if [ -n "$${DISPLAY:-}$${WAYLAND_DISPLAY:-}" ]; then \
+	  echo "Display found: starting the desktop app (tray icon and window). Quit it from the tray menu."; \
+	  exec "$(BIN)/runwatch-app"; \
+	else \
+	  echo "No display: starting the headless daemon (runwatch start). Open the URL below in a browser."; \
+	  exec "$(BIN)/runwatch" start --http "$(HTTP)"; \
+	fi
+
+test-rust:
+	@if cargo nextest --version >/dev/null 2>&1; then \
+	  cargo nextest run --workspace --locked --no-fail-fast; \
+	else \
+	  cargo test --workspace --locked --no-fail-fast; \
+	fi
+
+# The real app under Xvfb, in a private D-Bus session; screenshots go to target/artifacts/.
+test-desktop:
+	xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- \
+	  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/desktop
+
+clean:
+	cargo clean
+	rm -rf ui/dist ui/node_modules

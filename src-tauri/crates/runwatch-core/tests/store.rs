@@ -1,0 +1,152 @@
+//! The store on real files: migrations, permissions, concurrent writers, damaged files.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use runwatch_core::store::{latest_schema_version, NewNotification};
+use runwatch_core::{DataDir, Level, Store, StoreError};
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn empty_file_is_migrated_and_reopening_migrates_idempotently() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("runwatch.db");
+    std::fs::File::create(&path).unwrap(); // an empty file, as a crash right after creation leaves it
+
+    let mut store = Store::open_path(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), latest_schema_version());
+    let tables: Vec<String> = store
+        .conn()
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(tables, ["deliveries", "notifications", "notifiers", "runs", "settings"]);
+    store.set_setting("log_level", &"WARNING").unwrap();
+    drop(store);
+
+    for _ in 0..2 {
+        let store = Store::open_path(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), latest_schema_version());
+        assert_eq!(store.setting::<String>("log_level").unwrap().as_deref(), Some("WARNING"));
+    }
+}
+
+#[test]
+fn store_uses_wal_and_a_busy_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&DataDir::at(tmp.path())).unwrap();
+    let journal: String = store.conn().pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+    let timeout: i64 = store.conn().pragma_query_value(None, "busy_timeout", |r| r.get(0)).unwrap();
+    assert_eq!(journal, "wal");
+    assert!(timeout >= 5000, "busy timeout {timeout} ms");
+}
+
+#[test]
+fn store_files_are_readable_by_the_user_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = DataDir::at(tmp.path().join("new-data-dir"));
+    let mut store = Store::open(&dir).unwrap();
+    store.set_setting("popup_level", &"ERROR").unwrap();
+    assert_eq!(mode(dir.path()), 0o700);
+    assert_eq!(mode(&dir.store_path()), 0o600);
+    let wal = dir.store_path().with_extension("db-wal");
+    assert!(wal.exists(), "a write in WAL mode leaves a -wal file");
+    assert_eq!(mode(&wal), 0o600);
+    drop(store);
+
+    // A file loosened by hand is tightened again on open.
+    std::fs::set_permissions(dir.store_path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    Store::open(&dir).unwrap();
+    assert_eq!(mode(&dir.store_path()), 0o600);
+}
+
+#[test]
+fn a_foreign_file_is_reported_as_corrupt_and_left_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("runwatch.db");
+    let garbage = b"this is not an SQLite database, it is somebody's notes\n".repeat(200);
+    std::fs::write(&path, &garbage).unwrap();
+    let err = Store::open_path(&path).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains("not a Runwatch database or is corrupt"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), garbage);
+}
+
+#[test]
+fn a_store_from_a_newer_runwatch_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("runwatch.db");
+    drop(Store::open_path(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", latest_schema_version() as i64 + 1).unwrap();
+    drop(conn);
+    let err = Store::open_path(&path).unwrap_err();
+    assert!(matches!(err, StoreError::TooNew { .. }), "{err:?}");
+}
+
+const WRITER_ENV: &str = "RUNWATCH_TEST_WRITER";
+const WRITES_PER_PROCESS: usize = 2000;
+
+/// Not a test of its own: the body of each writer process spawned by
+/// `two_processes_writing_at_once_never_see_database_is_locked`.
+#[test]
+#[ignore = "run as a child process by another test"]
+fn writer_process() {
+    let Ok(spec) = std::env::var(WRITER_ENV) else { return };
+    let (path, name) = spec.split_once('|').unwrap();
+    // Both processes open (and so migrate) a brand-new file at the same moment too.
+    let mut store = Store::open_path(Path::new(path)).unwrap();
+    for i in 0..WRITES_PER_PROCESS {
+        let title = format!("{name} {i}");
+        let key = format!("{name}-{i}");
+        store
+            .insert_notification(
+                &NewNotification { level: Level::Warning, title: &title, body: "", run_id: None, source: "test", dedupe_key: Some(&key) },
+                i as i64,
+            )
+            .unwrap_or_else(|e| panic!("{name} write {i} failed: {e}"));
+        store.set_setting("last_writer", &name).unwrap_or_else(|e| panic!("{name} setting {i} failed: {e}"));
+    }
+}
+
+#[test]
+fn two_processes_writing_at_once_never_see_database_is_locked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("runwatch.db");
+    let children: Vec<_> = ["alpha", "beta"]
+        .iter()
+        .map(|name| {
+            Command::new(std::env::current_exe().unwrap())
+                .args(["writer_process", "--exact", "--ignored", "--nocapture"])
+                .env(WRITER_ENV, format!("{}|{name}", path.display()))
+                .output_async()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "writer failed:\n{stdout}\n{stderr}");
+        assert!(!stdout.contains("locked") && !stderr.contains("locked"), "{stdout}\n{stderr}");
+        assert!(stdout.contains("1 passed"), "the writer did not run:\n{stdout}");
+    }
+    let store = Store::open_path(&path).unwrap();
+    assert_eq!(store.count_notifications().unwrap(), 2 * WRITES_PER_PROCESS as i64);
+}
+
+/// `Command::spawn` with piped output, named for what the test does with it.
+trait OutputAsync {
+    fn output_async(&mut self) -> std::process::Child;
+}
+impl OutputAsync for Command {
+    fn output_async(&mut self) -> std::process::Child {
+        self.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+    }
+}
