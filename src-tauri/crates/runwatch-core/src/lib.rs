@@ -1,11 +1,17 @@
 //! Runwatch's engine, free of any GUI: the domain model, where data lives, and the store.
 
+pub mod clock;
 pub mod data_dir;
+pub mod inbox;
+pub mod ingest;
 pub mod lock;
 pub mod model;
+pub mod runs;
 pub mod store;
+pub mod template;
 
 pub use data_dir::DataDir;
 pub use lock::{InstanceLock, LockError};
 pub use model::{DeliveryState, Level, NotifierStatus, RunState};
+pub use inbox::{Inserted, NewNotification, Notification};
 pub use store::{Store, StoreError};

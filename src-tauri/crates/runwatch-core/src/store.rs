@@ -15,7 +15,7 @@ use rusqlite_migration::{Migrations, M};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::{DataDir, Level};
+use crate::DataDir;
 
 /// How long a writer waits for another process's transaction before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,12 +32,17 @@ pub enum StoreError {
     Migration(#[from] rusqlite_migration::Error),
     #[error("store error: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("invalid cursor '{0}': pass the next_cursor of a previous page")]
+    BadCursor(String),
     #[error("setting '{key}' holds invalid JSON: {source}")]
     Setting { key: String, source: serde_json::Error },
 }
 
 /// Schema migrations, in order; the schema version is SQLite's `user_version`.
-const MIGRATION_SQL: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+const MIGRATION_SQL: &[&str] = &[
+    include_str!("../migrations/0001_initial.sql"),
+    include_str!("../migrations/0002_checkins.sql"),
+];
 
 static MIGRATIONS: LazyLock<Migrations<'static>> =
     LazyLock::new(|| Migrations::new(MIGRATION_SQL.iter().map(|sql| M::up(sql)).collect()));
@@ -52,17 +57,6 @@ pub fn latest_schema_version() -> usize {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
-}
-
-/// A notification to insert (the inbox's write side; the engine fills in the rest).
-#[derive(Debug, Clone)]
-pub struct NewNotification<'a> {
-    pub level: Level,
-    pub title: &'a str,
-    pub body: &'a str,
-    pub run_id: Option<&'a str>,
-    pub source: &'a str,
-    pub dedupe_key: Option<&'a str>,
 }
 
 impl Store {
@@ -136,24 +130,6 @@ impl Store {
         })
     }
 
-    /// Stores a notification and returns its id. A notification whose dedupe key is already
-    /// stored is not stored again: `None`.
-    pub fn insert_notification(&mut self, n: &NewNotification<'_>, now_ms: i64) -> Result<Option<String>, StoreError> {
-        let id = uuid::Uuid::new_v4().to_string();
-        let inserted = self.write(|tx| {
-            Ok(tx.execute(
-                "INSERT INTO notifications (id, created_at, updated_at, level, title, body, run_id, source, dedupe_key)
-                 VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (dedupe_key) DO NOTHING",
-                params![id, now_ms, n.level.number(), n.title, n.body, n.run_id, n.source, n.dedupe_key],
-            )?)
-        })?;
-        Ok((inserted == 1).then_some(id))
-    }
-
-    pub fn count_notifications(&self) -> Result<i64, StoreError> {
-        Ok(self.conn.query_row("SELECT COUNT(*) FROM notifications", [], |r| r.get(0))?)
-    }
 }
 
 /// Creates the file readable by the user only; tightens the mode of an existing one.

@@ -4,7 +4,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use runwatch_core::store::{latest_schema_version, NewNotification};
+use runwatch_core::store::latest_schema_version;
+use runwatch_core::NewNotification;
 use runwatch_core::{DataDir, Level, Store, StoreError};
 
 fn mode(path: &Path) -> u32 {
@@ -27,7 +28,7 @@ fn empty_file_is_migrated_and_reopening_migrates_idempotently() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(tables, ["deliveries", "notifications", "notifiers", "runs", "settings"]);
+    assert_eq!(tables, ["checkins", "deliveries", "notifications", "notifiers", "runs", "settings"]);
     store.set_setting("log_level", &"WARNING").unwrap();
     drop(store);
 
@@ -104,13 +105,15 @@ fn writer_process() {
     // Both processes open (and so migrate) a brand-new file at the same moment too.
     let mut store = Store::open_path(Path::new(path)).unwrap();
     for i in 0..WRITES_PER_PROCESS {
-        let title = format!("{name} {i}");
-        let key = format!("{name}-{i}");
+        let n = NewNotification {
+            level: Some(Level::Warning),
+            title: format!("{name} {i}"),
+            source: "test".into(),
+            dedupe_key: Some(format!("{name}-{i}")),
+            ..Default::default()
+        };
         store
-            .insert_notification(
-                &NewNotification { level: Level::Warning, title: &title, body: "", run_id: None, source: "test", dedupe_key: Some(&key) },
-                i as i64,
-            )
+            .insert_notification(&n, i as i64)
             .unwrap_or_else(|e| panic!("{name} write {i} failed: {e}"));
         store.set_setting("last_writer", &name).unwrap_or_else(|e| panic!("{name} setting {i} failed: {e}"));
     }
@@ -138,7 +141,7 @@ fn two_processes_writing_at_once_never_see_database_is_locked() {
         assert!(stdout.contains("1 passed"), "the writer did not run:\n{stdout}");
     }
     let store = Store::open_path(&path).unwrap();
-    assert_eq!(store.count_notifications().unwrap(), 2 * WRITES_PER_PROCESS as i64);
+    assert_eq!(store.unread_summary().unwrap().warning, 2 * WRITES_PER_PROCESS as i64);
 }
 
 /// `Command::spawn` with piped output, named for what the test does with it.

@@ -1,0 +1,301 @@
+//! The inbox: notifications kept until acknowledged or expired — insert, list with filters
+//! and cursor paging, show, acknowledge, unread summary, expiry.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Millis;
+use crate::store::{Store, StoreError};
+use crate::Level;
+
+/// One inbox item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    pub id: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub level: Level,
+    pub title: String,
+    pub body: String,
+    pub run_id: Option<String>,
+    pub source: String,
+    pub dedupe_key: Option<String>,
+    pub event_id: Option<String>,
+    /// How many more identical messages were folded into this one.
+    pub repeat_count: i64,
+    pub acked_at: Option<Millis>,
+    pub expires_at: Option<Millis>,
+}
+
+/// A notification to store; the inbox assigns id and times.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewNotification {
+    pub level: Option<Level>,
+    pub title: String,
+    pub body: String,
+    pub run_id: Option<String>,
+    pub source: String,
+    /// One notification per event, across restarts: a second insert with the key is a no-op.
+    pub dedupe_key: Option<String>,
+    /// The client's id for its event: ingesting it twice stores it once.
+    pub event_id: Option<String>,
+    pub repeat_count: i64,
+}
+
+/// Which notifications to list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AckState {
+    /// Not yet acknowledged (the default view).
+    #[default]
+    Pending,
+    Acked,
+    All,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only notifications at or above this level.
+    pub min_level: Option<Level>,
+    pub run_id: Option<String>,
+    pub state: AckState,
+    /// Items older than this cursor (from a previous page's `next_cursor`).
+    pub cursor: Option<String>,
+    /// Page size (default 50, at most 1000).
+    pub limit: Option<usize>,
+}
+
+/// One page of a listing, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Page {
+    pub items: Vec<Notification>,
+    /// Pass as `cursor` to get the next (older) page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Unread (pending) counts by level.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UnreadSummary {
+    pub total: i64,
+    pub debug: i64,
+    pub info: i64,
+    pub warning: i64,
+    pub error: i64,
+    pub critical: i64,
+    /// The most severe pending level, if any: what the tray badge is coloured by.
+    pub highest: Option<Level>,
+}
+
+/// What an insert did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    New(Notification),
+    /// The dedupe key or event id was already stored: nothing was written. Holds that id.
+    Duplicate(String),
+}
+
+pub const DEFAULT_PAGE: usize = 50;
+pub const MAX_PAGE: usize = 1000;
+
+const COLUMNS: &str = "id, created_at, updated_at, level, title, body, run_id, source, dedupe_key, event_id, \
+                       repeat_count, acked_at, expires_at";
+
+/// Stores a notification (inside the caller's transaction, so it commits with the state
+/// change that caused it).
+pub fn insert(conn: &Connection, n: &NewNotification, now: Millis, expires_at: Option<Millis>) -> Result<Inserted, StoreError> {
+    if let Some(existing) = find_duplicate(conn, n)? {
+        return Ok(Inserted::Duplicate(existing));
+    }
+    let level = n.level.unwrap_or(Level::Info);
+    let id = uuid::Uuid::new_v4().to_string();
+    conn.execute(
+        "INSERT INTO notifications (id, created_at, updated_at, level, title, body, run_id, source, dedupe_key,
+                                    event_id, repeat_count, expires_at)
+         VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![id, now, level.number(), n.title, n.body, n.run_id, n.source, n.dedupe_key, n.event_id, n.repeat_count, expires_at],
+    )?;
+    Ok(Inserted::New(Notification {
+        id,
+        created_at: now,
+        updated_at: now,
+        level,
+        title: n.title.clone(),
+        body: n.body.clone(),
+        run_id: n.run_id.clone(),
+        source: n.source.clone(),
+        dedupe_key: n.dedupe_key.clone(),
+        event_id: n.event_id.clone(),
+        repeat_count: n.repeat_count,
+        acked_at: None,
+        expires_at,
+    }))
+}
+
+fn find_duplicate(conn: &Connection, n: &NewNotification) -> Result<Option<String>, StoreError> {
+    for (column, value) in [("dedupe_key", &n.dedupe_key), ("event_id", &n.event_id)] {
+        if let Some(value) = value {
+            let sql = format!("SELECT id FROM notifications WHERE {column} = ?1");
+            if let Some(id) = conn.query_row(&sql, [value], |r| r.get(0)).optional()? {
+                return Ok(Some(id));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A page of notifications, newest first.
+pub fn list(conn: &Connection, filter: &ListFilter) -> Result<Page, StoreError> {
+    let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let cursor: Option<i64> = match &filter.cursor {
+        Some(c) => Some(c.parse().map_err(|_| StoreError::BadCursor(c.clone()))?),
+        None => None,
+    };
+    let mut sql = format!("SELECT seq, {COLUMNS} FROM notifications WHERE 1 = 1");
+    match filter.state {
+        AckState::Pending => sql.push_str(" AND acked_at IS NULL"),
+        AckState::Acked => sql.push_str(" AND acked_at IS NOT NULL"),
+        AckState::All => {}
+    }
+    if filter.min_level.is_some() {
+        sql.push_str(" AND level >= ?1");
+    }
+    if filter.run_id.is_some() {
+        sql.push_str(" AND run_id = ?2");
+    }
+    if cursor.is_some() {
+        sql.push_str(" AND seq < ?3");
+    }
+    sql.push_str(" ORDER BY seq DESC LIMIT ?4");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    // Unused numbered parameters are allowed by SQLite only when bound; bind all four.
+    let rows = stmt.query_map(
+        params![filter.min_level.map(Level::number), filter.run_id, cursor, (limit + 1) as i64],
+        |r| Ok((r.get::<_, i64>(0)?, from_row(r, 1)?)),
+    )?;
+    let mut items = Vec::with_capacity(limit + 1);
+    let mut last_seq = None;
+    for row in rows {
+        let (seq, n) = row?;
+        if items.len() == limit {
+            return Ok(Page { items, next_cursor: last_seq.map(|s: i64| s.to_string()) });
+        }
+        last_seq = Some(seq);
+        items.push(n);
+    }
+    Ok(Page { items, next_cursor: None })
+}
+
+/// One notification by id.
+pub fn get(conn: &Connection, id: &str) -> Result<Option<Notification>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM notifications WHERE id = ?1");
+    Ok(conn.query_row(&sql, [id], |r| from_row(r, 0)).optional()?)
+}
+
+/// Acknowledges these notifications; returns how many were pending before.
+pub fn ack(conn: &Connection, ids: &[String], now: Millis) -> Result<usize, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE notifications SET acked_at = ?2, updated_at = ?2 WHERE id = ?1 AND acked_at IS NULL",
+    )?;
+    let mut n = 0;
+    for id in ids {
+        n += stmt.execute(params![id, now])?;
+    }
+    Ok(n)
+}
+
+/// Acknowledges every pending notification; returns how many.
+pub fn ack_all(conn: &Connection, now: Millis) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "UPDATE notifications SET acked_at = ?1, updated_at = ?1 WHERE acked_at IS NULL",
+        [now],
+    )?)
+}
+
+/// Pending counts by level.
+pub fn unread_summary(conn: &Connection) -> Result<UnreadSummary, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT level, COUNT(*) FROM notifications WHERE acked_at IS NULL GROUP BY level",
+    )?;
+    let mut s = UnreadSummary::default();
+    for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))? {
+        let (level, count) = row?;
+        let Some(level) = Level::from_number(level) else { continue };
+        *match level {
+            Level::Debug => &mut s.debug,
+            Level::Info => &mut s.info,
+            Level::Warning => &mut s.warning,
+            Level::Error => &mut s.error,
+            Level::Critical => &mut s.critical,
+        } += count;
+        s.total += count;
+        s.highest = s.highest.max(Some(level));
+    }
+    Ok(s)
+}
+
+/// Deletes notifications whose expiry time has passed; returns how many.
+pub fn expire(conn: &Connection, now: Millis) -> Result<usize, StoreError> {
+    Ok(conn.execute("DELETE FROM notifications WHERE expires_at IS NOT NULL AND expires_at <= ?1", [now])?)
+}
+
+fn from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Notification> {
+    let level: i64 = r.get(at + 3)?;
+    Ok(Notification {
+        id: r.get(at)?,
+        created_at: r.get(at + 1)?,
+        updated_at: r.get(at + 2)?,
+        level: Level::from_number(level).unwrap_or(Level::Debug),
+        title: r.get(at + 4)?,
+        body: r.get(at + 5)?,
+        run_id: r.get(at + 6)?,
+        source: r.get(at + 7)?,
+        dedupe_key: r.get(at + 8)?,
+        event_id: r.get(at + 9)?,
+        repeat_count: r.get(at + 10)?,
+        acked_at: r.get(at + 11)?,
+        expires_at: r.get(at + 12)?,
+    })
+}
+
+/// The inbox operations on an open store, each in its own transaction.
+impl Store {
+    pub fn insert_notification(&mut self, n: &NewNotification, now: Millis) -> Result<Inserted, StoreError> {
+        let expires_at = self.expiry()?.map(|e| now.saturating_add(e));
+        self.write(|tx| insert(tx, n, now, expires_at))
+    }
+
+    pub fn list_notifications(&self, filter: &ListFilter) -> Result<Page, StoreError> {
+        list(self.conn(), filter)
+    }
+
+    pub fn notification(&self, id: &str) -> Result<Option<Notification>, StoreError> {
+        get(self.conn(), id)
+    }
+
+    pub fn ack(&mut self, ids: &[String], now: Millis) -> Result<usize, StoreError> {
+        self.write(|tx| ack(tx, ids, now))
+    }
+
+    pub fn ack_all(&mut self, now: Millis) -> Result<usize, StoreError> {
+        self.write(|tx| ack_all(tx, now))
+    }
+
+    pub fn unread_summary(&self) -> Result<UnreadSummary, StoreError> {
+        unread_summary(self.conn())
+    }
+
+    pub fn expire(&mut self, now: Millis) -> Result<usize, StoreError> {
+        self.write(|tx| expire(tx, now))
+    }
+
+    /// How long notifications are kept (setting `expiry_days`, default 30); `None` = forever.
+    pub fn expiry(&self) -> Result<Option<Millis>, StoreError> {
+        let days: Option<u64> = self.setting("expiry_days")?;
+        Ok(match days.unwrap_or(DEFAULT_EXPIRY_DAYS) {
+            0 => None,
+            d => Some((d as Millis).saturating_mul(86_400_000)),
+        })
+    }
+}
+
+pub const DEFAULT_EXPIRY_DAYS: u64 = 30;

@@ -1,0 +1,142 @@
+//! Runs and the check-ins the detector remembers for them (the `runs` and `checkins` tables).
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use crate::clock::Millis;
+use crate::store::{Store, StoreError};
+use crate::RunState;
+
+/// A watched run as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Run {
+    pub id: String,
+    pub repo: Option<String>,
+    pub name: Option<String>,
+    pub state: RunState,
+    /// The newest check-in (highest idx): its idx, flag and promise.
+    pub checkin_idx: Option<i64>,
+    pub checkin_flag: Option<String>,
+    pub checkin_expect_next_in: Option<i64>,
+    /// When that check-in was first seen, by the engine's clock.
+    pub checkin_first_seen: Option<Millis>,
+    /// When the run turns stuck or crashed unless it checks in again.
+    pub deadline: Option<Millis>,
+    /// The last Aim log-record step already turned into notifications.
+    pub log_step: Option<i64>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// The newest check-in file of one flag of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckinRow<'a> {
+    pub flag: &'a str,
+    pub idx: i64,
+    pub expect_next_in: i64,
+    pub first_seen: Millis,
+}
+
+const COLUMNS: &str = "id, repo, name, state, checkin_idx, checkin_flag, checkin_expect_next_in, checkin_first_seen, \
+                       deadline, log_step, created_at, updated_at";
+
+/// Inserts or updates a run (all columns but `created_at`, kept from the first insert).
+pub fn upsert(conn: &Connection, run: &Run) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO runs (id, repo, name, state, checkin_idx, checkin_flag, checkin_expect_next_in,
+                           checkin_first_seen, deadline, log_step, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (id) DO UPDATE SET
+           repo = excluded.repo, name = COALESCE(excluded.name, runs.name), state = excluded.state,
+           checkin_idx = excluded.checkin_idx, checkin_flag = excluded.checkin_flag,
+           checkin_expect_next_in = excluded.checkin_expect_next_in,
+           checkin_first_seen = excluded.checkin_first_seen, deadline = excluded.deadline,
+           log_step = excluded.log_step, updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        run.id,
+        run.repo,
+        run.name,
+        run.state.as_str(),
+        run.checkin_idx,
+        run.checkin_flag,
+        run.checkin_expect_next_in,
+        run.checkin_first_seen,
+        run.deadline,
+        run.log_step,
+        run.created_at,
+        run.updated_at
+    ])?;
+    Ok(())
+}
+
+/// Makes sure a run row exists (for events about runs no check-in announced).
+pub fn ensure(conn: &Connection, id: &str, now: Millis) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO runs (id, state, created_at, updated_at) VALUES (?1, 'running', ?2, ?2) ON CONFLICT (id) DO NOTHING",
+    )?
+    .execute(params![id, now])?;
+    Ok(())
+}
+
+/// Records the newest check-in of a flag.
+pub fn upsert_checkin(conn: &Connection, run_id: &str, c: &CheckinRow<'_>) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO checkins (run_id, flag, idx, expect_next_in, first_seen) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (run_id, flag) DO UPDATE SET
+           idx = excluded.idx, expect_next_in = excluded.expect_next_in, first_seen = excluded.first_seen",
+    )?
+    .execute(params![run_id, c.flag, c.idx, c.expect_next_in, c.first_seen])?;
+    Ok(())
+}
+
+pub fn get(conn: &Connection, id: &str) -> Result<Option<Run>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM runs WHERE id = ?1");
+    Ok(conn.query_row(&sql, [id], from_row).optional()?)
+}
+
+/// Every run, most recently updated first.
+pub fn list(conn: &Connection) -> Result<Vec<Run>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM runs ORDER BY updated_at DESC, id");
+    let mut stmt = conn.prepare(&sql)?;
+    let runs = stmt.query_map([], from_row)?.collect::<Result<_, _>>()?;
+    Ok(runs)
+}
+
+/// Every stored check-in as (run id, flag, idx, expect_next_in, first_seen), for the
+/// detector to rebuild its memory at start.
+pub fn all_checkins(conn: &Connection) -> Result<Vec<(String, String, i64, i64, Millis)>, StoreError> {
+    let mut stmt = conn.prepare("SELECT run_id, flag, idx, expect_next_in, first_seen FROM checkins")?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
+    let state: String = r.get(3)?;
+    Ok(Run {
+        id: r.get(0)?,
+        repo: r.get(1)?,
+        name: r.get(2)?,
+        state: state.parse().unwrap_or(RunState::Running),
+        checkin_idx: r.get(4)?,
+        checkin_flag: r.get(5)?,
+        checkin_expect_next_in: r.get(6)?,
+        checkin_first_seen: r.get(7)?,
+        deadline: r.get(8)?,
+        log_step: r.get(9)?,
+        created_at: r.get(10)?,
+        updated_at: r.get(11)?,
+    })
+}
+
+impl Store {
+    pub fn runs(&self) -> Result<Vec<Run>, StoreError> {
+        list(self.conn())
+    }
+
+    pub fn run(&self, id: &str) -> Result<Option<Run>, StoreError> {
+        get(self.conn(), id)
+    }
+}
