@@ -40,33 +40,44 @@ pub struct CheckinRow<'a> {
 const COLUMNS: &str = "id, repo, name, state, checkin_idx, checkin_flag, checkin_expect_next_in, checkin_first_seen, \
                        deadline, log_step, created_at, updated_at";
 
-/// Inserts or updates a run (all columns but `created_at`, kept from the first insert).
-pub fn upsert(conn: &Connection, run: &Run) -> Result<(), StoreError> {
+/// Saves what the detector concluded about a run: its repo, state, newest check-in and
+/// deadline. Leaves the name and the log-record step alone.
+pub fn save_detected(
+    conn: &Connection,
+    id: &str,
+    repo: &str,
+    state: RunState,
+    newest: Option<&CheckinRow<'_>>,
+    deadline: Option<Millis>,
+    now: Millis,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "INSERT INTO runs (id, repo, name, state, checkin_idx, checkin_flag, checkin_expect_next_in,
-                           checkin_first_seen, deadline, log_step, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+        "INSERT INTO runs (id, repo, state, checkin_idx, checkin_flag, checkin_expect_next_in, checkin_first_seen,
+                           deadline, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
          ON CONFLICT (id) DO UPDATE SET
-           repo = excluded.repo, name = COALESCE(excluded.name, runs.name), state = excluded.state,
-           checkin_idx = excluded.checkin_idx, checkin_flag = excluded.checkin_flag,
-           checkin_expect_next_in = excluded.checkin_expect_next_in,
+           repo = excluded.repo, state = excluded.state, checkin_idx = excluded.checkin_idx,
+           checkin_flag = excluded.checkin_flag, checkin_expect_next_in = excluded.checkin_expect_next_in,
            checkin_first_seen = excluded.checkin_first_seen, deadline = excluded.deadline,
-           log_step = excluded.log_step, updated_at = excluded.updated_at",
+           updated_at = excluded.updated_at",
     )?
     .execute(params![
-        run.id,
-        run.repo,
-        run.name,
-        run.state.as_str(),
-        run.checkin_idx,
-        run.checkin_flag,
-        run.checkin_expect_next_in,
-        run.checkin_first_seen,
-        run.deadline,
-        run.log_step,
-        run.created_at,
-        run.updated_at
+        id,
+        repo,
+        state.as_str(),
+        newest.map(|c| c.idx),
+        newest.map(|c| c.flag),
+        newest.map(|c| c.expect_next_in),
+        newest.map(|c| c.first_seen),
+        deadline,
+        now
     ])?;
+    Ok(())
+}
+
+/// Remembers the last Aim log-record step turned into notifications.
+pub fn set_log_step(conn: &Connection, id: &str, step: i64) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE runs SET log_step = ?2 WHERE id = ?1")?.execute(params![id, step])?;
     Ok(())
 }
 

@@ -1,0 +1,435 @@
+//! The watcher loop: file-system events and periodic rescans of each repository's
+//! `check_ins/` in; the detector, log records and the store in the middle; new
+//! notifications out to a callback (the logger, the dispatcher, the UI stream).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
+
+use notify::RecursiveMode;
+use runwatch_aim::checkins::{CheckIn, Flag};
+use runwatch_aim::logs::{self, LogError};
+use runwatch_aim::repo::AimRepo;
+use runwatch_core::clock::{secs, Millis, SharedClock};
+use runwatch_core::runs::{self, CheckinRow};
+use runwatch_core::store::StoreError;
+use runwatch_core::{inbox, Inserted, Level, NewNotification, Notification, RunState, Store};
+
+use crate::detector::{Changes, Detector, Seen, Track, DEFAULT_GRACE_SECS};
+use crate::log_records;
+
+/// Watcher settings, read from the store (and re-read when another process changes them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Setting `grace_secs` (default 100, Aim's).
+    pub grace: Millis,
+    /// Setting `log_level`: Aim log records below it are not notified (default WARNING).
+    pub log_level: Level,
+    /// Setting `rescan_secs` (default 10): full rescans catch what file-system events miss.
+    pub rescan_every: Duration,
+}
+
+impl Settings {
+    pub fn load(store: &Store) -> Result<Settings, StoreError> {
+        let grace: Option<u64> = store.setting("grace_secs")?;
+        let level: Option<String> = store.setting("log_level")?;
+        let rescan: Option<u64> = store.setting("rescan_secs")?;
+        Ok(Settings {
+            grace: secs(grace.unwrap_or(DEFAULT_GRACE_SECS)),
+            log_level: level.and_then(|l| l.parse().ok()).unwrap_or(Level::Warning),
+            rescan_every: Duration::from_secs(rescan.unwrap_or(10).max(1)),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatcherError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot watch for file changes: {0}")]
+    Notify(#[from] notify::Error),
+}
+
+/// Stops a running [`Watcher::run`] loop.
+#[derive(Debug, Clone)]
+pub struct StopHandle(Sender<Msg>);
+
+impl StopHandle {
+    pub fn stop(&self) {
+        let _ = self.0.send(Msg::Stop);
+    }
+}
+
+enum Msg {
+    Fs(notify::Result<notify::Event>),
+    Stop,
+}
+
+/// The most names of malformed files remembered, so each is warned about once.
+const MAX_WARNED: usize = 10_000;
+
+type Sink = Box<dyn FnMut(&Notification) + Send>;
+
+/// Watches Aim repositories and keeps the store's runs and notifications up to date.
+pub struct Watcher {
+    store: Store,
+    clock: SharedClock,
+    repos: Vec<AimRepo>,
+    detector: Detector,
+    settings: Settings,
+    data_version: i64,
+    warned: HashSet<String>,
+    sink: Sink,
+    tx: Sender<Msg>,
+    rx: Receiver<Msg>,
+}
+
+impl Watcher {
+    /// A watcher over `repos`, resuming from what the store remembers.
+    pub fn new(store: Store, repos: Vec<AimRepo>, clock: SharedClock) -> Result<Watcher, WatcherError> {
+        let settings = Settings::load(&store)?;
+        let detector = load_detector(&store, settings.grace)?;
+        let (tx, rx) = mpsc::channel();
+        let data_version = data_version(&store)?;
+        Ok(Watcher { store, clock, repos, detector, settings, data_version, warned: HashSet::new(), sink: Box::new(|_| {}), tx, rx })
+    }
+
+    /// Called with every notification the watcher stores, right after it is committed.
+    pub fn on_notification(mut self, sink: impl FnMut(&Notification) + Send + 'static) -> Self {
+        self.sink = Box::new(sink);
+        self
+    }
+
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.tx.clone())
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn repos(&self) -> &[AimRepo] {
+        &self.repos
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The number of runs the watcher tracks.
+    pub fn run_count(&self) -> usize {
+        self.detector.len()
+    }
+
+    /// Lists every repository's check-ins and takes in what changed.
+    pub fn scan(&mut self) -> Result<Vec<Notification>, WatcherError> {
+        let mut stored = Vec::new();
+        for i in 0..self.repos.len() {
+            let repo = self.repos[i].clone();
+            let key = repo.root().display().to_string();
+            let mut known: Vec<String> = self.store.setting("known_repos")?.unwrap_or_default();
+            let quiet = !known.contains(&key);
+            let files = self.list(&repo);
+            stored.extend(self.take_in(&repo, &files, quiet)?);
+            if quiet {
+                known.push(key);
+                self.store.set_setting("known_repos", &known)?;
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Takes in check-in files named by file-system events (other paths are ignored).
+    pub fn observe_paths(&mut self, paths: &[PathBuf]) -> Result<Vec<Notification>, WatcherError> {
+        let mut stored = Vec::new();
+        for i in 0..self.repos.len() {
+            let repo = self.repos[i].clone();
+            let dir = repo.check_ins_dir();
+            let files: Vec<CheckIn> = paths
+                .iter()
+                .filter(|p| p.parent() == Some(dir.as_path()))
+                .filter_map(|p| p.file_name()?.to_str())
+                .filter_map(|name| self.parse(name))
+                .collect();
+            if !files.is_empty() {
+                stored.extend(self.take_in(&repo, &files, false)?);
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Re-assesses runs at the clock's time: stuck and crashed runs are found here.
+    pub fn tick(&mut self) -> Result<Vec<Notification>, WatcherError> {
+        let now = self.clock.now();
+        let mut changes = Changes::default();
+        self.detector.tick(now, &mut changes);
+        self.apply(changes, now, false)
+    }
+
+    /// When the next run may turn stuck or crashed.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.detector.next_deadline(self.clock.now())
+    }
+
+    /// Runs until [`StopHandle::stop`]: a first scan, then file-system events, rescans and
+    /// deadlines. Store errors are logged and retried; nothing seen is lost, because the
+    /// detector's memory is rebuilt from the store after a failed write.
+    pub fn run(mut self) -> Result<(), WatcherError> {
+        let tx = self.tx.clone();
+        let mut fs = notify::recommended_watcher(move |res| {
+            let _ = tx.send(Msg::Fs(res));
+        })?;
+        let mut watched: HashSet<PathBuf> = HashSet::new();
+        self.watch_dirs(&mut fs, &mut watched);
+        self.guard(Self::scan);
+        let mut next_rescan = self.clock.now() + self.settings.rescan_every.as_millis() as Millis;
+        loop {
+            let now = self.clock.now();
+            let wake = [Some(next_rescan), self.next_deadline(), Some(now + 1000)].into_iter().flatten().min().unwrap();
+            match self.rx.recv_timeout(Duration::from_millis((wake - now).max(0) as u64)) {
+                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(Msg::Fs(first)) => {
+                    let mut paths = Vec::new();
+                    let mut rescan = collect_paths(first, &mut paths);
+                    let mut stop = false;
+                    while paths.len() < 100_000 {
+                        match self.rx.try_recv() {
+                            Ok(Msg::Fs(res)) => rescan |= collect_paths(res, &mut paths),
+                            Ok(Msg::Stop) => {
+                                stop = true;
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if paths.iter().any(|p| self.repos.iter().any(|r| *p == r.check_ins_dir())) {
+                        // check_ins/ was just created: watch it and read what is already there.
+                        self.watch_dirs(&mut fs, &mut watched);
+                        rescan = true;
+                    }
+                    self.guard(|w| w.observe_paths(&paths));
+                    if rescan {
+                        self.guard(Self::scan);
+                    }
+                    if stop {
+                        break;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            self.reload_settings_if_changed();
+            if self.clock.now() >= next_rescan {
+                self.watch_dirs(&mut fs, &mut watched);
+                self.guard(Self::scan);
+                next_rescan = self.clock.now() + self.settings.rescan_every.as_millis() as Millis;
+            }
+            self.guard(Self::tick);
+        }
+        Ok(())
+    }
+
+    /// Runs one step of the loop; on failure, logs it and forgets what was not stored, so
+    /// the next rescan or tick sees it again.
+    fn guard(&mut self, step: impl FnOnce(&mut Self) -> Result<Vec<Notification>, WatcherError>) {
+        if let Err(e) = step(self) {
+            tracing::warn!("watcher: {e}; will retry");
+            match load_detector(&self.store, self.settings.grace) {
+                Ok(d) => self.detector = d,
+                Err(e) => tracing::warn!("watcher: cannot reload run states: {e}"),
+            }
+        }
+    }
+
+    fn watch_dirs(&self, fs: &mut impl notify::Watcher, watched: &mut HashSet<PathBuf>) {
+        for repo in &self.repos {
+            for dir in [repo.aim_dir().to_path_buf(), repo.check_ins_dir()] {
+                if !watched.contains(&dir) && dir.is_dir() {
+                    match fs.watch(&dir, RecursiveMode::NonRecursive) {
+                        Ok(()) => {
+                            watched.insert(dir);
+                        }
+                        Err(e) => tracing::warn!("cannot watch '{}' ({e}); relying on rescans", dir.display()),
+                    }
+                }
+            }
+        }
+    }
+
+    fn reload_settings_if_changed(&mut self) {
+        let Ok(v) = data_version(&self.store) else { return };
+        if v == self.data_version {
+            return;
+        }
+        self.data_version = v;
+        match Settings::load(&self.store) {
+            Ok(s) => {
+                self.detector.set_grace(s.grace);
+                self.settings = s;
+            }
+            Err(e) => tracing::warn!("cannot read settings: {e}"),
+        }
+    }
+
+    fn list(&mut self, repo: &AimRepo) -> Vec<CheckIn> {
+        let dir = repo.check_ins_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+            Err(e) => {
+                tracing::warn!("cannot list '{}': {e}", dir.display());
+                return Vec::new();
+            }
+        };
+        // Entries may vanish while we list: only names are read, never the files.
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter_map(|name| self.parse(&name))
+            .collect()
+    }
+
+    fn parse(&mut self, name: &str) -> Option<CheckIn> {
+        match CheckIn::parse(name) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                if self.warned.len() < MAX_WARNED && self.warned.insert(name.to_string()) {
+                    tracing::warn!("skipping {e}");
+                }
+                None
+            }
+        }
+    }
+
+    fn take_in(&mut self, repo: &AimRepo, files: &[CheckIn], quiet: bool) -> Result<Vec<Notification>, WatcherError> {
+        let now = self.clock.now();
+        let mut changes = Changes::default();
+        let root = repo.root().display().to_string();
+        self.detector.observe(&root, files, now, quiet, &mut changes);
+        self.apply(changes, now, quiet)
+    }
+
+    /// Stores what changed in one transaction and reports the new notifications.
+    fn apply(&mut self, changes: Changes, now: Millis, quiet: bool) -> Result<Vec<Notification>, WatcherError> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let logs = self.read_new_logs(&changes.new_logs, quiet)?;
+        let expires_at = self.store.expiry()?.map(|e| now.saturating_add(e));
+        let detector = &self.detector;
+        let stored = self.store.write(|tx| {
+            let mut seen = HashSet::new();
+            for run in changes.runs.iter().filter(|r| seen.insert(r.as_str())) {
+                let (Some(track), Some(a)) = (detector.track(run), detector.assessment(run, now)) else { continue };
+                let newest = track.files.iter().max_by_key(|(_, s)| s.idx).map(|(f, s)| checkin_row(*f, s));
+                runs::save_detected(tx, run, &track.repo, track.state, newest.as_ref(), a.deadline, now)?;
+                for (flag, s) in &track.files {
+                    runs::upsert_checkin(tx, run, &checkin_row(*flag, s))?;
+                }
+            }
+            let mut stored = Vec::new();
+            for (run, h) in &changes.happenings {
+                let repo = detector.track(run).map(|t| t.repo.as_str()).unwrap_or("");
+                let n = NewNotification {
+                    level: Some(h.level()),
+                    title: h.title(run),
+                    body: format!("Repository: {repo}"),
+                    run_id: Some(run.clone()),
+                    source: if h.uses_stuck_template() { "detector".into() } else { "aim".into() },
+                    dedupe_key: Some(h.dedupe_key(run)),
+                    ..Default::default()
+                };
+                if let Inserted::New(n) = inbox::insert(tx, &n, now, expires_at)? {
+                    stored.push(n);
+                }
+            }
+            for (run, notes, step) in &logs {
+                runs::ensure(tx, run, now)?;
+                for n in notes {
+                    if let Inserted::New(n) = inbox::insert(tx, n, now, expires_at)? {
+                        stored.push(n);
+                    }
+                }
+                runs::set_log_step(tx, run, *step)?;
+            }
+            Ok(stored)
+        })?;
+        for n in &stored {
+            (self.sink)(n);
+        }
+        Ok(stored)
+    }
+
+    /// Reads the new log records of these runs: (run, notifications, last step read).
+    /// With `quiet`, only remembers how far the logs go (a repository's history is not news).
+    fn read_new_logs(&self, runs: &[String], quiet: bool) -> Result<Vec<(String, Vec<NewNotification>, i64)>, WatcherError> {
+        let mut out = Vec::new();
+        let mut done = HashSet::new();
+        for run in runs.iter().filter(|r| done.insert(r.as_str())) {
+            let Some(track) = self.detector.track(run) else { continue };
+            if quiet && matches!(track.state, RunState::Finished | RunState::Ended) {
+                continue; // a finished run's history: no news, and not worth opening its chunk
+            }
+            let Some(repo) = self.repos.iter().find(|r| r.root().display().to_string() == track.repo) else { continue };
+            let after = runs::get(self.store.conn(), run)?.and_then(|r| r.log_step).map(|s| s as u64);
+            let records = match logs::read_log_records(repo.aim_dir(), run, after) {
+                Ok(records) => records,
+                Err(LogError::NoChunk { .. }) => continue,
+                Err(e) => {
+                    // A chunk being written can be briefly unreadable: the next new_logs retries.
+                    tracing::warn!("cannot read log records of run '{run}': {e}");
+                    continue;
+                }
+            };
+            let Some(last) = records.iter().map(|r| r.step).max() else { continue };
+            let notes = if quiet { Vec::new() } else { log_records::notifications(run, &records, self.settings.log_level) };
+            out.push((run.clone(), notes, last as i64));
+        }
+        Ok(out)
+    }
+}
+
+/// Adds the paths of a file-system event that may name a new file; true when the event
+/// reports an error (an overflowed queue and the like), after which only a rescan is sure.
+fn collect_paths(res: notify::Result<notify::Event>, paths: &mut Vec<PathBuf>) -> bool {
+    match res {
+        Ok(ev) if !ev.kind.is_remove() && !ev.kind.is_access() => {
+            paths.extend(ev.paths);
+            false
+        }
+        Ok(_) => false,
+        Err(e) => {
+            tracing::warn!("file watch error ({e}); rescanning");
+            true
+        }
+    }
+}
+
+fn checkin_row(flag: Flag, s: &Seen) -> CheckinRow<'static> {
+    CheckinRow { flag: flag.as_str(), idx: s.idx as i64, expect_next_in: s.expect_next_in as i64, first_seen: s.first_seen }
+}
+
+fn data_version(store: &Store) -> Result<i64, StoreError> {
+    Ok(store.conn().pragma_query_value(None, "data_version", |r| r.get(0))?)
+}
+
+/// Rebuilds the detector's memory from the store.
+fn load_detector(store: &Store, grace: Millis) -> Result<Detector, StoreError> {
+    let mut tracks: std::collections::HashMap<String, Track> = store
+        .runs()?
+        .into_iter()
+        .filter_map(|r| {
+            let repo = r.repo?;
+            Some((r.id, Track { repo, files: BTreeMap::new(), state: r.state }))
+        })
+        .collect();
+    for (run, flag, idx, expect, first_seen) in runs::all_checkins(store.conn())? {
+        let (Some(track), Ok(flag)) = (tracks.get_mut(&run), flag.parse::<Flag>()) else { continue };
+        track.files.insert(flag, Seen { idx: idx as u64, expect_next_in: expect as u64, first_seen });
+    }
+    let mut detector = Detector::new(grace);
+    for (run, track) in tracks {
+        detector.restore(run, track);
+    }
+    Ok(detector)
+}
