@@ -42,14 +42,14 @@ pub enum LogError {
     #[error("invalid run hash {run_hash:?}")]
     InvalidRunHash { run_hash: String },
     /// RocksDB refused to open the chunk (corrupt, unsupported format, I/O error).
-    #[error("cannot open chunk {}", path.display())]
+    #[error("cannot open chunk {}: {source}", path.display())]
     Open {
         path: PathBuf,
         #[source]
         source: rocksdb::Error,
     },
     /// Iterating the chunk failed (for example an SST vanished under a compaction).
-    #[error("cannot read chunk {}", path.display())]
+    #[error("cannot read chunk {}: {source}", path.display())]
     Read {
         path: PathBuf,
         #[source]
@@ -224,6 +224,10 @@ pub mod testing {
                 key.push(SEP);
                 batch.put(&key, value);
             }
+            // Aim marks each array itself too; the reader's seek must land past this key.
+            let mut array = sequence_prefix(&self.run_hash, EMPTY_CONTEXT_ID, "__log_records");
+            array.extend_from_slice(b"val\xfe");
+            batch.put(&array, [TYPE_ARRAY]);
             self.db.write(batch).map_err(io::Error::other)
         }
 
@@ -511,11 +515,15 @@ fn collect_records(
         match field_kind(field_path) {
             Some(Field::Message) => match decode_message(value) {
                 Some(message) => current.message = Some(message),
-                None => tracing::warn!(chunk = %path.display(), step, value = ?Bytes(value), "undecodable log message"),
+                None => {
+                    tracing::warn!(chunk = %path.display(), step, value = ?Bytes(value), "undecodable log message")
+                }
             },
             Some(Field::LogLevel) => match decode_level(value) {
                 Some(level) => current.level = Some(level),
-                None => tracing::warn!(chunk = %path.display(), step, value = ?Bytes(value), "undecodable log level"),
+                None => {
+                    tracing::warn!(chunk = %path.display(), step, value = ?Bytes(value), "undecodable log level")
+                }
             },
             None => {}
         }
@@ -541,7 +549,9 @@ fn finish(pending: Option<Pending>, records: &mut Vec<LogRecord>, last: bool, pa
             message,
         }),
         // Only the newest record can still be in the middle of being written.
-        _ if last => tracing::debug!(chunk = %path.display(), step, "log record incomplete, not read yet"),
+        _ if last => {
+            tracing::debug!(chunk = %path.display(), step, "log record incomplete, not read yet")
+        }
         _ => tracing::warn!(chunk = %path.display(), step, "incomplete log record skipped"),
     }
 }

@@ -89,7 +89,7 @@ pub struct UnreadSummary {
 /// What an insert did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inserted {
-    New(Notification),
+    New(Box<Notification>),
     /// The dedupe key or event id was already stored: nothing was written. Holds that id.
     Duplicate(String),
 }
@@ -114,7 +114,7 @@ pub fn insert(conn: &Connection, n: &NewNotification, now: Millis, expires_at: O
          VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![id, now, level.number(), n.title, n.body, n.run_id, n.source, n.dedupe_key, n.event_id, n.repeat_count, expires_at],
     )?;
-    Ok(Inserted::New(Notification {
+    Ok(Inserted::New(Box::new(Notification {
         id,
         created_at: now,
         updated_at: now,
@@ -128,7 +128,7 @@ pub fn insert(conn: &Connection, n: &NewNotification, now: Millis, expires_at: O
         repeat_count: n.repeat_count,
         acked_at: None,
         expires_at,
-    }))
+    })))
 }
 
 fn find_duplicate(conn: &Connection, n: &NewNotification) -> Result<Option<String>, StoreError> {

@@ -114,12 +114,23 @@ pub fn list(conn: &Connection) -> Result<Vec<Run>, StoreError> {
     Ok(runs)
 }
 
-/// Every stored check-in as (run id, flag, idx, expect_next_in, first_seen), for the
-/// detector to rebuild its memory at start.
-pub fn all_checkins(conn: &Connection) -> Result<Vec<(String, String, i64, i64, Millis)>, StoreError> {
+/// A stored check-in with its run, as loaded at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckin {
+    pub run_id: String,
+    pub flag: String,
+    pub idx: i64,
+    pub expect_next_in: i64,
+    pub first_seen: Millis,
+}
+
+/// Every stored check-in, for the detector to rebuild its memory at start.
+pub fn all_checkins(conn: &Connection) -> Result<Vec<StoredCheckin>, StoreError> {
     let mut stmt = conn.prepare("SELECT run_id, flag, idx, expect_next_in, first_seen FROM checkins")?;
     let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        .query_map([], |r| {
+            Ok(StoredCheckin { run_id: r.get(0)?, flag: r.get(1)?, idx: r.get(2)?, expect_next_in: r.get(3)?, first_seen: r.get(4)? })
+        })?
         .collect::<Result<_, _>>()?;
     Ok(rows)
 }

@@ -340,14 +340,14 @@ impl Watcher {
                     ..Default::default()
                 };
                 if let Inserted::New(n) = inbox::insert(tx, &n, now, expires_at)? {
-                    stored.push(n);
+                    stored.push(*n);
                 }
             }
             for (run, notes, step) in &logs {
                 runs::ensure(tx, run, now)?;
                 for n in notes {
                     if let Inserted::New(n) = inbox::insert(tx, n, now, expires_at)? {
-                        stored.push(n);
+                        stored.push(*n);
                     }
                 }
                 runs::set_log_step(tx, run, *step)?;
@@ -423,9 +423,9 @@ fn load_detector(store: &Store, grace: Millis) -> Result<Detector, StoreError> {
             Some((r.id, Track { repo, files: BTreeMap::new(), state: r.state }))
         })
         .collect();
-    for (run, flag, idx, expect, first_seen) in runs::all_checkins(store.conn())? {
-        let (Some(track), Ok(flag)) = (tracks.get_mut(&run), flag.parse::<Flag>()) else { continue };
-        track.files.insert(flag, Seen { idx: idx as u64, expect_next_in: expect as u64, first_seen });
+    for c in runs::all_checkins(store.conn())? {
+        let (Some(track), Ok(flag)) = (tracks.get_mut(&c.run_id), c.flag.parse::<Flag>()) else { continue };
+        track.files.insert(flag, Seen { idx: c.idx as u64, expect_next_in: c.expect_next_in as u64, first_seen: c.first_seen });
     }
     let mut detector = Detector::new(grace);
     for (run, track) in tracks {
