@@ -114,6 +114,9 @@ pub fn insert(conn: &Connection, n: &NewNotification, now: Millis, expires_at: O
          VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![id, now, level.number(), n.title, n.body, n.run_id, n.source, n.dedupe_key, n.event_id, n.repeat_count, expires_at],
     )?;
+    // The outbox: one delivery per enabled notifier at or below this level, in the same
+    // transaction, so a crash can never store a notification without its deliveries.
+    crate::deliveries::enqueue(conn, &id, level, now)?;
     Ok(Inserted::New(Box::new(Notification {
         id,
         created_at: now,

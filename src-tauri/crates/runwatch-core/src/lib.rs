@@ -2,10 +2,12 @@
 
 pub mod clock;
 pub mod data_dir;
+pub mod deliveries;
 pub mod inbox;
 pub mod ingest;
 pub mod lock;
 pub mod model;
+pub mod notifiers;
 pub mod runs;
 pub mod store;
 pub mod template;

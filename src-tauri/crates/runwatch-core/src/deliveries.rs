@@ -1,0 +1,146 @@
+//! The outbox (the `deliveries` table): one row per notification × notifier, written with
+//! the notification, updated by the dispatcher — how nothing is lost across restarts.
+
+use rusqlite::{params, Connection};
+use serde::Serialize;
+
+use crate::clock::Millis;
+use crate::store::StoreError;
+use crate::{DeliveryState, Level};
+
+/// One delivery as the dispatcher and `notifications show` see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Delivery {
+    pub notification_id: String,
+    pub notifier_id: String,
+    /// The notifier's type, for display (it may have been removed since: then "removed").
+    pub notifier_type: String,
+    pub state: DeliveryState,
+    pub attempts: i64,
+    pub next_attempt_at: Millis,
+    pub last_error: Option<String>,
+    pub updated_at: Millis,
+}
+
+/// A due delivery with what is needed to send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub notification: crate::Notification,
+    pub attempts: i64,
+}
+
+/// Creates the deliveries of a new notification (called by `inbox::insert`).
+pub fn enqueue(conn: &Connection, notification_id: &str, level: Level, now: Millis) -> Result<usize, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "INSERT INTO deliveries (notification_id, notifier_id, state, attempts, next_attempt_at, updated_at)
+             SELECT ?1, id, 'pending', 0, ?2, ?2 FROM notifiers WHERE status = 'enabled' AND min_level <= ?3",
+        )?
+        .execute(params![notification_id, now, level.number()])?)
+}
+
+/// Pending deliveries of one notifier due at `now`, oldest notification first (so one
+/// notifier's messages keep their order).
+pub fn due(conn: &Connection, notifier_id: &str, now: Millis, limit: usize) -> Result<Vec<Due>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT n.id, d.attempts FROM deliveries d JOIN notifications n ON n.id = d.notification_id
+         WHERE d.notifier_id = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
+         ORDER BY n.seq LIMIT ?3",
+    )?;
+    let ids: Vec<(String, i64)> = stmt
+        .query_map(params![notifier_id, now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(ids.len());
+    for (id, attempts) in ids {
+        if let Some(notification) = crate::inbox::get(conn, &id)? {
+            out.push(Due { notification, attempts });
+        }
+    }
+    Ok(out)
+}
+
+/// The earliest pending attempt of a notifier, if any.
+pub fn next_attempt(conn: &Connection, notifier_id: &str) -> Result<Option<Millis>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT MIN(next_attempt_at) FROM deliveries WHERE notifier_id = ?1 AND state = 'pending'")?
+        .query_row([notifier_id], |r| r.get(0))?)
+}
+
+/// Notifiers with pending deliveries.
+pub fn notifiers_with_pending(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT DISTINCT notifier_id FROM deliveries WHERE state = 'pending'")?;
+    let ids = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
+pub fn mark_sent(conn: &Connection, notification_id: &str, notifier_id: &str, now: Millis) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET state = 'sent', attempts = attempts + 1, last_error = NULL, updated_at = ?3
+         WHERE notification_id = ?1 AND notifier_id = ?2",
+    )?
+    .execute(params![notification_id, notifier_id, now])?;
+    Ok(())
+}
+
+/// Records a failed attempt: retried at `retry_at`, or failed for good when `None`.
+pub fn mark_attempt_failed(
+    conn: &Connection,
+    notification_id: &str,
+    notifier_id: &str,
+    error: &str,
+    retry_at: Option<Millis>,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let state = if retry_at.is_some() { "pending" } else { "failed" };
+    conn.prepare_cached(
+        "UPDATE deliveries SET state = ?3, attempts = attempts + 1, last_error = ?4,
+                next_attempt_at = COALESCE(?5, next_attempt_at), updated_at = ?6
+         WHERE notification_id = ?1 AND notifier_id = ?2",
+    )?
+    .execute(params![notification_id, notifier_id, state, error, retry_at, now])?;
+    Ok(())
+}
+
+/// Fails every pending delivery of a notifier without sending it.
+pub fn cancel_pending(conn: &Connection, notifier_id: &str, why: &str, now: Millis) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "UPDATE deliveries SET state = 'failed', last_error = ?2, updated_at = ?3 WHERE notifier_id = ?1 AND state = 'pending'",
+        params![notifier_id, why, now],
+    )?)
+}
+
+/// Every delivery of a notification.
+pub fn of_notification(conn: &Connection, notification_id: &str) -> Result<Vec<Delivery>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.notification_id, d.notifier_id, COALESCE(f.type, 'removed'), d.state, d.attempts,
+                d.next_attempt_at, d.last_error, d.updated_at
+         FROM deliveries d LEFT JOIN notifiers f ON f.id = d.notifier_id
+         WHERE d.notification_id = ?1 ORDER BY f.created_at, d.notifier_id",
+    )?;
+    let rows = stmt
+        .query_map([notification_id], |r| {
+            let state: String = r.get(3)?;
+            Ok(Delivery {
+                notification_id: r.get(0)?,
+                notifier_id: r.get(1)?,
+                notifier_type: r.get(2)?,
+                state: state.parse().unwrap_or(DeliveryState::Pending),
+                attempts: r.get(4)?,
+                next_attempt_at: r.get(5)?,
+                last_error: r.get(6)?,
+                updated_at: r.get(7)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Outbox counts by state, for tests, benchmarks and health.
+pub fn counts(conn: &Connection) -> Result<(i64, i64, i64), StoreError> {
+    Ok(conn.query_row(
+        "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'sent'), 0), COALESCE(SUM(state = 'failed'), 0)
+         FROM deliveries",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?)
+}

@@ -1,0 +1,218 @@
+//! The dispatcher: drains the outbox. Per notifier, in notification order: sends what is
+//! due, paces (a backlog becomes one digest message), retries with exponential backoff and
+//! jitter (honouring `Retry-After`), and fails for good what cannot succeed. Every outcome
+//! is written back at once, so a crash repeats at most the one send in flight.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use runwatch_core::clock::{Millis, SharedClock};
+use runwatch_core::deliveries::{self, Due};
+use runwatch_core::notifiers::{self, Notifier};
+use runwatch_core::store::StoreError;
+use runwatch_core::{NotifierStatus, Store};
+
+use crate::channel::Channel;
+use crate::render::{self, DIGEST_MAX};
+use crate::send::{Message, Outcome, Sender};
+
+/// First retry delay; doubled per attempt up to [`MAX_BACKOFF_MS`].
+pub const BASE_BACKOFF_MS: Millis = 1000;
+pub const MAX_BACKOFF_MS: Millis = 5 * 60 * 1000;
+/// After this many failed attempts a delivery is failed for good (about an hour of tries).
+pub const MAX_ATTEMPTS: i64 = 20;
+/// How often the dispatcher looks for work that other processes queued.
+pub const POLL: Duration = Duration::from_secs(1);
+
+enum Msg {
+    Wake,
+    Stop,
+}
+
+/// Wakes or stops a running dispatcher from another thread.
+#[derive(Debug, Clone)]
+pub struct DispatcherHandle(mpsc::Sender<Msg>);
+
+impl DispatcherHandle {
+    /// New deliveries are queued: look now rather than at the next poll.
+    pub fn wake(&self) {
+        let _ = self.0.send(Msg::Wake);
+    }
+
+    /// Finish the send in flight, then return from [`Dispatcher::run`].
+    pub fn stop(&self) {
+        let _ = self.0.send(Msg::Stop);
+    }
+}
+
+pub struct Dispatcher {
+    store: Store,
+    clock: SharedClock,
+    sender: Sender,
+    /// Per notifier: no message before this time (pacing).
+    paced_until: HashMap<String, Millis>,
+    tx: mpsc::Sender<Msg>,
+    rx: Receiver<Msg>,
+}
+
+impl Dispatcher {
+    pub fn new(store: Store, clock: SharedClock, sender: Sender) -> Self {
+        let (tx, rx) = mpsc::channel();
+        Self { store, clock, sender, paced_until: HashMap::new(), tx, rx }
+    }
+
+    pub fn handle(&self) -> DispatcherHandle {
+        DispatcherHandle(self.tx.clone())
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Sends everything due now; returns when there will be more to do (if known).
+    pub fn step(&mut self) -> Result<Option<Millis>, StoreError> {
+        let mut next: Option<Millis> = None;
+        let mut soonest = |t: Option<Millis>| next = [next, t].into_iter().flatten().min();
+        for notifier in notifiers::list(self.store.conn())? {
+            if notifier.status != NotifierStatus::Enabled {
+                continue;
+            }
+            soonest(self.step_notifier(&notifier)?);
+        }
+        Ok(next)
+    }
+
+    fn step_notifier(&mut self, notifier: &Notifier) -> Result<Option<Millis>, StoreError> {
+        let channel = match Channel::from_notifier(notifier) {
+            Ok(c) => c,
+            Err(e) => {
+                let now = self.clock.now();
+                let error = format!("invalid notifier settings: {e}");
+                let due = deliveries::due(self.store.conn(), &notifier.id, now, 1000)?;
+                self.store.write(|tx| {
+                    for d in &due {
+                        deliveries::mark_attempt_failed(tx, &d.notification.id, &notifier.id, &error, None, now)?;
+                    }
+                    Ok(())
+                })?;
+                return Ok(None);
+            }
+        };
+        let pacing = channel.pacing_ms();
+        loop {
+            let now = self.clock.now();
+            let paced = self.paced_until.get(&notifier.id).copied().unwrap_or(Millis::MIN);
+            if now < paced {
+                let pending = deliveries::next_attempt(self.store.conn(), &notifier.id)?;
+                return Ok(pending.map(|p| p.max(paced)));
+            }
+            let due = deliveries::due(self.store.conn(), &notifier.id, now, DIGEST_MAX)?;
+            if due.is_empty() {
+                return deliveries::next_attempt(self.store.conn(), &notifier.id);
+            }
+            // With pacing, everything that backed up goes as one digest; without, one by one.
+            let batch: &[Due] = if pacing > 0 { &due } else { &due[..1] };
+            let outcome = self.sender.send(&channel, &message(batch, &channel));
+            let now = self.clock.now();
+            self.record(notifier, batch, &outcome, now)?;
+            if pacing > 0 {
+                self.paced_until.insert(notifier.id.clone(), now + pacing);
+            }
+            if !matches!(outcome, Outcome::Sent) {
+                // Back off this notifier for now; others go on.
+                return deliveries::next_attempt(self.store.conn(), &notifier.id);
+            }
+        }
+    }
+
+    fn record(&mut self, notifier: &Notifier, batch: &[Due], outcome: &Outcome, now: Millis) -> Result<(), StoreError> {
+        self.store.write(|tx| {
+            for d in batch {
+                let id = &d.notification.id;
+                match outcome {
+                    Outcome::Sent => deliveries::mark_sent(tx, id, &notifier.id, now)?,
+                    Outcome::Failed { error } => deliveries::mark_attempt_failed(tx, id, &notifier.id, error, None, now)?,
+                    Outcome::Retry { error, after } => {
+                        let retry_at = (d.attempts + 1 < MAX_ATTEMPTS).then(|| now + retry_delay(d.attempts, *after));
+                        let error = if retry_at.is_none() { format!("{error} (gave up after {MAX_ATTEMPTS} attempts)") } else { error.clone() };
+                        deliveries::mark_attempt_failed(tx, id, &notifier.id, &error, retry_at, now)?;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        if let Outcome::Failed { error } | Outcome::Retry { error, .. } = outcome {
+            tracing::warn!("delivery to {} notifier {} failed: {error}", notifier.kind, short(&notifier.id));
+        }
+        Ok(())
+    }
+
+    /// Runs until [`DispatcherHandle::stop`]: steps whenever work is due, woken early by
+    /// [`DispatcherHandle::wake`], and at least every [`POLL`] for work queued elsewhere.
+    pub fn run(mut self) {
+        loop {
+            let next = match self.step() {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::warn!("dispatcher: {e}; will retry");
+                    None
+                }
+            };
+            let now = self.clock.now();
+            let wait = next.map_or(POLL, |t| Duration::from_millis((t - now).clamp(0, POLL.as_millis() as Millis) as u64));
+            match self.rx.recv_timeout(wait) {
+                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(Msg::Wake) | Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+}
+
+/// The message for a batch: the notification itself, or a digest.
+fn message<'a>(batch: &'a [Due], channel: &Channel) -> Message<'a> {
+    let level = batch.iter().map(|d| d.notification.level).max().unwrap_or(runwatch_core::Level::Info);
+    if let [only] = batch {
+        let n = &only.notification;
+        let template = channel.template().unwrap_or_else(|_| runwatch_core::template::Template::parse("{message}").unwrap());
+        return Message { text: render::message_text(n, &template), level, run: n.run_id.as_deref(), single: Some(n), count: 1 };
+    }
+    let items: Vec<_> = batch.iter().map(|d| &d.notification).collect();
+    Message { text: render::digest_text(&items), level, run: None, single: None, count: batch.len() }
+}
+
+/// The wait before retry number `attempts + 1`: the server's `Retry-After` if it gave
+/// one, else exponential backoff with up to 25 % jitter added (never less than the base).
+pub fn retry_delay(attempts: i64, retry_after: Option<Duration>) -> Millis {
+    if let Some(after) = retry_after {
+        return (after.as_millis() as Millis).min(MAX_BACKOFF_MS * 12);
+    }
+    let base = BASE_BACKOFF_MS.saturating_mul(1 << attempts.clamp(0, 20)).min(MAX_BACKOFF_MS);
+    base + (fastrand::f64() * 0.25 * base as f64) as Millis
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(8)]
+}
+
+/// Sends a test message to a notifier now, outside the outbox, and reports the answer.
+pub fn send_test(sender: &Sender, channel: &Channel) -> Outcome {
+    let text = "✅ Runwatch test message: this notifier works.".to_string();
+    sender.send(channel, &Message { text, level: runwatch_core::Level::Info, run: None, single: None, count: 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_bounded_jitter_and_honours_retry_after() {
+        for attempts in 0..6 {
+            let base = 1000 << attempts;
+            let d = retry_delay(attempts, None);
+            assert!((base..=base + base / 4).contains(&d), "attempt {attempts}: {d}");
+        }
+        assert!(retry_delay(30, None) <= MAX_BACKOFF_MS + MAX_BACKOFF_MS / 4);
+        assert_eq!(retry_delay(0, Some(Duration::from_secs(2))), 2000);
+    }
+}
