@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: find the built binaries, run them as a user
 //! would, and read what they print.
 
+pub mod fake_http;
+
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

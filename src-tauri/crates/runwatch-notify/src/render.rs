@@ -29,9 +29,8 @@ pub fn message_text(n: &Notification, template: &Template) -> String {
 pub fn plain_text(n: &Notification) -> String {
     if n.body.is_empty() || n.body == n.title {
         n.title.clone()
-    } else if n.body.starts_with(n.title.trim_end_matches('…')) && !n.title.ends_with('…') {
-        n.body.clone()
-    } else if n.title.ends_with('…') {
+    } else if n.body.starts_with(n.title.trim_end_matches('…')) {
+        // The title is the body's first line (shortened): the body says it all.
         n.body.clone()
     } else {
         format!("{}\n{}", n.title, n.body)
