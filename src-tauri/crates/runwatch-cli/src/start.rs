@@ -1,7 +1,7 @@
 //! `runwatch start`: the headless daemon — the watcher on its own thread, the HTTP server
-//! (API and UI) on the async runtime, notifications printed by the logger as they happen.
+//! (API and UI) on the async runtime, and the dispatcher delivering notifications to the
+//! notifiers (the logger prints them here as they happen).
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,9 +9,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use runwatch_aim::repo::AimRepo;
-use runwatch_core::clock::{format_local, SystemClock};
-use runwatch_core::template::{Template, AIM_STUCK_TEMPLATE};
-use runwatch_core::{DataDir, InstanceLock, Notification, Store};
+use runwatch_core::clock::{Clock, SharedClock, SystemClock};
+use runwatch_core::notifiers::Notifier;
+use runwatch_core::{DataDir, InstanceLock, Level, NotifierStatus, Store};
+use runwatch_notify::send::{Sender, DEFAULT_TIMEOUT};
+use runwatch_notify::{Channel, Dispatcher};
 use runwatch_watcher::Watcher;
 
 #[derive(Debug, clap::Args)]
@@ -27,9 +29,17 @@ pub fn start(data_dir: &DataDir, repos: &[PathBuf], args: &StartArgs) -> anyhow:
     let store = Store::open(data_dir)?;
     println!("Runwatch {} — data in '{}'", env!("CARGO_PKG_VERSION"), store.path().display());
 
-    let logger = Logger::new();
-    let mut watcher = Watcher::new(Store::open(data_dir)?, repos.clone(), Arc::new(SystemClock))?
-        .on_notification(move |n| logger.print(n));
+    let mut setup = Store::open(data_dir)?;
+    if ensure_a_notifier(&mut setup)? {
+        println!("No notifiers configured: using the logger, which prints notifications here. Add others with 'runwatch notifiers add'.");
+    }
+    drop(setup);
+
+    let clock: SharedClock = Arc::new(SystemClock);
+    let dispatcher = Dispatcher::new(Store::open(data_dir)?, clock.clone(), Sender::new(DEFAULT_TIMEOUT));
+    let deliver = dispatcher.handle();
+    let wake = deliver.clone();
+    let mut watcher = Watcher::new(Store::open(data_dir)?, repos.clone(), clock)?.on_notification(move |_| wake.wake());
     watcher.scan()?;
     if repos.is_empty() {
         println!("Not watching any Aim repository (pass --repo DIR); events sent to Runwatch are still received.");
@@ -37,12 +47,16 @@ pub fn start(data_dir: &DataDir, repos: &[PathBuf], args: &StartArgs) -> anyhow:
     for repo in &repos {
         println!("Watching '{}' …", repo.root().display());
     }
-    println!("Tracking {} runs; notifications are printed here (logger).", watcher.run_count());
+    println!("Tracking {} runs.", watcher.run_count());
     let stop = watcher.stop_handle();
     let watcher_thread = std::thread::Builder::new()
         .name("watcher".into())
         .spawn(move || watcher.run())
         .context("cannot start the watcher thread")?;
+    let dispatcher_thread = std::thread::Builder::new()
+        .name("dispatcher".into())
+        .spawn(move || dispatcher.run())
+        .context("cannot start the dispatcher thread")?;
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let served = runtime.block_on(async move {
@@ -53,11 +67,16 @@ pub fn start(data_dir: &DataDir, repos: &[PathBuf], args: &StartArgs) -> anyhow:
         println!("Press Ctrl+C to exit");
         server.serve(shutdown_signal()).await.context("HTTP server failed")
     });
+    // Stop taking in new events, then let the dispatcher finish the send in flight.
     stop.stop();
     match watcher_thread.join() {
         Ok(Ok(())) => {}
         Ok(Err(e)) => eprintln!("runwatch: warning: the watcher stopped with an error: {e}"),
         Err(_) => eprintln!("runwatch: warning: the watcher thread failed"),
+    }
+    deliver.stop();
+    if dispatcher_thread.join().is_err() {
+        eprintln!("runwatch: warning: the dispatcher thread failed");
     }
     drop(store);
     served?;
@@ -76,32 +95,24 @@ fn resolve_repos(paths: &[PathBuf]) -> anyhow::Result<Vec<AimRepo>> {
     Ok(repos)
 }
 
-/// The logger notifier: prints each notification on standard output. Stuck and crashed
-/// runs are printed with the stuck-run template (Aim's by default), as Aim's logger does.
-struct Logger {
-    stuck: Template,
-}
-
-impl Logger {
-    fn new() -> Self {
-        Logger { stuck: Template::parse(AIM_STUCK_TEMPLATE).expect("Aim's template is valid") }
+/// Adds the logger notifier when none is configured, as `aim-watcher start` does; true if
+/// it did.
+fn ensure_a_notifier(store: &mut Store) -> anyhow::Result<bool> {
+    if !store.notifiers()?.is_empty() {
+        return Ok(false);
     }
-
-    fn print(&self, n: &Notification) {
-        let text = if n.source == "detector" {
-            let values = std::collections::HashMap::from([
-                ("run.hash", n.run_id.clone().unwrap_or_default()),
-                ("title", n.title.clone()),
-                ("message", n.body.clone()),
-                ("level", n.level.to_string()),
-            ]);
-            format!("{} — {}", self.stuck.render(&values), n.title)
-        } else {
-            n.title.clone()
-        };
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{} {:<8} {}", format_local(n.created_at), n.level, text);
-    }
+    let logger = Channel::Logger { message: None };
+    let now = SystemClock.now();
+    store.add_notifier(&Notifier {
+        id: uuid::Uuid::new_v4().to_string(),
+        kind: logger.kind().into(),
+        status: NotifierStatus::Enabled,
+        config: logger.config_json(),
+        min_level: Level::Debug,
+        created_at: now,
+        updated_at: now,
+    })?;
+    Ok(true)
 }
 
 /// Completes on Ctrl+C (SIGINT) or SIGTERM.
