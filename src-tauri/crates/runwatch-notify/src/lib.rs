@@ -2,6 +2,7 @@
 //! renders and sends a message, and the dispatcher that drains the outbox with retries,
 //! backoff, pacing and digests.
 
+pub mod aim_config;
 pub mod channel;
 pub mod dispatcher;
 pub mod render;
