@@ -108,8 +108,9 @@ impl Drop for Running {
     }
 }
 
-/// GETs `url` and returns (status, body).
+/// GETs `url` (without its fragment) and returns (status, body).
 pub fn http_get(url: &str) -> (u16, String) {
+    let url = url.split('#').next().unwrap_or(url);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(10)))
@@ -118,6 +119,11 @@ pub fn http_get(url: &str) -> (u16, String) {
     let mut res = agent.get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = res.status().as_u16();
     (status, res.body_mut().read_to_string().unwrap())
+}
+
+/// The API token in a UI URL such as "http://127.0.0.1:1234/#token=abc".
+pub fn token_in(url: &str) -> String {
+    url.split_once("#token=").map(|(_, t)| t.to_string()).unwrap_or_else(|| panic!("no token in {url}"))
 }
 
 /// The URL in a line such as "Serving the UI at http://127.0.0.1:1234/".

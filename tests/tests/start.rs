@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use runwatch_tests::{binary, http_get, repo_root, url_in, Running};
+use runwatch_tests::{binary, http_get, repo_root, token_in, url_in, Running};
 
 fn start(data_dir: &std::path::Path) -> Running {
     Running::spawn(
@@ -14,15 +14,18 @@ fn start(data_dir: &std::path::Path) -> Running {
 }
 
 fn assert_serves_ui(url: &str) {
+    let base = url.split('#').next().unwrap();
     let (status, page) = http_get(url);
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("<title>Runwatch</title>"), "not the UI page:\n{page}");
     // The page's script is served too, so the page really renders.
     let script = page.split("src=\"").nth(1).and_then(|s| s.split('"').next()).expect("page has a script");
-    let (status, js) = http_get(&format!("{}{}", url.trim_end_matches('/'), script));
+    let (status, js) = http_get(&format!("{}{}", base.trim_end_matches('/'), script));
     assert_eq!(status, 200);
     assert!(js.len() > 1000, "script too small: {} bytes", js.len());
-    let (status, health) = http_get(&format!("{url}api/v1/health"));
+    let (status, _) = http_get(&format!("{base}api/v1/health"));
+    assert_eq!(status, 401, "the API needs the token");
+    let (status, health) = http_get(&format!("{base}api/v1/health?token={}", token_in(url)));
     assert_eq!(status, 200);
     assert!(health.contains(r#""status":"ok""#), "{health}");
 }

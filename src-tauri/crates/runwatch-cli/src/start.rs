@@ -14,6 +14,7 @@ use runwatch_core::notifiers::Notifier;
 use runwatch_core::{DataDir, InstanceLock, Level, NotifierStatus, Store};
 use runwatch_notify::send::{Sender, DEFAULT_TIMEOUT};
 use runwatch_notify::{Channel, Dispatcher};
+use runwatch_http::ApiConfig;
 use runwatch_watcher::Watcher;
 
 #[derive(Debug, clap::Args)]
@@ -39,6 +40,7 @@ pub fn start(data_dir: &DataDir, repos: &[PathBuf], args: &StartArgs) -> anyhow:
     let dispatcher = Dispatcher::new(Store::open(data_dir)?, clock.clone(), Sender::new(DEFAULT_TIMEOUT));
     let deliver = dispatcher.handle();
     let wake = deliver.clone();
+    let deliver_api = deliver.clone();
     let mut watcher = Watcher::new(Store::open(data_dir)?, repos.clone(), clock)?.on_notification(move |_| wake.wake());
     watcher.scan()?;
     if repos.is_empty() {
@@ -58,14 +60,20 @@ pub fn start(data_dir: &DataDir, repos: &[PathBuf], args: &StartArgs) -> anyhow:
         .spawn(move || dispatcher.run())
         .context("cannot start the dispatcher thread")?;
 
+    let api = ApiConfig {
+        store: Store::open(data_dir)?,
+        token: data_dir.api_token().context("cannot create the API token")?,
+        clock: Arc::new(SystemClock),
+        on_stored: Box::new(move || deliver_api.wake()),
+    };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let served = runtime.block_on(async move {
         let server = runwatch_http::Server::bind(args.http)
             .await
             .with_context(|| format!("cannot listen on {} (is another program using it? try --http 127.0.0.1:0)", args.http))?;
-        println!("Serving the UI at {}", server.url()?);
+        println!("Serving the UI at {}", server.url(&api.token)?);
         println!("Press Ctrl+C to exit");
-        server.serve(shutdown_signal()).await.context("HTTP server failed")
+        server.serve(api, shutdown_signal()).await.context("HTTP server failed")
     });
     // Stop taking in new events, then let the dispatcher finish the send in flight.
     stop.stop();

@@ -47,6 +47,35 @@ impl DataDir {
         self.path.join("runwatch.db")
     }
 
+    /// The API's bearer token: created on first use (random, mode 0600), then reused.
+    pub fn api_token(&self) -> io::Result<String> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.path.join("api-token");
+        if let Ok(t) = fs::read_to_string(&path) {
+            if t.trim().len() >= 32 {
+                return Ok(t.trim().to_string());
+            }
+        }
+        self.ensure()?;
+        let token = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let tmp = self.path.join(".api-token.tmp");
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(token.as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        Ok(token)
+    }
+
     pub fn lock_path(&self) -> PathBuf {
         self.path.join("watcher.lock")
     }

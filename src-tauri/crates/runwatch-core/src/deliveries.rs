@@ -2,14 +2,17 @@
 //! the notification, updated by the dispatcher — how nothing is lost across restarts.
 
 use rusqlite::{params, Connection};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+use utoipa::ToSchema;
 
 use crate::clock::Millis;
 use crate::store::StoreError;
 use crate::{DeliveryState, Level};
 
 /// One delivery as the dispatcher and `notifications show` see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, TS)]
+#[ts(export)]
 pub struct Delivery {
     pub notification_id: String,
     pub notifier_id: String,
@@ -17,9 +20,9 @@ pub struct Delivery {
     pub notifier_type: String,
     pub state: DeliveryState,
     pub attempts: i64,
-    pub next_attempt_at: Millis,
+    pub next_attempt_at: i64,
     pub last_error: Option<String>,
-    pub updated_at: Millis,
+    pub updated_at: i64,
 }
 
 /// A due delivery with what is needed to send it.
@@ -30,7 +33,12 @@ pub struct Due {
 }
 
 /// Creates the deliveries of a new notification (called by `inbox::insert`).
-pub fn enqueue(conn: &Connection, notification_id: &str, level: Level, now: Millis) -> Result<usize, StoreError> {
+pub fn enqueue(
+    conn: &Connection,
+    notification_id: &str,
+    level: Level,
+    now: Millis,
+) -> Result<usize, StoreError> {
     Ok(conn
         .prepare_cached(
             "INSERT INTO deliveries (notification_id, notifier_id, state, attempts, next_attempt_at, updated_at)
@@ -41,19 +49,29 @@ pub fn enqueue(conn: &Connection, notification_id: &str, level: Level, now: Mill
 
 /// Pending deliveries of one notifier due at `now`, oldest notification first (so one
 /// notifier's messages keep their order).
-pub fn due(conn: &Connection, notifier_id: &str, now: Millis, limit: usize) -> Result<Vec<Due>, StoreError> {
+pub fn due(
+    conn: &Connection,
+    notifier_id: &str,
+    now: Millis,
+    limit: usize,
+) -> Result<Vec<Due>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT n.id, d.attempts FROM deliveries d JOIN notifications n ON n.id = d.notification_id
          WHERE d.notifier_id = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
          ORDER BY n.seq LIMIT ?3",
     )?;
     let ids: Vec<(String, i64)> = stmt
-        .query_map(params![notifier_id, now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(params![notifier_id, now, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
         .collect::<Result<_, _>>()?;
     let mut out = Vec::with_capacity(ids.len());
     for (id, attempts) in ids {
         if let Some(notification) = crate::inbox::get(conn, &id)? {
-            out.push(Due { notification, attempts });
+            out.push(Due {
+                notification,
+                attempts,
+            });
         }
     }
     Ok(out)
@@ -68,12 +86,20 @@ pub fn next_attempt(conn: &Connection, notifier_id: &str) -> Result<Option<Milli
 
 /// Notifiers with pending deliveries.
 pub fn notifiers_with_pending(conn: &Connection) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT DISTINCT notifier_id FROM deliveries WHERE state = 'pending'")?;
-    let ids = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let mut stmt =
+        conn.prepare_cached("SELECT DISTINCT notifier_id FROM deliveries WHERE state = 'pending'")?;
+    let ids = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     Ok(ids)
 }
 
-pub fn mark_sent(conn: &Connection, notification_id: &str, notifier_id: &str, now: Millis) -> Result<(), StoreError> {
+pub fn mark_sent(
+    conn: &Connection,
+    notification_id: &str,
+    notifier_id: &str,
+    now: Millis,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "UPDATE deliveries SET state = 'sent', attempts = attempts + 1, last_error = NULL, updated_at = ?3
          WHERE notification_id = ?1 AND notifier_id = ?2",
@@ -91,18 +117,34 @@ pub fn mark_attempt_failed(
     retry_at: Option<Millis>,
     now: Millis,
 ) -> Result<(), StoreError> {
-    let state = if retry_at.is_some() { "pending" } else { "failed" };
+    let state = if retry_at.is_some() {
+        "pending"
+    } else {
+        "failed"
+    };
     conn.prepare_cached(
         "UPDATE deliveries SET state = ?3, attempts = attempts + 1, last_error = ?4,
                 next_attempt_at = COALESCE(?5, next_attempt_at), updated_at = ?6
          WHERE notification_id = ?1 AND notifier_id = ?2",
     )?
-    .execute(params![notification_id, notifier_id, state, error, retry_at, now])?;
+    .execute(params![
+        notification_id,
+        notifier_id,
+        state,
+        error,
+        retry_at,
+        now
+    ])?;
     Ok(())
 }
 
 /// Fails every pending delivery of a notifier without sending it.
-pub fn cancel_pending(conn: &Connection, notifier_id: &str, why: &str, now: Millis) -> Result<usize, StoreError> {
+pub fn cancel_pending(
+    conn: &Connection,
+    notifier_id: &str,
+    why: &str,
+    now: Millis,
+) -> Result<usize, StoreError> {
     Ok(conn.execute(
         "UPDATE deliveries SET state = 'failed', last_error = ?2, updated_at = ?3 WHERE notifier_id = ?1 AND state = 'pending'",
         params![notifier_id, why, now],
@@ -110,7 +152,10 @@ pub fn cancel_pending(conn: &Connection, notifier_id: &str, why: &str, now: Mill
 }
 
 /// Every delivery of a notification.
-pub fn of_notification(conn: &Connection, notification_id: &str) -> Result<Vec<Delivery>, StoreError> {
+pub fn of_notification(
+    conn: &Connection,
+    notification_id: &str,
+) -> Result<Vec<Delivery>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT d.notification_id, d.notifier_id, COALESCE(f.type, 'removed'), d.state, d.attempts,
                 d.next_attempt_at, d.last_error, d.updated_at

@@ -3,17 +3,20 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+use utoipa::ToSchema;
 
 use crate::clock::Millis;
 use crate::store::{Store, StoreError};
 use crate::Level;
 
 /// One inbox item.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, TS)]
+#[ts(export)]
 pub struct Notification {
     pub id: String,
-    pub created_at: Millis,
-    pub updated_at: Millis,
+    pub created_at: i64,
+    pub updated_at: i64,
     pub level: Level,
     pub title: String,
     pub body: String,
@@ -23,8 +26,8 @@ pub struct Notification {
     pub event_id: Option<String>,
     /// How many more identical messages were folded into this one.
     pub repeat_count: i64,
-    pub acked_at: Option<Millis>,
-    pub expires_at: Option<Millis>,
+    pub acked_at: Option<i64>,
+    pub expires_at: Option<i64>,
 }
 
 /// A notification to store; the inbox assigns id and times.
@@ -43,7 +46,8 @@ pub struct NewNotification {
 }
 
 /// Which notifications to list.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, TS)]
+#[ts(export)]
 #[serde(rename_all = "lowercase")]
 pub enum AckState {
     /// Not yet acknowledged (the default view).
@@ -66,7 +70,8 @@ pub struct ListFilter {
 }
 
 /// One page of a listing, newest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, TS)]
+#[ts(export)]
 pub struct Page {
     pub items: Vec<Notification>,
     /// Pass as `cursor` to get the next (older) page; `None` on the last page.
@@ -74,7 +79,8 @@ pub struct Page {
 }
 
 /// Unread (pending) counts by level.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, TS)]
+#[ts(export)]
 pub struct UnreadSummary {
     pub total: i64,
     pub debug: i64,
@@ -97,12 +103,18 @@ pub enum Inserted {
 pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 1000;
 
-const COLUMNS: &str = "id, created_at, updated_at, level, title, body, run_id, source, dedupe_key, event_id, \
+const COLUMNS: &str =
+    "id, created_at, updated_at, level, title, body, run_id, source, dedupe_key, event_id, \
                        repeat_count, acked_at, expires_at";
 
 /// Stores a notification (inside the caller's transaction, so it commits with the state
 /// change that caused it).
-pub fn insert(conn: &Connection, n: &NewNotification, now: Millis, expires_at: Option<Millis>) -> Result<Inserted, StoreError> {
+pub fn insert(
+    conn: &Connection,
+    n: &NewNotification,
+    now: Millis,
+    expires_at: Option<Millis>,
+) -> Result<Inserted, StoreError> {
     if let Some(existing) = find_duplicate(conn, n)? {
         return Ok(Inserted::Duplicate(existing));
     }
@@ -172,7 +184,12 @@ pub fn list(conn: &Connection, filter: &ListFilter) -> Result<Page, StoreError> 
     let mut stmt = conn.prepare_cached(&sql)?;
     // Unused numbered parameters are allowed by SQLite only when bound; bind all four.
     let rows = stmt.query_map(
-        params![filter.min_level.map(Level::number), filter.run_id, cursor, (limit + 1) as i64],
+        params![
+            filter.min_level.map(Level::number),
+            filter.run_id,
+            cursor,
+            (limit + 1) as i64
+        ],
         |r| Ok((r.get::<_, i64>(0)?, from_row(r, 1)?)),
     )?;
     let mut items = Vec::with_capacity(limit + 1);
@@ -180,18 +197,56 @@ pub fn list(conn: &Connection, filter: &ListFilter) -> Result<Page, StoreError> 
     for row in rows {
         let (seq, n) = row?;
         if items.len() == limit {
-            return Ok(Page { items, next_cursor: last_seq.map(|s: i64| s.to_string()) });
+            return Ok(Page {
+                items,
+                next_cursor: last_seq.map(|s: i64| s.to_string()),
+            });
         }
         last_seq = Some(seq);
         items.push(n);
     }
-    Ok(Page { items, next_cursor: None })
+    Ok(Page {
+        items,
+        next_cursor: None,
+    })
 }
 
 /// One notification by id.
 pub fn get(conn: &Connection, id: &str) -> Result<Option<Notification>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM notifications WHERE id = ?1");
     Ok(conn.query_row(&sql, [id], |r| from_row(r, 0)).optional()?)
+}
+
+/// Ids equal to `prefix` or starting with it, in id order, at most `limit` of them: how
+/// people name a notification by the first characters of its UUID. Ids are lowercase
+/// UUIDs, so the prefix is matched case-insensitively; an empty prefix matches nothing.
+pub fn ids_with_prefix(
+    conn: &Connection,
+    prefix: &str,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    prefixed_ids(conn, "notifications", &prefix.to_ascii_lowercase(), limit)
+}
+
+/// `ids_with_prefix` for any table keyed by a text `id`. A range on the id's index rather
+/// than LIKE, whose wildcards `_` and `%` are legal in ids and which skips the index.
+pub(crate) fn prefixed_ids(
+    conn: &Connection,
+    table: &str,
+    prefix: &str,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    if prefix.is_empty() {
+        return Ok(Vec::new());
+    }
+    // U+10FFFF sorts after every character in SQLite's byte-wise (BINARY) comparison.
+    let upper = format!("{prefix}\u{10FFFF}");
+    let sql = format!("SELECT id FROM {table} WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let ids = stmt
+        .query_map(params![prefix, upper, limit as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
 }
 
 /// Acknowledges these notifications; returns how many were pending before.
@@ -222,7 +277,9 @@ pub fn unread_summary(conn: &Connection) -> Result<UnreadSummary, StoreError> {
     let mut s = UnreadSummary::default();
     for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))? {
         let (level, count) = row?;
-        let Some(level) = Level::from_number(level) else { continue };
+        let Some(level) = Level::from_number(level) else {
+            continue;
+        };
         *match level {
             Level::Debug => &mut s.debug,
             Level::Info => &mut s.info,
@@ -238,7 +295,10 @@ pub fn unread_summary(conn: &Connection) -> Result<UnreadSummary, StoreError> {
 
 /// Deletes notifications whose expiry time has passed; returns how many.
 pub fn expire(conn: &Connection, now: Millis) -> Result<usize, StoreError> {
-    Ok(conn.execute("DELETE FROM notifications WHERE expires_at IS NOT NULL AND expires_at <= ?1", [now])?)
+    Ok(conn.execute(
+        "DELETE FROM notifications WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+        [now],
+    )?)
 }
 
 fn from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Notification> {
@@ -262,7 +322,11 @@ fn from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Notification> {
 
 /// The inbox operations on an open store, each in its own transaction.
 impl Store {
-    pub fn insert_notification(&mut self, n: &NewNotification, now: Millis) -> Result<Inserted, StoreError> {
+    pub fn insert_notification(
+        &mut self,
+        n: &NewNotification,
+        now: Millis,
+    ) -> Result<Inserted, StoreError> {
         let expires_at = self.expiry()?.map(|e| now.saturating_add(e));
         self.write(|tx| insert(tx, n, now, expires_at))
     }

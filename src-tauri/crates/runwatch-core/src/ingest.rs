@@ -2,6 +2,8 @@
 //! `runwatch send` and `runwatch exec` all come through here.
 
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+use utoipa::ToSchema;
 
 use crate::clock::Millis;
 use crate::inbox::{self, Inserted, NewNotification};
@@ -9,7 +11,8 @@ use crate::store::{Store, StoreError};
 use crate::{runs, Level};
 
 /// An event reported by a job or a client.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, TS)]
+#[ts(export)]
 pub struct Event {
     /// The run it concerns (created if unknown).
     pub run_id: Option<String>,
@@ -43,23 +46,54 @@ pub fn title_from(message: &str) -> String {
 impl Store {
     /// Stores an event as a notification, idempotently by `event_id`.
     pub fn ingest(&mut self, event: &Event, now: Millis) -> Result<Inserted, StoreError> {
+        Ok(self
+            .ingest_batch(std::slice::from_ref(event), now)?
+            .remove(0))
+    }
+
+    /// Stores events in one transaction: all or none.
+    pub fn ingest_batch(
+        &mut self,
+        events: &[Event],
+        now: Millis,
+    ) -> Result<Vec<Inserted>, StoreError> {
         let expires_at = self.expiry()?.map(|e| now.saturating_add(e));
-        let n = NewNotification {
-            level: Some(event.level.unwrap_or(Level::Info)),
-            title: event.title.clone().filter(|t| !t.trim().is_empty()).unwrap_or_else(|| title_from(&event.message)),
-            body: event.message.clone(),
-            run_id: event.run_id.clone(),
-            source: if event.source.is_empty() { "ingest".into() } else { event.source.clone() },
-            event_id: event.event_id.clone(),
-            ..Default::default()
-        };
         self.write(|tx| {
-            if let Some(run) = &event.run_id {
-                runs::ensure(tx, run, now)?;
-            }
-            inbox::insert(tx, &n, now, expires_at)
+            events
+                .iter()
+                .map(|e| ingest_in(tx, e, now, expires_at))
+                .collect()
         })
     }
+}
+
+fn ingest_in(
+    tx: &rusqlite::Connection,
+    event: &Event,
+    now: Millis,
+    expires_at: Option<Millis>,
+) -> Result<Inserted, StoreError> {
+    let n = NewNotification {
+        level: Some(event.level.unwrap_or(Level::Info)),
+        title: event
+            .title
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or_else(|| title_from(&event.message)),
+        body: event.message.clone(),
+        run_id: event.run_id.clone(),
+        source: if event.source.is_empty() {
+            "ingest".into()
+        } else {
+            event.source.clone()
+        },
+        event_id: event.event_id.clone(),
+        ..Default::default()
+    };
+    if let Some(run) = &event.run_id {
+        runs::ensure(tx, run, now)?;
+    }
+    inbox::insert(tx, &n, now, expires_at)
 }
 
 #[cfg(test)]
@@ -79,11 +113,19 @@ mod tests {
             source: "api".into(),
             ..Default::default()
         };
-        let Inserted::New(n) = store.ingest(&event, 10).unwrap() else { panic!() };
+        let Inserted::New(n) = store.ingest(&event, 10).unwrap() else {
+            panic!()
+        };
         assert_eq!(n.title, "OOM at step 1200");
         assert_eq!(n.body, event.message);
         assert_eq!(store.ingest(&event, 11).unwrap(), Inserted::Duplicate(n.id));
-        assert_eq!(store.run("job-7").unwrap().unwrap().state, crate::RunState::Running);
-        assert_eq!(title_from(&"x".repeat(500)).chars().count(), MAX_TITLE_CHARS);
+        assert_eq!(
+            store.run("job-7").unwrap().unwrap().state,
+            crate::RunState::Running
+        );
+        assert_eq!(
+            title_from(&"x".repeat(500)).chars().count(),
+            MAX_TITLE_CHARS
+        );
     }
 }

@@ -13,7 +13,7 @@ pub mod store;
 pub mod template;
 
 pub use data_dir::DataDir;
+pub use inbox::{Inserted, NewNotification, Notification};
 pub use lock::{InstanceLock, LockError};
 pub use model::{DeliveryState, Level, NotifierStatus, RunState};
-pub use inbox::{Inserted, NewNotification, Notification};
 pub use store::{Store, StoreError};

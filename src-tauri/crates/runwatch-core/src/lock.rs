@@ -28,7 +28,10 @@ impl InstanceLock {
     /// Takes the lock without waiting; fails with [`LockError::Held`] if another process has it.
     pub fn acquire(dir: &DataDir) -> Result<Self, LockError> {
         let path = dir.lock_path();
-        let io_err = |source| LockError::Io { path: path.clone(), source };
+        let io_err = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
         dir.ensure().map_err(io_err)?;
         let mut file = OpenOptions::new()
             .read(true)
@@ -46,7 +49,11 @@ impl InstanceLock {
                 let pid = pid.trim();
                 return Err(LockError::Held {
                     dir: dir.path().to_path_buf(),
-                    pid: if pid.is_empty() { "unknown".into() } else { pid.into() },
+                    pid: if pid.is_empty() {
+                        "unknown".into()
+                    } else {
+                        pid.into()
+                    },
                 });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io_err(e)),
@@ -70,7 +77,10 @@ mod tests {
         let err = InstanceLock::acquire(&dir).unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, LockError::Held { .. }), "{msg}");
-        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
         drop(first);
         InstanceLock::acquire(&dir).unwrap();
     }

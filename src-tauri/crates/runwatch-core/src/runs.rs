@@ -1,14 +1,17 @@
 //! Runs and the check-ins the detector remembers for them (the `runs` and `checkins` tables).
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+use utoipa::ToSchema;
 
 use crate::clock::Millis;
 use crate::store::{Store, StoreError};
 use crate::RunState;
 
 /// A watched run as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, TS)]
+#[ts(export)]
 pub struct Run {
     pub id: String,
     pub repo: Option<String>,
@@ -19,13 +22,13 @@ pub struct Run {
     pub checkin_flag: Option<String>,
     pub checkin_expect_next_in: Option<i64>,
     /// When that check-in was first seen, by the engine's clock.
-    pub checkin_first_seen: Option<Millis>,
+    pub checkin_first_seen: Option<i64>,
     /// When the run turns stuck or crashed unless it checks in again.
-    pub deadline: Option<Millis>,
+    pub deadline: Option<i64>,
     /// The last Aim log-record step already turned into notifications.
     pub log_step: Option<i64>,
-    pub created_at: Millis,
-    pub updated_at: Millis,
+    pub created_at: i64,
+    pub updated_at: i64,
 }
 
 /// The newest check-in file of one flag of a run.
@@ -34,7 +37,7 @@ pub struct CheckinRow<'a> {
     pub flag: &'a str,
     pub idx: i64,
     pub expect_next_in: i64,
-    pub first_seen: Millis,
+    pub first_seen: i64,
 }
 
 const COLUMNS: &str = "id, repo, name, state, checkin_idx, checkin_flag, checkin_expect_next_in, checkin_first_seen, \
@@ -77,7 +80,8 @@ pub fn save_detected(
 
 /// Remembers the last Aim log-record step turned into notifications.
 pub fn set_log_step(conn: &Connection, id: &str, step: i64) -> Result<(), StoreError> {
-    conn.prepare_cached("UPDATE runs SET log_step = ?2 WHERE id = ?1")?.execute(params![id, step])?;
+    conn.prepare_cached("UPDATE runs SET log_step = ?2 WHERE id = ?1")?
+        .execute(params![id, step])?;
     Ok(())
 }
 
@@ -91,13 +95,49 @@ pub fn ensure(conn: &Connection, id: &str, now: Millis) -> Result<(), StoreError
 }
 
 /// Records the newest check-in of a flag.
-pub fn upsert_checkin(conn: &Connection, run_id: &str, c: &CheckinRow<'_>) -> Result<(), StoreError> {
+pub fn upsert_checkin(
+    conn: &Connection,
+    run_id: &str,
+    c: &CheckinRow<'_>,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO checkins (run_id, flag, idx, expect_next_in, first_seen) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (run_id, flag) DO UPDATE SET
            idx = excluded.idx, expect_next_in = excluded.expect_next_in, first_seen = excluded.first_seen",
     )?
     .execute(params![run_id, c.flag, c.idx, c.expect_next_in, c.first_seen])?;
+    Ok(())
+}
+
+/// Run ids equal to `prefix` or starting with it (case-sensitive: run ids are chosen by
+/// clients), in id order, at most `limit`; an empty prefix matches nothing.
+pub fn ids_with_prefix(
+    conn: &Connection,
+    prefix: &str,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    crate::inbox::prefixed_ids(conn, "runs", prefix, limit)
+}
+
+/// Names a run (what `runwatch exec --name` reports), creating it if needed.
+pub fn set_name(conn: &Connection, id: &str, name: &str, now: Millis) -> Result<(), StoreError> {
+    ensure(conn, id, now)?;
+    conn.prepare_cached("UPDATE runs SET name = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![id, name, now])?;
+    Ok(())
+}
+
+/// Sets the state of a run that reports its own fate (a command run by `runwatch exec`),
+/// creating it if needed. Aim runs get theirs from the detector (`save_detected`).
+pub fn set_state(
+    conn: &Connection,
+    id: &str,
+    state: RunState,
+    now: Millis,
+) -> Result<(), StoreError> {
+    ensure(conn, id, now)?;
+    conn.prepare_cached("UPDATE runs SET state = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![id, state.as_str(), now])?;
     Ok(())
 }
 
@@ -121,15 +161,22 @@ pub struct StoredCheckin {
     pub flag: String,
     pub idx: i64,
     pub expect_next_in: i64,
-    pub first_seen: Millis,
+    pub first_seen: i64,
 }
 
 /// Every stored check-in, for the detector to rebuild its memory at start.
 pub fn all_checkins(conn: &Connection) -> Result<Vec<StoredCheckin>, StoreError> {
-    let mut stmt = conn.prepare("SELECT run_id, flag, idx, expect_next_in, first_seen FROM checkins")?;
+    let mut stmt =
+        conn.prepare("SELECT run_id, flag, idx, expect_next_in, first_seen FROM checkins")?;
     let rows = stmt
         .query_map([], |r| {
-            Ok(StoredCheckin { run_id: r.get(0)?, flag: r.get(1)?, idx: r.get(2)?, expect_next_in: r.get(3)?, first_seen: r.get(4)? })
+            Ok(StoredCheckin {
+                run_id: r.get(0)?,
+                flag: r.get(1)?,
+                idx: r.get(2)?,
+                expect_next_in: r.get(3)?,
+                first_seen: r.get(4)?,
+            })
         })?
         .collect::<Result<_, _>>()?;
     Ok(rows)

@@ -28,14 +28,27 @@ fn empty_file_is_migrated_and_reopening_migrates_idempotently() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(tables, ["checkins", "deliveries", "notifications", "notifiers", "runs", "settings"]);
+    assert_eq!(
+        tables,
+        [
+            "checkins",
+            "deliveries",
+            "notifications",
+            "notifiers",
+            "runs",
+            "settings"
+        ]
+    );
     store.set_setting("log_level", &"WARNING").unwrap();
     drop(store);
 
     for _ in 0..2 {
         let store = Store::open_path(&path).unwrap();
         assert_eq!(store.schema_version().unwrap(), latest_schema_version());
-        assert_eq!(store.setting::<String>("log_level").unwrap().as_deref(), Some("WARNING"));
+        assert_eq!(
+            store.setting::<String>("log_level").unwrap().as_deref(),
+            Some("WARNING")
+        );
     }
 }
 
@@ -43,8 +56,14 @@ fn empty_file_is_migrated_and_reopening_migrates_idempotently() {
 fn store_uses_wal_and_a_busy_timeout() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(&DataDir::at(tmp.path())).unwrap();
-    let journal: String = store.conn().pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
-    let timeout: i64 = store.conn().pragma_query_value(None, "busy_timeout", |r| r.get(0)).unwrap();
+    let journal: String = store
+        .conn()
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    let timeout: i64 = store
+        .conn()
+        .pragma_query_value(None, "busy_timeout", |r| r.get(0))
+        .unwrap();
     assert_eq!(journal, "wal");
     assert!(timeout >= 5000, "busy timeout {timeout} ms");
 }
@@ -76,7 +95,11 @@ fn a_foreign_file_is_reported_as_corrupt_and_left_untouched() {
     std::fs::write(&path, &garbage).unwrap();
     let err = Store::open_path(&path).unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
-    assert!(err.to_string().contains("not a Runwatch database or is corrupt"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("not a Runwatch database or is corrupt"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(&path).unwrap(), garbage);
 }
 
@@ -86,7 +109,8 @@ fn a_store_from_a_newer_runwatch_is_refused() {
     let path = tmp.path().join("runwatch.db");
     drop(Store::open_path(&path).unwrap());
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.pragma_update(None, "user_version", latest_schema_version() as i64 + 1).unwrap();
+    conn.pragma_update(None, "user_version", latest_schema_version() as i64 + 1)
+        .unwrap();
     drop(conn);
     let err = Store::open_path(&path).unwrap_err();
     assert!(matches!(err, StoreError::TooNew { .. }), "{err:?}");
@@ -100,7 +124,9 @@ const WRITES_PER_PROCESS: usize = 2000;
 #[test]
 #[ignore = "run as a child process by another test"]
 fn writer_process() {
-    let Ok(spec) = std::env::var(WRITER_ENV) else { return };
+    let Ok(spec) = std::env::var(WRITER_ENV) else {
+        return;
+    };
     let (path, name) = spec.split_once('|').unwrap();
     // Both processes open (and so migrate) a brand-new file at the same moment too.
     let mut store = Store::open_path(Path::new(path)).unwrap();
@@ -115,7 +141,9 @@ fn writer_process() {
         store
             .insert_notification(&n, i as i64)
             .unwrap_or_else(|e| panic!("{name} write {i} failed: {e}"));
-        store.set_setting("last_writer", &name).unwrap_or_else(|e| panic!("{name} setting {i} failed: {e}"));
+        store
+            .set_setting("last_writer", &name)
+            .unwrap_or_else(|e| panic!("{name} setting {i} failed: {e}"));
     }
 }
 
@@ -137,11 +165,20 @@ fn two_processes_writing_at_once_never_see_database_is_locked() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "writer failed:\n{stdout}\n{stderr}");
-        assert!(!stdout.contains("locked") && !stderr.contains("locked"), "{stdout}\n{stderr}");
-        assert!(stdout.contains("1 passed"), "the writer did not run:\n{stdout}");
+        assert!(
+            !stdout.contains("locked") && !stderr.contains("locked"),
+            "{stdout}\n{stderr}"
+        );
+        assert!(
+            stdout.contains("1 passed"),
+            "the writer did not run:\n{stdout}"
+        );
     }
     let store = Store::open_path(&path).unwrap();
-    assert_eq!(store.unread_summary().unwrap().warning, 2 * WRITES_PER_PROCESS as i64);
+    assert_eq!(
+        store.unread_summary().unwrap().warning,
+        2 * WRITES_PER_PROCESS as i64
+    );
 }
 
 /// `Command::spawn` with piped output, named for what the test does with it.
@@ -150,6 +187,9 @@ trait OutputAsync {
 }
 impl OutputAsync for Command {
     fn output_async(&mut self) -> std::process::Child {
-        self.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+        self.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 }

@@ -1,19 +1,65 @@
-//! Runwatch's HTTP server: serves the web UI page (built from `ui/`, embedded in the binary)
-//! and the versioned API under `/api/v1`.
+//! Runwatch's HTTP server: the web UI page (built from `ui/`, embedded in the binary) and
+//! the versioned API under `/api/v1` (see [`api`]), guarded by a bearer token and
+//! `Host`/`Origin` checks (see [`guard`]).
+
+pub mod api;
+pub mod guard;
+mod openapi;
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use axum::extract::Path;
+use axum::extract::{DefaultBodyLimit, Path};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::routing::{get, post};
+use axum::Router;
+use runwatch_core::clock::SharedClock;
+use runwatch_core::Store;
 use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+
+pub use openapi::openapi_json;
 
 /// The address `runwatch start` listens on unless told otherwise: loopback only.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8747";
+
+/// The largest request body accepted (a batch of 1,000 events fits with room to spare).
+pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+/// What the API works on.
+pub struct ApiConfig {
+    pub store: Store,
+    pub token: String,
+    pub clock: SharedClock,
+    /// Called after events are stored (the app and daemon wake the dispatcher here).
+    pub on_stored: Box<dyn Fn() + Send + Sync>,
+}
+
+/// Shared by every request.
+pub struct ApiState {
+    store: Mutex<Store>,
+    token: String,
+    allowed: guard::Allowed,
+    changes: broadcast::Sender<()>,
+    clock: SharedClock,
+    on_stored: Box<dyn Fn() + Send + Sync>,
+}
+
+impl ApiState {
+    /// Something changed: tell the stream's listeners.
+    fn changed(&self) {
+        let _ = self.changes.send(());
+    }
+
+    fn stored(&self) {
+        self.changed();
+        (self.on_stored)();
+    }
+}
 
 /// A server bound to its address, ready to serve.
 pub struct Server {
@@ -30,33 +76,78 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// The URL a person opens to see the UI.
-    pub fn url(&self) -> io::Result<String> {
-        Ok(format!("http://{}/", self.local_addr()?))
+    /// The URL a person opens to see the UI. The token rides in the fragment, which
+    /// browsers never send to the server; the page keeps it and strips it from the URL.
+    pub fn url(&self, token: &str) -> io::Result<String> {
+        Ok(format!("http://{}/#token={token}", self.local_addr()?))
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests and returns.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
-        axum::serve(self.listener, router()).with_graceful_shutdown(shutdown).await
+    pub async fn serve(self, config: ApiConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
+        let port = self.local_addr()?.port();
+        let (changes, _) = broadcast::channel(64);
+        let state = Arc::new(ApiState {
+            store: Mutex::new(config.store),
+            token: config.token,
+            allowed: guard::Allowed::loopback(port),
+            changes,
+            clock: config.clock,
+            on_stored: config.on_stored,
+        });
+        let watcher = tokio::spawn(watch_store(state.clone()));
+        let result = axum::serve(self.listener, router(state)).with_graceful_shutdown(shutdown).await;
+        watcher.abort();
+        result
     }
 }
 
 /// All routes: the API under `/api/v1`, everything else from the UI bundle.
-pub fn router() -> Router {
+pub fn router(state: Arc<ApiState>) -> Router {
+    let api = Router::new()
+        .route("/health", get(api::health))
+        .route("/openapi.json", get(openapi::serve))
+        .route("/notifications", get(api::list_notifications))
+        .route("/notifications/summary", get(api::summary))
+        .route("/notifications/ack", post(api::ack))
+        .route("/notifications/{id}", get(api::show_notification))
+        .route("/notifications/{id}/ack", post(api::ack_one))
+        .route("/runs", get(api::runs))
+        .route("/events", post(api::ingest))
+        .route("/events/batch", post(api::ingest_batch))
+        .route("/notifiers", get(api::list_notifiers).post(api::add_notifier))
+        .route("/notifiers/{id}", get(api::get_notifier).patch(api::patch_notifier).delete(api::delete_notifier))
+        .route("/notifiers/{id}/test", post(api::test_notifier))
+        .route("/settings", get(api::get_settings).patch(api::patch_settings))
+        .route("/stream", get(api::stream))
+        .fallback(|uri: Uri| async move { api::ApiError::new(StatusCode::NOT_FOUND, format!("no API route {}", uri.path())) })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::check))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state);
     Router::new()
-        .route("/api/v1/health", get(health))
+        .nest("/api/v1", api)
         .route("/", get(index))
         .route("/{*path}", get(asset))
 }
 
-#[derive(serde::Serialize)]
-struct Health {
-    status: &'static str,
-    version: &'static str,
-}
-
-async fn health() -> Json<Health> {
-    Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") })
+/// Notices commits by other connections (the watcher, the dispatcher, the CLI) and tells
+/// the stream: SQLite's `data_version` changes when another connection commits.
+async fn watch_store(state: Arc<ApiState>) {
+    let mut last = None;
+    loop {
+        let s = state.clone();
+        let version = tokio::task::spawn_blocking(move || {
+            let store = s.store.lock().unwrap_or_else(|e| e.into_inner());
+            store.conn().pragma_query_value(None, "data_version", |r| r.get::<_, i64>(0)).ok()
+        })
+        .await
+        .ok()
+        .flatten();
+        if version.is_some() && last.is_some() && version != last {
+            state.changed();
+        }
+        last = version.or(last);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// The UI bundle built by `npm run build` in `ui/` (the make targets build it first).
@@ -68,10 +159,7 @@ async fn index() -> Response {
     serve_asset("index.html")
 }
 
-async fn asset(Path(path): Path<String>, uri: Uri) -> Response {
-    if path.starts_with("api/") {
-        return (StatusCode::NOT_FOUND, format!("no API route {}", uri.path())).into_response();
-    }
+async fn asset(Path(path): Path<String>) -> Response {
     if UiAssets::get(&path).is_some() {
         serve_asset(&path)
     } else {
@@ -84,7 +172,13 @@ fn serve_asset(path: &str) -> Response {
     match UiAssets::get(path) {
         Some(file) => {
             let mime = mime_guess::from_path(path).first_or_octet_stream();
-            ([(header::CONTENT_TYPE, mime.as_ref().to_string())], file.data).into_response()
+            let headers = [
+                (header::CONTENT_TYPE, mime.as_ref().to_string()),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+                (header::X_FRAME_OPTIONS, "DENY".to_string()),
+                (header::REFERRER_POLICY, "no-referrer".to_string()),
+            ];
+            (headers, file.data).into_response()
         }
         None => (
             StatusCode::NOT_FOUND,

@@ -1,0 +1,549 @@
+//! The API under `/api/v1`: notifications, runs, notifiers, settings, event ingest, a
+//! server-sent-events stream of changes, health. JSON in and out; errors as
+//! `{"error": "…"}` with a status that says whose fault it was.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream};
+use runwatch_core::deliveries::{self, Delivery};
+use runwatch_core::ingest::Event;
+use runwatch_core::inbox::{AckState, ListFilter, Page, UnreadSummary};
+use runwatch_core::notifiers::{Notifier, NotifierLookupError};
+use runwatch_core::runs::Run;
+use runwatch_core::store::StoreError;
+use runwatch_core::{Inserted, Level, Notification, NotifierStatus, Store};
+use runwatch_notify::dispatcher::send_test;
+use runwatch_notify::send::{Outcome, Sender, DEFAULT_TIMEOUT};
+use runwatch_notify::Channel;
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::ApiState;
+
+/// An API error: a status and one clear message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema, TS)]
+#[ts(export)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(ErrorBody { error: self.message })).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::BadCursor(_) => ApiError::bad_request(e.to_string()),
+            other => {
+                tracing::warn!("API store error: {other}");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the store is unavailable: {other}"))
+            }
+        }
+    }
+}
+
+impl From<NotifierLookupError> for ApiError {
+    fn from(e: NotifierLookupError) -> Self {
+        match e {
+            NotifierLookupError::Store(s) => s.into(),
+            other => ApiError::not_found(other.to_string()),
+        }
+    }
+}
+
+/// JSON bodies whose every rejection is a 400 (or 413) with a clear message.
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))
+            }
+            Err(e) => Err(ApiError::bad_request(format!("invalid JSON body: {}", e.body_text()))),
+        }
+    }
+}
+
+type ApiResult<T> = Result<axum::Json<T>, ApiError>;
+
+/// Runs store work off the async threads.
+async fn with_store<T: Send + 'static>(
+    state: &Arc<ApiState>,
+    f: impl FnOnce(&mut Store) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut store = state.store.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut store)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {e}")))?
+}
+
+fn now(state: &ApiState) -> i64 {
+    state.clock.now()
+}
+
+// ---- health ----
+
+#[derive(Debug, Serialize, Deserialize, ToSchema, TS)]
+#[ts(export)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/health", responses((status = 200, body = Health)))]
+pub async fn health() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+}
+
+// ---- notifications ----
+
+/// Filters for listing notifications.
+#[derive(Debug, Default, Deserialize, IntoParams, ToSchema, TS)]
+#[ts(export)]
+pub struct ListQuery {
+    /// Only at or above this level.
+    pub level: Option<Level>,
+    pub run: Option<String>,
+    /// pending (default), acked or all.
+    pub state: Option<AckState>,
+    pub cursor: Option<String>,
+    /// 1…1000, default 50.
+    pub limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/api/v1/notifications", params(ListQuery),
+    responses((status = 200, body = Page), (status = 400, body = ErrorBody)))]
+pub async fn list_notifications(State(state): State<Arc<ApiState>>, Query(q): Query<ListQuery>) -> ApiResult<Page> {
+    let filter = ListFilter { min_level: q.level, run_id: q.run, state: q.state.unwrap_or_default(), cursor: q.cursor, limit: q.limit };
+    with_store(&state, move |s| Ok(s.list_notifications(&filter)?)).await.map(axum::Json)
+}
+
+/// One notification and its deliveries.
+#[derive(Debug, Serialize, Deserialize, ToSchema, TS)]
+#[ts(export)]
+pub struct NotificationDetails {
+    pub notification: Notification,
+    pub deliveries: Vec<Delivery>,
+}
+
+#[utoipa::path(get, path = "/api/v1/notifications/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = NotificationDetails), (status = 404, body = ErrorBody)))]
+pub async fn show_notification(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> ApiResult<NotificationDetails> {
+    with_store(&state, move |s| {
+        let notification = s.notification(&id)?.ok_or_else(|| ApiError::not_found(format!("no notification '{id}'")))?;
+        let deliveries = deliveries::of_notification(s.conn(), &id)?;
+        Ok(NotificationDetails { notification, deliveries })
+    })
+    .await
+    .map(axum::Json)
+}
+
+/// What to acknowledge: some ids, or everything pending.
+#[derive(Debug, Default, Deserialize, ToSchema, TS)]
+#[ts(export)]
+pub struct AckRequest {
+    #[serde(default)]
+    pub ids: Vec<String>,
+    #[serde(default)]
+    pub all: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema, TS)]
+#[ts(export)]
+pub struct AckResult {
+    /// How many were pending and are now acknowledged.
+    pub acknowledged: usize,
+}
+
+#[utoipa::path(post, path = "/api/v1/notifications/ack", request_body = AckRequest,
+    responses((status = 200, body = AckResult), (status = 400, body = ErrorBody)))]
+pub async fn ack(State(state): State<Arc<ApiState>>, Json(req): Json<AckRequest>) -> ApiResult<AckResult> {
+    if req.all == !req.ids.is_empty() {
+        return Err(ApiError::bad_request("give either \"ids\": [...] or \"all\": true"));
+    }
+    let at = now(&state);
+    let n = with_store(&state, move |s| Ok(if req.all { s.ack_all(at)? } else { s.ack(&req.ids, at)? })).await?;
+    state.changed();
+    Ok(axum::Json(AckResult { acknowledged: n }))
+}
+
+#[utoipa::path(post, path = "/api/v1/notifications/{id}/ack", params(("id" = String, Path)),
+    responses((status = 200, body = AckResult), (status = 404, body = ErrorBody)))]
+pub async fn ack_one(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> ApiResult<AckResult> {
+    let at = now(&state);
+    let n = with_store(&state, move |s| {
+        s.notification(&id)?.ok_or_else(|| ApiError::not_found(format!("no notification '{id}'")))?;
+        Ok(s.ack(std::slice::from_ref(&id), at)?)
+    })
+    .await?;
+    state.changed();
+    Ok(axum::Json(AckResult { acknowledged: n }))
+}
+
+#[utoipa::path(get, path = "/api/v1/notifications/summary", responses((status = 200, body = UnreadSummary)))]
+pub async fn summary(State(state): State<Arc<ApiState>>) -> ApiResult<UnreadSummary> {
+    with_store(&state, |s| Ok(s.unread_summary()?)).await.map(axum::Json)
+}
+
+// ---- runs ----
+
+#[utoipa::path(get, path = "/api/v1/runs", responses((status = 200, body = Vec<Run>)))]
+pub async fn runs(State(state): State<Arc<ApiState>>) -> ApiResult<Vec<Run>> {
+    with_store(&state, |s| Ok(s.runs()?)).await.map(axum::Json)
+}
+
+// ---- events ----
+
+/// What storing an event did.
+#[derive(Debug, Serialize, Deserialize, ToSchema, TS)]
+#[ts(export)]
+pub struct IngestResult {
+    pub id: String,
+    /// The event id was already stored: nothing new.
+    pub duplicate: bool,
+}
+
+fn validate_event(e: &Event) -> Result<(), ApiError> {
+    if e.message.trim().is_empty() && e.title.as_deref().is_none_or(|t| t.trim().is_empty()) {
+        return Err(ApiError::bad_request("an event needs a \"message\" (or a \"title\")"));
+    }
+    Ok(())
+}
+
+fn result_of(i: Inserted) -> IngestResult {
+    match i {
+        Inserted::New(n) => IngestResult { id: n.id, duplicate: false },
+        Inserted::Duplicate(id) => IngestResult { id, duplicate: true },
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/events", request_body = Event,
+    responses((status = 200, body = IngestResult), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn ingest(State(state): State<Arc<ApiState>>, Json(mut event): Json<Event>) -> ApiResult<IngestResult> {
+    validate_event(&event)?;
+    event.source = "api".into();
+    let at = now(&state);
+    let r = with_store(&state, move |s| Ok(s.ingest(&event, at)?)).await?;
+    state.stored();
+    Ok(axum::Json(result_of(r)))
+}
+
+/// Events sent together: stored in one transaction, all or none.
+#[derive(Debug, Deserialize, ToSchema, TS)]
+#[ts(export)]
+pub struct EventBatch {
+    pub events: Vec<Event>,
+}
+
+#[utoipa::path(post, path = "/api/v1/events/batch", request_body = EventBatch,
+    responses((status = 200, body = Vec<IngestResult>), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn ingest_batch(State(state): State<Arc<ApiState>>, Json(batch): Json<EventBatch>) -> ApiResult<Vec<IngestResult>> {
+    let mut events = batch.events;
+    for (i, e) in events.iter_mut().enumerate() {
+        validate_event(e).map_err(|err| ApiError::bad_request(format!("event {i}: {}", err.message)))?;
+        e.source = "api".into();
+    }
+    let at = now(&state);
+    let r = with_store(&state, move |s| Ok(s.ingest_batch(&events, at)?)).await?;
+    state.stored();
+    Ok(axum::Json(r.into_iter().map(result_of).collect()))
+}
+
+// ---- notifiers ----
+
+/// A notifier as the API shows it: secrets masked (they are write-only).
+#[derive(Debug, Serialize, Deserialize, ToSchema, TS)]
+#[ts(export)]
+pub struct NotifierView {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: NotifierStatus,
+    pub min_level: Level,
+    #[ts(type = "Record<string, unknown>")]
+    #[schema(value_type = Object)]
+    pub config: serde_json::Value,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+fn view(n: &Notifier) -> NotifierView {
+    let config = Channel::from_notifier(n).map(|c| c.masked()).unwrap_or_else(|e| serde_json::json!({"error": e.to_string()}));
+    NotifierView { id: n.id.clone(), kind: n.kind.clone(), status: n.status, min_level: n.min_level, config, created_at: n.created_at, updated_at: n.updated_at }
+}
+
+/// A notifier to add.
+#[derive(Debug, Deserialize, ToSchema, TS)]
+#[ts(export)]
+pub struct NewNotifier {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// slack: url, message; workplace: group_id, access_token, base_url, message; logger: message;
+    /// webhook: url, headers, message.
+    #[ts(type = "Record<string, unknown>")]
+    #[schema(value_type = Object)]
+    pub config: serde_json::Value,
+    pub min_level: Option<Level>,
+}
+
+#[utoipa::path(get, path = "/api/v1/notifiers", responses((status = 200, body = Vec<NotifierView>)))]
+pub async fn list_notifiers(State(state): State<Arc<ApiState>>) -> ApiResult<Vec<NotifierView>> {
+    with_store(&state, |s| Ok(s.notifiers()?.iter().map(view).collect())).await.map(axum::Json)
+}
+
+#[utoipa::path(post, path = "/api/v1/notifiers", request_body = NewNotifier,
+    responses((status = 200, body = NotifierView), (status = 400, body = ErrorBody)))]
+pub async fn add_notifier(State(state): State<Arc<ApiState>>, Json(req): Json<NewNotifier>) -> ApiResult<NotifierView> {
+    let channel = Channel::from_parts(&req.kind, &req.config).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    channel.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let at = now(&state);
+    let n = Notifier {
+        id: uuid::Uuid::new_v4().to_string(),
+        kind: channel.kind().into(),
+        status: NotifierStatus::Enabled,
+        config: channel.config_json(),
+        min_level: req.min_level.unwrap_or(Level::Debug),
+        created_at: at,
+        updated_at: at,
+    };
+    let v = view(&n);
+    with_store(&state, move |s| Ok(s.add_notifier(&n)?)).await?;
+    state.changed();
+    Ok(axum::Json(v))
+}
+
+#[utoipa::path(get, path = "/api/v1/notifiers/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = NotifierView), (status = 404, body = ErrorBody)))]
+pub async fn get_notifier(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> ApiResult<NotifierView> {
+    with_store(&state, move |s| Ok(view(&s.resolve_notifier(&id)?))).await.map(axum::Json)
+}
+
+/// Changes to a notifier; omitted fields stay. Config keys given replace the stored ones,
+/// so a secret need not be sent again to change the template.
+#[derive(Debug, Default, Deserialize, ToSchema, TS)]
+#[ts(export)]
+pub struct NotifierPatch {
+    pub status: Option<NotifierStatus>,
+    pub min_level: Option<Level>,
+    #[ts(type = "Record<string, unknown> | null")]
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<serde_json::Value>,
+}
+
+#[utoipa::path(patch, path = "/api/v1/notifiers/{id}", params(("id" = String, Path)), request_body = NotifierPatch,
+    responses((status = 200, body = NotifierView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn patch_notifier(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    Json(patch): Json<NotifierPatch>,
+) -> ApiResult<NotifierView> {
+    let at = now(&state);
+    let v = with_store(&state, move |s| {
+        let n = s.resolve_notifier(&id)?;
+        let mut config = n.config.clone();
+        if let Some(serde_json::Value::Object(changes)) = &patch.config {
+            if let serde_json::Value::Object(m) = &mut config {
+                m.extend(changes.clone());
+            }
+            let channel = Channel::from_parts(&n.kind, &config).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            channel.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
+            config = channel.config_json();
+        } else if patch.config.is_some() {
+            return Err(ApiError::bad_request("\"config\" must be an object"));
+        }
+        s.write(|tx| {
+            if patch.config.is_some() {
+                runwatch_core::notifiers::set_config(tx, &n.id, &config, at)?;
+            }
+            if let Some(level) = patch.min_level {
+                runwatch_core::notifiers::set_min_level(tx, &n.id, level, at)?;
+            }
+            if let Some(status) = patch.status {
+                runwatch_core::notifiers::set_status(tx, &n.id, status, at)?;
+            }
+            Ok(())
+        })?;
+        Ok(view(&s.resolve_notifier(&n.id)?))
+    })
+    .await?;
+    state.changed();
+    Ok(axum::Json(v))
+}
+
+#[utoipa::path(delete, path = "/api/v1/notifiers/{id}", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_notifier(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    with_store(&state, move |s| {
+        let n = s.resolve_notifier(&id)?;
+        s.remove_notifier(&n.id)?;
+        Ok(())
+    })
+    .await?;
+    state.changed();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The answer to a test message.
+#[derive(Debug, Serialize, Deserialize, ToSchema, TS)]
+#[ts(export)]
+pub struct TestResult {
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/notifiers/{id}/test", params(("id" = String, Path)),
+    responses((status = 200, body = TestResult), (status = 404, body = ErrorBody)))]
+pub async fn test_notifier(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> ApiResult<TestResult> {
+    let n = with_store(&state, move |s| Ok(s.resolve_notifier(&id)?)).await?;
+    let channel = Channel::from_notifier(&n).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let outcome = tokio::task::spawn_blocking(move || send_test(&Sender::new(DEFAULT_TIMEOUT), &channel))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(axum::Json(match outcome {
+        Outcome::Sent => TestResult { ok: true, error: None },
+        Outcome::Retry { error, .. } | Outcome::Failed { error } => TestResult { ok: false, error: Some(error) },
+    }))
+}
+
+// ---- settings ----
+
+/// Engine settings.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
+#[ts(export)]
+pub struct Settings {
+    /// Aim log records from this level are notified.
+    pub log_level: Level,
+    /// Desktop popups from this level.
+    pub popup_level: Level,
+    /// Seconds a promised check-in may be late.
+    pub grace_secs: u64,
+    /// Days notifications are kept (0: forever).
+    pub expiry_days: u64,
+    /// Aim repositories the watcher reads.
+    pub watched_repos: Vec<String>,
+}
+
+/// Settings to change; omitted ones stay.
+#[derive(Debug, Default, Deserialize, ToSchema, TS)]
+#[ts(export)]
+pub struct SettingsPatch {
+    pub log_level: Option<Level>,
+    pub popup_level: Option<Level>,
+    pub grace_secs: Option<u64>,
+    pub expiry_days: Option<u64>,
+    pub watched_repos: Option<Vec<String>>,
+}
+
+fn read_settings(s: &Store) -> Result<Settings, ApiError> {
+    let level = |key: &str, default: Level| -> Result<Level, ApiError> {
+        Ok(s.setting::<String>(key)?.and_then(|l| l.parse().ok()).unwrap_or(default))
+    };
+    Ok(Settings {
+        log_level: level("log_level", Level::Warning)?,
+        popup_level: level("popup_level", Level::Error)?,
+        grace_secs: s.setting("grace_secs")?.unwrap_or(100),
+        expiry_days: s.setting("expiry_days")?.unwrap_or(runwatch_core::inbox::DEFAULT_EXPIRY_DAYS),
+        watched_repos: s.setting("watched_repos")?.unwrap_or_default(),
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/settings", responses((status = 200, body = Settings)))]
+pub async fn get_settings(State(state): State<Arc<ApiState>>) -> ApiResult<Settings> {
+    with_store(&state, |s| read_settings(s)).await.map(axum::Json)
+}
+
+#[utoipa::path(patch, path = "/api/v1/settings", request_body = SettingsPatch,
+    responses((status = 200, body = Settings), (status = 400, body = ErrorBody)))]
+pub async fn patch_settings(State(state): State<Arc<ApiState>>, Json(p): Json<SettingsPatch>) -> ApiResult<Settings> {
+    if p.grace_secs.is_some_and(|g| g > 7 * 86_400) {
+        return Err(ApiError::bad_request("grace_secs must be at most a week (604800)"));
+    }
+    let v = with_store(&state, move |s| {
+        if let Some(l) = p.log_level {
+            s.set_setting("log_level", &l.name())?;
+        }
+        if let Some(l) = p.popup_level {
+            s.set_setting("popup_level", &l.name())?;
+        }
+        if let Some(g) = p.grace_secs {
+            s.set_setting("grace_secs", &g)?;
+        }
+        if let Some(d) = p.expiry_days {
+            s.set_setting("expiry_days", &d)?;
+        }
+        if let Some(r) = &p.watched_repos {
+            s.set_setting("watched_repos", r)?;
+        }
+        read_settings(s)
+    })
+    .await?;
+    state.changed();
+    Ok(axum::Json(v))
+}
+
+// ---- the change stream ----
+
+/// What the stream sends on every change: the new unread summary.
+#[derive(Debug, Serialize, Deserialize, ToSchema, TS)]
+#[ts(export)]
+pub struct Change {
+    pub summary: UnreadSummary,
+}
+
+#[utoipa::path(get, path = "/api/v1/stream", responses((status = 200, description = "text/event-stream of `change` events whose data is a Change")))]
+pub async fn stream(State(state): State<Arc<ApiState>>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let rx = state.changes.subscribe();
+    let events = stream::unfold((state, rx, true), |(state, mut rx, first)| async move {
+        if !first {
+            loop {
+                match rx.recv().await {
+                    Ok(()) => break,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        }
+        let summary = with_store(&state, |s| Ok(s.unread_summary()?)).await.unwrap_or_default();
+        let data = serde_json::to_string(&Change { summary }).unwrap_or_default();
+        Some((Ok(SseEvent::default().event("change").data(data)), (state, rx, false)))
+    });
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}

@@ -1,0 +1,63 @@
+//! Who may call the API: a bearer token for every call, and `Host` / `Origin` headers
+//! naming this server, so a web page cannot reach it by DNS rebinding or cross-site.
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
+use crate::api::ApiError;
+use crate::ApiState;
+
+/// Hosts and origins this server answers to.
+#[derive(Debug, Clone)]
+pub struct Allowed {
+    pub hosts: Vec<String>,
+    pub origins: Vec<String>,
+}
+
+impl Allowed {
+    /// Loopback names for a port, plus the desktop app's webview origins.
+    pub fn loopback(port: u16) -> Allowed {
+        let hosts = vec![format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}")];
+        let mut origins: Vec<String> = hosts.iter().map(|h| format!("http://{h}")).collect();
+        origins.extend(["tauri://localhost".to_string(), "http://tauri.localhost".to_string()]);
+        Allowed { hosts, origins }
+    }
+}
+
+/// Rejects calls without the token (401) or from foreign hosts or origins (403).
+pub async fn check(State(state): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    if !state.allowed.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+        return ApiError::new(StatusCode::FORBIDDEN, format!("host '{host}' is not this Runwatch server")).into_response();
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        if !state.allowed.origins.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
+            return ApiError::new(StatusCode::FORBIDDEN, format!("cross-origin requests from '{origin}' are not allowed"))
+                .into_response();
+        }
+    }
+    if !has_token(headers, req.uri().query(), &state.token) {
+        return ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong API token: send 'Authorization: Bearer <token>' (the token is in the data dir's api-token file)")
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// The token from `Authorization: Bearer`, or from `?token=` (EventSource cannot send headers).
+fn has_token(headers: &HeaderMap, query: Option<&str>, token: &str) -> bool {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let from_query = query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
+    [bearer, from_query].into_iter().flatten().any(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
