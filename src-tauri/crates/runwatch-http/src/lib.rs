@@ -160,6 +160,10 @@ async fn index() -> Response {
 }
 
 async fn asset(Path(path): Path<String>) -> Response {
+    if path.starts_with("api/") {
+        // An unknown API route is an API error, not the UI page.
+        return api::ApiError::new(StatusCode::NOT_FOUND, format!("no API route /{path}")).into_response();
+    }
     if UiAssets::get(&path).is_some() {
         serve_asset(&path)
     } else {
