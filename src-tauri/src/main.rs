@@ -1,93 +1,120 @@
-//! `runwatch-app`: the desktop shell. Owns the tray icon and the window; everything else
-//! lives in the Tauri-free crates.
+//! `runwatch-app`: the desktop shell. Runs the same engine as `runwatch start` in-process
+//! (watcher, dispatcher, HTTP API) and owns what only a desktop has: the tray icon with its
+//! badge, native popups, and the windows. Everything testable lives in the Tauri-free crates.
 
+mod engine;
+mod popups;
+mod tray;
+
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use runwatch_core::{DataDir, InstanceLock, Store};
-use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
-use tauri::tray::TrayIconBuilder;
-use tauri::{AppHandle, Manager, WindowEvent};
+use tauri::{AppHandle, Manager, WebviewUrl, WebviewWindowBuilder, WindowEvent};
 
-/// Runwatch's desktop app: a tray icon and a window on the notification inbox.
+/// Runwatch's desktop app: a tray icon, popups and a window on the notification inbox.
 #[derive(Debug, Parser)]
 #[command(name = "runwatch-app", version, about)]
 struct Args {
     /// Where the store lives [default: the user data dir]
     #[arg(long, value_name = "DIR", env = runwatch_core::data_dir::HOME_ENV)]
     data_dir: Option<PathBuf>,
-}
 
-/// What the app holds for its whole life: the watcher lock and the open store.
-struct Engine {
-    _lock: InstanceLock,
-    _store: std::sync::Mutex<Store>,
+    /// An Aim repository to watch (repeatable) [default: the watched repos in Settings]
+    #[arg(long, value_name = "PATH")]
+    repo: Vec<PathBuf>,
+
+    /// Address of the API the window (and scripts) use
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    http: SocketAddr,
+
+    /// Start with the window hidden (only the tray icon), as at login
+    #[arg(long)]
+    hidden: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let engine = match open_engine(args.data_dir.as_deref()) {
-        Ok(engine) => engine,
-        Err(err) => {
-            eprintln!("runwatch-app: error: {err:#}");
-            return ExitCode::FAILURE;
-        }
-    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RUNWATCH_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let hidden = args.hidden;
     let result = tauri::Builder::default()
-        .manage(engine)
-        .setup(|app| {
-            build_tray(app.handle())?;
+        // First: a second launch hands over to the running app and exits.
+        .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| show_window(app, None)))
+        .plugin(tauri_plugin_autostart::init(tauri_plugin_autostart::MacosLauncher::LaunchAgent, Some(vec!["--hidden"])))
+        .setup(move |app| {
+            let engine = engine::Engine::start(app.handle(), args.data_dir.as_deref(), &args.repo, args.http)?;
+            let script = format!("window.__RUNWATCH__ = {{ api: {:?}, token: {:?} }};", engine.api_url, engine.token);
+            app.manage(engine);
+            let window = WebviewWindowBuilder::new(app, "main", WebviewUrl::App("index.html".into()))
+                .title("Runwatch")
+                .inner_size(960.0, 640.0)
+                .min_inner_size(480.0, 360.0)
+                .initialization_script(&script)
+                .visible(!hidden)
+                .build()?;
+            let _ = window;
+            tray::build(app.handle())?;
+            popups::start(app.handle().clone());
             Ok(())
         })
         .on_window_event(|window, event| {
-            // Closing the window keeps the app (and its tray icon) running.
+            // Closing a window keeps the app (and its tray icon) running.
             if let WindowEvent::CloseRequested { api, .. } = event {
                 api.prevent_close();
                 let _ = window.hide();
             }
         })
-        .run(tauri::generate_context!());
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+        .build(tauri::generate_context!());
+    let app = match result {
+        Ok(app) => app,
         Err(err) => {
             eprintln!("runwatch-app: error: {err}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
-    }
+    };
+    app.run(|handle, event| {
+        if let tauri::RunEvent::Exit = event {
+            if let Some(engine) = handle.try_state::<engine::Engine>() {
+                engine.stop();
+            }
+        }
+    });
+    ExitCode::SUCCESS
 }
 
-fn open_engine(data_dir: Option<&std::path::Path>) -> anyhow::Result<Engine> {
-    let dir = DataDir::resolve(data_dir)?;
-    let lock = InstanceLock::acquire(&dir)?;
-    let store = Store::open(&dir)?;
-    println!("Runwatch app — data in '{}'", store.path().display());
-    Ok(Engine { _lock: lock, _store: std::sync::Mutex::new(store) })
-}
-
-fn build_tray(app: &AppHandle) -> tauri::Result<()> {
-    let open = MenuItem::with_id(app, "open", "Open Runwatch", true, None::<&str>)?;
-    let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
-    let menu = Menu::with_items(app, &[&open, &PredefinedMenuItem::separator(app)?, &quit])?;
-    let mut tray = TrayIconBuilder::with_id("runwatch")
-        .tooltip("Runwatch")
-        .menu(&menu)
-        .on_menu_event(|app, event| match event.id.as_ref() {
-            "open" => show_main_window(app),
-            "quit" => app.exit(0),
-            _ => {}
-        });
-    if let Some(icon) = app.default_window_icon() {
-        tray = tray.icon(icon.clone());
-    }
-    tray.build(app)?;
-    Ok(())
-}
-
-fn show_main_window(app: &AppHandle) {
+/// Shows, unhides and focuses the main window; with `route`, opens that page of the UI
+/// (e.g. `/notifications/<id>` for a notification's details).
+pub fn show_window(app: &AppHandle, route: Option<&str>) {
     if let Some(window) = app.get_webview_window("main") {
+        if let Some(route) = route {
+            let _ = window.eval(format!("location.hash = {:?};", format!("#{route}")));
+        }
         let _ = window.show();
         let _ = window.unminimize();
         let _ = window.set_focus();
+    }
+}
+
+/// Opens (or focuses) the settings window, where notifiers are added.
+pub fn show_settings(app: &AppHandle) {
+    if let Some(w) = app.get_webview_window("settings") {
+        let _ = w.show();
+        let _ = w.set_focus();
+        return;
+    }
+    let Some(engine) = app.try_state::<engine::Engine>() else { return };
+    let script = format!("window.__RUNWATCH__ = {{ api: {:?}, token: {:?} }};", engine.api_url, engine.token);
+    let built = WebviewWindowBuilder::new(app, "settings", WebviewUrl::App("index.html#/notifiers".into()))
+        .title("Runwatch — Notifiers")
+        .inner_size(760.0, 560.0)
+        .initialization_script(&script)
+        .build();
+    if let Err(e) = built {
+        tracing::warn!("cannot open the settings window: {e}");
     }
 }

@@ -1,24 +1,53 @@
 //! `runwatch`: the command line and the headless daemon (`runwatch start`).
+//!
+//! Every command but `start` and `completions` ends with the pending-notifications summary
+//! (`summary.rs`). Errors are one line on stderr, `runwatch: error: …`: exit 2 for usage
+//! errors (clap's, and the few checks clap cannot express), 1 for runtime failures, and
+//! never a panic message or a backtrace. Bad input is rejected before anything is written.
 
+mod checkin;
+mod exec;
+mod notifications;
+mod output;
+mod send;
 mod start;
+mod summary;
 
-use std::path::PathBuf;
+use std::fmt;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use runwatch_core::DataDir;
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use runwatch_core::{DataDir, Store};
+
+use crate::summary::{Finished, NoticeMode};
+
+/// The environment variable behind `--notifications`.
+pub const NOTIFICATIONS_ENV: &str = "RUNWATCH_NOTIFICATIONS";
 
 /// Runwatch tells you when your training runs need attention.
 #[derive(Debug, Parser)]
-#[command(name = "runwatch", version, about, long_about = None)]
+#[command(name = "runwatch", version, max_term_width = 100)]
 struct Cli {
-    /// Where the store lives [default: the user data dir, e.g. ~/.local/share/runwatch]
-    #[arg(long, global = true, value_name = "DIR", env = runwatch_core::data_dir::HOME_ENV)]
+    /// Where the store lives [default: ~/.local/share/runwatch]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "DIR", env = runwatch_core::data_dir::HOME_ENV, hide_env_values = true)]
     data_dir: Option<PathBuf>,
 
-    /// An Aim repository to watch: DIR or DIR/.aim (repeat for several) [default: ./.aim if present]
-    #[arg(long, global = true, value_name = "PATH")]
+    /// An Aim repository, DIR or DIR/.aim; repeat for several with start [default: ./.aim]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "PATH")]
     repo: Vec<PathBuf>,
+
+    /// What to print about pending notifications after the command: nothing, one line (and
+    /// exit 1 while warnings or errors are pending), or each of them
+    #[arg(long, global = true, help_heading = "Global options", value_name = "MODE", value_enum, default_value_t = NoticeMode::Summary,
+          env = NOTIFICATIONS_ENV, hide_env_values = true)]
+    notifications: NoticeMode,
+
+    /// Print JSON instead of text (commands that list or show things)
+    #[arg(long, global = true, help_heading = "Global options")]
+    json: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -28,10 +57,83 @@ struct Cli {
 enum Command {
     /// Run the watcher in the foreground (headless), serving the API and UI over HTTP
     Start(start::StartArgs),
+    // `notifiers …` (Aim's tree: add, list, enable, disable, remove, test, set-log-level,
+    // get-log-level, import-aim) belongs here, between watching and the inbox.
+    /// Read and acknowledge notifications (the inbox)
+    #[command(subcommand)]
+    Notifications(notifications::Command),
+    /// Record a notification from a job or script
+    Send(send::SendArgs),
+    /// Check a run in as Aim does, without Aim (for jobs in any language)
+    CheckIn(checkin::CheckInArgs),
+    /// Run a command as a watched run: started, finished or failed, stalled
+    Exec(exec::ExecArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(CompletionsArgs),
 }
 
+#[derive(Debug, Args)]
+struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_name = "SHELL")]
+    shell: clap_complete::Shell,
+}
+
+/// A usage error found after parsing: exit 2, like clap's own.
+#[derive(Debug)]
+pub struct UsageError(String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// A usage error of `runwatch <command>`, pointing at that command's help.
+pub fn usage_error(command: &str, message: &str) -> anyhow::Error {
+    UsageError(format!("{message}; see 'runwatch {command} --help'")).into()
+}
+
+/// A failure with a specific exit code (`exec`: 126/127 when the command cannot start).
+#[derive(Debug)]
+pub struct ExitWith {
+    code: u8,
+    message: String,
+}
+
+impl ExitWith {
+    pub fn new(code: u8, message: String) -> Self {
+        Self { code, message }
+    }
+}
+
+impl fmt::Display for ExitWith {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ExitWith {}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A bug must still be one line, not a panic message with a backtrace hint.
+    std::panic::set_hook(Box::new(|info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let _ = writeln!(io::stderr(), "runwatch: internal error{at}: {}; please report this bug", one_line(&what));
+    }));
+
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_failure(&e),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RUNWATCH_LOG").unwrap_or_else(|_| "warn".into()),
@@ -41,16 +143,183 @@ fn main() -> ExitCode {
         .init();
     match run(cli) {
         Ok(code) => code,
-        Err(err) => {
-            eprintln!("runwatch: error: {err:#}");
-            ExitCode::FAILURE
-        }
+        Err(err) => failure(&err),
     }
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let data_dir = DataDir::resolve(cli.data_dir.as_deref())?;
+    let mode = cli.notifications;
+    let json = cli.json;
     match cli.command {
-        Command::Start(args) => start::start(&data_dir, &cli.repo, &args),
+        Command::Start(args) => {
+            let data_dir = DataDir::resolve(cli.data_dir.as_deref())?;
+            start::start(&data_dir, &cli.repo, &args)
+        }
+        Command::Completions(args) => {
+            if json {
+                return Err(usage_error("completions", "--json does not apply to completion scripts"));
+            }
+            let mut out = io::stdout().lock();
+            clap_complete::generate(args.shell, &mut Cli::command(), "runwatch", &mut out);
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Exec(_) if json => Err(usage_error("exec", "--json does not apply: exec passes its command's output through")),
+        command => {
+            // check-in only touches the Aim repository; the store is for the summary.
+            let needs_store = !(matches!(command, Command::CheckIn(_)) && mode == NoticeMode::Hidden);
+            let mut store = if needs_store { Some(open_store(cli.data_dir.as_deref())?) } else { None };
+            let done: Finished = match (command, store.as_mut()) {
+                (Command::Notifications(cmd), Some(store)) => notifications::run(cmd, store, json)?,
+                (Command::Send(args), Some(store)) => send::send(store, args, json)?,
+                (Command::Exec(args), Some(store)) => exec::exec(store, args)?,
+                (Command::CheckIn(args), _) => checkin::check_in(&cli.repo, &args, json)?,
+                _ => anyhow::bail!("internal error: the store was not opened"),
+            };
+            let code = match &store {
+                None => done.code,
+                Some(store) => match summary::after(store, mode, &done) {
+                    Ok(code) => code,
+                    // The command's own work is done: its exit code stands.
+                    Err(e) if done.passthrough => {
+                        let _ = writeln!(io::stderr(), "runwatch: warning: cannot read pending notifications: {}", one_line(&format!("{e:#}")));
+                        done.code
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
+            Ok(ExitCode::from(code))
+        }
+    }
+}
+
+/// Opens the store, with a clear message when the data dir cannot hold one.
+fn open_store(explicit: Option<&Path>) -> anyhow::Result<Store> {
+    let data_dir = DataDir::resolve(explicit)?;
+    let path = data_dir.path();
+    if path.exists() && !path.is_dir() {
+        anyhow::bail!(
+            "the data dir '{}' is not a directory; pass --data-dir DIR (or set {}) to a directory",
+            path.display(),
+            runwatch_core::data_dir::HOME_ENV
+        );
+    }
+    Ok(Store::open(&data_dir)?)
+}
+
+/// Reports a runtime failure on one line and picks the exit code.
+fn failure(err: &anyhow::Error) -> ExitCode {
+    // `runwatch … | head`: the reader left; say nothing, as if SIGPIPE had ended us.
+    if err.chain().any(|e| e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)) {
+        return ExitCode::from(141);
+    }
+    let code = if err.is::<UsageError>() {
+        2
+    } else if let Some(e) = err.downcast_ref::<ExitWith>() {
+        e.code
+    } else {
+        1
+    };
+    let _ = writeln!(output::stderr(), "{}", output::paint(output::RED, &format!("runwatch: error: {}", one_line(&format!("{err:#}")))));
+    ExitCode::from(code)
+}
+
+/// Help and version go to stdout with exit 0; usage errors become one line with exit 2.
+fn clap_failure(err: &clap::Error) -> ExitCode {
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = err.print();
+            ExitCode::SUCCESS
+        }
+        // A bare `runwatch` or `runwatch notifications`: the help is the best answer.
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = err.print();
+            ExitCode::from(2)
+        }
+        _ => {
+            let _ = writeln!(output::stderr(), "{}", output::paint(output::RED, &format!("runwatch: error: {}", clap_line(err))));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// clap's multi-line error as one line: the message, its continuation lines (missing
+/// arguments, possible values), its tips, and where to read more.
+fn clap_line(err: &clap::Error) -> String {
+    let text = err.render().to_string();
+    let mut message = String::new();
+    let mut tips = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("error: ") {
+            message = rest.to_string();
+        } else if let Some(rest) = line.strip_prefix("tip: ") {
+            tips.push(rest.to_string());
+        } else if line.starts_with("Usage: ") || line.starts_with("For more information") {
+        } else if message.ends_with(':') {
+            message.push(' ');
+            message.push_str(line);
+        } else if !message.is_empty() {
+            message.push_str(if line.starts_with('[') { " " } else { ", " });
+            message.push_str(line);
+        }
+    }
+    if message.is_empty() {
+        message = one_line(&text);
+    }
+    // A bad value can come from the environment rather than the command line.
+    if message.contains("'--notifications") && !std::env::args().any(|a| a.starts_with("--notifications")) {
+        message.push_str(&format!(" (from {NOTIFICATIONS_ENV})"));
+    }
+    for tip in tips {
+        message.push_str(&format!(" ({tip})"));
+    }
+    format!("{message}; see '{} --help'", command_path(std::env::args().skip(1)))
+}
+
+/// The (sub)command the words name, e.g. "runwatch notifications ack": each word that is a
+/// subcommand of the command so far descends into it; options and values are skipped.
+fn command_path(words: impl IntoIterator<Item = String>) -> String {
+    let mut cmd = Cli::command();
+    let mut path = vec![cmd.get_name().to_string()];
+    for word in words {
+        if word == "--" {
+            break;
+        }
+        if word.starts_with('-') {
+            continue;
+        }
+        let Some(sub) = cmd.find_subcommand(&word).cloned() else { continue };
+        path.push(sub.get_name().to_string());
+        cmd = sub;
+    }
+    path.join(" ")
+}
+
+/// Text on one line: line breaks become "; ".
+fn one_line(text: &str) -> String {
+    text.trim().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn clap_errors_become_one_line_naming_the_command() {
+        let err = Cli::try_parse_from(["runwatch", "notifications", "list", "--level", "LOUD"]).unwrap_err();
+        let line = clap_line(&err);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.contains("'LOUD'") && line.contains("DEBUG, INFO"), "{line}");
+        assert_eq!(command_path(["--json", "notifications", "list", "--level", "LOUD"].map(String::from)), "runwatch notifications list");
+        assert_eq!(command_path(["exec", "--", "send"].map(String::from)), "runwatch exec");
+
+        let err = Cli::try_parse_from(["runwatch", "check-in", "--finished"]).unwrap_err();
+        let line = clap_line(&err);
+        assert!(line.contains("required arguments were not provided: --run <ID>"), "{line}");
     }
 }

@@ -249,6 +249,22 @@ pub(crate) fn prefixed_ids(
     Ok(ids)
 }
 
+/// Notifications stored after `after_seq` at or above `min_level`, oldest first, with their
+/// sequence numbers: how a follower (the desktop popups) sees what is new.
+pub fn since(conn: &Connection, after_seq: i64, min_level: Level, limit: usize) -> Result<Vec<(i64, Notification)>, StoreError> {
+    let sql = format!("SELECT seq, {COLUMNS} FROM notifications WHERE seq > ?1 AND level >= ?2 ORDER BY seq LIMIT ?3");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map(params![after_seq, min_level.number(), limit as i64], |r| Ok((r.get(0)?, from_row(r, 1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// The newest sequence number (0 for an empty inbox).
+pub fn last_seq(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM notifications", [], |r| r.get(0))?)
+}
+
 /// Acknowledges these notifications; returns how many were pending before.
 pub fn ack(conn: &Connection, ids: &[String], now: Millis) -> Result<usize, StoreError> {
     let mut stmt = conn.prepare_cached(

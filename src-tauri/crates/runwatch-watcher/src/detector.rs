@@ -190,6 +190,36 @@ pub fn assess(files: &BTreeMap<Flag, Seen>, now: Millis, grace: Millis) -> Asses
     Assessment { state: RunState::Running, deadline, cause: None }
 }
 
+/// The moments at which [`assess`] of these files may change as time passes: it compares
+/// `now` with nothing else, so its result is the same for every `now` between two of them.
+fn breakpoints(files: &BTreeMap<Flag, Seen>, grace: Millis) -> [Option<Millis>; 3] {
+    let due = |s: &Seen| s.first_seen.saturating_add(secs(s.expect_next_in)).saturating_add(grace);
+    let checkin = files.get(&Flag::CheckIn).filter(|s| s.expect_next_in > 0);
+    let beat = files.get(&Flag::Progress).filter(|s| s.expect_next_in > 1);
+    [
+        checkin.map(due),
+        beat.map(due),
+        beat.map(|b| b.first_seen.saturating_add(secs(b.expect_next_in.saturating_add(HEARTBEAT_SLACK_SECS)))),
+    ]
+}
+
+/// What [`Detector::tick`] found last time it looked at every run: until `until`, no run's
+/// assessment can change unless one of its files does (which drops the cache).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Calm {
+    since: Millis,
+    /// The earliest breakpoint after `since`; `None` = never.
+    until: Option<Millis>,
+    /// The earliest deadline of any run, as [`Detector::next_deadline`] reports it.
+    deadline: Option<Millis>,
+}
+
+impl Calm {
+    fn covers(&self, now: Millis) -> bool {
+        now >= self.since && self.until.is_none_or(|u| now < u)
+    }
+}
+
 /// What one observation or tick changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Changes {
@@ -218,11 +248,13 @@ impl Changes {
 pub struct Detector {
     grace: Millis,
     tracks: HashMap<String, Track>,
+    /// Lets the once-a-second tick skip the pass over every run while nothing can change.
+    calm: Option<Calm>,
 }
 
 impl Detector {
     pub fn new(grace: Millis) -> Self {
-        Self { grace, tracks: HashMap::new() }
+        Self { grace, tracks: HashMap::new(), calm: None }
     }
 
     pub fn grace(&self) -> Millis {
@@ -230,11 +262,15 @@ impl Detector {
     }
 
     pub fn set_grace(&mut self, grace: Millis) {
+        if grace != self.grace {
+            self.calm = None;
+        }
         self.grace = grace;
     }
 
     /// Restores a run remembered by the store (at start).
     pub fn restore(&mut self, run: String, track: Track) {
+        self.calm = None;
         self.tracks.insert(run, track);
     }
 
@@ -266,10 +302,14 @@ impl Detector {
         let mut touched_set: HashSet<String> = HashSet::new();
         let mut new_runs: HashSet<String> = HashSet::new();
         for c in files {
-            let track = self.tracks.entry(c.run_hash.clone()).or_insert_with(|| {
-                new_runs.insert(c.run_hash.clone());
-                Track { repo: repo.to_string(), files: BTreeMap::new(), state: RunState::Running }
-            });
+            // A rescan meets every known run again: look it up without copying its hash.
+            let track = match self.tracks.get_mut(&c.run_hash) {
+                Some(track) => track,
+                None => self.tracks.entry(c.run_hash.clone()).or_insert_with(|| {
+                    new_runs.insert(c.run_hash.clone());
+                    Track { repo: repo.to_string(), files: BTreeMap::new(), state: RunState::Running }
+                }),
+            };
             let newer = track.files.get(&c.flag).is_none_or(|s| c.idx > s.idx);
             if !newer {
                 continue;
@@ -294,6 +334,9 @@ impl Detector {
 
     /// Re-assesses runs whose deadline has passed.
     pub fn tick(&mut self, now: Millis, changes: &mut Changes) {
+        if self.calm.is_some_and(|q| q.covers(now)) {
+            return; // no deadline has passed and no file changed since the last pass
+        }
         let due: Vec<String> = self
             .tracks
             .iter()
@@ -303,11 +346,29 @@ impl Detector {
         for run in due {
             self.reassess(&run, now, false, changes);
         }
+        self.calm = Some(self.look_ahead(now));
     }
 
     /// The earliest moment any run's state may change without a new file.
     pub fn next_deadline(&self, now: Millis) -> Option<Millis> {
-        self.tracks.values().filter_map(|t| assess(&t.files, now, self.grace).deadline).min()
+        match self.calm {
+            Some(q) if q.covers(now) => q.deadline,
+            _ => self.tracks.values().filter_map(|t| assess(&t.files, now, self.grace).deadline).min(),
+        }
+    }
+
+    /// One pass over every run: the earliest deadline and the earliest breakpoint after `now`.
+    fn look_ahead(&self, now: Millis) -> Calm {
+        let mut q = Calm { since: now, until: None, deadline: None };
+        for t in self.tracks.values() {
+            if let Some(d) = assess(&t.files, now, self.grace).deadline {
+                q.deadline = Some(q.deadline.map_or(d, |m| m.min(d)));
+            }
+            for b in breakpoints(&t.files, self.grace).into_iter().flatten().filter(|&b| b > now) {
+                q.until = Some(q.until.map_or(b, |u| u.min(b)));
+            }
+        }
+        q
     }
 
     /// The current assessment of a run (state, deadline), for persisting.
@@ -317,6 +378,7 @@ impl Detector {
 
     fn reassess(&mut self, run: &str, now: Millis, quiet: bool, changes: &mut Changes) {
         let Some(track) = self.tracks.get_mut(run) else { return };
+        self.calm = None;
         let a = assess(&track.files, now, self.grace);
         let before = track.state;
         track.state = a.state;
@@ -340,6 +402,55 @@ impl Detector {
             let announce = !quiet || matches!(h, Happening::Stuck { .. } | Happening::Crashed { .. });
             if announce {
                 changes.happenings.push((run.to_string(), h));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(idx: u64, expect_next_in: u64, first_seen: Millis) -> Seen {
+        Seen { idx, expect_next_in, first_seen }
+    }
+
+    /// The tick that skips the pass over every run while nothing can change reports exactly
+    /// what a full pass at every moment reports, including around each breakpoint.
+    #[test]
+    fn skipping_calm_ticks_changes_nothing() {
+        for grace in [secs(1), secs(5), secs(100)] {
+            let mut runs: Vec<(String, BTreeMap<Flag, Seen>)> = Vec::new();
+            for (i, (checkin, beat)) in
+                [(Some(5), Some(30)), (Some(5), None), (None, Some(30)), (Some(60), Some(3)), (Some(2), Some(40))].into_iter().enumerate()
+            {
+                let mut files = BTreeMap::from([(Flag::Starting, seen(1, 0, 0))]);
+                if let Some(e) = checkin {
+                    files.insert(Flag::CheckIn, seen(2, e, 1_000 * i as Millis));
+                }
+                if let Some(e) = beat {
+                    files.insert(Flag::Progress, seen(3, e, 500));
+                }
+                runs.push((format!("run{i}"), files));
+            }
+            let mut cached = Detector::new(grace);
+            for (run, files) in &runs {
+                cached.restore(run.clone(), Track { repo: "r".into(), files: files.clone(), state: RunState::Running });
+            }
+            let mut full = cached.clone();
+            let mut moments: Vec<Millis> = runs.iter().flat_map(|(_, f)| breakpoints(f, grace)).flatten().collect();
+            moments.extend((0..400).map(|s| secs(s) / 2));
+            moments.extend(moments.clone().iter().flat_map(|&m| [m - 1, m + 1]));
+            moments.retain(|&m| m >= 0);
+            moments.sort();
+            moments.dedup();
+            for now in moments {
+                let (mut a, mut b) = (Changes::default(), Changes::default());
+                cached.tick(now, &mut a);
+                full.calm = None;
+                full.tick(now, &mut b);
+                assert_eq!(a.happenings, b.happenings, "grace {grace} at {now}");
+                assert_eq!(cached.next_deadline(now), { full.calm = None; full.next_deadline(now) }, "grace {grace} at {now}");
             }
         }
     }

@@ -1,0 +1,511 @@
+//! `runwatch exec -- COMMAND ARGS…`: runs a command as a watched run, with no daemon.
+//!
+//! It records "started" (INFO), then "finished" (INFO) or "failed" (ERROR, with the exit
+//! code or signal, the duration and the last lines of stderr), and "stalled" (WARNING)
+//! each time the command prints nothing for `--silence-timeout`. The command's stdout and
+//! stderr pass through unchanged (piped, so silence can be seen; `PYTHONUNBUFFERED=1` is
+//! set unless already set, because Python buffers a piped stdout and would look silent);
+//! stdin is inherited. SIGINT, SIGTERM and SIGHUP sent to runwatch are forwarded to the
+//! command — except those the terminal sent (Ctrl+C): the terminal signals the whole
+//! foreground process group, the command included, and a second copy would interrupt its
+//! handler. runwatch exits with the command's exit code, or 128 + the signal that killed
+//! it; 127 / 126 when it cannot be started (not found / not executable), as shells do.
+//!
+//! Every event id is unique to this invocation (`exec:<nonce>:<what>`), so a retried write
+//! never stores a notification twice. The command sees its run id in `RUNWATCH_RUN_ID`,
+//! to `runwatch send --run "$RUNWATCH_RUN_ID" …` about itself.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::process::{ChildStderr, ChildStdout, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use runwatch_core::clock::{Clock, SystemClock};
+use runwatch_core::ingest::Event;
+use runwatch_core::{runs, Inserted, Level, RunState, Store};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::exfiltrator::WithOrigin;
+use signal_hook::iterator::SignalsInfo;
+use signal_hook::low_level::siginfo::Cause;
+
+use crate::send::{non_empty, record};
+use crate::summary::Finished;
+use crate::ExitWith;
+
+/// How many lines of stderr a failure notification quotes.
+pub const TAIL_LINES: usize = 20;
+/// Longest stderr line kept (bytes); longer ones are cut with an ellipsis.
+const MAX_LINE: usize = 1000;
+/// How long to wait for the output pipes to drain once the command has exited (a
+/// background grandchild may hold them open forever).
+const DRAIN: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// A name for the run in notifications [default: the command's file name]
+    #[arg(long, value_name = "NAME", value_parser = non_empty("--name"))]
+    name: Option<String>,
+    /// Report the run as stalled when it prints nothing for this long, e.g. 30s, 5m, 1h30m [default: never]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    silence_timeout: Option<Duration>,
+    /// The run's id [default: a new random id]
+    #[arg(long, value_name = "ID", value_parser = non_empty("--run"))]
+    run: Option<String>,
+    /// The command to run and its arguments (put them after '--')
+    #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<OsString>,
+}
+
+/// Parses "30s", "5m", "1h30m", "1h 30m" (humantime); zero is refused.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}; write a duration such as 30s, 5m or 1h30m"))?;
+    if d.is_zero() {
+        return Err("the timeout must be longer than zero, e.g. 30s".into());
+    }
+    Ok(d)
+}
+
+pub fn exec(store: &mut Store, args: ExecArgs) -> anyhow::Result<Finished> {
+    let Some((program, rest)) = args.command.split_first() else {
+        return Err(crate::usage_error(
+            "exec",
+            "give the command to run after '--', e.g. 'runwatch exec -- python train.py'",
+        ));
+    };
+    let run_id = args.run.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..24].to_string());
+    let name = args.name.unwrap_or_else(|| {
+        Path::new(program).file_name().unwrap_or(program).to_string_lossy().into_owned()
+    });
+    let shown = shell_line(&args.command);
+
+    // Caught before the command exists, so no signal can end runwatch between the spawn
+    // and the handler and leave the run's end unrecorded.
+    let signals = SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM, SIGHUP])?;
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(rest).stdin(Stdio::inherit()).stdout(Stdio::piped()).stderr(Stdio::piped()).env("RUNWATCH_RUN_ID", &run_id);
+    if std::env::var_os("PYTHONUNBUFFERED").is_none() {
+        cmd.env("PYTHONUNBUFFERED", "1");
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| {
+        let program = program.to_string_lossy();
+        match e.kind() {
+            io::ErrorKind::NotFound => ExitWith::new(127, format!("cannot run '{program}': command not found")),
+            io::ErrorKind::PermissionDenied => ExitWith::new(126, format!("cannot run '{program}': permission denied")),
+            _ => ExitWith::new(126, format!("cannot run '{program}': {e}")),
+        }
+    })?;
+    let pid = child.id();
+
+    let mut report = Reporter { store, run_id, name, nonce: uuid::Uuid::new_v4().simple().to_string(), stored: Vec::new(), stalls: 0 };
+    report.name_run();
+    report.record(
+        "started",
+        Level::Info,
+        format!("Run '{}' started.", report.name),
+        format!("Command: {shown}\nRun id: {}\nPID: {pid}\nWorking directory: {}", report.run_id, cwd()),
+    );
+
+    let last_output = Arc::new(AtomicU64::new(0));
+    let tail = Arc::new(Mutex::new(Tail::default()));
+    let (drained_tx, drained) = mpsc::channel();
+    let stdout = child.stdout.take().map(|out| pump_stdout(out, started, last_output.clone(), drained_tx.clone()));
+    let stderr = child.stderr.take().map(|err| pump_stderr(err, started, last_output.clone(), tail.clone(), drained_tx));
+
+    let reaped = Arc::new(Mutex::new(false));
+    let signal_handle = signals.handle();
+    forward_signals(signals, pid, reaped.clone());
+    let (exited_tx, exited) = mpsc::channel();
+    std::thread::spawn(move || {
+        wait_without_reaping(pid);
+        // Reaped under the lock the forwarder holds while signalling: it never signals a
+        // pid the system may have given to another process.
+        let mut done = lock(&reaped);
+        let status = child.wait();
+        *done = true;
+        drop(done);
+        let _ = exited_tx.send(status);
+    });
+
+    // Wait for the exit, watching for silence meanwhile.
+    let mut stalled_since: Option<u64> = None;
+    let status = loop {
+        let timeout = match args.silence_timeout {
+            None => Duration::from_secs(3600),
+            Some(limit) => {
+                let last = last_output.load(Ordering::Relaxed);
+                let silent = started.elapsed().saturating_sub(Duration::from_millis(last));
+                if silent < limit {
+                    limit - silent
+                } else {
+                    if stalled_since != Some(last) {
+                        stalled_since = Some(last);
+                        report.stalled(limit, pid);
+                    }
+                    // Still silent: look again soon, to re-arm once output resumes.
+                    limit.min(Duration::from_millis(250))
+                }
+            }
+        };
+        match exited.recv_timeout(timeout) {
+            Ok(status) => break status,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break Err(io::Error::other("lost track of the command")),
+        }
+    };
+    let duration = started.elapsed();
+    signal_handle.close();
+
+    // The rest of the output, unless a background process keeps the pipes open.
+    let deadline = Instant::now() + DRAIN;
+    let pumps = [stdout, stderr].into_iter().flatten().count();
+    for _ in 0..pumps {
+        if drained.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_err() {
+            break;
+        }
+    }
+
+    let status = match status {
+        Ok(status) => status,
+        Err(e) => {
+            report.ended(None, duration, &shown, &lock(&tail).text());
+            return Err(ExitWith::new(1, format!("cannot wait for '{name}': {e}", name = report.name)).into());
+        }
+    };
+    report.ended(Some(status), duration, &shown, &lock(&tail).text());
+    Ok(Finished { code: exit_code(status), stored: report.stored, passthrough: true, shows_inbox: false })
+}
+
+/// Writes the run's notifications; a store that fails never stops the command (it gets a
+/// warning on stderr), since the command matters more than the record of it.
+struct Reporter<'a> {
+    store: &'a mut Store,
+    run_id: String,
+    name: String,
+    nonce: String,
+    stored: Vec<String>,
+    /// Silences reported so far: each gets its own event id.
+    stalls: u32,
+}
+
+impl Reporter<'_> {
+    fn name_run(&mut self) {
+        let (id, name, now) = (&self.run_id, &self.name, SystemClock.now());
+        if let Err(e) = self.store.write(|tx| runs::set_name(tx, id, name, now)) {
+            warn(&format!("cannot record run '{}': {e}", self.run_id));
+        }
+    }
+
+    fn record(&mut self, what: &str, level: Level, title: String, body: String) {
+        let event = Event {
+            run_id: Some(self.run_id.clone()),
+            level: Some(level),
+            title: Some(title),
+            message: body,
+            event_id: Some(format!("exec:{}:{what}", self.nonce)),
+            source: "exec".into(),
+        };
+        match record(self.store, &event) {
+            Ok(Inserted::New(n)) => self.stored.push(n.id),
+            Ok(Inserted::Duplicate(_)) => {}
+            Err(e) => warn(&format!("cannot record that run '{}' {what}: {e:#}", self.name)),
+        }
+    }
+
+    fn stalled(&mut self, limit: Duration, pid: u32) {
+        self.stalls += 1;
+        let what = format!("stalled-{}", self.stalls);
+        let limit = humantime::format_duration(limit).to_string();
+        self.record(
+            &what,
+            Level::Warning,
+            format!("Run '{}' stalled: no output for {limit}.", self.name),
+            format!("Nothing was printed on stdout or stderr for {limit}; the command (PID {pid}) is still running."),
+        );
+        self.set_state(RunState::Stuck);
+    }
+
+    fn ended(&mut self, status: Option<ExitStatus>, duration: Duration, shown: &str, tail: &str) {
+        let took = format_secs(duration);
+        let name = &self.name;
+        let (level, title, outcome, state) = match status {
+            Some(s) if s.success() => {
+                (Level::Info, format!("Run '{name}' finished without error after {took}."), "Exit code: 0".to_string(), RunState::Finished)
+            }
+            Some(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
+                (Some(code), _) => (
+                    Level::Error,
+                    format!("Run '{name}' failed with exit code {code} after {took}."),
+                    format!("Exit code: {code}"),
+                    RunState::Crashed,
+                ),
+                (None, Some(sig)) => {
+                    let sig_name = signal_name(sig);
+                    (
+                        Level::Error,
+                        format!("Run '{name}' was killed by {sig_name} after {took}."),
+                        format!("Killed by signal {sig} ({sig_name})"),
+                        RunState::Crashed,
+                    )
+                }
+                (None, None) => (Level::Error, format!("Run '{name}' failed after {took}."), format!("Status: {s}"), RunState::Crashed),
+            },
+            None => (Level::Error, format!("Run '{name}' ended in an unknown way after {took}."), "Status: unknown".into(), RunState::Ended),
+        };
+        let mut body = format!("Command: {shown}\n{outcome}\nDuration: {took}");
+        if level >= Level::Error && !tail.is_empty() {
+            body.push_str("\n\nLast lines of stderr:\n");
+            body.push_str(tail);
+        }
+        self.record("ended", level, title, body);
+        self.set_state(state);
+    }
+
+    fn set_state(&mut self, state: RunState) {
+        let (id, now) = (&self.run_id, SystemClock.now());
+        if let Err(e) = self.store.write(|tx| runs::set_state(tx, id, state, now)) {
+            warn(&format!("cannot record the state of run '{}': {e}", self.run_id));
+        }
+    }
+}
+
+fn warn(text: &str) {
+    let _ = writeln!(io::stderr(), "runwatch: warning: {text}");
+}
+
+/// Copies the command's stdout to ours. If ours is closed (`… | head`), stops reading, so
+/// the command gets the broken pipe it would have got without runwatch in between.
+fn pump_stdout(mut from: ChildStdout, start: Instant, last: Arc<AtomicU64>, done: mpsc::Sender<()>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+            let mut out = io::stdout().lock();
+            if out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
+                break;
+            }
+        }
+        drop(from);
+        let _ = done.send(());
+    })
+}
+
+/// Copies the command's stderr to ours, keeping its last lines for the failure report.
+/// Reads to the end even if our stderr is closed, so the command never blocks on it.
+fn pump_stderr(
+    mut from: ChildStderr,
+    start: Instant,
+    last: Arc<AtomicU64>,
+    tail: Arc<Mutex<Tail>>,
+    done: mpsc::Sender<()>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        let mut open = true;
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+            lock(&tail).push(&buf[..n]);
+            if open {
+                let mut err = io::stderr().lock();
+                open = err.write_all(&buf[..n]).and_then(|()| err.flush()).is_ok();
+            }
+        }
+        let _ = done.send(());
+    })
+}
+
+/// Forwards the signals runwatch receives to the command (see the module docs for why
+/// those from the terminal are not).
+fn forward_signals(mut signals: SignalsInfo<WithOrigin>, pid: u32, reaped: Arc<Mutex<bool>>) {
+    // SAFETY: getsid and getpid only read this process's ids.
+    let session_leader = unsafe { libc::getsid(0) == libc::getpid() };
+    std::thread::spawn(move || {
+        for origin in signals.forever() {
+            // The terminal's hangup goes to the session leader alone: pass that one on.
+            let from_terminal = origin.cause == Cause::Kernel;
+            if from_terminal && !(origin.signal == SIGHUP && session_leader) {
+                continue;
+            }
+            let done = lock(&reaped);
+            if !*done {
+                // SAFETY: kill has no memory effects; the pid is our unreaped child.
+                unsafe { libc::kill(pid as libc::pid_t, origin.signal) };
+            }
+        }
+    });
+}
+
+/// Blocks until the child has exited, leaving it a zombie (so its pid stays ours).
+fn wait_without_reaping(pid: u32) {
+    loop {
+        // SAFETY: siginfo_t is plain data that waitid fills in; zeroed is a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid pointer to `info`, and flags that only wait.
+        let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if r == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return;
+        }
+    }
+}
+
+/// A mutex's value, even if a thread panicked while holding it (the data is a flag or text).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The last lines of the command's stderr. A carriage return not followed by a newline
+/// starts the line over, as a terminal shows progress bars; colour codes are removed.
+#[derive(Debug, Default)]
+struct Tail {
+    lines: VecDeque<String>,
+    current: Vec<u8>,
+    cut: bool,
+    pending_cr: bool,
+}
+
+impl Tail {
+    fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if std::mem::take(&mut self.pending_cr) && b != b'\n' {
+                self.current.clear();
+                self.cut = false;
+            }
+            match b {
+                b'\n' => self.finish_line(),
+                b'\r' => self.pending_cr = true,
+                _ if self.current.len() < MAX_LINE => self.current.push(b),
+                _ => self.cut = true,
+            }
+        }
+    }
+
+    fn finish_line(&mut self) {
+        let line = clean(&self.current, self.cut);
+        self.current.clear();
+        self.cut = false;
+        self.lines.push_back(line);
+        if self.lines.len() > TAIL_LINES {
+            self.lines.pop_front();
+        }
+    }
+
+    fn text(&self) -> String {
+        let mut lines: Vec<String> = self.lines.iter().cloned().collect();
+        if !self.current.is_empty() {
+            lines.push(clean(&self.current, self.cut));
+        }
+        let skip = lines.len().saturating_sub(TAIL_LINES);
+        lines[skip..].join("\n").trim_end().to_string()
+    }
+}
+
+fn clean(bytes: &[u8], cut: bool) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut line = anstream::adapter::strip_str(&text).to_string();
+    if cut {
+        line.push('…');
+    }
+    line
+}
+
+/// The command line as a shell would read it back.
+fn shell_line(words: &[OsString]) -> String {
+    words
+        .iter()
+        .map(|w| {
+            let w = w.to_string_lossy();
+            let plain = !w.is_empty()
+                && w.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./=:,+@%".contains(&b));
+            if plain {
+                w.into_owned()
+            } else {
+                format!("'{}'", w.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn cwd() -> String {
+    std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "?".into())
+}
+
+/// Whole seconds, as "1h 2m 3s".
+fn format_secs(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+fn signal_name(sig: i32) -> String {
+    signal_hook::low_level::signal_name(sig).map(str::to_string).unwrap_or_else(|| format!("signal {sig}"))
+}
+
+/// The code a shell would report: the exit code, or 128 + the signal.
+fn exit_code(status: ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => (code & 0xff) as u8,
+        (None, Some(sig)) => (128 + sig).clamp(0, 255) as u8,
+        (None, None) => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_keeps_the_last_lines_and_folds_progress_bars() {
+        let mut t = Tail::default();
+        for i in 1..=30 {
+            t.push(format!("line{i}\n").as_bytes());
+        }
+        t.push(b"10%\r50%\r\x1b[31m100%\x1b[0m\r\nlast, unfinished");
+        let text = t.text();
+        // 30 lines, the folded progress bar and an unfinished line: the last 20 of those.
+        assert!(text.starts_with("line13\n"), "{text}");
+        assert!(text.ends_with("100%\nlast, unfinished"), "{text}");
+        assert_eq!(text.lines().count(), TAIL_LINES);
+    }
+
+    #[test]
+    fn long_lines_are_cut() {
+        let mut t = Tail::default();
+        t.push(&vec![b'x'; MAX_LINE * 3]);
+        t.push(b"\n");
+        assert_eq!(t.text().chars().count(), MAX_LINE + 1);
+    }
+
+    #[test]
+    fn durations_parse_as_people_write_them() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("soon").unwrap_err().contains("30s, 5m or 1h30m"));
+        assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn command_lines_are_quoted_for_a_shell() {
+        let words: Vec<OsString> = ["sh", "-c", "echo 'hi' >&2"].map(OsString::from).to_vec();
+        assert_eq!(shell_line(&words), r#"sh -c 'echo '\''hi'\'' >&2'"#);
+    }
+}

@@ -1,0 +1,360 @@
+//! `runwatch notifications list|show|ack`: the inbox from the command line (Kopia's design).
+//!
+//! Notifications are named by a unique prefix of their UUID; lists show the shortest
+//! prefix of at least 8 characters that names exactly one.
+
+use std::io::Write;
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use runwatch_core::clock::{Clock, SystemClock};
+use runwatch_core::inbox::{self, AckState, ListFilter};
+use runwatch_core::{deliveries, runs, Level, Notification, Store};
+
+use crate::output::{self, paint, BOLD, DIM};
+use crate::summary::Finished;
+
+/// How many characters of an id lists show (more when that many are not unique).
+pub const SHORT_ID: usize = 8;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List notifications, newest first: pending ones unless --all
+    List(ListArgs),
+    /// Show everything about one notification, including its deliveries
+    Show(ShowArgs),
+    /// Acknowledge notifications, so they are no longer pending
+    Ack(AckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Include acknowledged notifications
+    #[arg(long)]
+    all: bool,
+    /// Only notifications at this level or above (DEBUG, INFO, WARNING, ERROR, CRITICAL)
+    #[arg(long, value_name = "LEVEL")]
+    level: Option<Level>,
+    /// Only notifications about this run (its id or a unique prefix of it)
+    #[arg(long, value_name = "ID")]
+    run: Option<String>,
+    /// Acknowledge the pending notifications listed
+    #[arg(long)]
+    auto_ack: bool,
+    /// List at most N notifications (0 for all)
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The notification's id, or a unique prefix of it (as listed)
+    #[arg(value_name = "ID", value_parser = non_empty_id)]
+    id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AckArgs {
+    /// Acknowledge every pending notification
+    #[arg(long, conflicts_with = "item")]
+    all: bool,
+    /// Acknowledge these notifications (ids or unique prefixes)
+    #[arg(long, value_name = "ID", num_args = 1.., value_parser = non_empty_id)]
+    item: Vec<String>,
+}
+
+pub fn run(cmd: Command, store: &mut Store, json: bool) -> anyhow::Result<Finished> {
+    match cmd {
+        Command::List(args) => list(store, &args, json),
+        Command::Show(args) => show(store, &args, json),
+        Command::Ack(args) => ack(store, &args, json),
+    }
+}
+
+/// Rejects an empty id at parse time (it would match every notification).
+fn non_empty_id(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("an id cannot be empty; copy one from 'runwatch notifications list'".into());
+    }
+    Ok(s.to_string())
+}
+
+fn list(store: &mut Store, args: &ListArgs, json: bool) -> anyhow::Result<Finished> {
+    // Everything that can fail on bad input is checked before anything is written.
+    let run_id = args.run.as_deref().map(|r| resolve_run(store, r)).transpose()?;
+    let want = if args.limit == 0 { usize::MAX } else { args.limit };
+    let mut filter = ListFilter {
+        min_level: args.level,
+        run_id,
+        state: if args.all { AckState::All } else { AckState::Pending },
+        cursor: None,
+        limit: Some(want.min(inbox::MAX_PAGE)),
+    };
+    let mut items: Vec<Notification> = Vec::new();
+    let mut more = false;
+    loop {
+        let page = store.list_notifications(&filter)?;
+        items.extend(page.items);
+        match page.next_cursor {
+            Some(cursor) if items.len() < want => {
+                filter.limit = Some((want - items.len()).min(inbox::MAX_PAGE));
+                filter.cursor = Some(cursor);
+            }
+            Some(_) => {
+                more = true;
+                break;
+            }
+            None => break,
+        }
+    }
+
+    let mut out = output::stdout();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &items)?;
+        writeln!(out)?;
+    } else if items.is_empty() {
+        writeln!(out, "There are no notifications.")?;
+    } else {
+        for n in &items {
+            write_item(store, &mut out, n)?;
+        }
+        if more {
+            writeln!(out, "{}", paint(DIM, &format!("(The newest {} are shown; use --limit 0 to list all.)", items.len())))?;
+        }
+    }
+    out.flush()?;
+
+    if args.auto_ack {
+        let pending: Vec<String> = items.iter().filter(|n| n.acked_at.is_none()).map(|n| n.id.clone()).collect();
+        let acked = store.ack(&pending, SystemClock.now())?;
+        if !json && acked > 0 {
+            writeln!(out, "Acknowledged {}.", output::count(acked as i64, "notification", "notifications"))?;
+        }
+    }
+    Ok(Finished { shows_inbox: true, ..Finished::ok() })
+}
+
+/// One notification as lists show it:
+/// `2026-11-21 14:03 ERROR  Run 'be0ebd0c…' is stuck (no check-in for 105 s)` then
+/// `  To see the details: runwatch notifications show 3f2a9c1e`.
+/// The level is padded to 5 so DEBUG, INFO and ERROR line up; two spaces follow it.
+pub fn write_item(store: &Store, out: &mut impl Write, n: &Notification) -> anyhow::Result<()> {
+    let level = paint(output::level_style(n.level), &format!("{:<5}", n.level));
+    let mut title = short_title(n);
+    if n.acked_at.is_some() {
+        title.push_str(&paint(DIM, " (acknowledged)"));
+    }
+    writeln!(out, "{} {level}  {title}", output::minute(n.created_at))?;
+    writeln!(out, "  To see the details: runwatch notifications show {}", short_id(store, &n.id)?)?;
+    Ok(())
+}
+
+/// The title with a long run id (an Aim hash) shortened to 8 characters and an ellipsis,
+/// as in `Run 'be0ebd0c…' is stuck`; `show` prints it in full.
+fn short_title(n: &Notification) -> String {
+    match &n.run_id {
+        Some(run) if run.chars().count() > 12 && n.title.contains(run.as_str()) => {
+            let short: String = run.chars().take(SHORT_ID).collect();
+            n.title.replace(run.as_str(), &format!("{short}…"))
+        }
+        _ => n.title.clone(),
+    }
+}
+
+/// The shortest prefix of `id`, at least [`SHORT_ID`] characters, that names only it.
+pub fn short_id(store: &Store, id: &str) -> anyhow::Result<String> {
+    let mut len = SHORT_ID.min(id.len());
+    while len < id.len() {
+        if !id.is_char_boundary(len) {
+            len += 1;
+            continue;
+        }
+        if inbox::ids_with_prefix(store.conn(), &id[..len], 2)?.len() <= 1 {
+            break;
+        }
+        len += 1;
+    }
+    Ok(id[..len].to_string())
+}
+
+/// The notification whose id is `prefix` or starts with it; an error naming the prefix
+/// when there is none, or listing the candidates when there are several.
+pub fn resolve(store: &Store, prefix: &str) -> anyhow::Result<Notification> {
+    if let Some(n) = store.notification(prefix)? {
+        return Ok(n);
+    }
+    const SHOWN: usize = 10;
+    let ids = inbox::ids_with_prefix(store.conn(), prefix, SHOWN + 1)?;
+    match ids.as_slice() {
+        [] => bail!("there is no notification with id '{prefix}'; list them with 'runwatch notifications list --all'"),
+        [one] => match store.notification(one)? {
+            Some(n) => Ok(n),
+            None => bail!("notification '{one}' vanished while reading it (expired?); try again"),
+        },
+        many => {
+            let mut shown = many.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+            if many.len() > SHOWN {
+                shown.push_str(", …");
+            }
+            bail!("notification id '{prefix}' is ambiguous: it matches {shown}; give more characters")
+        }
+    }
+}
+
+/// The run named by `prefix`: an exact id, else a unique prefix of one.
+fn resolve_run(store: &Store, prefix: &str) -> anyhow::Result<String> {
+    if prefix.is_empty() {
+        bail!("--run needs a run id (or a unique prefix of one)");
+    }
+    if store.run(prefix)?.is_some() {
+        return Ok(prefix.to_string());
+    }
+    let ids = runs::ids_with_prefix(store.conn(), prefix, 11)?;
+    match ids.as_slice() {
+        [] => bail!("there is no run with id '{prefix}'; runs are known once they check in or report an event"),
+        [one] => Ok(one.clone()),
+        many => bail!(
+            "run id '{prefix}' is ambiguous: it matches {}{}; give more characters",
+            many.iter().take(10).cloned().collect::<Vec<_>>().join(", "),
+            if many.len() > 10 { ", …" } else { "" }
+        ),
+    }
+}
+
+fn show(store: &mut Store, args: &ShowArgs, json: bool) -> anyhow::Result<Finished> {
+    let n = resolve(store, &args.id)?;
+    let deliveries = deliveries::of_notification(store.conn(), &n.id)?;
+    let mut out = output::stdout();
+    if json {
+        let mut value = serde_json::to_value(&n)?;
+        value["deliveries"] = serde_json::to_value(&deliveries)?;
+        serde_json::to_writer_pretty(&mut out, &value)?;
+        writeln!(out)?;
+        return Ok(Finished { shows_inbox: true, ..Finished::ok() });
+    }
+
+    let level = paint(output::level_style(n.level), n.level.name());
+    writeln!(out, "{}", paint(BOLD, &format!("Notification {}", n.id)))?;
+    let mut fields: Vec<(&str, String)> = vec![("Level", level), ("Title", n.title.clone())];
+    if let Some(run) = &n.run_id {
+        let name = store.run(run)?.and_then(|r| r.name);
+        fields.push(("Run", match name {
+            Some(name) if name != *run => format!("{run} ({name})"),
+            _ => run.clone(),
+        }));
+    }
+    fields.push(("Source", n.source.clone()));
+    fields.push(("Created", output::second(n.created_at)));
+    if n.updated_at != n.created_at {
+        fields.push(("Updated", output::second(n.updated_at)));
+    }
+    fields.push(("Status", match n.acked_at {
+        Some(at) => format!("acknowledged at {}", output::second(at)),
+        None => "pending".into(),
+    }));
+    if n.repeat_count > 0 {
+        fields.push(("Repeated", format!("{} more messages logged", n.repeat_count)));
+    }
+    if let Some(event) = &n.event_id {
+        fields.push(("Event id", event.clone()));
+    }
+    if let Some(at) = n.expires_at {
+        fields.push(("Expires", output::second(at)));
+    }
+    for (name, value) in fields {
+        writeln!(out, "{:<10} {value}", format!("{name}:"))?;
+    }
+
+    if !n.body.trim().is_empty() && n.body.trim() != n.title.trim() {
+        writeln!(out)?;
+        writeln!(out, "{}", paint(BOLD, "Message:"))?;
+        for line in n.body.lines() {
+            writeln!(out, "  {line}")?;
+        }
+    }
+
+    writeln!(out)?;
+    writeln!(out, "{}", paint(BOLD, "Deliveries:"))?;
+    if deliveries.is_empty() {
+        writeln!(out, "  No notifiers were configured when it was stored.")?;
+    } else {
+        let mut table = output::Table::new(["NOTIFIER", "TYPE", "STATE", "ATTEMPTS", "WHEN", "DETAILS"]);
+        for d in &deliveries {
+            let details = match d.state {
+                runwatch_core::DeliveryState::Sent => String::new(),
+                runwatch_core::DeliveryState::Failed => d.last_error.clone().unwrap_or_default(),
+                runwatch_core::DeliveryState::Pending => {
+                    let next = format!("next attempt {}", output::second(d.next_attempt_at));
+                    match &d.last_error {
+                        Some(e) => format!("{next}; last error: {e}"),
+                        None => next,
+                    }
+                }
+            };
+            let id: String = d.notifier_id.chars().take(SHORT_ID).collect();
+            table.row([
+                id,
+                d.notifier_type.clone(),
+                d.state.to_string(),
+                d.attempts.to_string(),
+                output::second(d.updated_at),
+                details.replace('\n', " "),
+            ]);
+        }
+        for line in table.render("  ") {
+            writeln!(out, "{line}")?;
+        }
+    }
+    if n.acked_at.is_none() {
+        writeln!(out)?;
+        writeln!(out, "{}", paint(DIM, &format!("To acknowledge it: runwatch notifications ack --item {}", short_id(store, &n.id)?)))?;
+    }
+    Ok(Finished { shows_inbox: true, ..Finished::ok() })
+}
+
+fn ack(store: &mut Store, args: &AckArgs, json: bool) -> anyhow::Result<Finished> {
+    let now = SystemClock.now();
+    let mut out = output::stdout();
+    if args.all {
+        let n = store.ack_all(now)?;
+        if json {
+            writeln!(out, "{}", serde_json::json!({ "acknowledged": n }))?;
+        } else if n == 0 {
+            writeln!(out, "There were no pending notifications.")?;
+        } else {
+            writeln!(out, "All pending notifications have been acknowledged.")?;
+        }
+        return Ok(Finished::ok());
+    }
+    if args.item.is_empty() {
+        return Err(crate::usage_error(
+            "notifications ack",
+            "say what to acknowledge: --all, or --item ID… with ids from 'runwatch notifications list'",
+        ));
+    }
+    // Resolve every id first: one bad id acknowledges nothing.
+    let mut ids = Vec::with_capacity(args.item.len());
+    for prefix in &args.item {
+        let id = resolve(store, prefix)?.id;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    let n = store.ack(&ids, now)?;
+    if json {
+        writeln!(out, "{}", serde_json::json!({ "acknowledged": n, "ids": ids }))?;
+    } else {
+        let already = ids.len() - n;
+        let mut line = format!("Acknowledged {}.", output::count(n as i64, "notification", "notifications"));
+        if already > 0 {
+            line.pop();
+            line.push_str(&format!(
+                " ({} already acknowledged).",
+                if already == 1 { "1 was".to_string() } else { format!("{already} were") }
+            ));
+        }
+        writeln!(out, "{line}")?;
+    }
+    Ok(Finished::ok())
+}

@@ -1,0 +1,140 @@
+//! Native popups (notify-rust over D-Bus) for notifications at or above the popup level,
+//! coalesced by [`PopupGate`]; "Open" (also the default click) shows the notification's
+//! details, "Acknowledge" acknowledges it. The same loop keeps the tray badge current.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
+
+use notify_rust::{Hint, Timeout, Urgency};
+use runwatch_core::clock::{Clock, Millis, SystemClock};
+use runwatch_core::{inbox, Level, Store};
+use runwatch_desktop::{Popup, PopupGate};
+use tauri::{AppHandle, Manager};
+
+use crate::engine::Engine;
+
+/// Popups paused until this time (0: not paused); toggled from the tray menu.
+#[derive(Default)]
+pub struct Pause(AtomicI64);
+
+impl Pause {
+    /// Pauses for an hour, or resumes; returns whether popups are now paused.
+    pub fn toggle(&self, now: Millis) -> bool {
+        let until = self.0.load(Ordering::SeqCst);
+        let paused = until > now;
+        self.0.store(if paused { 0 } else { now + 3_600_000 }, Ordering::SeqCst);
+        !paused
+    }
+
+    fn until(&self) -> Option<Millis> {
+        Some(self.0.load(Ordering::SeqCst)).filter(|u| *u > 0)
+    }
+}
+
+/// Looks for changes at least this often (other processes write the store too).
+const POLL: Duration = Duration::from_millis(250);
+
+/// Starts the loop that shows popups and keeps the tray badge current.
+pub fn start(app: AppHandle) {
+    app.manage(Pause::default());
+    let (tx, rx) = mpsc::channel();
+    if let Some(engine) = app.try_state::<Engine>() {
+        *engine.wake.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+    }
+    std::thread::Builder::new()
+        .name("popups".into())
+        .spawn(move || {
+            if let Err(e) = run(&app, &rx) {
+                tracing::warn!("popups and tray badge stopped: {e}");
+            }
+        })
+        .expect("spawning a thread");
+}
+
+/// Wakes the loop now (after an acknowledgement from the tray, say).
+pub fn wake(app: &AppHandle) {
+    if let Some(engine) = app.try_state::<Engine>() {
+        if let Some(tx) = engine.wake.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn run(app: &AppHandle, rx: &mpsc::Receiver<()>) -> anyhow::Result<()> {
+    let engine = app.state::<Engine>();
+    let store = Store::open(&engine.data_dir)?;
+    // Only what arrives from now on pops up; what was pending shows in the badge.
+    let mut last_seq = inbox::last_seq(store.conn())?;
+    let mut gate = PopupGate::new(Level::Error);
+    let mut shown_summary = None;
+    loop {
+        let now = SystemClock.now();
+        gate.level = store.setting::<String>("popup_level")?.and_then(|l| l.parse().ok()).unwrap_or(Level::Error);
+        gate.pause_until(app.state::<Pause>().until());
+        let summary = store.unread_summary()?;
+        if shown_summary.as_ref() != Some(&summary) {
+            crate::tray::show(app, &summary);
+            shown_summary = Some(summary);
+        }
+        for (seq, n) in inbox::since(store.conn(), last_seq, Level::Debug, 1000)? {
+            last_seq = seq;
+            for popup in gate.offer(&n, now) {
+                show(app, popup);
+            }
+        }
+        for popup in gate.tick(now) {
+            show(app, popup);
+        }
+        let wait = gate.next_deadline().map_or(POLL, |d| Duration::from_millis((d - now).clamp(0, POLL.as_millis() as i64) as u64));
+        match rx.recv_timeout(wait) {
+            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+        }
+    }
+}
+
+fn show(app: &AppHandle, popup: Popup) {
+    let mut n = notify_rust::Notification::new();
+    n.appname("Runwatch")
+        .summary(&popup.summary())
+        .body(&popup.body())
+        .icon("runwatch")
+        .hint(Hint::DesktopEntry("runwatch".into()))
+        .urgency(if popup.critical() { Urgency::Critical } else { Urgency::Normal })
+        .timeout(Timeout::Default)
+        .action("default", "Open");
+    let id = match &popup {
+        Popup::One(one) => {
+            n.action("ack", "Acknowledge");
+            Some(one.id.clone())
+        }
+        Popup::Many { .. } => None,
+    };
+    let handle = match n.show() {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!("cannot show a desktop popup: {e}");
+            return;
+        }
+    };
+    let app = app.clone();
+    // Waits for a click or a dismissal, on its own thread (it blocks).
+    std::thread::spawn(move || {
+        handle.wait_for_action(|action| match action {
+            "default" | "open" => {
+                let route = id.as_ref().map_or("/notifications".to_string(), |id| format!("/notifications/{id}"));
+                crate::show_window(&app, Some(&route));
+            }
+            "ack" => {
+                if let (Some(id), Some(engine)) = (&id, app.try_state::<Engine>()) {
+                    if let Err(e) = Store::open(&engine.data_dir).and_then(|mut s| s.ack(std::slice::from_ref(id), SystemClock.now())) {
+                        tracing::warn!("cannot acknowledge: {e}");
+                    }
+                    wake(&app);
+                }
+            }
+            _ => {}
+        });
+    });
+}
