@@ -27,6 +27,17 @@ impl Allowed {
     }
 }
 
+/// CORS for the allowed origins only: what the desktop app's webview needs.
+pub fn cors(allowed: &Allowed) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderValue, Method};
+    let origins: Vec<HeaderValue> = allowed.origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(600))
+}
+
 /// Rejects calls without the token (401) or from foreign hosts or origins (403).
 pub async fn check(State(state): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
     let headers = req.headers();

@@ -122,6 +122,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .fallback(|uri: Uri| async move { api::ApiError::new(StatusCode::NOT_FOUND, format!("no API route {}", uri.path())) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard::check))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // The desktop window's page (tauri://localhost) calls the API cross-origin; its
+        // preflights are answered here, before the token check they cannot pass.
+        .layer(guard::cors(&state.allowed))
         .with_state(state);
     Router::new()
         .nest("/api/v1", api)

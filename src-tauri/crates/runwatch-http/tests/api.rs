@@ -158,6 +158,23 @@ fn strangers_are_turned_away() {
     assert_eq!(api.raw("GET", "/api/v1/health", None, &[("Authorization", &auth), ("Origin", &format!("http://localhost:{port}"))]).0, 200);
     assert_eq!(api.raw("GET", &format!("/api/v1/health?token={TOKEN}"), None, &[]).0, 200, "EventSource passes the token in the query");
 
+    // The desktop window's preflight is answered without the token; a stranger's gets no CORS grant.
+    let url = format!("{}/api/v1/notifications", api.base);
+    let preflight = |origin: &str| {
+        let req = ureq::http::Request::builder()
+            .method("OPTIONS")
+            .uri(&url)
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "GET")
+            .header("Access-Control-Request-Headers", "authorization")
+            .body(())
+            .unwrap();
+        let res = api.agent.run(req).unwrap();
+        res.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap().to_string())
+    };
+    assert_eq!(preflight("tauri://localhost").as_deref(), Some("tauri://localhost"));
+    assert_eq!(preflight("https://evil.example"), None);
+
     let huge = json!({"message": "x".repeat(5 * 1024 * 1024)}).to_string();
     assert_eq!(api.raw("POST", "/api/v1/events", Some(huge), &[("Authorization", &auth)]).0, 413);
     let bad = api.raw("POST", "/api/v1/events", Some("{not json".into()), &[("Authorization", &auth)]);

@@ -1,0 +1,57 @@
+"""Popups and the tray badge, read back over D-Bus: one critical popup per ERROR with
+Open and Acknowledge, none for a WARNING, a burst coalesced, the badge red after an
+ERROR and gone after "Acknowledge all" from the tray menu."""
+import subprocess
+
+from conftest import ARTIFACTS, wait_until
+from test_app import click, menu_items, tray_item
+
+
+def badge_pixel(props):
+    """The tray icon's pixel where the badge is drawn, from the icon the item names."""
+    sni = props.GetAll("org.kde.StatusNotifierItem")
+    name, theme = str(sni["IconName"]), str(sni.get("IconThemePath", ""))
+    path = name if name.startswith("/") else f"{theme}/{name}.png"
+    # The icon file is replaced as the badge changes: a read mid-write just reads again.
+    out = subprocess.run(["/usr/bin/convert", path, "-format", "%[pixel:p{48,55}]", "info:"],
+                         capture_output=True, text=True).stdout
+    return path, out.strip()
+
+
+def test_an_error_pops_up_once_a_warning_does_not(bus, notifications, tray_host, app):
+    tray_item(bus, tray_host)
+    app.event("WARNING", "disk almost full")
+    app.event("ERROR", "loss is NaN at step 1200")
+    calls = wait_until("a popup", notifications.calls)
+    # The WARNING was stored first: had it popped up, it would be here before the ERROR.
+    assert len(calls) == 1, calls
+    call = calls[0]
+    assert call["app"] == "Runwatch"
+    assert call["summary"] == "Runwatch: ERROR"
+    assert call["body"] == "loss is NaN at step 1200"
+    assert call["urgency"] == 2, "critical urgency"
+    assert call["actions"] == ["default", "Open", "ack", "Acknowledge"]
+
+
+def test_a_burst_of_ten_errors_makes_at_most_two_popups(bus, notifications, tray_host, app):
+    tray_item(bus, tray_host)
+    app.call("POST", "/api/v1/events/batch", {"events": [{"level": "ERROR", "message": f"e{i}"} for i in range(10)]})
+    calls = wait_until("the coalesced popup", lambda: (c := notifications.calls()) and len(c) >= 2 and c, timeout=30)
+    assert len(calls) == 2, calls
+    assert calls[0]["body"] == "e0"
+    assert calls[1]["summary"] == "9 new errors"
+
+
+def test_badge_turns_red_on_an_error_and_goes_after_acknowledge_all(bus, notifications, tray_host, app):
+    item, props = tray_item(bus, tray_host)
+    _, before = badge_pixel(props)
+    assert "217,45,32" not in before.replace(" ", ""), before
+    app.event("ERROR", "boom")
+    red = wait_until("the red badge", lambda: "217,45,32" in badge_pixel(props)[1].replace(" ", "") and badge_pixel(props))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["/usr/bin/convert", red[0], "-scale", "400%", str(ARTIFACTS / "tray-badge-error.png")], check=True)
+    sni = props.GetAll("org.kde.StatusNotifierItem")
+    menu, items = menu_items(bus, item["service"], sni["Menu"])
+    click(menu, items["Acknowledge all"])
+    wait_until("the badge to go", lambda: "217,45,32" not in badge_pixel(props)[1].replace(" ", ""))
+    assert app.call("GET", "/api/v1/notifications/summary")["total"] == 0
