@@ -78,6 +78,18 @@ pub fn save_detected(
     Ok(())
 }
 
+/// Moves every remembered first-seen time and deadline by `delta` ms (the wall clock was
+/// stepped by that much).
+pub fn shift_times(conn: &Connection, delta: Millis) -> Result<(), StoreError> {
+    conn.execute("UPDATE checkins SET first_seen = first_seen + ?1", [delta])?;
+    conn.execute(
+        "UPDATE runs SET checkin_first_seen = checkin_first_seen + ?1, deadline = deadline + ?1
+         WHERE checkin_first_seen IS NOT NULL OR deadline IS NOT NULL",
+        [delta],
+    )?;
+    Ok(())
+}
+
 /// Remembers the last Aim log-record step turned into notifications.
 pub fn set_log_step(conn: &Connection, id: &str, step: i64) -> Result<(), StoreError> {
     conn.prepare_cached("UPDATE runs SET log_step = ?2 WHERE id = ?1")?

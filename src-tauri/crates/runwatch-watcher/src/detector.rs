@@ -332,6 +332,17 @@ impl Detector {
         }
     }
 
+    /// Moves every first-seen time by `delta` ms: after the wall clock was stepped, so that
+    /// deadlines keep measuring time that really passed.
+    pub fn shift(&mut self, delta: Millis) {
+        self.calm = None; // every breakpoint moves
+        for track in self.tracks.values_mut() {
+            for seen in track.files.values_mut() {
+                seen.first_seen = seen.first_seen.saturating_add(delta);
+            }
+        }
+    }
+
     /// Re-assesses runs whose deadline has passed.
     pub fn tick(&mut self, now: Millis, changes: &mut Changes) {
         if self.calm.is_some_and(|q| q.covers(now)) {

@@ -66,6 +66,9 @@ enum Msg {
     Stop,
 }
 
+/// Wall-clock steps smaller than this are drift and scheduling noise, not steps.
+const CLOCK_STEP_TOLERANCE_MS: Millis = 2_000;
+
 /// The most names of malformed files remembered, so each is warned about once.
 const MAX_WARNED: usize = 10_000;
 
@@ -80,6 +83,8 @@ pub struct Watcher {
     settings: Settings,
     data_version: i64,
     warned: HashSet<String>,
+    /// The wall and monotonic times last seen, to notice the wall clock being stepped.
+    clock_ref: Option<(Millis, Millis)>,
     sink: Sink,
     tx: Sender<Msg>,
     rx: Receiver<Msg>,
@@ -92,7 +97,19 @@ impl Watcher {
         let detector = load_detector(&store, settings.grace)?;
         let (tx, rx) = mpsc::channel();
         let data_version = data_version(&store)?;
-        Ok(Watcher { store, clock, repos, detector, settings, data_version, warned: HashSet::new(), sink: Box::new(|_| {}), tx, rx })
+        Ok(Watcher {
+            store,
+            clock,
+            repos,
+            detector,
+            settings,
+            data_version,
+            warned: HashSet::new(),
+            clock_ref: None,
+            sink: Box::new(|_| {}),
+            tx,
+            rx,
+        })
     }
 
     /// Called with every notification the watcher stores, right after it is committed.
@@ -161,6 +178,7 @@ impl Watcher {
 
     /// Re-assesses runs at the clock's time: stuck and crashed runs are found here.
     pub fn tick(&mut self) -> Result<Vec<Notification>, WatcherError> {
+        self.follow_clock_steps()?;
         let now = self.clock.now();
         let mut changes = Changes::default();
         self.detector.tick(now, &mut changes);
@@ -302,11 +320,29 @@ impl Watcher {
     }
 
     fn take_in(&mut self, repo: &AimRepo, files: &[CheckIn], quiet: bool) -> Result<Vec<Notification>, WatcherError> {
+        self.follow_clock_steps()?;
         let now = self.clock.now();
         let mut changes = Changes::default();
         let root = repo.root().display().to_string();
         self.detector.observe(&root, files, now, quiet, &mut changes);
         self.apply(changes, now, quiet)
+    }
+
+    /// When the wall clock was stepped since the last look (beyond what the monotonic clock
+    /// says passed), moves every first-seen time by the step, in memory and in the store:
+    /// deadlines measure time that passed, not clock corrections.
+    fn follow_clock_steps(&mut self) -> Result<(), WatcherError> {
+        let (wall, mono) = (self.clock.now(), self.clock.monotonic());
+        if let Some((wall0, mono0)) = self.clock_ref {
+            let step = wall - (wall0 + (mono - mono0));
+            if step.abs() > CLOCK_STEP_TOLERANCE_MS {
+                tracing::warn!("the wall clock was stepped by {:+.1} s; run deadlines keep counting real time", step as f64 / 1000.0);
+                self.detector.shift(step);
+                self.store.write(|tx| runs::shift_times(tx, step))?;
+            }
+        }
+        self.clock_ref = Some((wall, mono));
+        Ok(())
     }
 
     /// Stores what changed in one transaction and reports the new notifications.

@@ -311,3 +311,37 @@ fn the_first_scan_of_a_repository_with_history_is_quiet_but_watches_live_runs() 
     assert_eq!(stuck[0].title, "Run 'bbbbbbbbbbbbbbbbbbbbbbbb' is stuck (no check-in for 105 s).");
     assert_eq!(w.store().run("aaaaaaaaaaaaaaaaaaaaaaaa").unwrap().unwrap().state, RunState::Finished);
 }
+
+#[test]
+fn wall_clock_steps_forward_and_back_raise_no_false_alarms() {
+    let mut f = Fixture::new();
+    f.at(0.0).check_in(RUN, 1, Flag::CheckIn, 5);
+    f.poll();
+    // An hour forward (NTP, a resumed VM): no time passed, so nothing is overdue.
+    f.at(50.0);
+    f.clock.jump(3_600_000);
+    f.poll();
+    assert!(f.notes().is_empty(), "a false stuck alarm: {:?}", f.notes());
+    // 54.9 more seconds really pass: still within the promise + grace.
+    f.clock.advance(Duration::from_millis(54_900));
+    f.poll();
+    assert!(f.notes().is_empty());
+    f.clock.advance(Duration::from_millis(100));
+    f.poll();
+    assert_eq!(f.notes().len(), 1, "stuck once 105 s really passed");
+
+    // Backwards: the alarm is not postponed either.
+    let mut g = Fixture::new();
+    g.at(0.0).check_in(RUN, 1, Flag::CheckIn, 5);
+    g.poll();
+    g.at(50.0);
+    g.clock.jump(-3_600_000);
+    g.poll();
+    g.clock.advance(Duration::from_millis(55_000));
+    g.poll();
+    let notes = g.notes();
+    assert_eq!(notes.len(), 1, "stuck after 105 s of real time despite the clock going back");
+    g.restart();
+    g.poll();
+    assert_eq!(g.notes().len(), 1);
+}
