@@ -9,13 +9,13 @@ BIN := $(CARGO_TARGET_DIR)/debug
 # Where `runwatch start` listens when `make run` has no display.
 HTTP ?= 127.0.0.1:8747
 
-.PHONY: run test bootstrap ui build launch test-rust test-desktop clean
+.PHONY: run test bootstrap ui build launch test-rust test-cli test-ui test-desktop clean
 
 ## make run: install what is missing, build, start the app (or the headless daemon).
 run: build launch
 
 ## make test: install what is missing, build, run every test.
-test: build test-rust test-desktop
+test: build test-rust test-cli test-ui test-desktop
 
 bootstrap:
 	@bash .ci/bootstrap
@@ -42,6 +42,18 @@ test-rust:
 	else \
 	  cargo test --workspace --locked --no-fail-fast; \
 	fi
+
+# Prompts answered in a real pseudo-terminal (pexpect).
+test-cli:
+	/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/cli
+
+# The UI in Debian's chromium (playwright-core, no browser download) against a real
+# `runwatch start`; screenshots go to target/artifacts/ui-*.png.
+test-ui:
+	@if [ ! -f tests/ui/node_modules/.package-lock.json ] || [ tests/ui/package-lock.json -nt tests/ui/node_modules/.package-lock.json ]; then \
+	  (cd tests/ui && npm ci --no-audit --no-fund --loglevel=error); \
+	fi
+	node --test tests/ui/*.test.mjs
 
 # The real app under Xvfb, in a private D-Bus session; screenshots go to target/artifacts/.
 test-desktop:

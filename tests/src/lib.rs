@@ -133,3 +133,129 @@ pub fn url_in(line: &str) -> String {
         .unwrap_or_else(|| panic!("no URL in {line:?}"))
         .to_string()
 }
+
+// ---------------------------------------------------------------------------------------
+// The `runwatch` command line as a user runs it (tests/tests/cli_*.rs).
+// ---------------------------------------------------------------------------------------
+
+/// What one run of a command printed and how it ended.
+#[derive(Debug)]
+pub struct CliOutput {
+    /// The exit code (`None` when killed by a signal).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOutput {
+    /// Asserts the exit code, showing everything printed when it differs.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, Some(code), "unexpected exit code\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Asserts a usage or runtime error: exactly one line on stderr, none of Rust's panic or
+    /// backtrace text, and this exit code. Returns that line.
+    #[track_caller]
+    pub fn expect_one_line_error(&self, code: i32) -> String {
+        self.expect_code(code);
+        assert_eq!(self.stderr.lines().count(), 1, "expected one line on stderr, got:\n{}", self.stderr);
+        for word in ["panicked", "backtrace", "RUST_BACKTRACE"] {
+            assert!(!self.stderr.contains(word), "stderr mentions {word}:\n{}", self.stderr);
+        }
+        assert!(self.stderr.starts_with("runwatch: error: "), "{}", self.stderr);
+        self.stderr.trim_end().to_string()
+    }
+}
+
+/// `runwatch --data-dir DIR` with a clean environment: UTC times, no inherited
+/// `RUNWATCH_*` settings, no colour, and `RUST_BACKTRACE=1` so any backtrace would show.
+pub fn runwatch(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(binary("runwatch"));
+    cmd.arg("--data-dir").arg(data_dir);
+    cli_env(&mut cmd);
+    cmd
+}
+
+/// The environment every CLI test runs with (see [`runwatch`]).
+pub fn cli_env(cmd: &mut Command) {
+    cmd.env("TZ", "UTC")
+        .env("RUST_BACKTRACE", "1")
+        .env("COLUMNS", "100")
+        .env_remove("RUNWATCH_HOME")
+        .env_remove("RUNWATCH_NOTIFICATIONS")
+        .env_remove("RUNWATCH_LOG")
+        .env_remove("CLICOLOR_FORCE")
+        .env_remove("NO_COLOR");
+}
+
+/// Runs `cmd` to completion with no stdin.
+pub fn run_cli(cmd: &mut Command) -> CliOutput {
+    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    CliOutput {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Every row of every table of the store in `data_dir`, as text: compare two dumps to
+/// prove a command changed nothing.
+pub fn dump_store(data_dir: &Path) -> String {
+    let store = runwatch_core::Store::open(&runwatch_core::DataDir::at(data_dir)).unwrap();
+    let conn = store.conn();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut dump = String::new();
+    for table in tables {
+        let columns: Vec<String> = conn
+            .prepare(&format!("SELECT name FROM pragma_table_info('{table}') ORDER BY cid"))
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let row = columns.iter().map(|c| format!("quote(\"{c}\")")).collect::<Vec<_>>().join(" || '|' || ");
+        let rows: Vec<String> = conn
+            .prepare(&format!("SELECT {row} FROM \"{table}\" ORDER BY 1"))
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        dump.push_str(&format!("[{table}]\n"));
+        for r in rows {
+            dump.push_str(&r);
+            dump.push('\n');
+        }
+    }
+    dump
+}
+
+/// Polls `check` until it returns `Some`, failing the test after [`PATIENCE`]: for waiting
+/// on state another process produces, instead of sleeping a guessed time.
+#[track_caller]
+pub fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out after {PATIENCE:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Running {
+    /// Sends `signal` (e.g. "INT") to the process alone, not its group.
+    pub fn signal_process(&self, signal: &str) {
+        let status = Command::new("kill").args([format!("-{signal}"), self.child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill -{signal} failed");
+    }
+}

@@ -24,6 +24,9 @@ use crate::output;
 use crate::summary::Finished;
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Example, in a job's training loop: runwatch --repo . check-in --run \"$RUN_ID\" --expect-next-in 600"
+)]
 #[command(group(ArgGroup::new("what").required(true).args(["expect_next_in", "finished"])))]
 pub struct CheckInArgs {
     /// The run's id (Aim's run hash, or any id of letters, digits, '_', '-' and '.')
@@ -35,16 +38,6 @@ pub struct CheckInArgs {
     /// Report that the run finished successfully
     #[arg(long)]
     finished: bool,
-}
-
-/// What was written.
-#[derive(Debug)]
-struct Written {
-    run: String,
-    idx: u64,
-    flag: String,
-    expect_next_in: u64,
-    file: PathBuf,
 }
 
 pub fn check_in(repos: &[PathBuf], args: &CheckInArgs, json: bool) -> anyhow::Result<Finished> {
@@ -64,17 +57,26 @@ pub fn check_in(repos: &[PathBuf], args: &CheckInArgs, json: bool) -> anyhow::Re
         }
     };
     // clap requires exactly one of --finished and --expect-next-in.
-    let (flag, expect) = if args.finished { (Flag::Finished, 0) } else { (Flag::CheckIn, args.expect_next_in.unwrap_or(0)) };
+    let (flag, expect) =
+        if args.finished { (Flag::Finished, 0) } else { (Flag::CheckIn, args.expect_next_in.unwrap_or(0)) };
     let written = write(&repo, &args.run, flag, expect)?;
 
     let mut out = output::stdout();
     if json {
         let Written { run, idx, flag, expect_next_in, file } = &written;
-        writeln!(out, "{}", serde_json::json!({ "run": run, "idx": idx, "flag": flag, "expect_next_in": expect_next_in, "file": file }))?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({ "run": run, "idx": idx, "flag": flag, "expect_next_in": expect_next_in, "file": file })
+        )?;
     } else if flag == Flag::Finished {
         writeln!(out, "Run '{}' reported finished (check-in {}).", written.run, written.idx)?;
     } else if expect == 0 {
-        writeln!(out, "Run '{}' checked in (check-in {}), with no deadline for the next one.", written.run, written.idx)?;
+        writeln!(
+            out,
+            "Run '{}' checked in (check-in {}), with no deadline for the next one.",
+            written.run, written.idx
+        )?;
     } else {
         writeln!(
             out,
@@ -83,6 +85,16 @@ pub fn check_in(repos: &[PathBuf], args: &CheckInArgs, json: bool) -> anyhow::Re
         )?;
     }
     Ok(Finished::ok())
+}
+
+/// What was written.
+#[derive(Debug)]
+struct Written {
+    run: String,
+    idx: u64,
+    flag: String,
+    expect_next_in: u64,
+    file: PathBuf,
 }
 
 /// Accepts ids that make a check-in file name Aim's parser reads back unchanged.

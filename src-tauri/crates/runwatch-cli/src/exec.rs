@@ -47,6 +47,11 @@ const MAX_LINE: usize = 1000;
 const DRAIN: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "runwatch exec [OPTIONS] -- <COMMAND> [ARGS]...",
+    after_help = "The command finds its run id in RUNWATCH_RUN_ID.\n\
+                  Example: runwatch exec --name resnet --silence-timeout 30m -- python train.py --lr 3e-4"
+)]
 pub struct ExecArgs {
     /// A name for the run in notifications [default: the command's file name]
     #[arg(long, value_name = "NAME", value_parser = non_empty("--name"))]
@@ -57,19 +62,9 @@ pub struct ExecArgs {
     /// The run's id [default: a new random id]
     #[arg(long, value_name = "ID", value_parser = non_empty("--run"))]
     run: Option<String>,
-    /// The command to run and its arguments (put them after '--')
+    /// The command to run, then its arguments
     #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<OsString>,
-}
-
-/// Parses "30s", "5m", "1h30m", "1h 30m" (humantime); zero is refused.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{e}; write a duration such as 30s, 5m or 1h30m"))?;
-    if d.is_zero() {
-        return Err("the timeout must be longer than zero, e.g. 30s".into());
-    }
-    Ok(d)
 }
 
 pub fn exec(store: &mut Store, args: ExecArgs) -> anyhow::Result<Finished> {
@@ -80,16 +75,19 @@ pub fn exec(store: &mut Store, args: ExecArgs) -> anyhow::Result<Finished> {
         ));
     };
     let run_id = args.run.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..24].to_string());
-    let name = args.name.unwrap_or_else(|| {
-        Path::new(program).file_name().unwrap_or(program).to_string_lossy().into_owned()
-    });
+    let name =
+        args.name.unwrap_or_else(|| Path::new(program).file_name().unwrap_or(program).to_string_lossy().into_owned());
     let shown = shell_line(&args.command);
 
     // Caught before the command exists, so no signal can end runwatch between the spawn
     // and the handler and leave the run's end unrecorded.
     let signals = SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM, SIGHUP])?;
     let mut cmd = std::process::Command::new(program);
-    cmd.args(rest).stdin(Stdio::inherit()).stdout(Stdio::piped()).stderr(Stdio::piped()).env("RUNWATCH_RUN_ID", &run_id);
+    cmd.args(rest)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("RUNWATCH_RUN_ID", &run_id);
     if std::env::var_os("PYTHONUNBUFFERED").is_none() {
         cmd.env("PYTHONUNBUFFERED", "1");
     }
@@ -104,20 +102,12 @@ pub fn exec(store: &mut Store, args: ExecArgs) -> anyhow::Result<Finished> {
     })?;
     let pid = child.id();
 
-    let mut report = Reporter { store, run_id, name, nonce: uuid::Uuid::new_v4().simple().to_string(), stored: Vec::new(), stalls: 0 };
-    report.name_run();
-    report.record(
-        "started",
-        Level::Info,
-        format!("Run '{}' started.", report.name),
-        format!("Command: {shown}\nRun id: {}\nPID: {pid}\nWorking directory: {}", report.run_id, cwd()),
-    );
-
     let last_output = Arc::new(AtomicU64::new(0));
     let tail = Arc::new(Mutex::new(Tail::default()));
     let (drained_tx, drained) = mpsc::channel();
     let stdout = child.stdout.take().map(|out| pump_stdout(out, started, last_output.clone(), drained_tx.clone()));
-    let stderr = child.stderr.take().map(|err| pump_stderr(err, started, last_output.clone(), tail.clone(), drained_tx));
+    let stderr =
+        child.stderr.take().map(|err| pump_stderr(err, started, last_output.clone(), tail.clone(), drained_tx));
 
     let reaped = Arc::new(Mutex::new(false));
     let signal_handle = signals.handle();
@@ -133,6 +123,23 @@ pub fn exec(store: &mut Store, args: ExecArgs) -> anyhow::Result<Finished> {
         drop(done);
         let _ = exited_tx.send(status);
     });
+
+    // Recorded once the output flows: a busy store must not stall the command on a full pipe.
+    let mut report = Reporter {
+        store,
+        run_id,
+        name,
+        nonce: uuid::Uuid::new_v4().simple().to_string(),
+        stored: Vec::new(),
+        stalls: 0,
+    };
+    report.name_run();
+    report.record(
+        "started",
+        Level::Info,
+        format!("Run '{}' started.", report.name),
+        format!("Command: {shown}\nRun id: {}\nPID: {pid}\nWorking directory: {}", report.run_id, cwd()),
+    );
 
     // Wait for the exit, watching for silence meanwhile.
     let mut stalled_since: Option<u64> = None;
@@ -181,6 +188,16 @@ pub fn exec(store: &mut Store, args: ExecArgs) -> anyhow::Result<Finished> {
     };
     report.ended(Some(status), duration, &shown, &lock(&tail).text());
     Ok(Finished { code: exit_code(status), stored: report.stored, passthrough: true, shows_inbox: false })
+}
+
+/// Parses "30s", "5m", "1h30m", "1h 30m" (humantime); zero is refused.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d =
+        humantime::parse_duration(s.trim()).map_err(|e| format!("{e}; write a duration such as 30s, 5m or 1h30m"))?;
+    if d.is_zero() {
+        return Err("the timeout must be longer than zero, e.g. 30s".into());
+    }
+    Ok(d)
 }
 
 /// Writes the run's notifications; a store that fails never stops the command (it gets a
@@ -236,9 +253,12 @@ impl Reporter<'_> {
         let took = format_secs(duration);
         let name = &self.name;
         let (level, title, outcome, state) = match status {
-            Some(s) if s.success() => {
-                (Level::Info, format!("Run '{name}' finished without error after {took}."), "Exit code: 0".to_string(), RunState::Finished)
-            }
+            Some(s) if s.success() => (
+                Level::Info,
+                format!("Run '{name}' finished without error after {took}."),
+                "Exit code: 0".to_string(),
+                RunState::Finished,
+            ),
             Some(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
                 (Some(code), _) => (
                     Level::Error,
@@ -255,9 +275,19 @@ impl Reporter<'_> {
                         RunState::Crashed,
                     )
                 }
-                (None, None) => (Level::Error, format!("Run '{name}' failed after {took}."), format!("Status: {s}"), RunState::Crashed),
+                (None, None) => (
+                    Level::Error,
+                    format!("Run '{name}' failed after {took}."),
+                    format!("Status: {s}"),
+                    RunState::Crashed,
+                ),
             },
-            None => (Level::Error, format!("Run '{name}' ended in an unknown way after {took}."), "Status: unknown".into(), RunState::Ended),
+            None => (
+                Level::Error,
+                format!("Run '{name}' ended in an unknown way after {took}."),
+                "Status: unknown".into(),
+                RunState::Ended,
+            ),
         };
         let mut body = format!("Command: {shown}\n{outcome}\nDuration: {took}");
         if level >= Level::Error && !tail.is_empty() {
@@ -433,8 +463,7 @@ fn shell_line(words: &[OsString]) -> String {
         .iter()
         .map(|w| {
             let w = w.to_string_lossy();
-            let plain = !w.is_empty()
-                && w.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./=:,+@%".contains(&b));
+            let plain = !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./=:,+@%".contains(&b));
             if plain {
                 w.into_owned()
             } else {

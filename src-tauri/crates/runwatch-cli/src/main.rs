@@ -8,6 +8,7 @@
 mod checkin;
 mod exec;
 mod notifications;
+mod notifiers;
 mod output;
 mod send;
 mod start;
@@ -26,58 +27,6 @@ use crate::summary::{Finished, NoticeMode};
 
 /// The environment variable behind `--notifications`.
 pub const NOTIFICATIONS_ENV: &str = "RUNWATCH_NOTIFICATIONS";
-
-/// Runwatch tells you when your training runs need attention.
-#[derive(Debug, Parser)]
-#[command(name = "runwatch", version, max_term_width = 100)]
-struct Cli {
-    /// Where the store lives [default: ~/.local/share/runwatch]
-    #[arg(long, global = true, help_heading = "Global options", value_name = "DIR", env = runwatch_core::data_dir::HOME_ENV, hide_env_values = true)]
-    data_dir: Option<PathBuf>,
-
-    /// An Aim repository, DIR or DIR/.aim; repeat for several with start [default: ./.aim]
-    #[arg(long, global = true, help_heading = "Global options", value_name = "PATH")]
-    repo: Vec<PathBuf>,
-
-    /// What to print about pending notifications after the command: nothing, one line (and
-    /// exit 1 while warnings or errors are pending), or each of them
-    #[arg(long, global = true, help_heading = "Global options", value_name = "MODE", value_enum, default_value_t = NoticeMode::Summary,
-          env = NOTIFICATIONS_ENV, hide_env_values = true)]
-    notifications: NoticeMode,
-
-    /// Print JSON instead of text (commands that list or show things)
-    #[arg(long, global = true, help_heading = "Global options")]
-    json: bool,
-
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the watcher in the foreground (headless), serving the API and UI over HTTP
-    Start(start::StartArgs),
-    // `notifiers …` (Aim's tree: add, list, enable, disable, remove, test, set-log-level,
-    // get-log-level, import-aim) belongs here, between watching and the inbox.
-    /// Read and acknowledge notifications (the inbox)
-    #[command(subcommand)]
-    Notifications(notifications::Command),
-    /// Record a notification from a job or script
-    Send(send::SendArgs),
-    /// Check a run in as Aim does, without Aim (for jobs in any language)
-    CheckIn(checkin::CheckInArgs),
-    /// Run a command as a watched run: started, finished or failed, stalled
-    Exec(exec::ExecArgs),
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
-    Completions(CompletionsArgs),
-}
-
-#[derive(Debug, Args)]
-struct CompletionsArgs {
-    /// The shell to complete for
-    #[arg(value_name = "SHELL")]
-    shell: clap_complete::Shell,
-}
 
 /// A usage error found after parsing: exit 2, like clap's own.
 #[derive(Debug)]
@@ -117,6 +66,59 @@ impl fmt::Display for ExitWith {
 
 impl std::error::Error for ExitWith {}
 
+/// Runwatch tells you when your training runs need attention.
+#[derive(Debug, Parser)]
+#[command(name = "runwatch", version, max_term_width = 100)]
+struct Cli {
+    /// Where the store lives [default: ~/.local/share/runwatch]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "DIR", env = runwatch_core::data_dir::HOME_ENV, hide_env_values = true)]
+    data_dir: Option<PathBuf>,
+
+    /// An Aim repository, DIR or DIR/.aim; repeat for several with start [default: ./.aim]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "PATH")]
+    repo: Vec<PathBuf>,
+
+    /// What to print about pending notifications after the command: nothing, one line (and
+    /// exit 1 while warnings or errors are pending), or each of them
+    #[arg(long, global = true, help_heading = "Global options", value_name = "MODE", value_enum, default_value_t = NoticeMode::Summary,
+          env = NOTIFICATIONS_ENV, hide_env_values = true)]
+    notifications: NoticeMode,
+
+    /// Print JSON instead of text (commands that list or show things)
+    #[arg(long, global = true, help_heading = "Global options")]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the watcher in the foreground (headless), serving the API and UI over HTTP
+    Start(start::StartArgs),
+    /// Configure where notifications go (Aim's notifier commands)
+    #[command(subcommand)]
+    Notifiers(notifiers::NotifiersCommand),
+    /// Read and acknowledge notifications (the inbox)
+    #[command(subcommand)]
+    Notifications(notifications::Command),
+    /// Record a notification from a job or script
+    Send(send::SendArgs),
+    /// Check a run in as Aim does, without Aim (for jobs in any language)
+    CheckIn(checkin::CheckInArgs),
+    /// Run a command as a watched run: started, finished or failed, stalled
+    Exec(exec::ExecArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_name = "SHELL")]
+    shell: clap_complete::Shell,
+}
+
 fn main() -> ExitCode {
     // A bug must still be one line, not a panic message with a backtrace hint.
     std::panic::set_hook(Box::new(|info| {
@@ -135,9 +137,7 @@ fn main() -> ExitCode {
         Err(e) => return clap_failure(&e),
     };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RUNWATCH_LOG").unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RUNWATCH_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
@@ -159,18 +159,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if json {
                 return Err(usage_error("completions", "--json does not apply to completion scripts"));
             }
+            // Into memory first: clap_complete panics on a failed write (`… | head`).
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "runwatch", &mut script);
             let mut out = io::stdout().lock();
-            clap_complete::generate(args.shell, &mut Cli::command(), "runwatch", &mut out);
+            out.write_all(&script)?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Exec(_) if json => Err(usage_error("exec", "--json does not apply: exec passes its command's output through")),
+        Command::Exec(_) if json => {
+            Err(usage_error("exec", "--json does not apply: exec passes its command's output through"))
+        }
         command => {
             // check-in only touches the Aim repository; the store is for the summary.
             let needs_store = !(matches!(command, Command::CheckIn(_)) && mode == NoticeMode::Hidden);
             let mut store = if needs_store { Some(open_store(cli.data_dir.as_deref())?) } else { None };
             let done: Finished = match (command, store.as_mut()) {
                 (Command::Notifications(cmd), Some(store)) => notifications::run(cmd, store, json)?,
+                (Command::Notifiers(cmd), Some(store)) => notifiers::run(cmd, store, &cli.repo, json)?,
                 (Command::Send(args), Some(store)) => send::send(store, args, json)?,
                 (Command::Exec(args), Some(store)) => exec::exec(store, args)?,
                 (Command::CheckIn(args), _) => checkin::check_in(&cli.repo, &args, json)?,
@@ -182,7 +188,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(code) => code,
                     // The command's own work is done: its exit code stands.
                     Err(e) if done.passthrough => {
-                        let _ = writeln!(io::stderr(), "runwatch: warning: cannot read pending notifications: {}", one_line(&format!("{e:#}")));
+                        let _ = writeln!(
+                            io::stderr(),
+                            "runwatch: warning: cannot read pending notifications: {}",
+                            one_line(&format!("{e:#}"))
+                        );
                         done.code
                     }
                     Err(e) => return Err(e),
@@ -220,7 +230,11 @@ fn failure(err: &anyhow::Error) -> ExitCode {
     } else {
         1
     };
-    let _ = writeln!(output::stderr(), "{}", output::paint(output::RED, &format!("runwatch: error: {}", one_line(&format!("{err:#}")))));
+    let _ = writeln!(
+        output::stderr(),
+        "{}",
+        output::paint(output::RED, &format!("runwatch: error: {}", one_line(&format!("{err:#}"))))
+    );
     ExitCode::from(code)
 }
 
@@ -237,7 +251,11 @@ fn clap_failure(err: &clap::Error) -> ExitCode {
             ExitCode::from(2)
         }
         _ => {
-            let _ = writeln!(output::stderr(), "{}", output::paint(output::RED, &format!("runwatch: error: {}", clap_line(err))));
+            let _ = writeln!(
+                output::stderr(),
+                "{}",
+                output::paint(output::RED, &format!("runwatch: error: {}", clap_line(err)))
+            );
             ExitCode::from(2)
         }
     }
@@ -315,7 +333,10 @@ mod tests {
         let line = clap_line(&err);
         assert!(!line.contains('\n'), "{line}");
         assert!(line.contains("'LOUD'") && line.contains("DEBUG, INFO"), "{line}");
-        assert_eq!(command_path(["--json", "notifications", "list", "--level", "LOUD"].map(String::from)), "runwatch notifications list");
+        assert_eq!(
+            command_path(["--json", "notifications", "list", "--level", "LOUD"].map(String::from)),
+            "runwatch notifications list"
+        );
         assert_eq!(command_path(["exec", "--", "send"].map(String::from)), "runwatch exec");
 
         let err = Cli::try_parse_from(["runwatch", "check-in", "--finished"]).unwrap_err();

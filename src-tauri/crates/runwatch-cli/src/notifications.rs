@@ -71,70 +71,6 @@ pub fn run(cmd: Command, store: &mut Store, json: bool) -> anyhow::Result<Finish
     }
 }
 
-/// Rejects an empty id at parse time (it would match every notification).
-fn non_empty_id(s: &str) -> Result<String, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("an id cannot be empty; copy one from 'runwatch notifications list'".into());
-    }
-    Ok(s.to_string())
-}
-
-fn list(store: &mut Store, args: &ListArgs, json: bool) -> anyhow::Result<Finished> {
-    // Everything that can fail on bad input is checked before anything is written.
-    let run_id = args.run.as_deref().map(|r| resolve_run(store, r)).transpose()?;
-    let want = if args.limit == 0 { usize::MAX } else { args.limit };
-    let mut filter = ListFilter {
-        min_level: args.level,
-        run_id,
-        state: if args.all { AckState::All } else { AckState::Pending },
-        cursor: None,
-        limit: Some(want.min(inbox::MAX_PAGE)),
-    };
-    let mut items: Vec<Notification> = Vec::new();
-    let mut more = false;
-    loop {
-        let page = store.list_notifications(&filter)?;
-        items.extend(page.items);
-        match page.next_cursor {
-            Some(cursor) if items.len() < want => {
-                filter.limit = Some((want - items.len()).min(inbox::MAX_PAGE));
-                filter.cursor = Some(cursor);
-            }
-            Some(_) => {
-                more = true;
-                break;
-            }
-            None => break,
-        }
-    }
-
-    let mut out = output::stdout();
-    if json {
-        serde_json::to_writer_pretty(&mut out, &items)?;
-        writeln!(out)?;
-    } else if items.is_empty() {
-        writeln!(out, "There are no notifications.")?;
-    } else {
-        for n in &items {
-            write_item(store, &mut out, n)?;
-        }
-        if more {
-            writeln!(out, "{}", paint(DIM, &format!("(The newest {} are shown; use --limit 0 to list all.)", items.len())))?;
-        }
-    }
-    out.flush()?;
-
-    if args.auto_ack {
-        let pending: Vec<String> = items.iter().filter(|n| n.acked_at.is_none()).map(|n| n.id.clone()).collect();
-        let acked = store.ack(&pending, SystemClock.now())?;
-        if !json && acked > 0 {
-            writeln!(out, "Acknowledged {}.", output::count(acked as i64, "notification", "notifications"))?;
-        }
-    }
-    Ok(Finished { shows_inbox: true, ..Finished::ok() })
-}
-
 /// One notification as lists show it:
 /// `2026-11-21 14:03 ERROR  Run 'be0ebd0c…' is stuck (no check-in for 105 s)` then
 /// `  To see the details: runwatch notifications show 3f2a9c1e`.
@@ -148,18 +84,6 @@ pub fn write_item(store: &Store, out: &mut impl Write, n: &Notification) -> anyh
     writeln!(out, "{} {level}  {title}", output::minute(n.created_at))?;
     writeln!(out, "  To see the details: runwatch notifications show {}", short_id(store, &n.id)?)?;
     Ok(())
-}
-
-/// The title with a long run id (an Aim hash) shortened to 8 characters and an ellipsis,
-/// as in `Run 'be0ebd0c…' is stuck`; `show` prints it in full.
-fn short_title(n: &Notification) -> String {
-    match &n.run_id {
-        Some(run) if run.chars().count() > 12 && n.title.contains(run.as_str()) => {
-            let short: String = run.chars().take(SHORT_ID).collect();
-            n.title.replace(run.as_str(), &format!("{short}…"))
-        }
-        _ => n.title.clone(),
-    }
 }
 
 /// The shortest prefix of `id`, at least [`SHORT_ID`] characters, that names only it.
@@ -202,26 +126,6 @@ pub fn resolve(store: &Store, prefix: &str) -> anyhow::Result<Notification> {
     }
 }
 
-/// The run named by `prefix`: an exact id, else a unique prefix of one.
-fn resolve_run(store: &Store, prefix: &str) -> anyhow::Result<String> {
-    if prefix.is_empty() {
-        bail!("--run needs a run id (or a unique prefix of one)");
-    }
-    if store.run(prefix)?.is_some() {
-        return Ok(prefix.to_string());
-    }
-    let ids = runs::ids_with_prefix(store.conn(), prefix, 11)?;
-    match ids.as_slice() {
-        [] => bail!("there is no run with id '{prefix}'; runs are known once they check in or report an event"),
-        [one] => Ok(one.clone()),
-        many => bail!(
-            "run id '{prefix}' is ambiguous: it matches {}{}; give more characters",
-            many.iter().take(10).cloned().collect::<Vec<_>>().join(", "),
-            if many.len() > 10 { ", …" } else { "" }
-        ),
-    }
-}
-
 fn show(store: &mut Store, args: &ShowArgs, json: bool) -> anyhow::Result<Finished> {
     let n = resolve(store, &args.id)?;
     let deliveries = deliveries::of_notification(store.conn(), &n.id)?;
@@ -239,20 +143,26 @@ fn show(store: &mut Store, args: &ShowArgs, json: bool) -> anyhow::Result<Finish
     let mut fields: Vec<(&str, String)> = vec![("Level", level), ("Title", n.title.clone())];
     if let Some(run) = &n.run_id {
         let name = store.run(run)?.and_then(|r| r.name);
-        fields.push(("Run", match name {
-            Some(name) if name != *run => format!("{run} ({name})"),
-            _ => run.clone(),
-        }));
+        fields.push((
+            "Run",
+            match name {
+                Some(name) if name != *run => format!("{run} ({name})"),
+                _ => run.clone(),
+            },
+        ));
     }
     fields.push(("Source", n.source.clone()));
     fields.push(("Created", output::second(n.created_at)));
     if n.updated_at != n.created_at {
         fields.push(("Updated", output::second(n.updated_at)));
     }
-    fields.push(("Status", match n.acked_at {
-        Some(at) => format!("acknowledged at {}", output::second(at)),
-        None => "pending".into(),
-    }));
+    fields.push((
+        "Status",
+        match n.acked_at {
+            Some(at) => format!("acknowledged at {}", output::second(at)),
+            None => "pending".into(),
+        },
+    ));
     if n.repeat_count > 0 {
         fields.push(("Repeated", format!("{} more messages logged", n.repeat_count)));
     }
@@ -308,7 +218,11 @@ fn show(store: &mut Store, args: &ShowArgs, json: bool) -> anyhow::Result<Finish
     }
     if n.acked_at.is_none() {
         writeln!(out)?;
-        writeln!(out, "{}", paint(DIM, &format!("To acknowledge it: runwatch notifications ack --item {}", short_id(store, &n.id)?)))?;
+        writeln!(
+            out,
+            "{}",
+            paint(DIM, &format!("To acknowledge it: runwatch notifications ack --item {}", short_id(store, &n.id)?))
+        )?;
     }
     Ok(Finished { shows_inbox: true, ..Finished::ok() })
 }
@@ -357,4 +271,104 @@ fn ack(store: &mut Store, args: &AckArgs, json: bool) -> anyhow::Result<Finished
         writeln!(out, "{line}")?;
     }
     Ok(Finished::ok())
+}
+
+/// Rejects an empty id at parse time (it would match every notification).
+fn non_empty_id(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("an id cannot be empty; copy one from 'runwatch notifications list'".into());
+    }
+    Ok(s.to_string())
+}
+
+fn list(store: &mut Store, args: &ListArgs, json: bool) -> anyhow::Result<Finished> {
+    // Everything that can fail on bad input is checked before anything is written.
+    let run_id = args.run.as_deref().map(|r| resolve_run(store, r)).transpose()?;
+    let want = if args.limit == 0 { usize::MAX } else { args.limit };
+    let mut filter = ListFilter {
+        min_level: args.level,
+        run_id,
+        state: if args.all { AckState::All } else { AckState::Pending },
+        cursor: None,
+        limit: Some(want.min(inbox::MAX_PAGE)),
+    };
+    let mut items: Vec<Notification> = Vec::new();
+    let mut more = false;
+    loop {
+        let page = store.list_notifications(&filter)?;
+        items.extend(page.items);
+        match page.next_cursor {
+            Some(cursor) if items.len() < want => {
+                filter.limit = Some((want - items.len()).min(inbox::MAX_PAGE));
+                filter.cursor = Some(cursor);
+            }
+            Some(_) => {
+                more = true;
+                break;
+            }
+            None => break,
+        }
+    }
+
+    let mut out = output::stdout();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &items)?;
+        writeln!(out)?;
+    } else if items.is_empty() {
+        writeln!(out, "There are no notifications.")?;
+    } else {
+        for n in &items {
+            write_item(store, &mut out, n)?;
+        }
+        if more {
+            writeln!(
+                out,
+                "{}",
+                paint(DIM, &format!("(The newest {} are shown; use --limit 0 to list all.)", items.len()))
+            )?;
+        }
+    }
+    out.flush()?;
+
+    if args.auto_ack {
+        let pending: Vec<String> = items.iter().filter(|n| n.acked_at.is_none()).map(|n| n.id.clone()).collect();
+        let acked = store.ack(&pending, SystemClock.now())?;
+        if !json && acked > 0 {
+            writeln!(out, "Acknowledged {}.", output::count(acked as i64, "notification", "notifications"))?;
+        }
+    }
+    Ok(Finished { shows_inbox: true, ..Finished::ok() })
+}
+
+/// The title with a long run id (an Aim hash) shortened to 8 characters and an ellipsis,
+/// as in `Run 'be0ebd0c…' is stuck`; `show` prints it in full.
+fn short_title(n: &Notification) -> String {
+    match &n.run_id {
+        Some(run) if run.chars().count() > 12 && n.title.contains(run.as_str()) => {
+            let short: String = run.chars().take(SHORT_ID).collect();
+            n.title.replace(run.as_str(), &format!("{short}…"))
+        }
+        _ => n.title.clone(),
+    }
+}
+
+/// The run named by `prefix`: an exact id, else a unique prefix of one.
+fn resolve_run(store: &Store, prefix: &str) -> anyhow::Result<String> {
+    if prefix.is_empty() {
+        bail!("--run needs a run id (or a unique prefix of one)");
+    }
+    if store.run(prefix)?.is_some() {
+        return Ok(prefix.to_string());
+    }
+    let ids = runs::ids_with_prefix(store.conn(), prefix, 11)?;
+    match ids.as_slice() {
+        [] => bail!("there is no run with id '{prefix}'; runs are known once they check in or report an event"),
+        [one] => Ok(one.clone()),
+        many => bail!(
+            "run id '{prefix}' is ambiguous: it matches {}{}; give more characters",
+            many.iter().take(10).cloned().collect::<Vec<_>>().join(", "),
+            if many.len() > 10 { ", …" } else { "" }
+        ),
+    }
 }

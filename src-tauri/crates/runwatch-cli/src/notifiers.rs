@@ -3,17 +3,18 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use runwatch_aim::repo::AimRepo;
 use runwatch_core::clock::{Clock, SystemClock};
 use runwatch_core::notifiers::Notifier;
-use runwatch_core::{DataDir, Level, NotifierStatus, Store};
+use runwatch_core::{Level, NotifierStatus, Store};
 use runwatch_notify::dispatcher::send_test;
 use runwatch_notify::send::{Outcome, Sender, DEFAULT_TIMEOUT};
 use runwatch_notify::{aim_config, Channel};
+
+use crate::summary::Finished;
 
 #[derive(Debug, Subcommand)]
 pub enum NotifiersCommand {
@@ -108,13 +109,12 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
     Ok((k.trim().to_string(), v.trim().to_string()))
 }
 
-pub fn run(cmd: NotifiersCommand, data_dir: &DataDir, repos: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
-    let mut store = Store::open(data_dir)?;
+pub fn run(cmd: NotifiersCommand, store: &mut Store, repos: &[PathBuf], json: bool) -> anyhow::Result<Finished> {
     let now = SystemClock.now();
     match cmd {
         NotifiersCommand::Add { kind: Some(kind) } => {
             let (channel, min_level) = channel_from_flags(kind);
-            add(&mut store, channel, min_level, now)?;
+            add(store, channel, min_level, now)?;
         }
         NotifiersCommand::Add { kind: None } => {
             if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
@@ -123,17 +123,17 @@ pub fn run(cmd: NotifiersCommand, data_dir: &DataDir, repos: &[PathBuf], json: b
                      'add workplace --group-id ID --access-token TOKEN', 'add logger' or 'add webhook --url URL'"
                 );
             }
-            interactive_add(&mut store)?;
+            interactive_add(store)?;
         }
-        NotifiersCommand::List => list(&store, json)?,
-        NotifiersCommand::Enable { id } => set_status(&mut store, &id, NotifierStatus::Enabled, now)?,
-        NotifiersCommand::Disable { id } => set_status(&mut store, &id, NotifierStatus::Disabled, now)?,
+        NotifiersCommand::List => list(store, json)?,
+        NotifiersCommand::Enable { id } => set_status(store, &id, NotifierStatus::Enabled, now)?,
+        NotifiersCommand::Disable { id } => set_status(store, &id, NotifierStatus::Disabled, now)?,
         NotifiersCommand::Remove { id, yes } => {
             let n = store.resolve_notifier(&id)?;
             println!("{}", describe(&n));
             if !yes && !confirm(&format!("Remove this {} notifier?", n.kind))? {
                 println!("Nothing removed.");
-                return Ok(ExitCode::SUCCESS);
+                return Ok(Finished::ok());
             }
             store.remove_notifier(&n.id)?;
             println!("Removed notifier {}.", n.id);
@@ -158,9 +158,9 @@ pub fn run(cmd: NotifiersCommand, data_dir: &DataDir, repos: &[PathBuf], json: b
             let level: Option<String> = store.setting("log_level")?;
             println!("{}", level.as_deref().unwrap_or("WARNING"));
         }
-        NotifiersCommand::ImportAim => import_aim(&mut store, repos, now)?,
+        NotifiersCommand::ImportAim => import_aim(store, repos, now)?,
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Finished::ok())
 }
 
 fn channel_from_flags(kind: AddKind) -> (Channel, Level) {
@@ -179,7 +179,7 @@ fn channel_from_flags(kind: AddKind) -> (Channel, Level) {
 
 /// Validates and stores a notifier; nothing is saved when anything is wrong.
 fn add(store: &mut Store, channel: Channel, min_level: Level, now: i64) -> anyhow::Result<Notifier> {
-    channel.validate()?;
+    channel.validate().map_err(|e| crate::usage_error(&format!("notifiers add {}", channel.kind()), &e.to_string()))?;
     let n = Notifier {
         id: uuid::Uuid::new_v4().to_string(),
         kind: channel.kind().into(),

@@ -41,7 +41,9 @@ pub enum StoreError {
     #[error("store migration failed: {0}")]
     Migration(#[from] rusqlite_migration::Error),
     #[error("store error: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(rusqlite::Error),
+    #[error("cannot write the store: the disk may be full ({0}); free some space and retry")]
+    Unwritable(rusqlite::Error),
     #[error("invalid cursor '{0}': pass the next_cursor of a previous page")]
     BadCursor(String),
     #[error("setting '{key}' holds invalid JSON: {source}")]
@@ -49,6 +51,18 @@ pub enum StoreError {
         key: String,
         source: serde_json::Error,
     },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    /// Tells a full disk (or a write the OS refused) from other database errors, because
+    /// the person reading it can do something about that one.
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
+        match e.sqlite_error_code() {
+            Some(DiskFull | SystemIoFailure) => StoreError::Unwritable(e),
+            _ => StoreError::Sql(e),
+        }
+    }
 }
 
 /// Schema migrations, in order; the schema version is SQLite's `user_version`.

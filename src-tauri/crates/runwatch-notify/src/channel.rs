@@ -193,7 +193,13 @@ impl Channel {
 }
 
 fn check_url(raw: &str) -> Result<(), ConfigError> {
-    let bad = |reason: &str| ConfigError::Url { url: mask_url(raw), reason: reason.into() };
+    // What cannot be parsed has no secret path to hide: show its start, so the typo shows.
+    let shown = match url::Url::parse(raw) {
+        Ok(_) => mask_url(raw),
+        Err(_) if raw.chars().count() <= 24 => raw.to_string(),
+        Err(_) => format!("{}…", raw.chars().take(24).collect::<String>()),
+    };
+    let bad = |reason: &str| ConfigError::Url { url: shown.clone(), reason: reason.into() };
     let url = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(bad("use an http:// or https:// URL"));

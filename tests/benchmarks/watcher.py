@@ -1,0 +1,819 @@
+#!/usr/bin/env python3
+"""Runwatch vs Aim's own watcher (`aim-watcher` from `pip install aim==3.29.1`), in one run.
+
+    python3 tests/benchmarks/watcher.py            # from the repository root (or `make bench`)
+
+Builds `runwatch` and `runwatch-bench` in release, creates (or reuses) a venv with
+aim==3.29.1 under target/bench-venv, then measures both watchers one after the other on
+identical 10,000-run Aim repositories:
+
+- idle CPU (% of one core, from /proc/PID/stat utime+stime) over a window after start-up
+  settled, and resident memory (VmRSS, VmHWM from /proc/PID/status);
+- check-in latency: new runs' `starting` files appear by atomic rename, 20 ms apart; time
+  until the watcher prints "Run '…' started.";
+- log-record latency (runwatch): a record is appended to a live run's RocksDB chunk, then a
+  `new_logs` check-in appears; time until the watcher prints the message. Also with real
+  Aim (`run.log_error()` in the venv) for both watchers;
+- 10,000 newly finished runs: 10,000 `finished` files written at once the way Aim writes
+  them (create + close); time until the 10,000th "finished without error." line;
+- the cost of one full rescan at 1,000 / 10,000 / 100,000 runs (`runwatch-bench rescan`,
+  in-process, median of several).
+
+Prints a table with both figures, the ratio aim-watcher / runwatch and PASS/FAIL against
+each target; writes target/bench-results.json and target/bench-results.md. With
+--update-doc, also replaces the results section of BENCHMARKS.md. Everything runs on
+loopback and in a throwaway directory under target/; processes are stopped on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import datetime as dt
+import json
+import os
+import platform
+import re
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+AIM_VERSION = "3.29.1"
+RUNS = 10_000
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Targets of the acceptance criteria.
+CPU_RATIO_TARGET = 50  # runwatch idle CPU at most 1/50 of aim-watcher's
+RSS_TARGET_MIB = 40
+FINISH_TARGET_S = 2.0
+LATENCY_P99_TARGET_MS = 50.0
+LINEAR_TOLERANCE = 2.0  # per-run rescan cost at the largest size within 2x of the smallest
+
+LINE_RE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+(.*)$")
+FINISHED_RE = re.compile(r"Run '([0-9a-f]{24})' finished without error\.")
+STARTED_RE = re.compile(r"Run '([0-9a-f]{24})' started\.")
+
+SPAWNED: list["Proc"] = []
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------
+# Processes
+
+
+class Proc:
+    """A child in its own process group; every output line is kept with its arrival time."""
+
+    def __init__(self, name: str, argv: list[str], env: dict | None = None, cwd: Path | None = None, stdin=None):
+        self.name = name
+        self.lines: list[tuple[float, str, str]] = []  # (monotonic time, stream, text)
+        self.cond = threading.Condition()
+        self.listener = None  # called as listener(t, stream, text) under self.cond
+        self.p = subprocess.Popen(
+            argv,
+            stdin=stdin if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+        SPAWNED.append(self)
+        self.threads = [
+            threading.Thread(target=self._read, args=(self.p.stdout, "out"), daemon=True),
+            threading.Thread(target=self._read, args=(self.p.stderr, "err"), daemon=True),
+        ]
+        for t in self.threads:
+            t.start()
+
+    @property
+    def pid(self) -> int:
+        return self.p.pid
+
+    def _read(self, stream, which: str) -> None:
+        for raw in iter(stream.readline, b""):
+            t = time.monotonic()
+            text = raw.decode("utf-8", "replace").rstrip("\n")
+            with self.cond:
+                self.lines.append((t, which, text))
+                if self.listener is not None:
+                    self.listener(t, which, text)
+                self.cond.notify_all()
+
+    def wait_for(self, what: str, pred, timeout: float, start: int = 0) -> tuple[float, str]:
+        deadline = time.monotonic() + timeout
+        i = start
+        with self.cond:
+            while True:
+                while i < len(self.lines):
+                    t, _, text = self.lines[i]
+                    i += 1
+                    if pred(text):
+                        return t, text
+                if self.p.poll() is not None and all(not th.is_alive() for th in self.threads):
+                    raise RuntimeError(f"{self.name} exited ({self.p.returncode}) before {what}; output:\n{self.tail()}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeError(f"{self.name}: no {what} within {timeout:.0f} s; output:\n{self.tail()}")
+                self.cond.wait(min(left, 0.5))
+
+    def nth_line(self, stream: str, n: int, timeout: float) -> str:
+        """The nth (1-based) line of `stream`, waiting for it."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                lines = [x for _, s, x in self.lines if s == stream]
+                if len(lines) >= n:
+                    return lines[n - 1]
+                if self.p.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited ({self.p.returncode}); output:\n{self.tail()}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeError(f"{self.name}: no reply within {timeout:.0f} s; output:\n{self.tail()}")
+                self.cond.wait(min(left, 0.5))
+
+    def tail(self, n: int = 30) -> str:
+        return "\n".join(f"  {s}: {x}" for _, s, x in self.lines[-n:])
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+                try:
+                    os.killpg(self.p.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.p.wait(grace)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        for t in self.threads:
+            t.join(2)
+
+
+def stop_all() -> None:
+    for p in reversed(SPAWNED):
+        try:
+            p.stop()
+        except Exception as e:  # noqa: BLE001 - cleanup must go on
+            log(f"cannot stop {p.name}: {e}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the whole process (all threads, living and exited)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def status_kib(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, to tell whether something else ran."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return sum(v) - idle, sum(v)
+
+
+def run(argv: list[str], **kw) -> subprocess.CompletedProcess:
+    log("$ " + " ".join(str(a) for a in argv))
+    return subprocess.run(argv, check=True, **kw)
+
+
+# --------------------------------------------------------------------------------------
+# Set-up
+
+
+def target_dir() -> Path:
+    return Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")).resolve()
+
+
+def ensure_venv(venv: Path) -> Path:
+    py = venv / "bin" / "python"
+    check = [str(py), "-c", f"import importlib.metadata as m; assert m.version('aim') == '{AIM_VERSION}'"]
+    if py.exists() and (venv / "bin" / "aim-watcher").exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return venv
+    log(f"creating {venv} with aim=={AIM_VERSION} from PyPI (once; reused afterwards)")
+    run([sys.executable, "-m", "venv", "--clear", str(venv)])
+    run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"aim=={AIM_VERSION}"])
+    subprocess.run(check, check=True)
+    return venv
+
+
+def build(release_dir: Path) -> None:
+    run(["cargo", "build", "--release", "--locked", "-p", "runwatch-cli", "--bin", "runwatch"], cwd=ROOT)
+    run(["cargo", "build", "--release", "--locked", "-p", "runwatch-tests", "--bin", "runwatch-bench"], cwd=ROOT)
+    for b in ("runwatch", "runwatch-bench"):
+        if not (release_dir / b).exists():
+            raise SystemExit(f"{release_dir / b} was not built")
+
+
+def checkin_name(run_hash: str, idx: int, flag: str, expect_next_in: int) -> str:
+    return f"{run_hash}-{idx:016d}-{flag}-{time.time():011.2f}-{expect_next_in:05d}"
+
+
+def fixture_hash(i: int) -> str:
+    return f"aa{i:022x}"
+
+
+def touch(path: Path) -> None:
+    """Creates an empty file the way Aim's `Path.touch()` does: open(O_CREAT) and close."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
+
+
+def make_repo(venv: Path, root: Path, runs: int) -> Path:
+    """An Aim repository (`aim init`) with a logger notifier and `runs` running runs."""
+    root.mkdir(parents=True)
+    subprocess.run([str(venv / "bin" / "aim"), "init", "--repo", str(root)], check=True, capture_output=True)
+    notif = root / ".aim" / "ext" / "notifications"
+    notif.mkdir(parents=True, exist_ok=True)
+    nid = "b6487000-b521-4a2a-a42b-8fee1b7fa43d"
+    cfg = {"notifications": {"version": "1.0", "log_level": 30, "notifiers": {nid: {
+        "id": nid, "type": "logger", "status": "enabled",
+        "arguments": {"message": "❗️ Something wrong with Run '{run.hash}'. Please check. ❗️"}}}}}
+    (notif / "config.json").write_text(json.dumps(cfg, indent=2))
+    check_ins = root / ".aim" / "check_ins"
+    check_ins.mkdir()
+    # Running runs as Aim leaves them: `starting`, a `check_in` and Aim's heartbeat. The
+    # promises (1 h) are long enough that no deadline falls inside the benchmark.
+    for i in range(runs):
+        h = fixture_hash(i)
+        for idx, flag, expect in ((1, "starting", 0), (2, "check_in", 3600), (3, "progress", 3600)):
+            touch(check_ins / checkin_name(h, idx, flag, expect))
+    return root
+
+
+# --------------------------------------------------------------------------------------
+# Measurements
+
+
+def text_of(line: str) -> tuple[str | None, str]:
+    """(level, text) of an announcement: runwatch prefixes time and level, Aim's logger not."""
+    m = LINE_RE.match(line)
+    return (m.group(1), m.group(2)) if m else (None, line)
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    k = (len(s) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def latency_summary(lat_ms: list[float], expected: int) -> dict:
+    if not lat_ms:
+        return {"samples": expected, "received": 0}
+    return {
+        "samples": expected,
+        "received": len(lat_ms),
+        "p50_ms": pct(lat_ms, 0.50),
+        "p99_ms": pct(lat_ms, 0.99),
+        "max_ms": max(lat_ms),
+        "mean_ms": statistics.fmean(lat_ms),
+    }
+
+
+def measure_idle(proc: Proc, settle: float, window: float) -> dict:
+    log(f"{proc.name}: settling {settle:.0f} s, then measuring idle CPU over {window:.0f} s")
+    time.sleep(settle)
+    rss = []
+    b0, n0 = machine_busy()
+    c0, t0 = cpu_seconds(proc.pid), time.monotonic()
+    end = t0 + window
+    while (now := time.monotonic()) < end:
+        rss.append(status_kib(proc.pid, "VmRSS"))
+        time.sleep(min(1.0, end - now))
+    c1, t1 = cpu_seconds(proc.pid), time.monotonic()
+    b1, n1 = machine_busy()
+    rss.append(status_kib(proc.pid, "VmRSS"))
+    cpu_pct = 100.0 * (c1 - c0) / (t1 - t0)
+    other = max(0.0, 100.0 * os.cpu_count() * (b1 - b0) / max(1, n1 - n0) - cpu_pct)
+    return {
+        "window_s": t1 - t0,
+        "cpu_seconds": c1 - c0,
+        "cpu_pct_of_core": cpu_pct,
+        "rss_mib": rss[-1] / 1024,
+        "rss_max_mib": max(rss) / 1024,
+        "rest_of_machine_busy_pct_of_core": other,
+    }
+
+
+def measure_checkin_latency(proc: Proc, repo: Path, stage: Path, samples: int, spacing: float, wait: float) -> dict:
+    """New runs' `starting` files, renamed into check_ins/ `spacing` apart."""
+    log(f"{proc.name}: {samples} check-in latency samples, {spacing * 1000:.0f} ms apart")
+    check_ins = repo / ".aim" / "check_ins"
+    sent: dict[str, float] = {}
+    got: dict[str, float] = {}
+
+    expected: set[str] = set()
+
+    def listener(t, _s, line):
+        m = STARTED_RE.search(text_of(line)[1])
+        if m and m.group(1) in expected and m.group(1) not in got:
+            got[m.group(1)] = t
+
+    with proc.cond:
+        proc.listener = listener
+    try:
+        for i in range(samples):
+            h = f"bb{i:022x}"
+            name = checkin_name(h, 1, "starting", 0)
+            tmp = stage / name
+            touch(tmp)
+            with proc.cond:  # expected before it can be printed
+                expected.add(h)
+            t0 = time.monotonic()
+            os.rename(tmp, check_ins / name)
+            sent[h] = t0
+            time.sleep(spacing)
+        deadline = time.monotonic() + wait
+        with proc.cond:
+            while len(got) < len(sent) and time.monotonic() < deadline:
+                proc.cond.wait(0.2)
+    finally:
+        with proc.cond:
+            proc.listener = None
+    lat = [(got[h] - sent[h]) * 1000 for h in sent if h in got]
+    return latency_summary(lat, samples)
+
+
+def measure_log_latency(proc: Proc, bench: Path, repo: Path, stage: Path, samples: int, spacing: float, wait: float) -> dict:
+    """A record appended to a live run's chunk (runwatch-bench log-writer), then `new_logs`."""
+    log(f"{proc.name}: {samples} log-record latency samples")
+    aim_dir = repo / ".aim"
+    check_ins = aim_dir / "check_ins"
+    runs = [f"cc{i:022x}" for i in range(4)]
+    writer = Proc("log-writer", [str(bench), "log-writer", "--aim-dir", str(aim_dir)], stdin=subprocess.PIPE)
+    for h in runs:
+        name = checkin_name(h, 1, "starting", 0)
+        os.rename(_staged(stage, name), check_ins / name)
+    for h in runs:
+        proc.wait_for(f"'started' of log run {h}", lambda l, h=h: f"Run '{h}' started." in l, 10)
+    sent: dict[str, float] = {}
+    got: dict[str, float] = {}
+
+    expected: set[str] = set()
+
+    def listener(t, _s, line):
+        text = text_of(line)[1]
+        if text in expected and text not in got:
+            got[text] = t
+
+    idx = {h: 1 for h in runs}
+    step = {h: 0 for h in runs}
+    previous: dict[str, Path] = {}
+    replies = 0
+    with proc.cond:
+        proc.listener = listener
+    try:
+        for i in range(samples):
+            h = runs[i % len(runs)]
+            message = f"bench log record {i}"
+            writer.p.stdin.write(f"{h} {step[h]} 40 {message}\n".encode())
+            writer.p.stdin.flush()
+            replies += 1
+            reply = writer.nth_line("out", replies, 10)
+            if reply != "ok":
+                raise RuntimeError(f"log-writer: {reply}")
+            step[h] += 1
+            idx[h] += 1
+            name = checkin_name(h, idx[h], "new_logs", 0)
+            tmp = _staged(stage, name)
+            with proc.cond:  # expected before it can be printed
+                expected.add(message)
+            t0 = time.monotonic()
+            os.rename(tmp, check_ins / name)
+            sent[message] = t0
+            # Aim removes the run's older file of the same flag after writing a new one.
+            if h in previous:
+                previous[h].unlink(missing_ok=True)
+            previous[h] = check_ins / name
+            time.sleep(spacing)
+        deadline = time.monotonic() + wait
+        with proc.cond:
+            while len(got) < len(sent) and time.monotonic() < deadline:
+                proc.cond.wait(0.2)
+    finally:
+        with proc.cond:
+            proc.listener = None
+        writer.p.stdin.close()
+        writer.stop()
+    lat = [(got[m] - sent[m]) * 1000 for m in sent if m in got]
+    return latency_summary(lat, samples)
+
+
+def _staged(stage: Path, name: str) -> Path:
+    tmp = stage / name
+    touch(tmp)
+    return tmp
+
+
+AIM_LOGGER = r"""
+import sys, time, aim
+repo, n, spacing = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+run = aim.Run(repo=repo)
+print("hash", run.hash, flush=True)
+time.sleep(1.5)  # let the watcher see the run start
+for i in range(n):
+    t0 = time.monotonic()
+    run.log_error(f"real aim log {i}")  # blocks until the new_logs check-in is written
+    print("sent", i, t0, flush=True)
+    time.sleep(spacing)
+run.report_successful_finish()
+run.close()
+print("done", flush=True)
+"""
+
+
+def measure_real_aim_logs(proc: Proc, venv: Path, repo: Path, samples: int, spacing: float, wait: float) -> dict:
+    """`run.log_error()` by real Aim; t0 is taken before the call (includes Aim's own write)."""
+    log(f"{proc.name}: {samples} log records written by real Aim (run.log_error)")
+    got: dict[str, float] = {}
+
+    def listener(t, _s, line):
+        text = text_of(line)[1]
+        if text.startswith("real aim log ") and text not in got:
+            got[text] = t
+
+    with proc.cond:
+        proc.listener = listener
+    try:
+        w = Proc("aim-logger", [str(venv / "bin" / "python"), "-c", AIM_LOGGER, str(repo), str(samples), str(spacing)])
+        w.wait_for("the end of aim-logger", lambda l: l == "done", 60 + samples * (spacing + 1))
+        sent = {}
+        for _, s, l in w.lines:
+            if s == "out" and l.startswith("sent "):
+                _, i, t0 = l.split()
+                sent[f"real aim log {i}"] = float(t0)
+        w.stop()
+        deadline = time.monotonic() + wait
+        with proc.cond:
+            while len(got) < len(sent) and time.monotonic() < deadline:
+                proc.cond.wait(0.2)
+    finally:
+        with proc.cond:
+            proc.listener = None
+    lat = [(got[m] - sent[m]) * 1000 for m in sent if m in got]
+    out = latency_summary(lat, samples)
+    out["waited_s"] = wait
+    return out
+
+
+def measure_finish_burst(proc: Proc, repo: Path, runs: int, cap: float) -> dict:
+    """Writes `finished` for every fixture run at once; waits for every announcement."""
+    log(f"{proc.name}: {runs} runs finish at once (waiting at most {cap:.0f} s)")
+    check_ins = repo / ".aim" / "check_ins"
+    pending = {fixture_hash(i) for i in range(runs)}
+    state = {"count": 0, "last": None}
+
+    def listener(t, _s, line):
+        m = FINISHED_RE.search(line)
+        if m and m.group(1) in pending:
+            pending.discard(m.group(1))
+            state["count"] += 1
+            state["last"] = t
+
+    with proc.cond:
+        proc.listener = listener
+    try:
+        t0 = time.monotonic()
+        for i in range(runs):
+            touch(check_ins / checkin_name(fixture_hash(i), 4, "finished", 0))
+        t_written = time.monotonic()
+        deadline = t0 + cap
+        with proc.cond:
+            while state["count"] < runs and time.monotonic() < deadline:
+                proc.cond.wait(0.2)
+            count, last = state["count"], state["last"]
+    finally:
+        with proc.cond:
+            proc.listener = None
+    done = count == runs
+    return {
+        "runs": runs,
+        "announced": count,
+        "complete": done,
+        "write_s": t_written - t0,
+        "seconds": (last - t0) if done else None,
+        "seconds_after_last_write": (last - t_written) if done else None,
+        "cap_s": cap,
+        "peak_rss_mib": status_kib(proc.pid, "VmHWM") / 1024,
+    }
+
+
+def session(name: str, argv: list[str], env: dict, repo: Path, stage: Path, args, venv: Path, bench: Path, ready) -> dict:
+    out: dict = {"command": " ".join(argv)}
+    t_spawn = time.monotonic()
+    proc = Proc(name, argv, env=env)
+    phases = [
+        ("idle", lambda: measure_idle(proc, args.settle, args.idle_secs)),
+        ("checkin_latency", lambda: measure_checkin_latency(proc, repo, stage, args.samples, 0.020, 15)),
+        ("log_latency", lambda: measure_log_latency(proc, bench, repo, stage, args.samples, 0.020, 15)),
+        ("real_aim_log_latency", lambda: measure_real_aim_logs(proc, venv, repo, args.aim_log_samples, 0.1, 15)),
+        ("finish", lambda: measure_finish_burst(proc, repo, RUNS, args.finish_cap)),
+    ]
+    if name != "runwatch":
+        phases = [p for p in phases if p[0] != "log_latency"]  # needs the bench's chunk writer reader
+    try:
+        t_ready, _ = proc.wait_for("start-up", ready, 300)
+        out["startup_s"] = t_ready - t_spawn
+        out["startup_cpu_s"] = cpu_seconds(proc.pid)
+        for phase, measure in phases:
+            if proc.p.poll() is not None:
+                out["errors"] = out.get("errors", []) + [f"{phase}: {name} is no longer running"]
+                continue
+            try:
+                out[phase] = measure()
+            except Exception as e:  # noqa: BLE001 - report what failed, measure the rest
+                log(f"{name}: {phase} failed: {e}")
+                out["errors"] = out.get("errors", []) + [f"{phase}: {e}"]
+        if proc.p.poll() is None:
+            out["peak_rss_mib"] = status_kib(proc.pid, "VmHWM") / 1024
+        out["alive_at_end"] = proc.p.poll() is None
+    except Exception as e:  # noqa: BLE001
+        log(f"{name}: {e}")
+        out["errors"] = out.get("errors", []) + [str(e)]
+    finally:
+        proc.stop()
+        out["exit_code"] = proc.p.returncode
+        out["stderr_tail"] = [l for _, s, l in proc.lines if s == "err"][-5:]
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Report
+
+
+def machine_info(work: Path) -> dict:
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kib = int(f.readline().split()[1])
+    fs = "unknown"
+    try:
+        fs = subprocess.run(["findmnt", "-no", "FSTYPE,SOURCE", "-T", str(work)], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "ram_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "disk_fs": fs,
+        "python": platform.python_version(),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def fmt(v, digits=1, unit=""):
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}{unit}"
+    return f"{v}{unit}"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def verdict(ok) -> str:
+    return "—" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def lat_cell(l: dict | None) -> str:
+    if not l:
+        return "—"
+    if not l.get("received"):
+        return f"none of {l['samples']} announced"
+    missing = l["samples"] - l["received"]
+    cell = f"p50 {l['p50_ms']:.1f} / p99 {l['p99_ms']:.1f} / max {l['max_ms']:.1f}"
+    return cell + (f" ({missing} of {l['samples']} missing)" if missing else "")
+
+
+def report(res: dict) -> tuple[str, dict]:
+    rw, aw = res["runwatch"], res["aim_watcher"]
+    rows = []
+    verdicts = {}
+
+    ri, ai = rw.get("idle") or {}, aw.get("idle") or {}
+    r_cpu, a_cpu = ri.get("cpu_pct_of_core"), ai.get("cpu_pct_of_core")
+    ok = None if a_cpu is None or r_cpu is None else r_cpu <= a_cpu / CPU_RATIO_TARGET
+    verdicts["idle_cpu"] = ok
+    window = ri.get("window_s") or ai.get("window_s") or 0
+    rows.append((f"Idle CPU, % of one core ({RUNS:,} runs, {window:.0f} s)", fmt(r_cpu, 2), fmt(a_cpu, 2),
+                 fmt(ratio(a_cpu, r_cpu), 0, "×"),
+                 f"≤ 1/{CPU_RATIO_TARGET} of aim-watcher ({fmt(None if a_cpu is None else a_cpu / CPU_RATIO_TARGET, 2)})", verdict(ok)))
+
+    r_rss, a_rss = ri.get("rss_mib"), ai.get("rss_mib")
+    ok = None if r_rss is None else r_rss < RSS_TARGET_MIB
+    verdicts["rss"] = ok
+    rows.append((f"Resident memory, idle ({RUNS:,} runs), MiB", fmt(r_rss), fmt(a_rss), fmt(ratio(a_rss, r_rss), 1, "×"),
+                 f"< {RSS_TARGET_MIB} MiB", verdict(ok)))
+    r_pk, a_pk = rw.get("peak_rss_mib"), aw.get("peak_rss_mib")
+    ok = None if r_pk is None else r_pk < RSS_TARGET_MIB
+    verdicts["rss_peak"] = ok
+    rows.append(("Peak resident memory (VmHWM, whole session), MiB", fmt(r_pk), fmt(a_pk), fmt(ratio(a_pk, r_pk), 1, "×"),
+                 f"< {RSS_TARGET_MIB} MiB", verdict(ok)))
+
+    def finish_cell(f: dict) -> str:
+        if not f:
+            return "—"
+        if f.get("complete"):
+            return f"{f['seconds']:.2f}"
+        return f"not done after {f['cap_s']:.0f} s ({f['announced']:,} of {f['runs']:,})"
+
+    rf, af = rw.get("finish") or {}, aw.get("finish") or {}
+    r_s = rf.get("seconds")
+    ok = bool(rf.get("complete")) and r_s < FINISH_TARGET_S
+    verdicts["finish"] = ok
+    a_for_ratio = af.get("seconds") if af.get("complete") else af.get("cap_s")
+    rtxt = fmt(ratio(a_for_ratio, r_s), 0, "×") if r_s else "—"
+    if af and not af.get("complete") and r_s:
+        rtxt = "> " + rtxt
+    rows.append((f"{RUNS:,} newly finished runs announced, s", finish_cell(rf), finish_cell(af), rtxt,
+                 f"< {FINISH_TARGET_S:.0f} s", verdict(ok)))
+
+    def lat_ok(l: dict | None):
+        return bool(l) and l.get("received") == l.get("samples") and l["p99_ms"] < LATENCY_P99_TARGET_MS
+
+    rl, al = rw.get("checkin_latency") or {}, aw.get("checkin_latency") or {}
+    verdicts["checkin_latency"] = ok = lat_ok(rl)
+    rows.append((f"Check-in file → printed notification, ms ({rl.get('samples', 0)} samples)", lat_cell(rl), lat_cell(al),
+                 fmt(ratio(al.get("p99_ms"), rl.get("p99_ms")), 0, "× (p99)"), f"p99 < {LATENCY_P99_TARGET_MS:.0f} ms", verdict(ok)))
+
+    ll = rw.get("log_latency") or {}
+    verdicts["log_latency"] = ok = lat_ok(ll)
+    rows.append((f"Log record + `new_logs` → printed message, ms ({ll.get('samples', 0)} samples)", lat_cell(ll),
+                 "not measured (see the real Aim row)", "—", f"p99 < {LATENCY_P99_TARGET_MS:.0f} ms", verdict(ok)))
+
+    rr, ar = rw.get("real_aim_log_latency") or {}, aw.get("real_aim_log_latency") or {}
+    a_txt = lat_cell(ar)
+    if ar and not ar.get("received"):
+        a_txt = f"none of {ar['samples']} announced within {ar['waited_s']:.0f} s"
+    rows.append((f"Real Aim `run.log_error()` → printed message, ms ({rr.get('samples', 0)} samples)", lat_cell(rr), a_txt,
+                 "—", "(informational)", "—"))
+
+    rows.append(("Start-up until ready, s", fmt(rw.get("startup_s"), 2), fmt(aw.get("startup_s"), 2),
+                 "—", "(informational)", "—"))
+
+    rs = res.get("rescan", [])
+    if rs:
+        per = [x["rescan_per_run_us"] for x in rs]
+        ok = max(per) <= LINEAR_TOLERANCE * min(per)
+        verdicts["rescan_linear"] = ok
+        cell = " / ".join(f"{x['rescan_median_ms']:.1f} ms" for x in rs)
+        rows.append(("Full rescan at " + " / ".join(f"{x['runs']:,}" for x in rs) + " runs", cell, "—", "—",
+                     f"linear (µs/run within {LINEAR_TOLERANCE:.0f}×)", verdict(ok)))
+
+    head = ("Measure", "runwatch", "aim-watcher 3.29.1", "aim-watcher / runwatch", "Target", "Result")
+    md = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    md += ["| " + " | ".join(r) + " |" for r in rows]
+    if rs:
+        md += ["", "Full rescan of an already known repository (`Watcher::scan`, in-process, median of "
+               f"{rs[0]['scans']}; nothing changed, so nothing is written):", "",
+               "| Runs | Files | Rescan median (min–max), ms | µs per run | Listing alone, ms | First (importing) scan, ms | Tick + next deadline, ms |",
+               "|---:|---:|---|---:|---:|---:|---:|"]
+        md += [f"| {x['runs']:,} | {x['files']:,} | {x['rescan_median_ms']:.2f} ({x['rescan_min_ms']:.2f}–{x['rescan_max_ms']:.2f}) | "
+               f"{x['rescan_per_run_us']:.2f} | {x['list_only_median_ms']:.2f} | {x['first_scan_ms']:.0f} | {x['tick_median_ms']:.2f} |" for x in rs]
+    return "\n".join(md), verdicts
+
+
+def machine_md(m: dict, cmd: str) -> str:
+    return "\n".join([
+        f"- Date: {m['date']}",
+        f"- Machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram_gib']} GiB RAM, Linux {m['kernel']}, work dir on {m['disk_fs']}",
+        f"- Command: `{cmd}`",
+    ])
+
+
+def update_doc(doc: Path, block: str) -> None:
+    begin, end = "<!-- bench-results:begin -->", "<!-- bench-results:end -->"
+    text = doc.read_text() if doc.exists() else f"# Benchmarks\n\n{begin}\n{end}\n"
+    if begin not in text or end not in text:
+        text = text.rstrip("\n") + f"\n\n{begin}\n{end}\n"
+    pre, rest = text.split(begin, 1)
+    _, post = rest.split(end, 1)
+    doc.write_text(f"{pre}{begin}\n{block}\n{end}{post}")
+    log(f"updated {doc}")
+
+
+# --------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--idle-secs", type=float, default=60, help="idle CPU window per watcher (default 60, at least 30)")
+    ap.add_argument("--settle", type=float, default=10, help="wait after start-up before the idle window (default 10)")
+    ap.add_argument("--samples", type=int, default=300, help="latency samples (default 300)")
+    ap.add_argument("--aim-log-samples", type=int, default=20, help="real-Aim log_error samples (default 20)")
+    ap.add_argument("--finish-cap", type=float, default=120, help="longest wait for the 10,000 announcements (default 120)")
+    ap.add_argument("--rescan-runs", default="1000,10000,100000", help="run counts of the rescan benchmark")
+    ap.add_argument("--rescan-scans", type=int, default=7, help="timed rescans per size (median reported)")
+    ap.add_argument("--no-build", action="store_true", help="use the release binaries as they are")
+    ap.add_argument("--skip-aim", action="store_true", help="measure runwatch only (no ratios)")
+    ap.add_argument("--keep-work", action="store_true", help="keep the throwaway directory under target/")
+    ap.add_argument("--update-doc", action="store_true", help="rewrite the results section of BENCHMARKS.md")
+    args = ap.parse_args()
+    if args.idle_secs < 30:
+        ap.error("--idle-secs must be at least 30")
+    if sys.platform != "linux":
+        ap.error("this benchmark reads /proc: Linux only")
+
+    cmd = "python3 tests/benchmarks/watcher.py" + "".join(f" {a}" for a in sys.argv[1:])
+    target = target_dir()
+    release = target / "release"
+    venv = ensure_venv(target / "bench-venv")
+    if not args.no_build:
+        build(release)
+    bench = release / "runwatch-bench"
+    work = target / "bench-work" / f"run-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+
+    def cleanup():
+        stop_all()
+        if not args.keep_work:
+            shutil.rmtree(work, ignore_errors=True)
+
+    atexit.register(cleanup)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: sys.exit(1))
+
+    res: dict = {"machine": machine_info(work), "command": cmd, "runs": RUNS,
+                 "settings": {"idle_secs": args.idle_secs, "settle_s": args.settle, "latency_samples": args.samples}}
+    log(f"machine: {res['machine']}")
+
+    # runwatch: its first scan of a repository is quiet (history is not news), so the
+    # 10,000 runs are known before anything finishes.
+    log(f"building a {RUNS:,}-run Aim repository for runwatch")
+    rw_repo = make_repo(venv, work / "runwatch" / "repo", RUNS)
+    stage = work / "runwatch" / "stage"
+    stage.mkdir()
+    env = dict(os.environ, RUNWATCH_LOG="warn")
+    env.pop("RUNWATCH_HOME", None)
+    argv = [str(release / "runwatch"), "--data-dir", str(work / "runwatch" / "data"), "--repo", str(rw_repo),
+            "start", "--http", "127.0.0.1:0"]
+    res["runwatch"] = session("runwatch", argv, env, rw_repo, stage, args, venv, bench, lambda l: l == "Press Ctrl+C to exit")
+
+    if args.skip_aim:
+        res["aim_watcher"] = {}
+    else:
+        log(f"building a {RUNS:,}-run Aim repository for aim-watcher")
+        aw_repo = make_repo(venv, work / "aim" / "repo", RUNS)
+        stage = work / "aim" / "stage"
+        stage.mkdir()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        argv = [str(venv / "bin" / "aim-watcher"), "--repo", str(aw_repo), "start"]
+        # aim-watcher's logger notifier writes through Python logging to stderr; it is ready
+        # once it announces itself (its first poll follows immediately; --settle covers it).
+        res["aim_watcher"] = session("aim-watcher", argv, env, aw_repo, stage, args, venv, bench,
+                                     lambda l: l.startswith("Watcher is running for repo"))
+
+    log("rescan cost (in-process)")
+    out = subprocess.run([str(bench), "rescan", "--dir", str(work / "rescan"), "--runs", args.rescan_runs,
+                          "--scans", str(args.rescan_scans)], check=True, capture_output=True, text=True, timeout=1800)
+    res["rescan"] = json.loads(out.stdout)["rescan"]
+
+    table, verdicts = report(res)
+    res["verdicts"] = verdicts
+    block = machine_md(res["machine"], cmd) + "\n\n" + table + "\n"
+    (target / "bench-results.json").write_text(json.dumps(res, indent=2) + "\n")
+    (target / "bench-results.md").write_text(block)
+    print()
+    print(block)
+    print(f"Results: {target / 'bench-results.json'}")
+    failed = [k for k, v in verdicts.items() if v is False]
+    print("All targets met." if not failed else "Targets NOT met: " + ", ".join(failed))
+    if args.update_doc:
+        update_doc(ROOT / "BENCHMARKS.md", block)
+    return 0 if not failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
