@@ -70,3 +70,17 @@ def test_remove_asks_and_no_keeps_it(tmp_path):
     child.expect("Removed notifier")
     child.expect(pexpect.EOF)
     assert notifiers(tmp_path) == []
+
+
+def test_start_on_a_terminal_offers_a_notifier_or_the_logger(tmp_path):
+    child = spawn(tmp_path, "start", "--http", "127.0.0.1:0")
+    child.expect("No notifiers are configured.")
+    child.expect("Where should notifications go")
+    child.send("\x1b[B\r")  # the logger
+    child.expect("using the logger")
+    child.expect("Press Ctrl\\+C to exit")
+    child.sendintr()
+    child.expect("Stopped.")
+    child.expect(pexpect.EOF)
+    [n] = notifiers(tmp_path)
+    assert n["type"] == "logger"

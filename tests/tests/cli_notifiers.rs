@@ -141,3 +141,28 @@ fn log_level_and_import_from_aim() {
     again.expect_code(0);
     assert!(again.stdout.contains("Imported 0 notifiers"), "{}", again.stdout);
 }
+
+#[test]
+fn send_and_exec_deliver_before_exiting_when_no_watcher_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let slack = FakeServer::start();
+    run_cli(runwatch(data).args(["notifiers", "add", "slack", "--webhook-url", &slack.url("/services/T/B/SEND")])).expect_code(0);
+    let out = run_cli(runwatch(data).args(["--notifications", "hidden", "send", "--level", "ERROR", "disk {almost} full"]));
+    out.expect_code(0);
+    let r = slack.requests();
+    assert_eq!(r.len(), 1, "delivered by the command itself");
+    assert_eq!(r[0].json()["text"], "disk {almost} full");
+
+    // A failing endpoint: the command says so and leaves the delivery queued.
+    slack.script([runwatch_tests::fake_http::Reply::status(404, "gone")]);
+    let out = run_cli(runwatch(data).args(["--notifications", "hidden", "send", "second"]));
+    out.expect_code(0);
+    let ids = run_cli(runwatch(data).args(["--notifications", "hidden", "--json", "notifications", "list"]));
+    assert!(ids.stdout.contains("second"));
+
+    let out = run_cli(runwatch(data).args(["--notifications", "hidden", "exec", "--name", "job", "--", "sh", "-c", "echo oops >&2; exit 3"]));
+    out.expect_code(3);
+    let texts: Vec<String> = slack.requests().iter().map(|r| r.json()["text"].as_str().unwrap().to_string()).collect();
+    assert!(texts.iter().any(|t| t.contains("job") && t.contains("failed")), "{texts:?}");
+}

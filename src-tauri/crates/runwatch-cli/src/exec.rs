@@ -187,6 +187,8 @@ pub fn exec(store: &mut Store, args: ExecArgs) -> anyhow::Result<Finished> {
         }
     };
     report.ended(Some(status), duration, &shown, &lock(&tail).text());
+    // The run is over: with no watcher running, its notifications are delivered now.
+    crate::send::deliver_if_no_watcher(report.store);
     Ok(Finished { code: exit_code(status), stored: report.stored, passthrough: true, shows_inbox: false })
 }
 

@@ -194,7 +194,7 @@ fn add(store: &mut Store, channel: Channel, min_level: Level, now: i64) -> anyho
     Ok(n)
 }
 
-fn interactive_add(store: &mut Store) -> anyhow::Result<()> {
+pub(crate) fn interactive_add(store: &mut Store) -> anyhow::Result<()> {
     use dialoguer::{Confirm, Input, Select};
     let theme = dialoguer::theme::ColorfulTheme::default();
     loop {

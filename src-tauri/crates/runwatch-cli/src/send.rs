@@ -1,13 +1,18 @@
 //! `runwatch send`: record a notification from a job or script (any language), and
 //! [`record`], the one path by which the CLI's reporting commands (`send`, `exec`) store
-//! events — where delivering them when no watcher runs will hook in.
+//! events, and [`deliver_if_no_watcher`], which delivers them when no watcher runs.
 
 use std::io::{Read, Write};
 
 use clap::Args;
 use runwatch_core::clock::{Clock, SystemClock};
 use runwatch_core::ingest::Event;
-use runwatch_core::{Inserted, Level, Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+use runwatch_core::{deliveries, DataDir, InstanceLock, Inserted, Level, Store};
+use runwatch_notify::send::{Sender, DEFAULT_TIMEOUT};
+use runwatch_notify::Dispatcher;
 
 use crate::output;
 use crate::summary::Finished;
@@ -76,6 +81,7 @@ pub fn send(store: &mut Store, args: SendArgs, json: bool) -> anyhow::Result<Fin
     } else {
         writeln!(out, "{id}")?;
     }
+    deliver_if_no_watcher(store);
     if !new {
         let event_id = event.event_id.as_deref().unwrap_or_default();
         writeln!(output::stderr(), "runwatch: event '{event_id}' was already stored as {id}; nothing new was stored.")?;
@@ -85,10 +91,50 @@ pub fn send(store: &mut Store, args: SendArgs, json: bool) -> anyhow::Result<Fin
 
 /// Stores an event as a notification (idempotent by its event id).
 pub fn record(store: &mut Store, event: &Event) -> anyhow::Result<Inserted> {
-    let inserted = store.ingest(event, SystemClock.now())?;
-    // TODO(delivery): cli.md says "with no watcher running it also delivers it before
-    // exiting". `inbox::insert` has already queued the deliveries (the outbox rows); when no
-    // watcher holds the data dir's `InstanceLock`, run the dispatcher here for this
-    // notification's due deliveries before returning. A running watcher sends them itself.
-    Ok(inserted)
+    Ok(store.ingest(event, SystemClock.now())?)
+}
+
+/// How long a command waits for its deliveries (retries included) when no watcher runs.
+const DELIVERY_PATIENCE: Duration = Duration::from_secs(20);
+
+/// With no watcher on this data dir, delivers what the outbox holds (this command's
+/// notifications among them) before the command exits; a running watcher's dispatcher
+/// does it otherwise. What cannot be delivered in time stays queued for the next watcher.
+pub fn deliver_if_no_watcher(store: &Store) {
+    let Some(dir) = store.path().parent() else { return };
+    let data_dir = DataDir::at(dir);
+    // Holding the watcher lock keeps a watcher from starting and sending the same rows.
+    let Ok(_lock) = InstanceLock::acquire(&data_dir) else { return };
+    let Ok(outbox) = Store::open(&data_dir) else { return };
+    let pending = |s: &Store| deliveries::counts(s.conn()).map(|(p, _, _)| p).unwrap_or(0);
+    if pending(&outbox) == 0 {
+        return;
+    }
+    let mut dispatcher = Dispatcher::new(outbox, Arc::new(SystemClock), Sender::new(DEFAULT_TIMEOUT));
+    let give_up = SystemClock.now() + DELIVERY_PATIENCE.as_millis() as i64;
+    loop {
+        let next = match dispatcher.step() {
+            Ok(next) => next,
+            Err(e) => {
+                let _ = writeln!(output::stderr(), "runwatch: warning: cannot deliver now: {e}");
+                return;
+            }
+        };
+        if pending(dispatcher.store()) == 0 {
+            return;
+        }
+        match next {
+            Some(at) if at <= give_up => {
+                let wait = (at - SystemClock.now()).clamp(0, 5_000);
+                std::thread::sleep(Duration::from_millis(wait as u64)); // until the retry is due
+            }
+            _ => break,
+        }
+    }
+    let left = pending(dispatcher.store());
+    let _ = writeln!(
+        output::stderr(),
+        "runwatch: warning: {left} deliveries could not be made yet; they stay queued and the next watcher \
+         ('runwatch start' or the desktop app) will retry them (see 'runwatch notifications show ID')"
+    );
 }

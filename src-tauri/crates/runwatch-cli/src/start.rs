@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use runwatch_aim::repo::AimRepo;
 use runwatch_core::clock::{Clock, SharedClock, SystemClock};
@@ -31,6 +33,9 @@ pub fn start(data_dir: &DataDir, repos: &[PathBuf], args: &StartArgs) -> anyhow:
     println!("Runwatch {} — data in '{}'", env!("CARGO_PKG_VERSION"), store.path().display());
 
     let mut setup = Store::open(data_dir)?;
+    if setup.notifiers()?.is_empty() && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        offer_to_add_a_notifier(&mut setup)?;
+    }
     if ensure_a_notifier(&mut setup)? {
         println!("No notifiers configured: using the logger, which prints notifications here. Add others with 'runwatch notifiers add'.");
     }
@@ -71,9 +76,10 @@ pub fn start(data_dir: &DataDir, repos: &[PathBuf], args: &StartArgs) -> anyhow:
         let server = runwatch_http::Server::bind(args.http)
             .await
             .with_context(|| format!("cannot listen on {} (is another program using it? try --http 127.0.0.1:0)", args.http))?;
+        let shutdown = shutdown_signal()?;
         println!("Serving the UI at {}", server.url(&api.token)?);
         println!("Press Ctrl+C to exit");
-        server.serve(api, shutdown_signal()).await.context("HTTP server failed")
+        server.serve(api, shutdown).await.context("HTTP server failed")
     });
     // Stop taking in new events, then let the dispatcher finish the send in flight.
     stop.stop();
@@ -103,6 +109,21 @@ fn resolve_repos(paths: &[PathBuf]) -> anyhow::Result<Vec<AimRepo>> {
     Ok(repos)
 }
 
+/// On a terminal, as `aim-watcher start` does: no notifiers yet, so add one now or go on
+/// with the logger.
+fn offer_to_add_a_notifier(store: &mut Store) -> anyhow::Result<()> {
+    println!("No notifiers are configured.");
+    let choice = dialoguer::Select::with_theme(&dialoguer::theme::ColorfulTheme::default())
+        .with_prompt("Where should notifications go?")
+        .items(["Add a notifier now (Slack, Workplace, webhook…)", "Just print them here (the logger)"])
+        .default(0)
+        .interact()?;
+    if choice == 0 {
+        crate::notifiers::interactive_add(store)?;
+    }
+    Ok(())
+}
+
 /// Adds the logger notifier when none is configured, as `aim-watcher start` does; true if
 /// it did.
 fn ensure_a_notifier(store: &mut Store) -> anyhow::Result<bool> {
@@ -123,18 +144,16 @@ fn ensure_a_notifier(store: &mut Store) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// Completes on Ctrl+C (SIGINT) or SIGTERM.
-async fn shutdown_signal() {
+/// A future that completes on Ctrl+C (SIGINT) or SIGTERM. The handlers are installed
+/// when this is called, so a signal that comes right after "Press Ctrl+C" is not lost.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle Ctrl+C")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    })
 }
