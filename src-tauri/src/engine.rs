@@ -33,7 +33,8 @@ impl Engine {
         let data_dir = DataDir::resolve(data_dir)?;
         let lock = InstanceLock::acquire(&data_dir)?;
         let store = Store::open(&data_dir)?;
-        let repos = watched_repos(&store, repos)?;
+        // The watcher adds the repositories of the Settings (and follows their changes).
+        let repos: Vec<AimRepo> = repos.iter().map(|p| AimRepo::open(p)).collect::<Result<_, _>>()?;
         let clock: SharedClock = Arc::new(SystemClock);
         let token = data_dir.api_token().context("cannot create the API token")?;
         let wake: Arc<Mutex<Option<std::sync::mpsc::Sender<()>>>> = Arc::default();
@@ -75,17 +76,4 @@ impl Engine {
         self.watcher.stop();
         self.dispatcher.stop();
     }
-}
-
-/// The repositories named on the command line, else those in Settings (skipping, with a
-/// warning, any that are gone).
-fn watched_repos(store: &Store, named: &[PathBuf]) -> anyhow::Result<Vec<AimRepo>> {
-    if !named.is_empty() {
-        return Ok(named.iter().map(|p| AimRepo::open(p)).collect::<Result<_, _>>()?);
-    }
-    let saved: Vec<String> = store.setting("watched_repos")?.unwrap_or_default();
-    Ok(saved
-        .iter()
-        .filter_map(|p| AimRepo::open(Path::new(p)).map_err(|e| tracing::warn!("not watching '{p}': {e}")).ok())
-        .collect())
 }

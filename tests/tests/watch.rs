@@ -71,3 +71,38 @@ fn start_prints_each_notification_as_it_happens() {
     assert!(stderr.contains("junk-notanumber-check_in-1.0-5"), "malformed names are warned about: {stderr}");
     assert_eq!(stderr.matches("junk-notanumber").count(), 1, "once: {stderr}");
 }
+
+#[test]
+fn a_repository_added_in_settings_is_watched_without_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("later");
+    std::fs::create_dir_all(repo.join(".aim/check_ins")).unwrap();
+    let mut daemon = Running::spawn(
+        Command::new(binary("runwatch"))
+            .current_dir(tmp.path())
+            .arg("--data-dir")
+            .arg(tmp.path().join("data"))
+            .args(["start", "--http", "127.0.0.1:0"]),
+    );
+    let url = runwatch_tests::url_in(&daemon.wait_for_line("the URL", |l| l.starts_with("Serving the UI at ")));
+    daemon.wait_for_line("ready", |l| l == "Press Ctrl+C to exit");
+    let base = url.split('#').next().unwrap().trim_end_matches('/').to_string();
+    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+    agent
+        .patch(format!("{base}/api/v1/settings"))
+        .header("Authorization", format!("Bearer {}", runwatch_tests::token_in(&url)))
+        .header("Content-Type", "application/json")
+        .send(serde_json::json!({"watched_repos": [repo.display().to_string()]}).to_string())
+        .unwrap();
+    // The new repository's history is not news; what happens next is.
+    let deadline = std::time::Instant::now() + runwatch_tests::PATIENCE;
+    let store = Store::open(&DataDir::at(tmp.path().join("data"))).unwrap();
+    while !store.setting::<Vec<String>>("known_repos").unwrap().unwrap_or_default().iter().any(|r| r.ends_with("later")) {
+        assert!(std::time::Instant::now() < deadline, "the repository was never scanned");
+        std::thread::sleep(std::time::Duration::from_millis(50)); // polling the daemon's progress
+    }
+    check_in(&repo, 1, Flag::Starting, 0);
+    daemon.wait_for_line("'started'", |l| l.ends_with(&format!("Run '{RUN}' started.")));
+    daemon.signal_group("TERM");
+    assert!(daemon.finish().0.success());
+}

@@ -78,11 +78,16 @@ type Sink = Box<dyn FnMut(&Notification) + Send>;
 pub struct Watcher {
     store: Store,
     clock: SharedClock,
+    /// What is watched: the repositories named at start plus those in the `watched_repos`
+    /// setting (re-read when settings change).
     repos: Vec<AimRepo>,
+    named: Vec<AimRepo>,
     detector: Detector,
     settings: Settings,
     data_version: i64,
     warned: HashSet<String>,
+    /// The watched repositories changed: scan (and watch) them at the next turn.
+    rescan_soon: bool,
     /// The wall and monotonic times last seen, to notice the wall clock being stepped.
     clock_ref: Option<(Millis, Millis)>,
     sink: Sink,
@@ -97,14 +102,18 @@ impl Watcher {
         let detector = load_detector(&store, settings.grace)?;
         let (tx, rx) = mpsc::channel();
         let data_version = data_version(&store)?;
+        let named = repos;
+        let repos = with_setting_repos(&named, &store)?;
         Ok(Watcher {
             store,
             clock,
+            named,
             repos,
             detector,
             settings,
             data_version,
             warned: HashSet::new(),
+            rescan_soon: false,
             clock_ref: None,
             sink: Box::new(|_| {}),
             tx,
@@ -237,7 +246,7 @@ impl Watcher {
                 Err(RecvTimeoutError::Timeout) => {}
             }
             self.reload_settings_if_changed();
-            if self.clock.now() >= next_rescan {
+            if self.clock.now() >= next_rescan || std::mem::take(&mut self.rescan_soon) {
                 self.watch_dirs(&mut fs, &mut watched);
                 self.guard(Self::scan);
                 next_rescan = self.clock.now() + self.settings.rescan_every.as_millis() as Millis;
@@ -286,6 +295,17 @@ impl Watcher {
                 self.settings = s;
             }
             Err(e) => tracing::warn!("cannot read settings: {e}"),
+        }
+        match with_setting_repos(&self.named, &self.store) {
+            Ok(repos) if repos != self.repos => {
+                for added in repos.iter().filter(|r| !self.repos.contains(r)) {
+                    tracing::info!("now watching '{}'", added.root().display());
+                }
+                self.repos = repos;
+                self.rescan_soon = true;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("cannot read the watched repositories: {e}"),
         }
     }
 
@@ -439,6 +459,22 @@ fn collect_paths(res: notify::Result<notify::Event>, paths: &mut Vec<PathBuf>) -
             true
         }
     }
+}
+
+/// The named repositories plus those of the `watched_repos` setting that exist (others
+/// are skipped with a warning, once per change), sorted and without repeats.
+fn with_setting_repos(named: &[AimRepo], store: &Store) -> Result<Vec<AimRepo>, StoreError> {
+    let paths: Vec<String> = store.setting("watched_repos")?.unwrap_or_default();
+    let mut repos = named.to_vec();
+    for p in paths {
+        match AimRepo::open(std::path::Path::new(&p)) {
+            Ok(r) => repos.push(r),
+            Err(e) => tracing::warn!("not watching '{p}' from the settings: {e}"),
+        }
+    }
+    repos.sort();
+    repos.dedup();
+    Ok(repos)
 }
 
 fn checkin_row(flag: Flag, s: &Seen) -> CheckinRow<'static> {
