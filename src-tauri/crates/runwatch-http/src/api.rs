@@ -196,7 +196,8 @@ pub struct AckResult {
 #[utoipa::path(post, path = "/api/v1/notifications/ack", request_body = AckRequest,
     responses((status = 200, body = AckResult), (status = 400, body = ErrorBody)))]
 pub async fn ack(State(state): State<Arc<ApiState>>, Json(req): Json<AckRequest>) -> ApiResult<AckResult> {
-    if req.all == !req.ids.is_empty() {
+    // Exactly one of the two.
+    if req.all != req.ids.is_empty() {
         return Err(ApiError::bad_request("give either \"ids\": [...] or \"all\": true"));
     }
     let at = now(&state);
@@ -532,14 +533,9 @@ pub struct Change {
 pub async fn stream(State(state): State<Arc<ApiState>>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = state.changes.subscribe();
     let events = stream::unfold((state, rx, true), |(state, mut rx, first)| async move {
-        if !first {
-            loop {
-                match rx.recv().await {
-                    Ok(()) => break,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                }
-            }
+        // Lagging behind only means several changes are reported as one.
+        if !first && matches!(rx.recv().await, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+            return None;
         }
         let summary = with_store(&state, |s| Ok(s.unread_summary()?)).await.unwrap_or_default();
         let data = serde_json::to_string(&Change { summary }).unwrap_or_default();
