@@ -153,7 +153,9 @@ fn serve(stream: TcpStream, shared: &(Mutex<State>, Condvar)) {
         }
     }
     let mut body = vec![0; len];
-    let _ = reader.read_exact(&mut body);
+    if reader.read_exact(&mut body).is_err() {
+        return; // the client went away mid-request (killed): a real server drops it too
+    }
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p.to_string(), Some(q.to_string())),
         None => (target, None),

@@ -259,3 +259,19 @@ impl Running {
         assert!(status.success(), "kill -{signal} failed");
     }
 }
+
+/// Waits until the outbox of the store in `data_dir` has nothing pending (another process
+/// is delivering), asserting that nothing failed on the way.
+pub fn wait_for_drained_outbox(data_dir: &Path, patience: Duration) {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        let store = runwatch_core::Store::open(&runwatch_core::DataDir::at(data_dir)).unwrap();
+        let (pending, _, failed) = runwatch_core::deliveries::counts(store.conn()).unwrap();
+        assert_eq!(failed, 0, "deliveries failed");
+        if pending == 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{pending} deliveries still pending after {patience:?}");
+        std::thread::sleep(Duration::from_millis(100)); // polling another process's progress
+    }
+}

@@ -4,13 +4,12 @@
 
 use std::collections::HashMap;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use runwatch_core::deliveries;
 use runwatch_core::notifiers::Notifier;
 use runwatch_core::{DataDir, Level, NewNotification, NotifierStatus, Store};
 use runwatch_tests::fake_http::FakeServer;
-use runwatch_tests::{binary, Running, PATIENCE};
+use runwatch_tests::{binary, wait_for_drained_outbox, Running, PATIENCE};
 
 const COUNT: usize = 200;
 
@@ -54,16 +53,7 @@ fn kill_9_mid_burst_loses_nothing() {
     assert!(pending_after_kill > 0, "the kill came too late to interrupt the burst");
 
     let daemon = start(&data);
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let (pending, _, failed) = deliveries::counts(Store::open(&DataDir::at(&data)).unwrap().conn()).unwrap();
-        assert_eq!(failed, 0);
-        if pending == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{pending} deliveries still pending");
-        std::thread::sleep(Duration::from_millis(100)); // polling another process's progress
-    }
+    wait_for_drained_outbox(&data, PATIENCE);
     daemon.signal_group("TERM");
     assert!(daemon.finish().0.success());
 

@@ -5,12 +5,12 @@ use std::collections::{HashMap, HashSet};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use runwatch_core::notifiers::Notifier;
-use runwatch_core::{deliveries, DataDir, Level, NotifierStatus, Store};
+use runwatch_core::{DataDir, Level, NotifierStatus, Store};
 use runwatch_tests::fake_http::FakeServer;
-use runwatch_tests::{binary, token_in, url_in, Running, PATIENCE};
+use runwatch_tests::{binary, token_in, url_in, wait_for_drained_outbox, Running, PATIENCE};
 
 const ROUNDS: usize = 50;
 
@@ -112,16 +112,7 @@ fn kill_9_at_random_moments_during_ingest_and_delivery_loses_nothing() {
 
     // A last, clean run drains the outbox.
     let (daemon, ..) = start(&data, None);
-    let deadline = Instant::now() + PATIENCE * 3;
-    loop {
-        let (pending, _, failed) = deliveries::counts(Store::open(&DataDir::at(&data)).unwrap().conn()).unwrap();
-        assert_eq!(failed, 0);
-        if pending == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{pending} deliveries still pending");
-        std::thread::sleep(Duration::from_millis(100)); // polling another process's progress
-    }
+    wait_for_drained_outbox(&data, PATIENCE * 3);
     daemon.signal_group("TERM");
     assert!(daemon.finish().0.success());
 
