@@ -1,8 +1,9 @@
 //! `runwatch-bench`: the in-process half of the watcher benchmark (`tests/benchmarks/watcher.py`
 //! drives it and the real binaries; see BENCHMARKS.md).
 //!
-//! - `runwatch-bench rescan --dir D [--runs 1000,10000,100000] [--scans 7]`: builds Aim
-//!   repositories with N runs each (files as Aim leaves them), lets a [`Watcher`] import
+//! - `runwatch-bench rescan --dir D [--fixtures F] [--runs 1000,10000,100000] [--scans 7]`:
+//!   builds Aim repositories with N runs each (files as Aim leaves them; kept under F for
+//!   the next run when given), lets a [`Watcher`] with a new store import
 //!   each once (the quiet first scan), then times full rescans of the known repository
 //!   (`Watcher::scan`), the listing alone, and the once-a-second `tick`. Prints one JSON
 //!   object on stdout.
@@ -37,7 +38,7 @@ fn main() {
     }
 }
 
-const USAGE: &str = "usage: runwatch-bench rescan --dir DIR [--runs 1000,10000,100000] [--scans 7]\n       runwatch-bench log-writer --aim-dir DIR";
+const USAGE: &str = "usage: runwatch-bench rescan --dir DIR [--fixtures DIR] [--runs 1000,10000,100000] [--scans 7]\n       runwatch-bench log-writer --aim-dir DIR";
 
 fn flag_value<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
@@ -61,6 +62,9 @@ fn fixture_files(i: u64) -> Vec<CheckIn> {
         vec![c(1, Flag::Starting, 0), c(6, Flag::CheckIn, 3600), c(7, Flag::Progress, 3600)]
     }
 }
+
+/// Bumped when [`fixture_files`] changes, so that kept fixtures are rebuilt.
+const FIXTURE_VERSION: u32 = 1;
 
 fn build_repo(root: &Path, runs: u64) -> std::io::Result<usize> {
     let dir = root.join(".aim").join("check_ins");
@@ -98,9 +102,22 @@ fn rescan(args: &[String]) -> Result<(), String> {
     for &n in &sizes {
         let work = dir.join(format!("rescan-{n}"));
         let _ = std::fs::remove_dir_all(&work);
-        let repo_root = work.join("repo");
+        // The repository is kept between runs (under --fixtures): creating hundreds of
+        // thousands of files right after deleting as many is slow on ext4. The store is new.
+        let repo_root = match flag_value(args, "--fixtures") {
+            Some(f) => PathBuf::from(f).join(format!("rescan-{n}-v{FIXTURE_VERSION}")),
+            None => work.join("repo"),
+        };
         let t = Instant::now();
-        let files = build_repo(&repo_root, n).map_err(|e| format!("cannot build the fixture: {e}"))?;
+        let complete = repo_root.join(".aim").join("complete");
+        let files = if complete.exists() {
+            std::fs::read_dir(repo_root.join(".aim").join("check_ins")).map_err(|e| e.to_string())?.count()
+        } else {
+            let _ = std::fs::remove_dir_all(&repo_root);
+            let files = build_repo(&repo_root, n).map_err(|e| format!("cannot build the fixture: {e}"))?;
+            std::fs::write(&complete, b"").map_err(|e| e.to_string())?;
+            files
+        };
         let build_ms = ms(t.elapsed());
 
         let store = Store::open(&DataDir::at(work.join("data"))).map_err(|e| e.to_string())?;

@@ -69,6 +69,7 @@ impl From<rusqlite::Error> for StoreError {
 const MIGRATION_SQL: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_checkins.sql"),
+    include_str!("../migrations/0003_pending_counts.sql"),
 ];
 
 static MIGRATIONS: LazyLock<Migrations<'static>> =

@@ -71,6 +71,13 @@ pub fn parse(text: &str, now: Millis) -> Result<AimConfig, AimConfigError> {
                 continue;
             }
         };
+        // Hand-edited files can repeat an id (or have an empty key); storing the second
+        // would fail half-way through an import.
+        if id.is_empty() || notifiers.iter().any(|n: &Notifier| n.id == id) {
+            let why = if id.is_empty() { "it has no id" } else { "another notifier in this file has the same id" };
+            skipped.push((id, why.to_string()));
+            continue;
+        }
         let status = match entry.status.as_deref() {
             Some("disabled") => NotifierStatus::Disabled,
             _ => NotifierStatus::Enabled,

@@ -14,6 +14,11 @@ use crate::render;
 /// How long one request may take before it counts as failed (and is retried).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Log filter directives that keep the HTTP client below `trace`: at `trace` ureq logs
+/// whole request URLs (webhook paths, Workplace tokens) and raw request bytes (header
+/// values). Every log filter that can enable `trace` adds these.
+pub const HTTP_LOG_CAPS: &[&str] = &["ureq=debug", "ureq_proto=debug"];
+
 /// What came of one send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

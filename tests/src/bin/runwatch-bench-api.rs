@@ -1,0 +1,561 @@
+//! `runwatch-bench-api`: the HTTP API with 1,000,000 notifications in the store.
+//!
+//! Run: `make bench-api` (or `cargo run --release -p runwatch-tests --bin runwatch-bench-api`).
+//!
+//! 1. Seeds a fresh store (in a temp dir under the cargo target dir, on disk) with
+//!    `--notifications` notifications (default 1,000,000) in one transaction, straight
+//!    through SQL: 10,000 runs; levels DEBUG 5 %, INFO 50 %, WARNING 30 %, ERROR 13 %,
+//!    CRITICAL 2 %; sources as the engine writes them (Aim log records with a dedupe key
+//!    70 %, detector happenings with a dedupe key 10 %, API events with a client event id
+//!    20 %); created over the last 25 days in `seq` order; each one acknowledged with
+//!    probability 1/2, independently (so pending and acknowledged rows are interleaved,
+//!    the hard case for the pending index), which leaves about 500,000 pending.
+//! 2. Serves it with the real server (`runwatch_http::Server` on 127.0.0.1:0, the same
+//!    `ApiConfig` as `runwatch start`) and measures over real HTTP with one keep-alive
+//!    client, sequentially (latency as a client sees it, body read in full):
+//!    - `GET /api/v1/notifications?limit=50`: first page and a deep page (a cursor 90 %
+//!      of the way down the pending list), each without and with `level=ERROR`, plus
+//!      `state=all`; `--requests` each (default 1,000) after 20 warm-up requests;
+//!    - `GET /api/v1/notifications/summary`, `--requests` times;
+//!    - `POST /api/v1/events/batch`: `--batches` batches (default 200) of 1,000 events with
+//!      unique client event ids (UUIDs), bodies built before timing; events/s sustained;
+//!    - `POST /api/v1/notifications/ack {"all": true}`: wall time, with every pending
+//!      notification (≥ 500,000) still pending.
+//!
+//! Prints a table with the targets and writes the figures as JSON to
+//! `<target>/bench-api-results.json`. No assertions: the figures are the output.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use runwatch_core::clock::{Clock, SystemClock};
+use runwatch_core::{DataDir, Store};
+use runwatch_http::{ApiConfig, Server};
+use serde_json::{json, Value};
+
+const USAGE: &str =
+    "usage: runwatch-bench-api [--notifications 1000000] [--requests 1000] [--batches 200] [--keep] [--seed-only]\n\
+     \x20                         [--from DIR] [--only list,summary,ingest,ack]\n\
+     --keep: leave the store behind (printed at the end); --seed-only: seed, keep the store, measure nothing;\n\
+     --from DIR: copy the store a --seed-only run left in DIR instead of seeding; --only: measure these parts";
+
+const RUNS: usize = 10_000;
+const DAY_MS: i64 = 86_400_000;
+const BATCH: usize = 1_000;
+const WARMUP: usize = 20;
+
+// Targets (ms unless said otherwise).
+const LIST_P99_MS: f64 = 20.0;
+const SUMMARY_P99_MS: f64 = 5.0;
+const ACK_ALL_S: f64 = 2.0;
+const INGEST_EVENTS_PER_S: f64 = 50_000.0;
+
+struct Args {
+    notifications: usize,
+    requests: usize,
+    batches: usize,
+    keep: bool,
+    seed_only: bool,
+    /// A store seeded earlier (`--seed-only`) to copy instead of seeding.
+    from: Option<PathBuf>,
+    /// Which parts to measure.
+    only: Vec<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args { notifications: 1_000_000, requests: 1_000, batches: 200, keep: false, seed_only: false, from: None, only: Vec::new() };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut num = |name: &str| -> Result<usize, String> {
+            it.next()
+                .and_then(|v| v.replace(['_', ','], "").parse().ok())
+                .ok_or_else(|| format!("{name} needs a number\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--notifications" => a.notifications = num("--notifications")?,
+            "--requests" => a.requests = num("--requests")?.max(1),
+            "--batches" => a.batches = num("--batches")?.max(1),
+            "--keep" => a.keep = true,
+            "--seed-only" => a.seed_only = true,
+            "--from" => a.from = Some(it.next().ok_or("--from needs a directory")?.into()),
+            "--only" => a.only = it.next().ok_or("--only needs a list")?.split(',').map(String::from).collect(),
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument '{other}'\n{USAGE}")),
+        }
+    }
+    Ok(a)
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(&args) {
+        eprintln!("runwatch-bench-api: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| runwatch_tests::repo_root().join("target"))
+}
+
+fn log(msg: impl AsRef<str>) {
+    eprintln!("[bench-api] {}", msg.as_ref());
+}
+
+fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    let target = target_dir();
+    std::fs::create_dir_all(&target)?;
+    let tmp = tempfile::Builder::new().prefix("bench-api-").tempdir_in(&target)?;
+    let data = DataDir::at(tmp.path());
+    let load_before = loadavg();
+    log(format!("load average before: {load_before}"));
+
+    // ---- 1. seed ----
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
+    let runs: Vec<String> = (0..RUNS).map(|_| hex(&mut rng, 24)).collect();
+    let part = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    let now = SystemClock.now();
+    let t = Instant::now();
+    let seeded = match &args.from {
+        None => seed(&data, args.notifications, &runs, now, &mut rng)?,
+        Some(from) => copy_seeded(from, &data)?,
+    };
+    let seed_s = t.elapsed().as_secs_f64();
+    let db_bytes = std::fs::metadata(data.store_path())?.len();
+    let stored = count(&data)?;
+    log(format!(
+        "seeded {stored} notifications ({} pending) in {seed_s:.1} s; store file {:.0} MiB",
+        seeded.pending,
+        db_bytes as f64 / 1048576.0
+    ));
+
+    if args.seed_only {
+        println!("store seeded in {}", tmp.keep().display());
+        return Ok(());
+    }
+
+    // ---- 2. serve ----
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let server = rt.block_on(Server::bind("127.0.0.1:0".parse()?))?;
+    let base = format!("http://{}/api/v1", server.local_addr()?);
+    let token = "bench-token".to_string();
+    let config = ApiConfig {
+        store: Store::open(&data)?,
+        token: token.clone(),
+        clock: Arc::new(SystemClock),
+        on_stored: Box::new(|| {}),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let served = rt.spawn(server.serve(config, async move {
+        let _ = stop_rx.await;
+    }));
+    let client = Client::new(&base, &token);
+    client.get("/health")?;
+
+    let mut results = Vec::<Value>::new();
+    let mut rows = Vec::<Row>::new();
+
+    // ---- list pages ----
+    let deep = seeded.deep_cursor.to_string();
+    let lists: [(&str, String); 5] = [
+        ("list: first page", "/notifications?limit=50".into()),
+        ("list: first page, level=ERROR", "/notifications?limit=50&level=ERROR".into()),
+        ("list: deep page (cursor 90% down)", format!("/notifications?limit=50&cursor={deep}")),
+        ("list: deep page, level=ERROR", format!("/notifications?limit=50&level=ERROR&cursor={deep}")),
+        ("list: first page, state=all", "/notifications?limit=50&state=all".into()),
+    ];
+    for (name, path) in lists.iter().filter(|_| part("list")) {
+        let body = client.get(path)?;
+        let page: Value = serde_json::from_str(&body)?;
+        let items = page["items"].as_array().map_or(0, Vec::len);
+        if items != 50 {
+            return Err(format!("{name}: expected 50 items, got {items}").into());
+        }
+        let s = client.sample(args.requests, || client.get(path).map(|_| ()))?;
+        log(format!("{name}: p50 {:.2} ms, p99 {:.2} ms", s.p50, s.p99));
+        results.push(json!({"name": name, "path": path, "requests": args.requests, "p50_ms": s.p50, "p99_ms": s.p99, "max_ms": s.max, "mean_ms": s.mean}));
+        rows.push(Row::latency(name, &s, LIST_P99_MS));
+    }
+
+    // ---- unread summary ----
+    if part("summary") {
+    let body = client.get("/notifications/summary")?;
+    let summary: Value = serde_json::from_str(&body)?;
+    if summary["total"].as_u64() != Some(seeded.pending as u64) {
+        return Err(format!("summary total {} != seeded pending {}", summary["total"], seeded.pending).into());
+    }
+    let s = client.sample(args.requests, || client.get("/notifications/summary").map(|_| ()))?;
+    log(format!("summary: p50 {:.2} ms, p99 {:.2} ms", s.p50, s.p99));
+    results.push(json!({"name": "summary", "requests": args.requests, "p50_ms": s.p50, "p99_ms": s.p99, "max_ms": s.max, "mean_ms": s.mean}));
+    rows.push(Row::latency("unread summary", &s, SUMMARY_P99_MS));
+    }
+
+    // ---- ingest ----
+    if part("ingest") {
+    // A stream of its own: the event ids must not repeat the seeded ones.
+    let mut rng = fastrand::Rng::new();
+    let bodies: Vec<String> = (0..args.batches).map(|_| batch_body(&mut rng, &runs)).collect();
+    let mut batch_ms = Vec::with_capacity(args.batches);
+    let t = Instant::now();
+    for body in &bodies {
+        let t1 = Instant::now();
+        let answer = client.post("/events/batch", body)?;
+        batch_ms.push(t1.elapsed().as_secs_f64() * 1e3);
+        // One result per event, none a duplicate (the ids are unique).
+        if answer.matches("\"duplicate\":false").count() != BATCH {
+            return Err("a batch did not store all its events".into());
+        }
+    }
+    let ingest_s = t.elapsed().as_secs_f64();
+    let events = args.batches * BATCH;
+    let eps = events as f64 / ingest_s;
+    let bs = Stats::of(batch_ms);
+    log(format!("ingest: {events} events in {ingest_s:.2} s = {eps:.0} events/s (batch p50 {:.1} ms, p99 {:.1} ms)", bs.p50, bs.p99));
+    results.push(json!({"name": "ingest", "batches": args.batches, "batch_size": BATCH, "events": events, "seconds": ingest_s,
+        "events_per_s": eps, "batch_p50_ms": bs.p50, "batch_p99_ms": bs.p99, "batch_max_ms": bs.max}));
+    rows.push(Row {
+        name: format!("ingest, {} batches of {BATCH}", args.batches),
+        figure: format!("{eps:.0} events/s (batch p50 {:.1} ms, p99 {:.1} ms)", bs.p50, bs.p99),
+        target: format!("≥ {INGEST_EVENTS_PER_S:.0} events/s"),
+        pass: eps >= INGEST_EVENTS_PER_S,
+    });
+    }
+
+    // ---- ack all ----
+    if part("ack") {
+    let pending: Value = serde_json::from_str(&client.get("/notifications/summary")?)?;
+    let pending = pending["total"].as_u64().unwrap_or(0);
+    let t = Instant::now();
+    let answer: Value = serde_json::from_str(&client.post("/notifications/ack", r#"{"all":true}"#)?)?;
+    let ack_s = t.elapsed().as_secs_f64();
+    let acked = answer["acknowledged"].as_u64().unwrap_or(0);
+    if acked != pending {
+        return Err(format!("ack all acknowledged {acked}, expected {pending}").into());
+    }
+    log(format!("ack all: {acked} notifications in {ack_s:.3} s"));
+    results.push(json!({"name": "ack all", "acknowledged": acked, "seconds": ack_s}));
+    rows.push(Row {
+        name: format!("ack all ({acked} pending)"),
+        figure: format!("{ack_s:.3} s"),
+        target: format!("< {ACK_ALL_S} s"),
+        pass: ack_s < ACK_ALL_S,
+    });
+    let after: Value = serde_json::from_str(&client.get("/notifications/summary")?)?;
+    if after["total"].as_u64() != Some(0) {
+        return Err(format!("after ack all the summary says {}", after["total"]).into());
+    }
+    }
+
+    let _ = stop_tx.send(());
+    rt.block_on(served)??;
+    let load_after = loadavg();
+    log(format!("load average after: {load_after}"));
+
+    // ---- report ----
+    let machine = machine();
+    println!();
+    println!("HTTP API with {stored} notifications ({} pending at start)", seeded.pending);
+    println!("machine: {machine}");
+    println!("load average before: {load_before}; after: {load_after}");
+    println!("seeding: {seed_s:.1} s (one transaction); store file {:.0} MiB", db_bytes as f64 / 1048576.0);
+    println!();
+    let w = rows.iter().map(|r| r.name.chars().count()).max().unwrap_or(10);
+    let wf = rows.iter().map(|r| r.figure.chars().count()).max().unwrap_or(10);
+    let wt = rows.iter().map(|r| r.target.chars().count()).max().unwrap_or(10);
+    println!("{:<w$}  {:<wf$}  {:<wt$}  result", "measure", "figure", "target");
+    for r in &rows {
+        println!("{:<w$}  {:<wf$}  {:<wt$}  {}", r.name, r.figure, r.target, if r.pass { "PASS" } else { "MISS" });
+    }
+    let out = target.join("bench-api-results.json");
+    let doc = json!({
+        "notifications": stored, "pending_at_start": seeded.pending, "seed_seconds": seed_s,
+        "store_bytes": db_bytes, "machine": machine, "load_before": load_before, "load_after": load_after,
+        "results": results,
+    });
+    std::fs::write(&out, serde_json::to_string_pretty(&doc)?)?;
+    println!("\nfigures also in {}", out.display());
+    if args.keep {
+        let kept = tmp.keep();
+        println!("store kept in {}", kept.display());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Seeding
+
+struct Seeded {
+    pending: usize,
+    /// The `seq` of the pending notification 90 % of the way down the newest-first list:
+    /// a cursor (cursors are `seq`s) for a deep page.
+    deep_cursor: i64,
+}
+
+const LEVELS: [(i64, u32); 5] = [(10, 5), (20, 50), (30, 30), (40, 13), (50, 2)];
+
+fn pick_level(rng: &mut fastrand::Rng) -> i64 {
+    let mut x = rng.u32(0..100);
+    for (level, pct) in LEVELS {
+        if x < pct {
+            return level;
+        }
+        x -= pct;
+    }
+    20
+}
+
+fn level_name(level: i64) -> &'static str {
+    match level {
+        10 => "DEBUG",
+        20 => "INFO",
+        30 => "WARNING",
+        40 => "ERROR",
+        _ => "CRITICAL",
+    }
+}
+
+fn seed(data: &DataDir, n: usize, runs: &[String], now: i64, rng: &mut fastrand::Rng) -> Result<Seeded, Box<dyn std::error::Error>> {
+    let mut store = Store::open(data)?;
+    // Seeding only: a large page cache so one 1M-row transaction does not spill.
+    store.conn().pragma_update(None, "cache_size", -512 * 1024)?;
+    let start = now - 25 * DAY_MS;
+    let step = (25 * DAY_MS) / n.max(1) as i64;
+    let mut pending_seqs = Vec::with_capacity(n / 2 + 1);
+    store.write(|tx| {
+        let mut run_stmt = tx.prepare(
+            "INSERT INTO runs (id, repo, name, state, checkin_idx, checkin_flag, checkin_expect_next_in, checkin_first_seen, created_at, updated_at)
+             VALUES (?1, '/data/aim', ?2, ?3, 9, ?4, ?5, ?6, ?6, ?6)",
+        )?;
+        for (i, id) in runs.iter().enumerate() {
+            let (state, flag, expect) = if i % 2 == 0 { ("finished", "progress", 0) } else { ("running", "progress", 3600) };
+            run_stmt.execute(rusqlite::params![id, format!("run-{i}"), state, flag, expect, start])?;
+        }
+        let mut stmt = tx.prepare(
+            "INSERT INTO notifications (seq, id, created_at, updated_at, level, title, body, run_id, source, dedupe_key, event_id,
+                                        repeat_count, acked_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?;
+        for i in 0..n {
+            let seq = i as i64 + 1;
+            let created = start + i as i64 * step;
+            let level = pick_level(rng);
+            let run = &runs[rng.usize(0..runs.len())];
+            let kind = rng.u32(0..100);
+            let (title, body, source, dedupe, event_id, repeat) = if kind < 70 {
+                let msg = format!("{} at step {i}: loss={:.4} lr={:.2e}", log_words(level), rng.f64() * 4.0, rng.f64() * 1e-3);
+                let repeat = if rng.u32(0..20) == 0 { rng.i64(1..50) } else { 0 };
+                (msg.clone(), format!("{msg}\n  File \"train.py\", line 211, in <module>"), "aim", Some(format!("log:{run}:{i}")), None, repeat)
+            } else if kind < 80 {
+                let title = format!("Run '{run}' {}", happening(level));
+                (title, "Repository: /data/aim".to_string(), "detector", Some(format!("{}:{run}:{i}", happening(level).split(' ').next().unwrap_or("x"))), None, 0)
+            } else {
+                let msg = format!("job {run} {} (epoch {})", log_words(level), i % 100);
+                (msg.clone(), msg, "api", None, Some(uuid(rng)), 0)
+            };
+            let acked = rng.bool();
+            let acked_at = acked.then(|| created + rng.i64(1_000..3_600_000));
+            if !acked {
+                pending_seqs.push(seq);
+            }
+            stmt.execute(rusqlite::params![
+                seq,
+                uuid(rng),
+                created,
+                acked_at.unwrap_or(created),
+                level,
+                title,
+                body,
+                run,
+                source,
+                dedupe,
+                event_id,
+                repeat,
+                acked_at,
+                created + 30 * DAY_MS
+            ])?;
+        }
+        Ok(())
+    })?;
+    store.conn().execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+    // The pending list is newest first: 90 % of the way down is near the oldest.
+    let deep_cursor = pending_seqs.get(pending_seqs.len() / 10).copied().unwrap_or(1);
+    Ok(Seeded { pending: pending_seqs.len(), deep_cursor })
+}
+
+/// Copies a store seeded by an earlier `--seed-only` run.
+fn copy_seeded(from: &std::path::Path, data: &DataDir) -> Result<Seeded, Box<dyn std::error::Error>> {
+    std::fs::copy(from.join("runwatch.db"), data.store_path())?;
+    let store = Store::open(data)?;
+    let pending: i64 = store.conn().query_row("SELECT COUNT(*) FROM notifications WHERE acked_at IS NULL", [], |r| r.get(0))?;
+    let deep_cursor = store.conn().query_row(
+        "SELECT seq FROM notifications WHERE acked_at IS NULL ORDER BY seq LIMIT 1 OFFSET ?1",
+        [pending / 10],
+        |r| r.get(0),
+    )?;
+    Ok(Seeded { pending: pending as usize, deep_cursor })
+}
+
+fn count(data: &DataDir) -> Result<usize, Box<dyn std::error::Error>> {
+    let store = Store::open(data)?;
+    let n: i64 = store.conn().query_row("SELECT COUNT(*) FROM notifications", [], |r| r.get(0))?;
+    Ok(n as usize)
+}
+
+fn log_words(level: i64) -> &'static str {
+    match level {
+        10 => "debug: grad norm",
+        20 => "eval finished",
+        30 => "loss plateaued",
+        40 => "loss is NaN",
+        _ => "CUDA out of memory",
+    }
+}
+
+fn happening(level: i64) -> &'static str {
+    match level {
+        10 | 20 => "finished without error.",
+        30 => "ended without a final check-in.",
+        40 => "stuck: no check-in for 3600 s.",
+        _ => "crashed.",
+    }
+}
+
+fn hex(rng: &mut fastrand::Rng, len: usize) -> String {
+    (0..len).map(|_| char::from_digit(rng.u32(0..16), 16).unwrap()).collect()
+}
+
+/// A random (version 4) UUID, as the engine and most clients make them.
+fn uuid(rng: &mut fastrand::Rng) -> String {
+    let v = (rng.u128(..) & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
+    let h = format!("{v:032x}");
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+fn batch_body(rng: &mut fastrand::Rng, runs: &[String]) -> String {
+    let events: Vec<Value> = (0..BATCH)
+        .map(|i| {
+            let level = pick_level(rng);
+            let run = &runs[rng.usize(0..runs.len())];
+            json!({
+                "run_id": run,
+                "level": level_name(level),
+                "message": format!("{} at step {i}: loss={:.4}\nworker 3 of 8", log_words(level), rng.f64() * 4.0),
+                "event_id": uuid(rng),
+            })
+        })
+        .collect();
+    json!({ "events": events }).to_string()
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP
+
+struct Client {
+    agent: ureq::Agent,
+    base: String,
+    auth: String,
+}
+
+impl Client {
+    fn new(base: &str, token: &str) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build()
+            .into();
+        Self { agent, base: base.to_string(), auth: format!("Bearer {token}") }
+    }
+
+    fn get(&self, path: &str) -> Result<String, Box<dyn std::error::Error>> {
+        let mut res = self.agent.get(format!("{}{path}", self.base)).header("Authorization", &self.auth).call()?;
+        Ok(res.body_mut().with_config().limit(64 << 20).read_to_string()?)
+    }
+
+    fn post(&self, path: &str, body: &str) -> Result<String, Box<dyn std::error::Error>> {
+        let mut res = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", &self.auth)
+            .header("Content-Type", "application/json")
+            .send(body)?;
+        Ok(res.body_mut().with_config().limit(64 << 20).read_to_string()?)
+    }
+
+    /// Times `n` calls of `f` after a few warm-up calls.
+    fn sample(&self, n: usize, mut f: impl FnMut() -> Result<(), Box<dyn std::error::Error>>) -> Result<Stats, Box<dyn std::error::Error>> {
+        for _ in 0..WARMUP {
+            f()?;
+        }
+        let mut ms = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            f()?;
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        Ok(Stats::of(ms))
+    }
+}
+
+struct Stats {
+    p50: f64,
+    p99: f64,
+    max: f64,
+    mean: f64,
+}
+
+impl Stats {
+    fn of(mut ms: Vec<f64>) -> Stats {
+        ms.sort_by(f64::total_cmp);
+        // Nearest rank.
+        let pct = |p: f64| ms[((p / 100.0 * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
+        Stats { p50: pct(50.0), p99: pct(99.0), max: *ms.last().unwrap(), mean: ms.iter().sum::<f64>() / ms.len() as f64 }
+    }
+}
+
+struct Row {
+    name: String,
+    figure: String,
+    target: String,
+    pass: bool,
+}
+
+impl Row {
+    fn latency(name: &str, s: &Stats, p99_target: f64) -> Row {
+        Row {
+            name: name.to_string(),
+            figure: format!("p50 {:.2} ms, p99 {:.2} ms (max {:.1})", s.p50, s.p99, s.max),
+            target: format!("p99 < {p99_target} ms"),
+            pass: s.p99 < p99_target,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The machine
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok()))
+        .map(|kb| format!("{:.1} GiB RAM", kb / 1048576.0))
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    format!("{cpus} CPUs ({cpu}), {mem}, Linux {kernel}")
+}
