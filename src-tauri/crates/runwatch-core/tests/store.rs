@@ -28,17 +28,7 @@ fn empty_file_is_migrated_and_reopening_migrates_idempotently() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(
-        tables,
-        [
-            "checkins",
-            "deliveries",
-            "notifications",
-            "notifiers",
-            "runs",
-            "settings"
-        ]
-    );
+    assert_eq!(tables, ["checkins", "deliveries", "notifications", "notifiers", "pending_counts", "runs", "settings"]);
     store.set_setting("log_level", &"WARNING").unwrap();
     drop(store);
 
