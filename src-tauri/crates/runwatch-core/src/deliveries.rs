@@ -49,29 +49,22 @@ pub fn enqueue(
 
 /// Pending deliveries of one notifier due at `now`, oldest notification first (so one
 /// notifier's messages keep their order).
-pub fn due(
-    conn: &Connection,
-    notifier_id: &str,
-    now: Millis,
-    limit: usize,
-) -> Result<Vec<Due>, StoreError> {
+pub fn due(conn: &Connection, notifier_id: &str, now: Millis, limit: usize) -> Result<Vec<Due>, StoreError> {
+    // Deliveries are created with their notification, so rowid order is notification
+    // order; the partial index finds the pending ones without touching the others, and
+    // only the page's notifications are read.
     let mut stmt = conn.prepare_cached(
-        "SELECT n.id, d.attempts FROM deliveries d JOIN notifications n ON n.id = d.notification_id
-         WHERE d.notifier_id = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
-         ORDER BY n.seq LIMIT ?3",
+        "SELECT notification_id, attempts FROM deliveries
+         WHERE notifier_id = ?1 AND state = 'pending' AND next_attempt_at <= ?2
+         ORDER BY rowid LIMIT ?3",
     )?;
     let ids: Vec<(String, i64)> = stmt
-        .query_map(params![notifier_id, now, limit as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?
+        .query_map(params![notifier_id, now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     let mut out = Vec::with_capacity(ids.len());
     for (id, attempts) in ids {
         if let Some(notification) = crate::inbox::get(conn, &id)? {
-            out.push(Due {
-                notification,
-                attempts,
-            });
+            out.push(Due { notification, attempts });
         }
     }
     Ok(out)

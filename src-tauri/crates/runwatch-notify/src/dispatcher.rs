@@ -111,17 +111,21 @@ impl Dispatcher {
             if due.is_empty() {
                 return deliveries::next_attempt(self.store.conn(), &notifier.id);
             }
-            // With pacing, everything that backed up goes as one digest; without, one by one.
-            let batch: &[Due] = if pacing > 0 { &due } else { &due[..1] };
-            let outcome = self.sender.send(&channel, &message(batch, &channel));
-            let now = self.clock.now();
-            self.record(notifier, batch, &outcome, now)?;
-            if pacing > 0 {
-                self.paced_until.insert(notifier.id.clone(), now + pacing);
-            }
-            if !matches!(outcome, Outcome::Sent) {
-                // Back off this notifier for now; others go on.
-                return deliveries::next_attempt(self.store.conn(), &notifier.id);
+            // With pacing, everything that backed up goes as one digest; without, one by one
+            // through the whole page before asking the store again. Each outcome is stored
+            // before the next send, so a crash repeats at most the send in flight.
+            let batches: Vec<&[Due]> = if pacing > 0 { vec![&due[..]] } else { due.chunks(1).collect() };
+            for batch in batches {
+                let outcome = self.sender.send(&channel, &message(batch, &channel));
+                let now = self.clock.now();
+                self.record(notifier, batch, &outcome, now)?;
+                if pacing > 0 {
+                    self.paced_until.insert(notifier.id.clone(), now + pacing);
+                }
+                if !matches!(outcome, Outcome::Sent) {
+                    // Back off this notifier for now; others go on.
+                    return deliveries::next_attempt(self.store.conn(), &notifier.id);
+                }
             }
         }
     }
