@@ -9,13 +9,13 @@ BIN := $(CARGO_TARGET_DIR)/debug
 # Where `runwatch start` listens when `make run` has no display.
 HTTP ?= 127.0.0.1:8747
 
-.PHONY: run test bootstrap ui build launch test-rust test-cli test-ui test-desktop clean
+.PHONY: run test bootstrap ui build launch test-rust test-cli test-api test-ui test-desktop soak bench bench-delivery bench-api bench-desktop clean
 
 ## make run: install what is missing, build, start the app (or the headless daemon).
 run: build launch
 
 ## make test: install what is missing, build, run every test.
-test: build test-rust test-cli test-ui test-desktop
+test: build test-rust test-cli test-api test-ui test-desktop
 
 bootstrap:
 	@bash .ci/bootstrap
@@ -46,6 +46,27 @@ test-rust:
 # Prompts answered in a real pseudo-terminal (pexpect).
 test-cli:
 	/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/cli
+
+# Schemathesis against the OpenAPI document a real `runwatch start` serves: no 5xx.
+test-api:
+	bash tests/api/test_schemathesis.sh
+
+# Long runs: many more property-test cases, kill -9 rounds and schemathesis examples.
+# Results are recorded in RELIABILITY.md.
+soak: build
+	PROPTEST_CASES=1000000 cargo nextest run --workspace --locked -E 'binary(props)' --no-fail-fast
+	RUNWATCH_SOAK_ROUNDS=500 cargo nextest run -p runwatch-tests --locked -E 'binary(faults)' --no-capture
+	ST_MAX_EXAMPLES=2000 ST_MAX_TIME=900 bash tests/api/test_schemathesis.sh
+
+# Benchmarks (release builds); results and method in BENCHMARKS.md.
+bench: ui
+	python3 tests/benchmarks/watcher.py
+bench-delivery: ui
+	cargo run --release --locked -p runwatch-tests --bin runwatch-bench-delivery
+bench-api: ui
+	cargo run --release --locked -p runwatch-tests --bin runwatch-bench-api
+bench-desktop: ui
+	python3 tests/benchmarks/desktop.py
 
 # The UI in Debian's chromium (playwright-core, no browser download) against a real
 # `runwatch start`; screenshots go to target/artifacts/ui-*.png.
