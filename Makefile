@@ -54,8 +54,9 @@ test-api:
 # Long runs: many more property-test cases, kill -9 rounds and schemathesis examples.
 # Results are recorded in RELIABILITY.md.
 soak: build
-	PROPTEST_CASES=1000000 cargo nextest run --workspace --locked -E 'binary(props)' --no-fail-fast
-	RUNWATCH_SOAK_ROUNDS=500 cargo nextest run -p runwatch-tests --locked -E 'binary(faults)' --no-capture
+	PROPTEST_CASES=1000000 cargo test --release --locked -p runwatch-aim -p runwatch-core -p runwatch-notify --test props
+	RUNWATCH_SOAK_ROUNDS=500 cargo test --locked -p runwatch-tests --test faults kill_9 -- --nocapture
+	RUNWATCH_SOAK_SENDS=50 cargo test --locked -p runwatch-tests --test concurrency -- --nocapture
 	ST_MAX_EXAMPLES=2000 ST_MAX_TIME=900 bash tests/api/test_schemathesis.sh
 
 # Benchmarks (release builds); results and method in BENCHMARKS.md.

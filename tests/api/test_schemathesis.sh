@@ -110,10 +110,18 @@ if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
   cat "$WORK/daemon.err" >&2
   exit 1
 fi
+stop_started=$(date +%s)
 kill -TERM "$DAEMON_PID"
 daemon_status=0
 wait "$DAEMON_PID" || daemon_status=$?
 DAEMON_PID=
+echo "schemathesis: the daemon stopped $(( $(date +%s) - stop_started )) s after SIGTERM"
+python3 - "$WORK/data/runwatch.db" <<'EOF' || true
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+count = lambda table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+print(f"schemathesis: the run left {count('notifications')} notifications, {count('notifiers')} notifiers, {count('deliveries')} deliveries")
+EOF
 cp "$WORK/daemon.err" "$ARTIFACTS/daemon.log"
 if grep -qE 'panicked|internal error' "$WORK/daemon.err"; then
   echo "schemathesis: the daemon panicked:" >&2

@@ -43,8 +43,14 @@ class WebDriver:
         return self.call("POST", f"/session/{self.session}/execute/sync", {"script": js, "args": []})
 
     def screenshot(self, path):
+        """The window through WebDriver; if WebKitWebDriver fails at that (it sometimes
+        drops the connection under load), the X screen instead: the page was already read."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(self.call("GET", f"/session/{self.session}/screenshot")))
+        try:
+            path.write_bytes(base64.b64decode(self.call("GET", f"/session/{self.session}/screenshot")))
+        except (urllib.error.URLError, ConnectionError, OSError) as e:
+            print(f"WebDriver screenshot failed ({e}); taking the X screen")
+            subprocess.run(["/usr/bin/import", "-window", "root", str(path)], check=True)
 
 
 @pytest.fixture

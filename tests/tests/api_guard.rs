@@ -35,6 +35,9 @@ fn status(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> u16
         .unwrap_or_else(|| panic!("no status in the answer to {method} {path}: {answer:?}"))
 }
 
+/// What a stranger sends: a description, the headers, the statuses that refuse it.
+type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a [u16]);
+
 #[test]
 fn every_route_needs_the_token_and_this_servers_host_and_origin() {
     let tmp = tempfile::tempdir().unwrap();
@@ -69,7 +72,7 @@ fn every_route_needs_the_token_and_this_servers_host_and_origin() {
     let wrong_same_length: String = token.chars().rev().collect();
     let mut refused = 0;
     for (method, path) in &operations {
-        let cases: Vec<(&str, Vec<(&str, String)>, &[u16])> = vec![
+        let cases: Vec<Case> = vec![
             ("no token", vec![("Host", host.into())], &[401]),
             ("a wrong token", vec![("Host", host.into()), ("Authorization", "Bearer wrong".into())], &[401]),
             ("a token of the right length", vec![("Host", host.into()), ("Authorization", format!("Bearer {wrong_same_length}"))], &[401]),

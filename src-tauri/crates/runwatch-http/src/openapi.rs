@@ -14,6 +14,7 @@ use crate::api;
         api::runs, api::ingest, api::ingest_batch, api::list_notifiers, api::add_notifier, api::get_notifier,
         api::patch_notifier, api::delete_notifier, api::test_notifier, api::get_settings, api::patch_settings, api::stream,
     ),
+    components(schemas(runwatch_core::inbox::AckState)),
     modifiers(&Bearer),
     security(("bearer" = []))
 )]

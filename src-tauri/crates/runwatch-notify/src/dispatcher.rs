@@ -52,6 +52,8 @@ pub struct Dispatcher {
     sender: Sender,
     /// Per notifier: no message before this time (pacing).
     paced_until: HashMap<String, Millis>,
+    /// A stop was asked for: finish the send in flight, start no other.
+    stopping: bool,
     tx: mpsc::Sender<Msg>,
     rx: Receiver<Msg>,
 }
@@ -59,7 +61,7 @@ pub struct Dispatcher {
 impl Dispatcher {
     pub fn new(store: Store, clock: SharedClock, sender: Sender) -> Self {
         let (tx, rx) = mpsc::channel();
-        Self { store, clock, sender, paced_until: HashMap::new(), tx, rx }
+        Self { store, clock, sender, paced_until: HashMap::new(), stopping: false, tx, rx }
     }
 
     pub fn handle(&self) -> DispatcherHandle {
@@ -116,6 +118,9 @@ impl Dispatcher {
             // before the next send, so a crash repeats at most the send in flight.
             let batches: Vec<&[Due]> = if pacing > 0 { vec![&due[..]] } else { due.chunks(1).collect() };
             for batch in batches {
+                if self.stop_requested() {
+                    return Ok(None); // what is left stays queued for the next start
+                }
                 let outcome = self.sender.send(&channel, &message(batch, &channel));
                 let now = self.clock.now();
                 self.record(notifier, batch, &outcome, now)?;
@@ -128,6 +133,16 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    /// Whether [`DispatcherHandle::stop`] was called (looked at between sends).
+    fn stop_requested(&mut self) -> bool {
+        while let Ok(msg) = self.rx.try_recv() {
+            if matches!(msg, Msg::Stop) {
+                self.stopping = true;
+            }
+        }
+        self.stopping
     }
 
     fn record(&mut self, notifier: &Notifier, batch: &[Due], outcome: &Outcome, now: Millis) -> Result<(), StoreError> {
@@ -163,6 +178,9 @@ impl Dispatcher {
                     None
                 }
             };
+            if self.stopping {
+                return;
+            }
             let now = self.clock.now();
             let wait = next.map_or(POLL, |t| Duration::from_millis((t - now).clamp(0, POLL.as_millis() as Millis) as u64));
             match self.rx.recv_timeout(wait) {

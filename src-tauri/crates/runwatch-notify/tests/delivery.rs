@@ -317,3 +317,17 @@ fn a_backlog_behind_the_pacing_becomes_one_digest_in_order() {
     let (pending, sent, failed) = deliveries::counts(s.store().conn()).unwrap();
     assert_eq!((pending, sent, failed), (0, 13, 0));
 }
+
+#[test]
+fn a_stop_ends_the_burst_after_the_send_in_flight_and_keeps_the_rest_queued() {
+    let mut s = setup();
+    s.add(Channel::Logger { message: None }, Level::Debug);
+    for i in 0..5 {
+        s.notify(Level::Error, &format!("n{i}"), "send");
+    }
+    s.dispatcher.handle().stop();
+    s.step();
+    assert!(s.log.lock().unwrap().is_empty(), "nothing is sent once a stop was asked for");
+    let (pending, sent, _) = deliveries::counts(s.store().conn()).unwrap();
+    assert_eq!((pending, sent), (5, 0));
+}
