@@ -64,7 +64,15 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { notifications: 1_000_000, requests: 1_000, batches: 200, keep: false, seed_only: false, from: None, only: Vec::new() };
+    let mut a = Args {
+        notifications: 1_000_000,
+        requests: 1_000,
+        batches: 200,
+        keep: false,
+        seed_only: false,
+        from: None,
+        only: Vec::new(),
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut num = |name: &str| -> Result<usize, String> {
@@ -102,7 +110,9 @@ fn main() {
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| runwatch_tests::repo_root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| runwatch_tests::repo_root().join("target"))
 }
 
 fn log(msg: impl AsRef<str>) {
@@ -186,71 +196,74 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 
     // ---- unread summary ----
     if part("summary") {
-    let body = client.get("/notifications/summary")?;
-    let summary: Value = serde_json::from_str(&body)?;
-    if summary["total"].as_u64() != Some(seeded.pending as u64) {
-        return Err(format!("summary total {} != seeded pending {}", summary["total"], seeded.pending).into());
-    }
-    let s = client.sample(args.requests, || client.get("/notifications/summary").map(|_| ()))?;
-    log(format!("summary: p50 {:.2} ms, p99 {:.2} ms", s.p50, s.p99));
-    results.push(json!({"name": "summary", "requests": args.requests, "p50_ms": s.p50, "p99_ms": s.p99, "max_ms": s.max, "mean_ms": s.mean}));
-    rows.push(Row::latency("unread summary", &s, SUMMARY_P99_MS));
+        let body = client.get("/notifications/summary")?;
+        let summary: Value = serde_json::from_str(&body)?;
+        if summary["total"].as_u64() != Some(seeded.pending as u64) {
+            return Err(format!("summary total {} != seeded pending {}", summary["total"], seeded.pending).into());
+        }
+        let s = client.sample(args.requests, || client.get("/notifications/summary").map(|_| ()))?;
+        log(format!("summary: p50 {:.2} ms, p99 {:.2} ms", s.p50, s.p99));
+        results.push(json!({"name": "summary", "requests": args.requests, "p50_ms": s.p50, "p99_ms": s.p99, "max_ms": s.max, "mean_ms": s.mean}));
+        rows.push(Row::latency("unread summary", &s, SUMMARY_P99_MS));
     }
 
     // ---- ingest ----
     if part("ingest") {
-    // A stream of its own: the event ids must not repeat the seeded ones.
-    let mut rng = fastrand::Rng::new();
-    let bodies: Vec<String> = (0..args.batches).map(|_| batch_body(&mut rng, &runs)).collect();
-    let mut batch_ms = Vec::with_capacity(args.batches);
-    let t = Instant::now();
-    for body in &bodies {
-        let t1 = Instant::now();
-        let answer = client.post("/events/batch", body)?;
-        batch_ms.push(t1.elapsed().as_secs_f64() * 1e3);
-        // One result per event, none a duplicate (the ids are unique).
-        if answer.matches("\"duplicate\":false").count() != BATCH {
-            return Err("a batch did not store all its events".into());
+        // A stream of its own: the event ids must not repeat the seeded ones.
+        let mut rng = fastrand::Rng::new();
+        let bodies: Vec<String> = (0..args.batches).map(|_| batch_body(&mut rng, &runs)).collect();
+        let mut batch_ms = Vec::with_capacity(args.batches);
+        let t = Instant::now();
+        for body in &bodies {
+            let t1 = Instant::now();
+            let answer = client.post("/events/batch", body)?;
+            batch_ms.push(t1.elapsed().as_secs_f64() * 1e3);
+            // One result per event, none a duplicate (the ids are unique).
+            if answer.matches("\"duplicate\":false").count() != BATCH {
+                return Err("a batch did not store all its events".into());
+            }
         }
-    }
-    let ingest_s = t.elapsed().as_secs_f64();
-    let events = args.batches * BATCH;
-    let eps = events as f64 / ingest_s;
-    let bs = Stats::of(batch_ms);
-    log(format!("ingest: {events} events in {ingest_s:.2} s = {eps:.0} events/s (batch p50 {:.1} ms, p99 {:.1} ms)", bs.p50, bs.p99));
-    results.push(json!({"name": "ingest", "batches": args.batches, "batch_size": BATCH, "events": events, "seconds": ingest_s,
+        let ingest_s = t.elapsed().as_secs_f64();
+        let events = args.batches * BATCH;
+        let eps = events as f64 / ingest_s;
+        let bs = Stats::of(batch_ms);
+        log(format!(
+            "ingest: {events} events in {ingest_s:.2} s = {eps:.0} events/s (batch p50 {:.1} ms, p99 {:.1} ms)",
+            bs.p50, bs.p99
+        ));
+        results.push(json!({"name": "ingest", "batches": args.batches, "batch_size": BATCH, "events": events, "seconds": ingest_s,
         "events_per_s": eps, "batch_p50_ms": bs.p50, "batch_p99_ms": bs.p99, "batch_max_ms": bs.max}));
-    rows.push(Row {
-        name: format!("ingest, {} batches of {BATCH}", args.batches),
-        figure: format!("{eps:.0} events/s (batch p50 {:.1} ms, p99 {:.1} ms)", bs.p50, bs.p99),
-        target: format!("≥ {INGEST_EVENTS_PER_S:.0} events/s"),
-        pass: eps >= INGEST_EVENTS_PER_S,
-    });
+        rows.push(Row {
+            name: format!("ingest, {} batches of {BATCH}", args.batches),
+            figure: format!("{eps:.0} events/s (batch p50 {:.1} ms, p99 {:.1} ms)", bs.p50, bs.p99),
+            target: format!("≥ {INGEST_EVENTS_PER_S:.0} events/s"),
+            pass: eps >= INGEST_EVENTS_PER_S,
+        });
     }
 
     // ---- ack all ----
     if part("ack") {
-    let pending: Value = serde_json::from_str(&client.get("/notifications/summary")?)?;
-    let pending = pending["total"].as_u64().unwrap_or(0);
-    let t = Instant::now();
-    let answer: Value = serde_json::from_str(&client.post("/notifications/ack", r#"{"all":true}"#)?)?;
-    let ack_s = t.elapsed().as_secs_f64();
-    let acked = answer["acknowledged"].as_u64().unwrap_or(0);
-    if acked != pending {
-        return Err(format!("ack all acknowledged {acked}, expected {pending}").into());
-    }
-    log(format!("ack all: {acked} notifications in {ack_s:.3} s"));
-    results.push(json!({"name": "ack all", "acknowledged": acked, "seconds": ack_s}));
-    rows.push(Row {
-        name: format!("ack all ({acked} pending)"),
-        figure: format!("{ack_s:.3} s"),
-        target: format!("< {ACK_ALL_S} s"),
-        pass: ack_s < ACK_ALL_S,
-    });
-    let after: Value = serde_json::from_str(&client.get("/notifications/summary")?)?;
-    if after["total"].as_u64() != Some(0) {
-        return Err(format!("after ack all the summary says {}", after["total"]).into());
-    }
+        let pending: Value = serde_json::from_str(&client.get("/notifications/summary")?)?;
+        let pending = pending["total"].as_u64().unwrap_or(0);
+        let t = Instant::now();
+        let answer: Value = serde_json::from_str(&client.post("/notifications/ack", r#"{"all":true}"#)?)?;
+        let ack_s = t.elapsed().as_secs_f64();
+        let acked = answer["acknowledged"].as_u64().unwrap_or(0);
+        if acked != pending {
+            return Err(format!("ack all acknowledged {acked}, expected {pending}").into());
+        }
+        log(format!("ack all: {acked} notifications in {ack_s:.3} s"));
+        results.push(json!({"name": "ack all", "acknowledged": acked, "seconds": ack_s}));
+        rows.push(Row {
+            name: format!("ack all ({acked} pending)"),
+            figure: format!("{ack_s:.3} s"),
+            target: format!("< {ACK_ALL_S} s"),
+            pass: ack_s < ACK_ALL_S,
+        });
+        let after: Value = serde_json::from_str(&client.get("/notifications/summary")?)?;
+        if after["total"].as_u64() != Some(0) {
+            return Err(format!("after ack all the summary says {}", after["total"]).into());
+        }
     }
 
     let _ = stop_tx.send(());
@@ -321,7 +334,13 @@ fn level_name(level: i64) -> &'static str {
     }
 }
 
-fn seed(data: &DataDir, n: usize, runs: &[String], now: i64, rng: &mut fastrand::Rng) -> Result<Seeded, Box<dyn std::error::Error>> {
+fn seed(
+    data: &DataDir,
+    n: usize,
+    runs: &[String],
+    now: i64,
+    rng: &mut fastrand::Rng,
+) -> Result<Seeded, Box<dyn std::error::Error>> {
     let mut store = Store::open(data)?;
     // Seeding only: a large page cache so one 1M-row transaction does not spill.
     store.conn().pragma_update(None, "cache_size", -512 * 1024)?;
@@ -393,7 +412,8 @@ fn seed(data: &DataDir, n: usize, runs: &[String], now: i64, rng: &mut fastrand:
 fn copy_seeded(from: &std::path::Path, data: &DataDir) -> Result<Seeded, Box<dyn std::error::Error>> {
     std::fs::copy(from.join("runwatch.db"), data.store_path())?;
     let store = Store::open(data)?;
-    let pending: i64 = store.conn().query_row("SELECT COUNT(*) FROM notifications WHERE acked_at IS NULL", [], |r| r.get(0))?;
+    let pending: i64 =
+        store.conn().query_row("SELECT COUNT(*) FROM notifications WHERE acked_at IS NULL", [], |r| r.get(0))?;
     let deep_cursor = store.conn().query_row(
         "SELECT seq FROM notifications WHERE acked_at IS NULL ORDER BY seq LIMIT 1 OFFSET ?1",
         [pending / 10],
@@ -465,10 +485,8 @@ struct Client {
 
 impl Client {
     fn new(base: &str, token: &str) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(120)))
-            .build()
-            .into();
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(120))).build().into();
         Self { agent, base: base.to_string(), auth: format!("Bearer {token}") }
     }
 
@@ -488,7 +506,11 @@ impl Client {
     }
 
     /// Times `n` calls of `f` after a few warm-up calls.
-    fn sample(&self, n: usize, mut f: impl FnMut() -> Result<(), Box<dyn std::error::Error>>) -> Result<Stats, Box<dyn std::error::Error>> {
+    fn sample(
+        &self,
+        n: usize,
+        mut f: impl FnMut() -> Result<(), Box<dyn std::error::Error>>,
+    ) -> Result<Stats, Box<dyn std::error::Error>> {
         for _ in 0..WARMUP {
             f()?;
         }
@@ -514,7 +536,12 @@ impl Stats {
         ms.sort_by(f64::total_cmp);
         // Nearest rank.
         let pct = |p: f64| ms[((p / 100.0 * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
-        Stats { p50: pct(50.0), p99: pct(99.0), max: *ms.last().unwrap(), mean: ms.iter().sum::<f64>() / ms.len() as f64 }
+        Stats {
+            p50: pct(50.0),
+            p99: pct(99.0),
+            max: *ms.last().unwrap(),
+            mean: ms.iter().sum::<f64>() / ms.len() as f64,
+        }
     }
 }
 
@@ -548,14 +575,20 @@ fn loadavg() -> String {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
         .unwrap_or_default();
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok()))
         .map(|kb| format!("{:.1} GiB RAM", kb / 1048576.0))
         .unwrap_or_default();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
+    let kernel =
+        std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     format!("{cpus} CPUs ({cpu}), {mem}, Linux {kernel}")
 }
