@@ -56,7 +56,7 @@ fn fixture_files(i: u64) -> Vec<CheckIn> {
     let hash = run_hash(0xbe0c_0000, i);
     let t = 1_795_268_411.34;
     let c = |idx, flag, expect_next_in| CheckIn { run_hash: hash.clone(), idx, flag, utc_time: t, expect_next_in };
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         vec![c(1, Flag::Starting, 0), c(7, Flag::CheckIn, 60), c(8, Flag::Finished, 0), c(9, Flag::Progress, 1)]
     } else {
         vec![c(1, Flag::Starting, 0), c(6, Flag::CheckIn, 3600), c(7, Flag::Progress, 3600)]

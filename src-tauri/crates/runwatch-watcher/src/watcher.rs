@@ -449,6 +449,11 @@ impl Watcher {
 /// reports an error (an overflowed queue and the like), after which only a rescan is sure.
 fn collect_paths(res: notify::Result<notify::Event>, paths: &mut Vec<PathBuf>) -> bool {
     match res {
+        // inotify's queue overflowed: `notify` reports it as an event flagged `Rescan`.
+        Ok(ev) if ev.need_rescan() => {
+            tracing::warn!("file events were lost (the event queue overflowed); rescanning");
+            true
+        }
         Ok(ev) if !ev.kind.is_remove() && !ev.kind.is_access() => {
             paths.extend(ev.paths);
             false
@@ -504,4 +509,19 @@ fn load_detector(store: &Store, grace: Millis) -> Result<Detector, StoreError> {
         detector.restore(run, track);
     }
     Ok(detector)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_events_notice_asks_for_a_rescan() {
+        let mut paths = Vec::new();
+        let overflow = notify::Event::new(notify::EventKind::Other).set_flag(notify::event::Flag::Rescan);
+        assert!(collect_paths(Ok(overflow), &mut paths));
+        let created = notify::Event::new(notify::EventKind::Create(notify::event::CreateKind::File)).add_path("a".into());
+        assert!(!collect_paths(Ok(created), &mut paths));
+        assert_eq!(paths, [PathBuf::from("a")]);
+    }
 }
