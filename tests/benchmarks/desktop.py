@@ -103,6 +103,25 @@ def cpu_ticks(pid: int) -> int | None:
         return None
 
 
+def thread_ticks(pid: int) -> dict[str, int]:
+    """utime + stime by thread name (threads of one name summed), in clock ticks."""
+    out: dict[str, int] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                s = f.read()
+        except OSError:
+            continue
+        name = s[s.index("(") + 1 : s.rindex(")")]
+        fields = s.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0) + int(fields[11]) + int(fields[12])
+    return out
+
+
 def status_kib(pid: int, key: str) -> int | None:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -268,10 +287,11 @@ def measure_idle(exe: Path, env: dict, repo: Path, tray: TrayHost, hidden: bool,
         b0, n0 = machine_busy()
         t0 = time.monotonic()
         app0 = cpu_ticks(app.pid)
+        threads0 = thread_ticks(app.pid)
         first: dict[int, int] = {p: t for p in kids0 if (t := cpu_ticks(p)) is not None}
         last = dict(first)
         names = dict(kids0)
-        rss_app, rss_kids, pss_app, pss_kids = [], [], [], []
+        rss_app, rss_kids = [], []
         end = t0 + window
         while True:
             kids = descendants(app.pid)
@@ -289,6 +309,7 @@ def measure_idle(exe: Path, env: dict, repo: Path, tray: TrayHost, hidden: bool,
                 break
             time.sleep(min(1.0, end - now))
         app1, t1 = cpu_ticks(app.pid), time.monotonic()
+        threads1 = thread_ticks(app.pid)
         b1, n1 = machine_busy()
         kids = descendants(app.pid)
         per_child = {}
@@ -322,6 +343,12 @@ def measure_idle(exe: Path, env: dict, repo: Path, tray: TrayHost, hidden: bool,
             "children_rss_max_mib": max(rss_kids) / 1024,
             "children_pss_mib": pss_kids,
             "children": per_child,
+            # Where the app's own CPU went, by thread name (% of one core over the window).
+            "app_threads_cpu_pct": {
+                name: round(100.0 * (t - threads0.get(name, 0)) / CLK_TCK / (t1 - t0), 3)
+                for name, t in sorted(threads1.items(), key=lambda kv: threads0.get(kv[0], 0) - kv[1])
+                if t - threads0.get(name, 0) > 0
+            },
             "rest_of_machine_busy_pct_of_core": max(0.0, machine_pct - app_pct - kids_pct),
             "load_before": load0,
             "load_after": loadavg(),
@@ -376,6 +403,8 @@ def report(res: dict) -> str:
             f"  {r['mode']:<20} {r['app_cpu_pct_of_core']:>9.2f} {r['app_rss_mib']:>6.1f} MiB {r['app_pss_mib']:>5.1f} MiB "
             f"{r['children_cpu_pct_of_core']:>15.2f} {r['children_rss_mib']:>9.1f} MiB {r['children_pss_mib']:>9.1f} MiB "
             f"{r['rest_of_machine_busy_pct_of_core']:>13.0f} %")
+        busy = ", ".join(f"{n} {v:.2f} %" for n, v in list(r["app_threads_cpu_pct"].items())[:6])
+        lines.append(f"      app threads: {busy or 'none used CPU'}")
         for name, c in r["children"].items():
             lines.append(f"      {name:<32} RSS {c['rss_mib']:6.1f} MiB, PSS {c['pss_mib']:6.1f} MiB, CPU {c['cpu_pct_of_core']:.2f} %")
     return "\n".join(lines)

@@ -114,3 +114,31 @@ fn migrating_a_full_inbox_counts_what_is_pending() {
     assert_eq!(s, counted(&store));
     assert_eq!(s.total, 25 - 7);
 }
+
+#[test]
+fn ack_all_and_expiry_beside_another_writer_never_fail_and_keep_the_counts() {
+    // ack_all and expire run as single statements outside `Store::write`; they must still
+    // wait for the write lock like it rather than fail with "database is locked".
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = DataDir::at(tmp.path());
+    let mut acker = Store::open(&dir).unwrap();
+    let writer = std::thread::spawn({
+        let dir = dir.clone();
+        move || {
+            let mut store = Store::open(&dir).unwrap();
+            for i in 0..300 {
+                store.insert_notification(&note(Level::ALL[i % 5], i), 1_000 + i as i64).unwrap();
+            }
+        }
+    });
+    let mut acked = 0;
+    for i in 0..100 {
+        acked += acker.ack_all(2_000 + i).unwrap();
+        acker.expire(0).unwrap();
+    }
+    writer.join().unwrap();
+    acked += acker.ack_all(5_000).unwrap();
+    assert_eq!(acked, 300);
+    assert_eq!(acker.unread_summary().unwrap(), UnreadSummary::default());
+    assert_eq!(counted(&acker), UnreadSummary::default());
+}

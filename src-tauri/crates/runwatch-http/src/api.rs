@@ -201,6 +201,7 @@ pub async fn ack(State(state): State<Arc<ApiState>>, Json(req): Json<AckRequest>
         return Err(ApiError::bad_request("give either \"ids\": [...] or \"all\": true"));
     }
     let at = now(&state);
+    state.before_write().await;
     let n = with_store(&state, move |s| Ok(if req.all { s.ack_all(at)? } else { s.ack(&req.ids, at)? })).await?;
     state.changed();
     Ok(axum::Json(AckResult { acknowledged: n }))
@@ -262,6 +263,7 @@ pub async fn ingest(State(state): State<Arc<ApiState>>, Json(mut event): Json<Ev
     validate_event(&event)?;
     event.source = "api".into();
     let at = now(&state);
+    state.before_write().await;
     let r = with_store(&state, move |s| Ok(s.ingest(&event, at)?)).await?;
     state.stored();
     Ok(axum::Json(result_of(r)))
@@ -283,6 +285,7 @@ pub async fn ingest_batch(State(state): State<Arc<ApiState>>, Json(batch): Json<
         e.source = "api".into();
     }
     let at = now(&state);
+    state.before_write().await;
     let r = with_store(&state, move |s| Ok(s.ingest_batch(&events, at)?)).await?;
     state.stored();
     Ok(axum::Json(r.into_iter().map(result_of).collect()))

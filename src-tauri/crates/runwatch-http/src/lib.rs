@@ -3,6 +3,7 @@
 //! `Host`/`Origin` checks (see [`guard`]).
 
 pub mod api;
+mod checkpoint;
 pub mod guard;
 mod openapi;
 
@@ -47,12 +48,24 @@ pub struct ApiState {
     changes: broadcast::Sender<()>,
     clock: SharedClock,
     on_stored: Box<dyn Fn() + Send + Sync>,
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl ApiState {
-    /// Something changed: tell the stream's listeners.
+    /// Something changed: tell the stream's listeners (and checkpoint it).
     fn changed(&self) {
         let _ = self.changes.send(());
+        if let Some(c) = &self.checkpointer {
+            c.after_commit();
+        }
+    }
+
+    /// Before a write that may come in a stream of them: lets the checkpoint in flight end
+    /// (see [`checkpoint`]).
+    async fn before_write(&self) {
+        if let Some(c) = &self.checkpointer {
+            c.wait().await;
+        }
     }
 
     fn stored(&self) {
@@ -86,10 +99,7 @@ impl Server {
     pub async fn serve(self, config: ApiConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
         let port = self.local_addr()?.port();
         let (changes, _) = broadcast::channel(64);
-        let checkpointer = tune_for_bulk_writes(&config.store);
-        if let Ok(p) = std::env::var("RW_EXPERIMENT_PRAGMAS") {
-            config.store.conn().execute_batch(&p).unwrap();
-        }
+        let checkpointer = checkpoint::Checkpointer::for_api(&config.store);
         let state = Arc::new(ApiState {
             store: Mutex::new(config.store),
             token: config.token,
@@ -97,14 +107,11 @@ impl Server {
             changes,
             clock: config.clock,
             on_stored: config.on_stored,
+            checkpointer,
         });
         let watcher = tokio::spawn(watch_store(state.clone()));
-        let checkpoints = checkpointer.map(|c| tokio::spawn(checkpoints(state.changes.subscribe(), c)));
         let result = axum::serve(self.listener, router(state)).with_graceful_shutdown(shutdown).await;
         watcher.abort();
-        if let Some(c) = checkpoints {
-            c.abort();
-        }
         result
     }
 }
@@ -158,69 +165,6 @@ async fn watch_store(state: Arc<ApiState>) {
         }
         last = version.or(last);
         tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Page cache of the API's connection: big enough for the indexes an ingest batch touches in
-/// a large inbox (SQLite's default is 2 MiB). Grows only with the pages actually read.
-const API_CACHE_KIB: i64 = 64 * 1024;
-
-/// Sets up the API's connection for the bulk writes it serves (batches of 1,000 events,
-/// ack all), returning the connection that checkpoints for it (see [`checkpoints`]):
-/// - statement journals in memory: each INSERT of a batch runs triggers (migration 0003),
-///   so SQLite keeps a statement journal of the pages it changes; on disk that is a write
-///   system call per page;
-/// - a larger page cache ([`API_CACHE_KIB`]);
-/// - no checkpoints at the end of its own commits: copying the WAL into the database file
-///   and waiting for the disk moves to another connection, off the request path. Without
-///   that connection, the API's keeps checkpointing itself.
-fn tune_for_bulk_writes(store: &Store) -> Option<Store> {
-    let conn = store.conn();
-    let tuned = conn
-        .pragma_update(None, "temp_store", "MEMORY")
-        .and_then(|()| conn.pragma_update(None, "cache_size", -API_CACHE_KIB));
-    if let Err(e) = tuned {
-        tracing::warn!("cannot tune the API's store connection: {e}");
-    }
-    if std::env::var_os("RW_EXPERIMENT_NO_DEFER").is_some() {
-        return None;
-    }
-    let checkpointer = match Store::open_path(store.path()) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!("checkpoints stay on the request path: {e}");
-            return None;
-        }
-    };
-    match conn.pragma_update(None, "wal_autocheckpoint", 0) {
-        Ok(()) => Some(checkpointer),
-        Err(e) => {
-            tracing::warn!("checkpoints stay on the request path: {e}");
-            None
-        }
-    }
-}
-
-/// Checkpoints the WAL after changes (ours and other connections'), on a connection and a
-/// thread of its own, so no request waits for it. PASSIVE: it never blocks readers or
-/// writers; a burst of changes is coalesced into one checkpoint.
-async fn checkpoints(mut changes: broadcast::Receiver<()>, store: Store) {
-    let store = Arc::new(Mutex::new(store));
-    loop {
-        match changes.recv().await {
-            Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
-        while changes.try_recv().is_ok() {}
-        let s = store.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            let store = s.lock().unwrap_or_else(|e| e.into_inner());
-            store.conn().pragma(None, "wal_checkpoint", "PASSIVE", |_| Ok(()))
-        })
-        .await;
-        if let Ok(Err(e)) = done {
-            tracing::warn!("checkpoint failed: {e}");
-        }
     }
 }
 
