@@ -34,22 +34,10 @@ struct Args {
     hidden: bool,
 }
 
-/// `RUNWATCH_LOG` (default `warn`), with the HTTP client kept below `trace`, where it would
-/// log secrets (see [`runwatch_notify::send::HTTP_LOG_CAPS`]).
-fn log_filter() -> tracing_subscriber::EnvFilter {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_env("RUNWATCH_LOG").unwrap_or_else(|_| "warn".into());
-    if filter.max_level_hint().is_none_or(|max| max == tracing_subscriber::filter::LevelFilter::TRACE) {
-        for cap in runwatch_notify::send::HTTP_LOG_CAPS {
-            filter = filter.add_directive(cap.parse().expect("a valid log directive"));
-        }
-    }
-    filter
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(log_filter())
+        .with_env_filter(runwatch_notify::send::log_filter())
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();

@@ -19,6 +19,18 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// values). Every log filter that can enable `trace` adds these.
 pub const HTTP_LOG_CAPS: &[&str] = &["ureq=debug", "ureq_proto=debug"];
 
+/// The log filter every Runwatch binary uses: `RUNWATCH_LOG` (default `warn`), with the
+/// HTTP client kept below `trace` by [`HTTP_LOG_CAPS`].
+pub fn log_filter() -> tracing_subscriber::EnvFilter {
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("RUNWATCH_LOG").unwrap_or_else(|_| "warn".into());
+    if filter.max_level_hint().is_none_or(|max| max == tracing_subscriber::filter::LevelFilter::TRACE) {
+        for cap in HTTP_LOG_CAPS {
+            filter = filter.add_directive(cap.parse().expect("a valid log directive"));
+        }
+    }
+    filter
+}
+
 /// What came of one send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
