@@ -35,7 +35,7 @@ fn add(data: &Path, at: i64, level: Level, run: Option<&str>, title: &str, body:
     }
 }
 
-/// Renames a notification (ids are random; tests need ones that share a prefix).
+/// Renames a notification (ids are random; tests need ones that share a start or an end).
 fn set_id(data: &Path, old: &str, new: &str) {
     store(data).conn().execute("UPDATE notifications SET id = ?1 WHERE id = ?2", [new, old]).unwrap();
 }
@@ -44,8 +44,9 @@ fn cli(data: &Path, args: &[&str]) -> CliOutput {
     run_cli(runwatch(data).args(args))
 }
 
+/// The short id lists show: the end of the id (the start of a UUIDv7 is its time).
 fn short(id: &str) -> &str {
-    &id[..8]
+    &id[id.len() - 8..]
 }
 
 /// The stuck run and its start: the example of cli.md.
@@ -164,7 +165,7 @@ fn auto_ack_acknowledges_exactly_what_was_listed() {
 fn show_prints_everything_about_one_notification() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, stuck) = two(tmp.path());
-    let out = cli(tmp.path(), &["notifications", "show", &stuck[..5]]);
+    let out = cli(tmp.path(), &["notifications", "show", &stuck[stuck.len() - 5..]]);
     out.expect_code(1);
     let expected_head = format!(
         "Notification {stuck}\n\
@@ -184,7 +185,7 @@ fn show_prints_everything_about_one_notification() {
     );
     assert!(out.stdout.ends_with(&format!("To acknowledge it: runwatch notifications ack --item {}\n", short(&stuck))));
     // Upper case works too: ids are UUIDs.
-    let upper = cli(tmp.path(), &["notifications", "show", &stuck[..8].to_uppercase()]);
+    let upper = cli(tmp.path(), &["notifications", "show", &short(&stuck).to_uppercase()]);
     assert_eq!(upper.stdout, out.stdout);
 }
 
@@ -236,25 +237,28 @@ fn show_lists_each_delivery_with_its_state() {
 }
 
 #[test]
-fn ids_are_named_by_unique_prefixes_and_lists_lengthen_ambiguous_ones() {
+fn ids_are_named_by_unique_starts_or_ends_and_lists_lengthen_ambiguous_ones() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = add(d, T1403, Level::Info, None, "first", "");
     let b = add(d, T1403 + MINUTE, Level::Info, None, "second", "");
-    set_id(d, &a, "3f2a9c1e-0000-4000-8000-000000000001");
-    set_id(d, &b, "3f2a9c1e-1000-4000-8000-000000000002");
+    set_id(d, &a, "3f2a9c1e-0000-7000-8000-00000000aaa1");
+    set_id(d, &b, "5b7d9c1e-1000-7000-8000-10000000aaa1");
 
+    // The two share their last 11 characters: lists show 12.
     let out = cli(d, &["notifications", "list"]);
-    assert!(out.stdout.contains("show 3f2a9c1e-1\n") && out.stdout.contains("show 3f2a9c1e-0\n"), "{}", out.stdout);
-    let out = cli(d, &["notifications", "show", "3f2a9c1e-0"]);
-    out.expect_code(0);
-    assert!(out.stdout.starts_with("Notification 3f2a9c1e-0000-4000-8000-000000000001\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("show 10000000aaa1\n") && out.stdout.contains("show 00000000aaa1\n"), "{}", out.stdout);
+    for given in ["00000000aaa1", "3f2a", "3f2a9c1e-0000-7000-8000-00000000aaa1"] {
+        let out = cli(d, &["notifications", "show", given]);
+        out.expect_code(0);
+        assert!(out.stdout.starts_with("Notification 3f2a9c1e-0000-7000-8000-00000000aaa1\n"), "{given}: {}", out.stdout);
+    }
 
     let before = dump_store(d);
-    let err = cli(d, &["notifications", "show", "3f2a"]).expect_one_line_error(1);
-    assert!(err.contains("'3f2a' is ambiguous"), "{err}");
-    assert!(err.contains("3f2a9c1e-0000-4000-8000-000000000001, 3f2a9c1e-1000-4000-8000-000000000002"), "{err}");
-    let err = cli(d, &["notifications", "ack", "--item", "3f2a"]).expect_one_line_error(1);
+    let err = cli(d, &["notifications", "show", "aaa1"]).expect_one_line_error(1);
+    assert!(err.contains("'aaa1' is ambiguous"), "{err}");
+    assert!(err.contains("3f2a9c1e-0000-7000-8000-00000000aaa1, 5b7d9c1e-1000-7000-8000-10000000aaa1"), "{err}");
+    let err = cli(d, &["notifications", "ack", "--item", "aaa1"]).expect_one_line_error(1);
     assert!(err.contains("ambiguous"), "{err}");
     let err = cli(d, &["notifications", "show", "3f2b"]).expect_one_line_error(1);
     assert!(err.contains("no notification with id '3f2b'"), "{err}");
@@ -268,7 +272,7 @@ fn ack_by_item_and_all() {
     let (started, stuck) = two(d);
     let other = add(d, T1403 + MINUTE, Level::Warning, None, "disk almost full", "");
 
-    let out = cli(d, &["notifications", "ack", "--item", short(&started), &stuck[..10]]);
+    let out = cli(d, &["notifications", "ack", "--item", short(&started), &stuck[stuck.len() - 10..]]);
     assert_eq!(out.stdout, "Acknowledged 2 notifications.\n");
     // A warning is still pending.
     out.expect_code(1);

@@ -7,7 +7,8 @@
 //!    through SQL: 10,000 runs; levels DEBUG 5 %, INFO 50 %, WARNING 30 %, ERROR 13 %,
 //!    CRITICAL 2 %; sources as the engine writes them (Aim log records with a dedupe key
 //!    70 %, detector happenings with a dedupe key 10 %, API events with a client event id
-//!    20 %); created over the last 25 days in `seq` order; each one acknowledged with
+//!    20 %, random UUIDv4 ids); notification ids UUIDv7 of their creation time, as the engine
+//!    makes them; created over the last 25 days in `seq` order; each one acknowledged with
 //!    probability 1/2, independently (so pending and acknowledged rows are interleaved,
 //!    the hard case for the pending index), which leaves about 500,000 pending.
 //! 2. Serves it with the real server (`runwatch_http::Server` on 127.0.0.1:0, the same
@@ -18,7 +19,11 @@
 //!      `state=all`; `--requests` each (default 1,000) after 20 warm-up requests;
 //!    - `GET /api/v1/notifications/summary`, `--requests` times;
 //!    - `POST /api/v1/events/batch`: `--batches` batches (default 200) of 1,000 events with
-//!      unique client event ids (UUIDs), bodies built before timing; events/s sustained;
+//!      unique random client event ids (UUIDv4, the hard case for an index), each batch
+//!      from `--runs-per-batch` runs (default 10: one client, a job or an agent forwarding
+//!      a few jobs, picked at random among the 10,000), bodies built before timing;
+//!      events/s sustained, first from one client posting batch after batch, then from
+//!      `--clients` clients at once (default 4; each its own connection);
 //!    - `POST /api/v1/notifications/ack {"all": true}`: wall time, with every pending
 //!      notification (≥ 500,000) still pending.
 //!
@@ -35,7 +40,9 @@ use runwatch_http::{ApiConfig, Server};
 use serde_json::{json, Value};
 
 const USAGE: &str =
-    "usage: runwatch-bench-api [--notifications 1000000] [--requests 1000] [--batches 200] [--keep] [--seed-only]\n\
+    "usage: runwatch-bench-api [--notifications 1000000] [--requests 1000] [--batches 200] [--runs-per-batch 10]\n\
+     \x20                         [--clients 4]\n\
+     \x20                         [--keep] [--seed-only]\n\
      \x20                         [--from DIR] [--only list,summary,ingest,ack]\n\
      --keep: leave the store behind (printed at the end); --seed-only: seed, keep the store, measure nothing;\n\
      --from DIR: copy the store a --seed-only run left in DIR instead of seeding; --only: measure these parts";
@@ -55,6 +62,8 @@ struct Args {
     notifications: usize,
     requests: usize,
     batches: usize,
+    runs_per_batch: usize,
+    clients: usize,
     keep: bool,
     seed_only: bool,
     /// A store seeded earlier (`--seed-only`) to copy instead of seeding.
@@ -68,6 +77,8 @@ fn parse_args() -> Result<Args, String> {
         notifications: 1_000_000,
         requests: 1_000,
         batches: 200,
+        runs_per_batch: 10,
+        clients: 4,
         keep: false,
         seed_only: false,
         from: None,
@@ -84,6 +95,8 @@ fn parse_args() -> Result<Args, String> {
             "--notifications" => a.notifications = num("--notifications")?,
             "--requests" => a.requests = num("--requests")?.max(1),
             "--batches" => a.batches = num("--batches")?.max(1),
+            "--runs-per-batch" => a.runs_per_batch = num("--runs-per-batch")?.clamp(1, RUNS),
+            "--clients" => a.clients = num("--clients")?.clamp(1, 64),
             "--keep" => a.keep = true,
             "--seed-only" => a.seed_only = true,
             "--from" => a.from = Some(it.next().ok_or("--from needs a directory")?.into()),
@@ -209,36 +222,38 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 
     // ---- ingest ----
     if part("ingest") {
-        // A stream of its own: the event ids must not repeat the seeded ones.
-        let mut rng = fastrand::Rng::new();
-        let bodies: Vec<String> = (0..args.batches).map(|_| batch_body(&mut rng, &runs)).collect();
-        let mut batch_ms = Vec::with_capacity(args.batches);
-        let t = Instant::now();
-        for body in &bodies {
-            let t1 = Instant::now();
-            let answer = client.post("/events/batch", body)?;
-            batch_ms.push(t1.elapsed().as_secs_f64() * 1e3);
-            // One result per event, none a duplicate (the ids are unique).
-            if answer.matches("\"duplicate\":false").count() != BATCH {
-                return Err("a batch did not store all its events".into());
+        // One client posting batch after batch; then several at once, as many jobs do.
+        for clients in [1, args.clients] {
+            // A stream of its own: the event ids must not repeat the seeded ones.
+            let mut rng = fastrand::Rng::new();
+            let bodies: Vec<String> =
+                (0..args.batches).map(|_| batch_body(&mut rng, &runs, args.runs_per_batch)).collect();
+            let (ingest_s, batch_ms) = ingest(&base, &token, &bodies, clients)?;
+            let events = args.batches * BATCH;
+            let eps = events as f64 / ingest_s;
+            let bs = Stats::of(batch_ms);
+            log(format!(
+                "ingest, {clients} client(s): {events} events in {ingest_s:.2} s = {eps:.0} events/s (batch p50 {:.1} ms, p99 {:.1} ms)",
+                bs.p50, bs.p99
+            ));
+            results.push(json!({"name": "ingest", "clients": clients, "batches": args.batches, "batch_size": BATCH,
+                "runs_per_batch": args.runs_per_batch, "events": events, "seconds": ingest_s,
+                "events_per_s": eps, "batch_p50_ms": bs.p50, "batch_p99_ms": bs.p99, "batch_max_ms": bs.max}));
+            rows.push(Row {
+                name: format!(
+                    "ingest, {} batches of {BATCH} ({} runs each), {clients} client{}",
+                    args.batches,
+                    args.runs_per_batch,
+                    if clients == 1 { "" } else { "s at once" }
+                ),
+                figure: format!("{eps:.0} events/s (batch p50 {:.1} ms, p99 {:.1} ms)", bs.p50, bs.p99),
+                target: format!("≥ {INGEST_EVENTS_PER_S:.0} events/s"),
+                pass: eps >= INGEST_EVENTS_PER_S,
+            });
+            if args.clients == 1 {
+                break;
             }
         }
-        let ingest_s = t.elapsed().as_secs_f64();
-        let events = args.batches * BATCH;
-        let eps = events as f64 / ingest_s;
-        let bs = Stats::of(batch_ms);
-        log(format!(
-            "ingest: {events} events in {ingest_s:.2} s = {eps:.0} events/s (batch p50 {:.1} ms, p99 {:.1} ms)",
-            bs.p50, bs.p99
-        ));
-        results.push(json!({"name": "ingest", "batches": args.batches, "batch_size": BATCH, "events": events, "seconds": ingest_s,
-        "events_per_s": eps, "batch_p50_ms": bs.p50, "batch_p99_ms": bs.p99, "batch_max_ms": bs.max}));
-        rows.push(Row {
-            name: format!("ingest, {} batches of {BATCH}", args.batches),
-            figure: format!("{eps:.0} events/s (batch p50 {:.1} ms, p99 {:.1} ms)", bs.p50, bs.p99),
-            target: format!("≥ {INGEST_EVENTS_PER_S:.0} events/s"),
-            pass: eps >= INGEST_EVENTS_PER_S,
-        });
     }
 
     // ---- ack all ----
@@ -387,7 +402,7 @@ fn seed(
             }
             stmt.execute(rusqlite::params![
                 seq,
-                uuid(rng),
+                uuid_v7(created, rng),
                 created,
                 acked_at.unwrap_or(created),
                 level,
@@ -404,6 +419,13 @@ fn seed(
         }
         Ok(())
     })?;
+    // What the engine keeps beside the rows it inserts: pending counts by level, and the
+    // event ids in their index.
+    store.conn().execute(
+        "UPDATE pending_counts SET n = (SELECT COUNT(*) FROM notifications WHERE acked_at IS NULL AND level = pending_counts.level)",
+        [],
+    )?;
+    store.merge_event_ids()?;
     store.conn().execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
     // The pending list is newest first: 90 % of the way down is near the oldest.
     let deep_cursor = pending_seqs.get(pending_seqs.len() / 10).copied().unwrap_or(1);
@@ -460,15 +482,28 @@ fn uuid(rng: &mut fastrand::Rng) -> String {
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
-fn batch_body(rng: &mut fastrand::Rng, runs: &[String]) -> String {
+/// A time-ordered (v7) UUID of a creation time, as the engine makes notification ids.
+fn uuid_v7(created_ms: i64, rng: &mut fastrand::Rng) -> String {
+    let v = ((created_ms as u128 & 0xffff_ffff_ffff) << 80)
+        | (0x7 << 76)
+        | (rng.u128(..) & ((1 << 76) - 1) & !(0x3 << 62))
+        | (0x2 << 62);
+    let h = format!("{v:032x}");
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+fn batch_body(rng: &mut fastrand::Rng, runs: &[String], runs_per_batch: usize) -> String {
+    // A batch comes from one client: a job, or an agent forwarding a few jobs' events.
+    let batch_runs: Vec<&String> = (0..runs_per_batch).map(|_| &runs[rng.usize(0..runs.len())]).collect();
     let events: Vec<Value> = (0..BATCH)
         .map(|i| {
             let level = pick_level(rng);
-            let run = &runs[rng.usize(0..runs.len())];
+            let run = batch_runs[rng.usize(0..batch_runs.len())];
             json!({
                 "run_id": run,
                 "level": level_name(level),
                 "message": format!("{} at step {i}: loss={:.4}\nworker 3 of 8", log_words(level), rng.f64() * 4.0),
+                // Random (v4), as most clients make them: the hard case for an index.
                 "event_id": uuid(rng),
             })
         })
@@ -478,6 +513,41 @@ fn batch_body(rng: &mut fastrand::Rng, runs: &[String]) -> String {
 
 // ---------------------------------------------------------------------------------------
 // HTTP
+
+/// Posts `bodies` as batches from `clients` clients at once (each its own connection and
+/// thread, taking the next body in turn); the wall time and each batch's latency.
+fn ingest(base: &str, token: &str, bodies: &[String], clients: usize) -> Result<(f64, Vec<f64>), Box<dyn std::error::Error>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let t = Instant::now();
+    let per_client: Vec<Result<Vec<f64>, String>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..clients)
+            .map(|_| {
+                scope.spawn(|| {
+                    let client = Client::new(base, token);
+                    let mut ms = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(body) = bodies.get(i) else { return Ok(ms) };
+                        let t1 = Instant::now();
+                        let answer = client.post("/events/batch", body).map_err(|e| e.to_string())?;
+                        ms.push(t1.elapsed().as_secs_f64() * 1e3);
+                        // One result per event, none a duplicate (the ids are unique).
+                        if answer.matches("\"duplicate\":false").count() != BATCH {
+                            return Err("a batch did not store all its events".to_string());
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap_or_else(|_| Err("a client panicked".into()))).collect()
+    });
+    let secs = t.elapsed().as_secs_f64();
+    let mut all = Vec::new();
+    for ms in per_client {
+        all.extend(ms?);
+    }
+    Ok((secs, all))
+}
 
 struct Client {
     agent: ureq::Agent,

@@ -1,8 +1,11 @@
 //! `runwatch notifications list|show|ack`: the inbox from the command line (Kopia's design).
 //!
-//! Notifications are named by a unique prefix of their UUID; lists show the shortest
-//! prefix of at least 8 characters that names exactly one.
+//! Notifications are named by their UUID, a unique prefix of it, or a unique end of it.
+//! Lists show the shortest end of at least 8 characters that names exactly one: ids are
+//! UUIDv7, whose first characters are the creation time (shared by every notification of
+//! the same minute) and whose last ones are random.
 
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 
 use anyhow::bail;
@@ -14,7 +17,7 @@ use runwatch_core::{deliveries, runs, Level, Notification, Store};
 use crate::output::{self, paint, BOLD, DIM};
 use crate::summary::Finished;
 
-/// How many characters of an id lists show (more when that many are not unique).
+/// How many characters of the end of an id lists show (more when that many are not unique).
 pub const SHORT_ID: usize = 8;
 
 #[derive(Debug, Subcommand)]
@@ -48,7 +51,7 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// The notification's id, or a unique prefix of it (as listed)
+    /// The notification's id, or a unique start or end of it (lists show ends)
     #[arg(value_name = "ID", value_parser = non_empty_id)]
     id: String,
 }
@@ -58,7 +61,7 @@ pub struct AckArgs {
     /// Acknowledge every pending notification
     #[arg(long, conflicts_with = "item")]
     all: bool,
-    /// Acknowledge these notifications (ids or unique prefixes)
+    /// Acknowledge these notifications (ids, or unique starts or ends of them)
     #[arg(long, value_name = "ID", num_args = 1.., value_parser = non_empty_id)]
     item: Vec<String>,
 }
@@ -73,45 +76,67 @@ pub fn run(cmd: Command, store: &mut Store, json: bool) -> anyhow::Result<Finish
 
 /// One notification as lists show it:
 /// `2026-11-21 14:03 ERROR  Run 'be0ebd0c…' is stuck (no check-in for 105 s)` then
-/// `  To see the details: runwatch notifications show 3f2a9c1e`.
+/// `  To see the details: runwatch notifications show 3f2a9c1e`, where `short` is from
+/// [`short_ids`].
 /// The level is padded to 5 so DEBUG, INFO and ERROR line up; two spaces follow it.
-pub fn write_item(store: &Store, out: &mut impl Write, n: &Notification) -> anyhow::Result<()> {
+pub fn write_item(out: &mut impl Write, n: &Notification, short: &ShortIds) -> anyhow::Result<()> {
     let level = paint(output::level_style(n.level), &format!("{:<5}", n.level));
     let mut title = short_title(n);
     if n.acked_at.is_some() {
         title.push_str(&paint(DIM, " (acknowledged)"));
     }
     writeln!(out, "{} {level}  {title}", output::minute(n.created_at))?;
-    writeln!(out, "  To see the details: runwatch notifications show {}", short_id(store, &n.id)?)?;
+    writeln!(out, "  To see the details: runwatch notifications show {}", short.of(&n.id))?;
     Ok(())
 }
 
-/// The shortest prefix of `id`, at least [`SHORT_ID`] characters, that names only it.
-pub fn short_id(store: &Store, id: &str) -> anyhow::Result<String> {
-    let mut len = SHORT_ID.min(id.len());
-    while len < id.len() {
-        if !id.is_char_boundary(len) {
-            len += 1;
-            continue;
-        }
-        if inbox::ids_with_prefix(store.conn(), &id[..len], 2)?.len() <= 1 {
-            break;
-        }
-        len += 1;
+/// The short ids of some notifications (see the module docs).
+pub struct ShortIds(HashMap<String, String>);
+
+impl ShortIds {
+    /// The short id of `id`, or the whole id if it was not asked for.
+    pub fn of<'a>(&'a self, id: &'a str) -> &'a str {
+        self.0.get(id).map_or(id, String::as_str)
     }
-    Ok(id[..len].to_string())
 }
 
-/// The notification whose id is `prefix` or starts with it; an error naming the prefix
-/// when there is none, or listing the candidates when there are several.
-pub fn resolve(store: &Store, prefix: &str) -> anyhow::Result<Notification> {
-    if let Some(n) = store.notification(prefix)? {
+/// The shortest end of each id, at least [`SHORT_ID`] characters, that names only it. One
+/// pass over the inbox's ids for all of them; ends that more than one id shares (rare with
+/// 32 random bits, but a big inbox has a few) grow one character at a time.
+pub fn short_ids<'a>(store: &Store, ids: impl IntoIterator<Item = &'a str>) -> anyhow::Result<ShortIds> {
+    let ids: Vec<&str> = ids.into_iter().collect();
+    let end = |id: &str, len: usize| id.get(id.len().saturating_sub(len)..).unwrap_or(id).to_string();
+    let wanted: HashSet<String> = ids.iter().map(|id| end(id, SHORT_ID)).collect();
+    let counts = inbox::suffix_counts(store.conn(), &wanted)?;
+    let mut out = HashMap::new();
+    for id in ids {
+        let mut len = SHORT_ID.min(id.len());
+        while len < id.len() && counts.get(&end(id, SHORT_ID)).copied().unwrap_or(0) > 1 {
+            if inbox::ids_with_suffix(store.conn(), &end(id, len), 2)?.len() <= 1 {
+                break;
+            }
+            len += 1;
+        }
+        out.insert(id.to_string(), end(id, len));
+    }
+    Ok(ShortIds(out))
+}
+
+/// The notification whose id is `given`, starts with it or ends with it; an error naming
+/// it when there is none, or listing the candidates when there are several.
+pub fn resolve(store: &Store, given: &str) -> anyhow::Result<Notification> {
+    if let Some(n) = store.notification(given)? {
         return Ok(n);
     }
     const SHOWN: usize = 10;
-    let ids = inbox::ids_with_prefix(store.conn(), prefix, SHOWN + 1)?;
+    let mut ids = inbox::ids_with_prefix(store.conn(), given, SHOWN + 1)?;
+    for id in inbox::ids_with_suffix(store.conn(), given, SHOWN + 1)? {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
     match ids.as_slice() {
-        [] => bail!("there is no notification with id '{prefix}'; list them with 'runwatch notifications list --all'"),
+        [] => bail!("there is no notification with id '{given}'; list them with 'runwatch notifications list --all'"),
         [one] => match store.notification(one)? {
             Some(n) => Ok(n),
             None => bail!("notification '{one}' vanished while reading it (expired?); try again"),
@@ -121,7 +146,7 @@ pub fn resolve(store: &Store, prefix: &str) -> anyhow::Result<Notification> {
             if many.len() > SHOWN {
                 shown.push_str(", …");
             }
-            bail!("notification id '{prefix}' is ambiguous: it matches {shown}; give more characters")
+            bail!("notification id '{given}' is ambiguous: it matches {shown}; give more characters")
         }
     }
 }
@@ -221,7 +246,7 @@ fn show(store: &mut Store, args: &ShowArgs, json: bool) -> anyhow::Result<Finish
         writeln!(
             out,
             "{}",
-            paint(DIM, &format!("To acknowledge it: runwatch notifications ack --item {}", short_id(store, &n.id)?))
+            paint(DIM, &format!("To acknowledge it: runwatch notifications ack --item {}", short_ids(store, [n.id.as_str()])?.of(&n.id)))
         )?;
     }
     Ok(Finished { shows_inbox: true, ..Finished::ok() })
@@ -318,8 +343,9 @@ fn list(store: &mut Store, args: &ListArgs, json: bool) -> anyhow::Result<Finish
     } else if items.is_empty() {
         writeln!(out, "There are no notifications.")?;
     } else {
+        let short = short_ids(store, items.iter().map(|n| n.id.as_str()))?;
         for n in &items {
-            write_item(store, &mut out, n)?;
+            write_item(&mut out, n, &short)?;
         }
         if more {
             writeln!(

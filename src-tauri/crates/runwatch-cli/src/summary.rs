@@ -122,8 +122,9 @@ fn print_pending(store: &Store, out: &mut impl Write) -> anyhow::Result<()> {
     let mut filter = ListFilter { limit: Some(runwatch_core::inbox::MAX_PAGE), ..Default::default() };
     loop {
         let page = store.list_notifications(&filter)?;
+        let short = notifications::short_ids(store, page.items.iter().map(|n| n.id.as_str()))?;
         for n in &page.items {
-            notifications::write_item(store, out, n)?;
+            notifications::write_item(out, n, &short)?;
         }
         match page.next_cursor {
             Some(c) => filter.cursor = Some(c),

@@ -32,19 +32,26 @@ pub struct Due {
     pub attempts: i64,
 }
 
-/// Creates the deliveries of a new notification (called by `inbox::insert`).
-pub fn enqueue(
-    conn: &Connection,
-    notification_id: &str,
-    level: Level,
-    now: Millis,
-) -> Result<usize, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "INSERT INTO deliveries (notification_id, notifier_id, state, attempts, next_attempt_at, updated_at)
-             SELECT ?1, id, 'pending', 0, ?2, ?2 FROM notifiers WHERE status = 'enabled' AND min_level <= ?3",
-        )?
-        .execute(params![notification_id, now, level.number()])?)
+/// The enabled notifiers and their minimum levels: who gets a delivery of a new notification.
+pub(crate) fn recipients(conn: &Connection) -> Result<Vec<(String, Level)>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT id, min_level FROM notifiers WHERE status = 'enabled'")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, min_level) = row?;
+        out.push((id, Level::from_number(min_level).unwrap_or(Level::Debug)));
+    }
+    Ok(out)
+}
+
+/// Creates a pending delivery of a new notification (called by `inbox`'s inserts).
+pub(crate) fn enqueue(conn: &Connection, notification_id: &str, notifier_id: &str, now: Millis) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO deliveries (notification_id, notifier_id, state, attempts, next_attempt_at, updated_at)
+         VALUES (?1, ?2, 'pending', 0, ?3, ?3)",
+    )?
+    .execute(params![notification_id, notifier_id, now])?;
+    Ok(())
 }
 
 /// Pending deliveries of one notifier due at `now`, oldest notification first (so one

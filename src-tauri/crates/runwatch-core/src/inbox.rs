@@ -7,6 +7,7 @@ use ts_rs::TS;
 use utoipa::ToSchema;
 
 use crate::clock::Millis;
+use crate::event_ids::Tail;
 use crate::store::{Store, StoreError};
 use crate::Level;
 
@@ -40,7 +41,8 @@ pub struct NewNotification {
     pub source: String,
     /// One notification per event, across restarts: a second insert with the key is a no-op.
     pub dedupe_key: Option<String>,
-    /// The client's id for its event: ingesting it twice stores it once.
+    /// The client's id for its event: ingesting it twice stores it once (checked by
+    /// [`Store::ingest_batch`], not by [`insert`]).
     pub event_id: Option<String>,
     pub repeat_count: i64,
 }
@@ -108,57 +110,114 @@ const COLUMNS: &str =
                        repeat_count, acked_at, expires_at";
 
 /// Stores a notification (inside the caller's transaction, so it commits with the state
-/// change that caused it).
+/// change that caused it), once per dedupe key. Event ids are not checked here: events go
+/// through [`Store::ingest_batch`] or [`Store::insert_notification`].
 pub fn insert(
     conn: &Connection,
     n: &NewNotification,
     now: Millis,
     expires_at: Option<Millis>,
 ) -> Result<Inserted, StoreError> {
-    if let Some(existing) = find_duplicate(conn, n)? {
-        return Ok(Inserted::Duplicate(existing));
+    let mut inserts = Inserts::new(None);
+    let inserted = inserts.insert(conn, n, now, expires_at)?;
+    inserts.finish(conn)?;
+    Ok(inserted)
+}
+
+/// The inserts of one transaction. What they add up to is written once, by
+/// [`Inserts::finish`] before the commit: pending counts by level (not a trigger, see
+/// migrations/0004_event_ids.sql); and the notifiers that get deliveries are read once.
+pub(crate) struct Inserts<'t> {
+    /// Event ids to store at most once (see [`crate::event_ids`]), caught up in this
+    /// transaction; `None` when the caller has none.
+    tail: Option<&'t mut Tail>,
+    /// New pending notifications by level, in [`Level::ALL`] order.
+    pending: [i64; 5],
+    /// Enabled notifiers and their minimum levels, read at the first insert.
+    recipients: Option<Vec<(String, Level)>>,
+}
+
+impl<'t> Inserts<'t> {
+    pub(crate) fn new(tail: Option<&'t mut Tail>) -> Self {
+        Self { tail, pending: [0; 5], recipients: None }
     }
-    let level = n.level.unwrap_or(Level::Info);
-    let id = uuid::Uuid::new_v4().to_string();
-    // Cached: an ingest batch runs this a thousand times in one transaction.
-    conn.prepare_cached(
-        "INSERT INTO notifications (id, created_at, updated_at, level, title, body, run_id, source, dedupe_key,
-                                    event_id, repeat_count, expires_at)
-         VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?
-    .execute(params![id, now, level.number(), n.title, n.body, n.run_id, n.source, n.dedupe_key, n.event_id, n.repeat_count, expires_at])?;
-    // The outbox: one delivery per enabled notifier at or below this level, in the same
-    // transaction, so a crash can never store a notification without its deliveries.
-    crate::deliveries::enqueue(conn, &id, level, now)?;
-    Ok(Inserted::New(Box::new(Notification {
-        id,
-        created_at: now,
-        updated_at: now,
-        level,
-        title: n.title.clone(),
-        body: n.body.clone(),
-        run_id: n.run_id.clone(),
-        source: n.source.clone(),
-        dedupe_key: n.dedupe_key.clone(),
-        event_id: n.event_id.clone(),
-        repeat_count: n.repeat_count,
-        acked_at: None,
-        expires_at,
-    })))
+
+    /// Stores `n` unless its dedupe key or event id is stored already.
+    pub(crate) fn insert(
+        &mut self,
+        tx: &Connection,
+        n: &NewNotification,
+        now: Millis,
+        expires_at: Option<Millis>,
+    ) -> Result<Inserted, StoreError> {
+        if let (Some(tail), Some(event_id)) = (self.tail.as_deref(), n.event_id.as_deref()) {
+            if let Some(existing) = tail.find(tx, event_id)? {
+                return Ok(Inserted::Duplicate(existing));
+            }
+        }
+        if let Some(existing) = find_duplicate(tx, n)? {
+            return Ok(Inserted::Duplicate(existing));
+        }
+        let level = n.level.unwrap_or(Level::Info);
+        // Time-ordered (UUIDv7): new ids go to the end of the id index instead of a random
+        // page of it, which at a thousand notifications a batch is most of ingest's cost.
+        let id = uuid::Uuid::now_v7().to_string();
+        // Cached: an ingest batch runs this a thousand times in one transaction.
+        tx.prepare_cached(
+            "INSERT INTO notifications (id, created_at, updated_at, level, title, body, run_id, source, dedupe_key,
+                                        event_id, repeat_count, expires_at)
+             VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?
+        .execute(params![id, now, level.number(), n.title, n.body, n.run_id, n.source, n.dedupe_key, n.event_id, n.repeat_count, expires_at])?;
+        if let Some(tail) = self.tail.as_deref_mut() {
+            tail.inserted(tx.last_insert_rowid(), n.event_id.as_deref());
+        }
+        self.pending[Level::ALL.iter().position(|l| *l == level).unwrap_or(0)] += 1;
+        // The outbox: one delivery per enabled notifier at or below this level, in the same
+        // transaction, so a crash can never store a notification without its deliveries.
+        if self.recipients.is_none() {
+            self.recipients = Some(crate::deliveries::recipients(tx)?);
+        }
+        for (notifier_id, min_level) in self.recipients.iter().flatten() {
+            if *min_level <= level {
+                crate::deliveries::enqueue(tx, &id, notifier_id, now)?;
+            }
+        }
+        Ok(Inserted::New(Box::new(Notification {
+            id,
+            created_at: now,
+            updated_at: now,
+            level,
+            title: n.title.clone(),
+            body: n.body.clone(),
+            run_id: n.run_id.clone(),
+            source: n.source.clone(),
+            dedupe_key: n.dedupe_key.clone(),
+            event_id: n.event_id.clone(),
+            repeat_count: n.repeat_count,
+            acked_at: None,
+            expires_at,
+        })))
+    }
+
+    /// Writes the pending counts; call before the commit.
+    pub(crate) fn finish(self, tx: &Connection) -> Result<(), StoreError> {
+        for (level, added) in Level::ALL.iter().zip(self.pending) {
+            if added > 0 {
+                tx.prepare_cached("UPDATE pending_counts SET n = n + ?2 WHERE level = ?1")?
+                    .execute(params![level.number(), added])?;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn find_duplicate(conn: &Connection, n: &NewNotification) -> Result<Option<String>, StoreError> {
-    const BY_DEDUPE_KEY: &str = "SELECT id FROM notifications WHERE dedupe_key = ?1";
-    const BY_EVENT_ID: &str = "SELECT id FROM notifications WHERE event_id = ?1";
-    for (sql, value) in [(BY_DEDUPE_KEY, &n.dedupe_key), (BY_EVENT_ID, &n.event_id)] {
-        if let Some(value) = value {
-            let mut stmt = conn.prepare_cached(sql)?;
-            if let Some(id) = stmt.query_row([value], |r| r.get(0)).optional()? {
-                return Ok(Some(id));
-            }
-        }
-    }
-    Ok(None)
+    let Some(key) = &n.dedupe_key else { return Ok(None) };
+    Ok(conn
+        .prepare_cached("SELECT id FROM notifications WHERE dedupe_key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?)
 }
 
 /// A page of notifications, newest first.
@@ -229,6 +288,40 @@ pub fn ids_with_prefix(
     limit: usize,
 ) -> Result<Vec<String>, StoreError> {
     prefixed_ids(conn, "notifications", &prefix.to_ascii_lowercase(), limit)
+}
+
+/// Notification ids that end with `suffix`, at most `limit`; an empty suffix matches
+/// nothing. Short ids are ends of ids (the random part of a UUIDv7, whose start is its
+/// creation time and shared by every notification of the same minute); this reads every id.
+pub fn ids_with_suffix(conn: &Connection, suffix: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+    if suffix.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM notifications WHERE substr(id, -length(?1)) = ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let ids = stmt
+        .query_map(params![suffix.to_ascii_lowercase(), limit as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
+/// How many notification ids end with each of `suffixes`, all of one length, in one pass.
+pub fn suffix_counts(
+    conn: &Connection,
+    suffixes: &std::collections::HashSet<String>,
+) -> Result<std::collections::HashMap<String, usize>, StoreError> {
+    let mut counts = std::collections::HashMap::new();
+    let Some(len) = suffixes.iter().next().map(|s| s.len()) else { return Ok(counts) };
+    let mut stmt = conn.prepare_cached("SELECT substr(id, -?1) FROM notifications")?;
+    let mut rows = stmt.query([len as i64])?;
+    while let Some(row) = rows.next()? {
+        let end: String = row.get(0)?;
+        if suffixes.contains(&end) {
+            *counts.entry(end).or_insert(0) += 1;
+        }
+    }
+    Ok(counts)
 }
 
 /// `ids_with_prefix` for any table keyed by a text `id`. A range on the id's index rather
@@ -345,7 +438,7 @@ impl Store {
         now: Millis,
     ) -> Result<Inserted, StoreError> {
         let expires_at = self.expiry()?.map(|e| now.saturating_add(e));
-        self.write(|tx| insert(tx, n, now, expires_at))
+        self.write_tracked(|tx, inserts| inserts.insert(tx, n, now, expires_at))
     }
 
     pub fn list_notifications(&self, filter: &ListFilter) -> Result<Page, StoreError> {

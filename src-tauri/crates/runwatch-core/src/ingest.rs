@@ -1,12 +1,14 @@
 //! Ingest: the one entry point for events from outside the Aim sources — the HTTP API,
 //! `runwatch send` and `runwatch exec` all come through here.
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 use utoipa::ToSchema;
 
 use crate::clock::Millis;
-use crate::inbox::{self, Inserted, NewNotification};
+use crate::inbox::{Inserted, NewNotification};
 use crate::store::{Store, StoreError};
 use crate::{runs, Level};
 
@@ -58,22 +60,38 @@ impl Store {
         now: Millis,
     ) -> Result<Vec<Inserted>, StoreError> {
         let expires_at = self.expiry()?.map(|e| now.saturating_add(e));
-        self.write(|tx| {
+        self.write_tracked(|tx, inserts| {
+            let mut known_runs = HashSet::new();
             events
                 .iter()
-                .map(|e| ingest_in(tx, e, now, expires_at))
+                .map(|e| {
+                    if let Some(run) = &e.run_id {
+                        // Once per run and batch: a batch mostly comes from a few runs.
+                        if known_runs.insert(run.as_str()) {
+                            runs::ensure(tx, run, now)?;
+                        }
+                    }
+                    inserts.insert(tx, &new_notification(e), now, expires_at)
+                })
                 .collect()
         })
     }
+
+    /// Moves every event id into the `event_ids` index now (see [`crate::event_ids`]);
+    /// for tools that wrote notifications with SQL, like the benchmarks' seeding.
+    pub fn merge_event_ids(&mut self) -> Result<(), StoreError> {
+        let mut tail = std::mem::take(&mut self.event_tail);
+        self.write(|tx| {
+            tail.catch_up(tx)?;
+            tail.merge(tx)
+        })?;
+        self.event_tail = tail;
+        Ok(())
+    }
 }
 
-fn ingest_in(
-    tx: &rusqlite::Connection,
-    event: &Event,
-    now: Millis,
-    expires_at: Option<Millis>,
-) -> Result<Inserted, StoreError> {
-    let n = NewNotification {
+fn new_notification(event: &Event) -> NewNotification {
+    NewNotification {
         level: Some(event.level.unwrap_or(Level::Info)),
         title: event
             .title
@@ -89,11 +107,7 @@ fn ingest_in(
         },
         event_id: event.event_id.clone(),
         ..Default::default()
-    };
-    if let Some(run) = &event.run_id {
-        runs::ensure(tx, run, now)?;
     }
-    inbox::insert(tx, &n, now, expires_at)
 }
 
 #[cfg(test)]

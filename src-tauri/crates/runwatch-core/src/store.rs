@@ -15,6 +15,8 @@ use rusqlite_migration::{Migrations, M};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::event_ids::Tail;
+use crate::inbox::Inserts;
 use crate::DataDir;
 
 /// How long a writer waits for another process's transaction before giving up.
@@ -70,10 +72,23 @@ const MIGRATION_SQL: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_checkins.sql"),
     include_str!("../migrations/0003_pending_counts.sql"),
+    include_str!("../migrations/0004_event_ids.sql"),
 ];
 
 static MIGRATIONS: LazyLock<Migrations<'static>> =
-    LazyLock::new(|| Migrations::new(MIGRATION_SQL.iter().map(|sql| M::up(sql)).collect()));
+    LazyLock::new(|| {
+        Migrations::new(
+            MIGRATION_SQL
+                .iter()
+                .enumerate()
+                .map(|(i, sql)| match i + 1 {
+                    // Rebuilds `notifications`: every delivery must still find its notification.
+                    4 => M::up(sql).foreign_key_check(),
+                    _ => M::up(sql),
+                })
+                .collect(),
+        )
+    });
 
 /// The schema version of a fully migrated store.
 pub fn latest_schema_version() -> usize {
@@ -85,6 +100,8 @@ pub fn latest_schema_version() -> usize {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Event ids after the merge watermark (see [`crate::event_ids`]).
+    pub(crate) event_tail: Tail,
 }
 
 impl Store {
@@ -113,11 +130,16 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(corrupt)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Foreign keys are enforced after migrating: a migration that rebuilds a table
+        // (schema 4) must not cascade its DROP into the tables that reference it. (The
+        // bundled SQLite turns them on by default.)
+        conn.pragma_update(None, "foreign_keys", "OFF")?;
         migrate(&mut conn, path)?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
         Ok(Self {
             conn,
             path: path.to_path_buf(),
+            event_tail: Tail::default(),
         })
     }
 
@@ -145,6 +167,25 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
+        Ok(out)
+    }
+
+    /// [`Store::write`] for inserting notifications: event ids checked against the tail,
+    /// caught up first (see [`crate::event_ids`]). The tail is put back only after the
+    /// commit: a failed transaction leaves an empty one, which the next write reads afresh.
+    pub(crate) fn write_tracked<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, &mut Inserts<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut tail = std::mem::take(&mut self.event_tail);
+        let out = self.write(|tx| {
+            tail.catch_up(tx)?;
+            let mut inserts = Inserts::new(Some(&mut tail));
+            let out = f(tx, &mut inserts)?;
+            inserts.finish(tx)?;
+            Ok(out)
+        })?;
+        self.event_tail = tail;
         Ok(out)
     }
 

@@ -28,7 +28,21 @@ fn empty_file_is_migrated_and_reopening_migrates_idempotently() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(tables, ["checkins", "deliveries", "notifications", "notifiers", "pending_counts", "runs", "settings"]);
+    assert_eq!(
+        tables,
+        [
+            "checkins",
+            "deliveries",
+            "event_ids",
+            "event_ids_merged",
+            "notifications",
+            "notifiers",
+            "pending_counts",
+            "runs",
+            "settings",
+            "sqlite_sequence"
+        ]
+    );
     store.set_setting("log_level", &"WARNING").unwrap();
     drop(store);
 
