@@ -105,9 +105,21 @@ pub enum Inserted {
 pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 1000;
 
-const COLUMNS: &str =
-    "id, created_at, updated_at, level, title, body, run_id, source, dedupe_key, event_id, \
-                       repeat_count, acked_at, expires_at";
+/// The newest seq an "acknowledge all" reached (schema 5): rows up to it are acknowledged.
+const ACKED_UPTO: &str = "(SELECT COALESCE(MAX(upto), 0) FROM ack_alls)";
+
+/// Pending: neither acknowledged on its own nor reached by an "acknowledge all".
+const PENDING: &str = "acked_at IS NULL AND seq > (SELECT COALESCE(MAX(upto), 0) FROM ack_alls)";
+
+/// A notification as stored, with the acknowledgement an "acknowledge all" gave it (the
+/// first one that reached it) read into `acked_at` and `updated_at`.
+const COLUMNS: &str = "id, created_at, \
+    CASE WHEN acked_at IS NULL \
+         THEN COALESCE(max(updated_at, (SELECT at FROM ack_alls WHERE upto >= notifications.seq ORDER BY upto LIMIT 1)), updated_at) \
+         ELSE updated_at END, \
+    level, title, body, run_id, source, dedupe_key, event_id, repeat_count, \
+    COALESCE(acked_at, (SELECT at FROM ack_alls WHERE upto >= notifications.seq ORDER BY upto LIMIT 1)), \
+    expires_at";
 
 /// Stores a notification (inside the caller's transaction, so it commits with the state
 /// change that caused it), once per dedupe key. Event ids are not checked here: events go
@@ -229,8 +241,8 @@ pub fn list(conn: &Connection, filter: &ListFilter) -> Result<Page, StoreError> 
     };
     let mut sql = format!("SELECT seq, {COLUMNS} FROM notifications WHERE 1 = 1");
     match filter.state {
-        AckState::Pending => sql.push_str(" AND acked_at IS NULL"),
-        AckState::Acked => sql.push_str(" AND acked_at IS NOT NULL"),
+        AckState::Pending => sql.push_str(&format!(" AND {PENDING}")),
+        AckState::Acked => sql.push_str(&format!(" AND NOT ({PENDING})")),
         AckState::All => {}
     }
     if filter.min_level.is_some() {
@@ -363,9 +375,9 @@ pub fn last_seq(conn: &Connection) -> Result<i64, StoreError> {
 
 /// Acknowledges these notifications; returns how many were pending before.
 pub fn ack(conn: &Connection, ids: &[String], now: Millis) -> Result<usize, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "UPDATE notifications SET acked_at = ?2, updated_at = ?2 WHERE id = ?1 AND acked_at IS NULL",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE notifications SET acked_at = ?2, updated_at = ?2 WHERE id = ?1 AND {PENDING}"
+    ))?;
     let mut n = 0;
     for id in ids {
         n += stmt.execute(params![id, now])?;
@@ -373,15 +385,23 @@ pub fn ack(conn: &Connection, ids: &[String], now: Millis) -> Result<usize, Stor
     Ok(n)
 }
 
-/// Acknowledges every pending notification; returns how many.
+/// Acknowledges every pending notification; returns how many. Writes three small rows
+/// however many there are (see migrations/0005_ack_all.sql).
 pub fn ack_all(conn: &Connection, now: Millis) -> Result<usize, StoreError> {
-    Ok(conn.execute(
-        "UPDATE notifications SET acked_at = ?1, updated_at = ?1 WHERE acked_at IS NULL",
+    let pending: i64 = conn.query_row("SELECT COALESCE(SUM(n), 0) FROM pending_counts", [], |r| r.get(0))?;
+    if pending == 0 {
+        return Ok(0);
+    }
+    conn.execute(
+        &format!("INSERT INTO ack_alls (upto, at) SELECT m, ?1 FROM (SELECT MAX(seq) AS m FROM notifications) WHERE m > {ACKED_UPTO}"),
         [now],
-    )?)
+    )?;
+    conn.execute("UPDATE pending_counts SET n = 0", [])?;
+    Ok(usize::try_from(pending).unwrap_or(0))
 }
 
-/// Pending counts by level: five rows kept by triggers (migration 0003), not a count.
+/// Pending counts by level: five rows kept with every insert, acknowledgement and deletion
+/// (migrations 0003–0005), not a count.
 pub fn unread_summary(conn: &Connection) -> Result<UnreadSummary, StoreError> {
     let mut stmt = conn.prepare_cached("SELECT level, n FROM pending_counts WHERE n > 0")?;
     let mut s = UnreadSummary::default();
@@ -453,19 +473,18 @@ impl Store {
         self.write(|tx| ack(tx, ids, now))
     }
 
-    /// One statement, run on its own rather than in [`Store::write`]'s transaction: as its
-    /// own (autocommit) transaction SQLite needs no statement journal for it, which for half
-    /// a million rows would be a second copy of every page it changes. It still takes the
-    /// write lock up front (an UPDATE's first step) and waits for it like `write`.
     pub fn ack_all(&mut self, now: Millis) -> Result<usize, StoreError> {
-        ack_all(self.conn(), now)
+        self.write(|tx| ack_all(tx, now))
     }
 
     pub fn unread_summary(&self) -> Result<UnreadSummary, StoreError> {
         unread_summary(self.conn())
     }
 
-    /// One statement on its own, like [`Store::ack_all`].
+    /// One statement, run on its own rather than in [`Store::write`]'s transaction: as its
+    /// own (autocommit) transaction SQLite needs no statement journal for it, which for many
+    /// rows would be a second copy of every page it changes. It still takes the write lock
+    /// up front (a DELETE's first step) and waits for it like `write`.
     pub fn expire(&mut self, now: Millis) -> Result<usize, StoreError> {
         expire(self.conn(), now)
     }

@@ -73,6 +73,7 @@ const MIGRATION_SQL: &[&str] = &[
     include_str!("../migrations/0002_checkins.sql"),
     include_str!("../migrations/0003_pending_counts.sql"),
     include_str!("../migrations/0004_event_ids.sql"),
+    include_str!("../migrations/0005_ack_all.sql"),
 ];
 
 static MIGRATIONS: LazyLock<Migrations<'static>> =

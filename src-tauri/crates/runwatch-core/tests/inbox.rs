@@ -171,6 +171,57 @@ fn ack_by_id_ack_all_and_the_unread_summary() {
     );
 }
 
+/// "Acknowledge all" writes how far it reached instead of every row (schema 5): what every
+/// reader sees must be as if each row had been acknowledged.
+#[test]
+fn ack_all_acknowledges_what_it_reached_and_nothing_after() {
+    let (_tmp, mut store) = store();
+    let add = |store: &mut Store, title: &str, at: i64| match store
+        .insert_notification(&note(Level::Error, title, None), at)
+        .unwrap()
+    {
+        Inserted::New(n) => n.id,
+        Inserted::Duplicate(_) => panic!(),
+    };
+    let a = add(&mut store, "a", 1);
+    let b = add(&mut store, "b", 2);
+    assert_eq!(store.ack(&[a.clone()], 10).unwrap(), 1);
+    assert_eq!(store.ack_all(20).unwrap(), 1);
+    assert_eq!(store.ack_all(21).unwrap(), 0, "nothing left to acknowledge");
+    let c = add(&mut store, "c", 30);
+
+    let got = |store: &Store, id: &str| store.notification(id).unwrap().unwrap();
+    assert_eq!((got(&store, &a).acked_at, got(&store, &a).updated_at), (Some(10), 10), "its own time stays");
+    assert_eq!((got(&store, &b).acked_at, got(&store, &b).updated_at), (Some(20), 20));
+    assert_eq!(got(&store, &c).acked_at, None);
+    let list = |store: &Store, state| titles_of(&store.list_notifications(&ListFilter { state, ..Default::default() }).unwrap());
+    assert_eq!(list(&store, AckState::Pending), ["c"]);
+    assert_eq!(list(&store, AckState::Acked), ["b", "a"]);
+    assert_eq!(list(&store, AckState::All), ["c", "b", "a"]);
+    assert_eq!(store.unread_summary().unwrap().error, 1);
+
+    // Acknowledging a row the ack-all reached changes nothing and counts nothing.
+    assert_eq!(store.ack(&[b.clone()], 40).unwrap(), 0);
+    assert_eq!(got(&store, &b).acked_at, Some(20));
+    assert_eq!(store.unread_summary().unwrap().error, 1);
+    // A second ack-all reaches c; b keeps the first one's time.
+    assert_eq!(store.ack_all(50).unwrap(), 1);
+    assert_eq!(got(&store, &c).acked_at, Some(50));
+    assert_eq!(got(&store, &b).acked_at, Some(20));
+    let d = add(&mut store, "d", 60);
+    // Expiring acknowledged rows leaves the count of the pending one alone.
+    assert_eq!(store.expire(30 * 86_400_000 + 31).unwrap(), 3, "30 days after a, b and c");
+    let s = store.unread_summary().unwrap();
+    assert_eq!((s.total, s.error), (1, 1));
+    assert_eq!(list(&store, AckState::Pending), ["d"]);
+    assert_eq!(store.ack(&[d], 70).unwrap(), 1);
+    assert_eq!(store.unread_summary().unwrap().total, 0);
+}
+
+fn titles_of(page: &runwatch_core::inbox::Page) -> Vec<String> {
+    page.items.iter().map(|n| n.title.clone()).collect()
+}
+
 #[test]
 fn old_notifications_expire() {
     let (_tmp, mut store) = store();

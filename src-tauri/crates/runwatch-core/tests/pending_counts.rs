@@ -9,7 +9,10 @@ fn counted(store: &Store) -> UnreadSummary {
     let mut s = UnreadSummary::default();
     let mut stmt = store
         .conn()
-        .prepare("SELECT level, COUNT(*) FROM notifications WHERE acked_at IS NULL GROUP BY level")
+        .prepare(
+            "SELECT level, COUNT(*) FROM notifications
+             WHERE acked_at IS NULL AND seq > (SELECT COALESCE(MAX(upto), 0) FROM ack_alls) GROUP BY level",
+        )
         .unwrap();
     let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))).unwrap();
     for row in rows {

@@ -31,6 +31,7 @@ fn empty_file_is_migrated_and_reopening_migrates_idempotently() {
     assert_eq!(
         tables,
         [
+            "ack_alls",
             "checkins",
             "deliveries",
             "event_ids",
