@@ -266,6 +266,17 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     if found == known {
         return Ok(());
     }
+    // Schema 4 rebuilds `notifications`: said at warning level, which shows by default,
+    // because a minute of silence at the start of a big store looks like a hang.
+    if (1..4).contains(&found) {
+        let rows: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM notifications", [], |r| r.get(0)).unwrap_or(0);
+        if rows >= 100_000 {
+            tracing::warn!(
+                "upgrading the store '{}' (schema {found} to {known}, about {rows} notifications): once, and it may take a minute",
+                path.display()
+            );
+        }
+    }
     conn.set_transaction_behavior(TransactionBehavior::Immediate);
     let result = MIGRATIONS.to_latest(conn);
     conn.set_transaction_behavior(TransactionBehavior::Deferred);

@@ -185,7 +185,7 @@ fn ack_all_acknowledges_what_it_reached_and_nothing_after() {
     };
     let a = add(&mut store, "a", 1);
     let b = add(&mut store, "b", 2);
-    assert_eq!(store.ack(&[a.clone()], 10).unwrap(), 1);
+    assert_eq!(store.ack(std::slice::from_ref(&a), 10).unwrap(), 1);
     assert_eq!(store.ack_all(20).unwrap(), 1);
     assert_eq!(store.ack_all(21).unwrap(), 0, "nothing left to acknowledge");
     let c = add(&mut store, "c", 30);
@@ -201,7 +201,7 @@ fn ack_all_acknowledges_what_it_reached_and_nothing_after() {
     assert_eq!(store.unread_summary().unwrap().error, 1);
 
     // Acknowledging a row the ack-all reached changes nothing and counts nothing.
-    assert_eq!(store.ack(&[b.clone()], 40).unwrap(), 0);
+    assert_eq!(store.ack(std::slice::from_ref(&b), 40).unwrap(), 0);
     assert_eq!(got(&store, &b).acked_at, Some(20));
     assert_eq!(store.unread_summary().unwrap().error, 1);
     // A second ack-all reaches c; b keeps the first one's time.
