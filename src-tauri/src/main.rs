@@ -48,16 +48,12 @@ fn main() -> ExitCode {
         .plugin(tauri_plugin_autostart::init(tauri_plugin_autostart::MacosLauncher::LaunchAgent, Some(vec!["--hidden"])))
         .setup(move |app| {
             let engine = engine::Engine::start(app.handle(), args.data_dir.as_deref(), &args.repo, args.http)?;
-            let script = format!("window.__RUNWATCH__ = {{ api: {:?}, token: {:?} }};", engine.api_url, engine.token);
             app.manage(engine);
-            let window = WebviewWindowBuilder::new(app, "main", WebviewUrl::App("index.html".into()))
-                .title("Runwatch")
-                .inner_size(960.0, 640.0)
-                .min_inner_size(480.0, 360.0)
-                .initialization_script(&script)
-                .visible(!hidden)
-                .build()?;
-            let _ = window;
+            // Started hidden (at login) the app makes no window until one is asked for: a
+            // web view costs ~300 MiB of WebKit processes that a tray icon does not need.
+            if !hidden {
+                build_main_window(app.handle(), None)?;
+            }
             tray::build(app.handle())?;
             popups::start(app.handle().clone());
             Ok(())
@@ -90,14 +86,39 @@ fn main() -> ExitCode {
 /// Shows, unhides and focuses the main window; with `route`, opens that page of the UI
 /// (e.g. `/notifications/<id>` for a notification's details).
 pub fn show_window(app: &AppHandle, route: Option<&str>) {
-    if let Some(window) = app.get_webview_window("main") {
-        if let Some(route) = route {
-            let _ = window.eval(format!("location.hash = {:?};", format!("#{route}")));
+    let Some(window) = app.get_webview_window("main") else {
+        if let Err(e) = build_main_window(app, route) {
+            tracing::warn!("cannot open the window: {e}");
         }
-        let _ = window.show();
-        let _ = window.unminimize();
-        let _ = window.set_focus();
+        return;
+    };
+    if let Some(route) = route {
+        let _ = window.eval(format!("location.hash = {:?};", format!("#{route}")));
     }
+    let _ = window.show();
+    let _ = window.unminimize();
+    let _ = window.set_focus();
+}
+
+/// The main window, showing the UI (at `route`, if given) with the engine's API settings.
+fn build_main_window(app: &AppHandle, route: Option<&str>) -> tauri::Result<()> {
+    let Some(engine) = app.try_state::<engine::Engine>() else { return Ok(()) };
+    let script = api_settings_script(&engine);
+    let page = route.map_or_else(|| "index.html".to_string(), |r| format!("index.html#{r}"));
+    let window = WebviewWindowBuilder::new(app, "main", WebviewUrl::App(page.into()))
+        .title("Runwatch")
+        .inner_size(960.0, 640.0)
+        .min_inner_size(480.0, 360.0)
+        .initialization_script(&script)
+        .build()?;
+    let _ = window.set_focus();
+    Ok(())
+}
+
+/// Tells the page where the engine's API is and its token (the page reads
+/// `window.__RUNWATCH__` instead of the URL a browser gets).
+fn api_settings_script(engine: &engine::Engine) -> String {
+    format!("window.__RUNWATCH__ = {{ api: {:?}, token: {:?} }};", engine.api_url, engine.token)
 }
 
 /// Opens (or focuses) the settings window, where notifiers are added.
@@ -108,7 +129,7 @@ pub fn show_settings(app: &AppHandle) {
         return;
     }
     let Some(engine) = app.try_state::<engine::Engine>() else { return };
-    let script = format!("window.__RUNWATCH__ = {{ api: {:?}, token: {:?} }};", engine.api_url, engine.token);
+    let script = api_settings_script(&engine);
     let built = WebviewWindowBuilder::new(app, "settings", WebviewUrl::App("index.html#/notifiers".into()))
         .title("Runwatch — Notifiers")
         .inner_size(760.0, 560.0)
