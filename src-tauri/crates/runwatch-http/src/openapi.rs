@@ -15,7 +15,7 @@ use crate::api;
         api::patch_notifier, api::delete_notifier, api::test_notifier, api::get_settings, api::patch_settings, api::stream,
     ),
     components(schemas(runwatch_core::inbox::AckState)),
-    modifiers(&Bearer),
+    modifiers(&Bearer, &Guarded),
     security(("bearer" = []))
 )]
 struct ApiDoc;
@@ -26,6 +26,30 @@ impl Modify for Bearer {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+/// Every route answers 401 without the token and 403 to a foreign `Host` or `Origin`
+/// (the guard in front of them all), with the same JSON error body as the rest.
+struct Guarded;
+
+impl Modify for Guarded {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+                .build()
+        };
+        for item in doc.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for op in operations.into_iter().flatten() {
+                let responses = &mut op.responses.responses;
+                responses.insert("401".into(), error("Missing or wrong API token").into());
+                responses.insert("403".into(), error("Foreign Host or Origin header").into());
+            }
+        }
     }
 }
 

@@ -183,6 +183,15 @@ fn strangers_are_turned_away() {
     let wrong_shape = api.raw("POST", "/api/v1/events", Some(r#"{"message": 5}"#.into()), &[("Authorization", &auth)]);
     assert_eq!(wrong_shape.0, 400, "{}", wrong_shape.1);
     assert_eq!(api.call("POST", "/api/v1/events", Some(json!({"message": " "}))).0, 400);
+    // Bad query strings get the same JSON errors as bad bodies.
+    for query in ["level=LOUD", "limit=many", "state=maybe"] {
+        let (status, body) = api.call("GET", &format!("/api/v1/notifications?{query}"), None);
+        assert_eq!(status, 400, "{query}");
+        assert!(body["error"].as_str().unwrap().starts_with("invalid query"), "{query}: {body}");
+    }
+    let (status, body) = api.call("GET", "/api/v1/notifications?cursor=x", None);
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("invalid cursor"), "{body}");
     assert_eq!(api.call("GET", "/api/v1/nope", None).0, 404);
 }
 
@@ -195,6 +204,18 @@ fn openapi_document_lists_every_route() {
         assert!(paths.contains(&p), "{p} missing from {paths:?}");
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // The guard's answers are documented on every operation.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for status in ["401", "403"] {
+                assert_eq!(
+                    op["responses"][status]["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}"
+                );
+            }
+        }
+    }
 }
 
 #[test]
