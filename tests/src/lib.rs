@@ -275,3 +275,21 @@ pub fn wait_for_drained_outbox(data_dir: &Path, patience: Duration) {
         std::thread::sleep(Duration::from_millis(100)); // polling another process's progress
     }
 }
+
+/// Adds an enabled Slack notifier for every level, posting to `url` (a [`fake_http`] server's).
+pub fn add_slack_notifier(data_dir: &Path, id: &str, url: &str) {
+    use runwatch_core::notifiers::Notifier;
+    use runwatch_core::{DataDir, Level, NotifierStatus, Store};
+    Store::open(&DataDir::at(data_dir))
+        .expect("the test store opens")
+        .add_notifier(&Notifier {
+            id: id.into(),
+            kind: "slack".into(),
+            status: NotifierStatus::Enabled,
+            config: serde_json::json!({ "url": url }),
+            min_level: Level::Debug,
+            created_at: 0,
+            updated_at: 0,
+        })
+        .expect("the notifier is stored");
+}

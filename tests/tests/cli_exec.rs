@@ -8,7 +8,8 @@ use std::process::Command;
 
 use runwatch_core::inbox::{AckState, ListFilter};
 use runwatch_core::{DataDir, Level, Notification, RunState, Store};
-use runwatch_tests::{run_cli, runwatch, wait_until, CliOutput, Running};
+use runwatch_tests::fake_http::FakeServer;
+use runwatch_tests::{add_slack_notifier, run_cli, runwatch, wait_until, CliOutput, Running};
 
 fn store(data: &Path) -> Store {
     Store::open(&DataDir::at(data)).unwrap()
@@ -166,4 +167,30 @@ fn a_silent_command_is_reported_stalled_once_per_silence() {
     assert_eq!(stalls(&d).len(), 2);
     let last = notifications(&d).pop().unwrap();
     assert!(last.title.starts_with("Run 'quiet' finished without error"), "{}", last.title);
+}
+
+#[test]
+fn with_no_watcher_a_stall_reaches_slack_while_the_command_still_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("data");
+    let go = tmp.path().join("go");
+    let slack = FakeServer::start();
+    add_slack_notifier(&d, "5ac4-exec", &slack.url("/services/T/B/EXEC"));
+    let script = format!("echo begin; while [ ! -e '{}' ]; do sleep 0.05; done; echo end", go.display());
+    let mut run = spawn_exec(&d, &["--name", "quiet", "--silence-timeout", "1s", "--", "sh", "-c", &script]);
+    run.wait_for_line("'begin'", |l| l == "begin");
+
+    // The command waits for `go`, which only this test writes: both messages came first.
+    let texts = |slack: &FakeServer| -> Vec<String> {
+        slack.requests().iter().map(|r| r.json()["text"].as_str().unwrap_or("").to_string()).collect()
+    };
+    wait_until("the start and the stall in Slack", || {
+        let t = texts(&slack);
+        (t.iter().any(|t| t.contains("started")) && t.iter().any(|t| t.contains("stalled"))).then_some(())
+    });
+    std::fs::write(&go, b"").unwrap();
+    run.wait_for_line("'end'", |l| l == "end");
+    let (status, stdout, stderr) = run.finish();
+    assert!(status.success(), "{stdout}\n{stderr}");
+    wait_until("the end in Slack", || texts(&slack).iter().any(|t| t.contains("finished without error")).then_some(()));
 }

@@ -8,10 +8,9 @@ use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use runwatch_core::notifiers::Notifier;
-use runwatch_core::{DataDir, Level, NotifierStatus, Store};
+use runwatch_core::{DataDir, Store};
 use runwatch_tests::fake_http::FakeServer;
-use runwatch_tests::{runwatch, token_in, url_in, wait_for_drained_outbox, Running, PATIENCE};
+use runwatch_tests::{add_slack_notifier, runwatch, token_in, url_in, wait_for_drained_outbox, Running, PATIENCE};
 
 const PROCESSES: usize = 20;
 /// Sends per process after the shared one (`RUNWATCH_SOAK_SENDS` raises it for `make soak`).
@@ -32,18 +31,7 @@ fn twenty_concurrent_senders_store_every_event_exactly_once() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let slack = FakeServer::start();
-    Store::open(&DataDir::at(&data))
-        .unwrap()
-        .add_notifier(&Notifier {
-            id: "5ac4-concurrency".into(),
-            kind: "slack".into(),
-            status: NotifierStatus::Enabled,
-            config: serde_json::json!({"url": slack.url("/services/T/B/CONCURRENCY")}),
-            min_level: Level::Debug,
-            created_at: 0,
-            updated_at: 0,
-        })
-        .unwrap();
+    add_slack_notifier(&data, "5ac4-concurrency", &slack.url("/services/T/B/CONCURRENCY"));
 
     let mut cmd = runwatch(&data);
     cmd.args(["start", "--http", "127.0.0.1:0"]);

@@ -6,10 +6,9 @@ use std::collections::HashMap;
 use std::process::Command;
 
 use runwatch_core::deliveries;
-use runwatch_core::notifiers::Notifier;
-use runwatch_core::{DataDir, Level, NewNotification, NotifierStatus, Store};
+use runwatch_core::{DataDir, Level, NewNotification, Store};
 use runwatch_tests::fake_http::FakeServer;
-use runwatch_tests::{binary, wait_for_drained_outbox, Running, PATIENCE};
+use runwatch_tests::{add_slack_notifier, binary, wait_for_drained_outbox, Running, PATIENCE};
 
 const COUNT: usize = 200;
 
@@ -24,19 +23,9 @@ fn kill_9_mid_burst_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let slack = FakeServer::start();
+    add_slack_notifier(&data, "0c0ffee0-0000-4000-8000-000000000001", &slack.url("/services/T/B/CRASHTEST"));
     {
         let mut store = Store::open(&DataDir::at(&data)).unwrap();
-        store
-            .add_notifier(&Notifier {
-                id: "0c0ffee0-0000-4000-8000-000000000001".into(),
-                kind: "slack".into(),
-                status: NotifierStatus::Enabled,
-                config: serde_json::json!({"url": slack.url("/services/T/B/CRASHTEST")}),
-                min_level: Level::Debug,
-                created_at: 0,
-                updated_at: 0,
-            })
-            .unwrap();
         for i in 0..COUNT {
             let n = NewNotification { level: Some(Level::Error), title: format!("crash-test #{i:03}"), source: "test".into(), ..Default::default() };
             store.insert_notification(&n, 1_000 + i as i64).unwrap();

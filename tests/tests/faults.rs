@@ -7,10 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use runwatch_core::notifiers::Notifier;
-use runwatch_core::{DataDir, Level, NotifierStatus, Store};
+use runwatch_core::{DataDir, Store};
 use runwatch_tests::fake_http::FakeServer;
-use runwatch_tests::{binary, token_in, url_in, wait_for_drained_outbox, Running, PATIENCE};
+use runwatch_tests::{add_slack_notifier, binary, token_in, url_in, wait_for_drained_outbox, Running, PATIENCE};
 
 /// Kill rounds: 50 in `make test`; `RUNWATCH_SOAK_ROUNDS` sets more (`make soak`).
 fn rounds() -> usize {
@@ -58,18 +57,7 @@ fn kill_9_at_random_moments_during_ingest_and_delivery_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let slack = FakeServer::start();
-    Store::open(&DataDir::at(&data))
-        .unwrap()
-        .add_notifier(&Notifier {
-            id: "5ac4-fault".into(),
-            kind: "slack".into(),
-            status: NotifierStatus::Enabled,
-            config: serde_json::json!({"url": slack.url("/services/T/B/FAULTS")}),
-            min_level: Level::Debug,
-            created_at: 0,
-            updated_at: 0,
-        })
-        .unwrap();
+    add_slack_notifier(&data, "5ac4-fault", &slack.url("/services/T/B/FAULTS"));
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(5)))

@@ -140,6 +140,7 @@ pub fn exec(store: &mut Store, args: ExecArgs) -> anyhow::Result<Finished> {
         format!("Run '{}' started.", report.name),
         format!("Command: {shown}\nRun id: {}\nPID: {pid}\nWorking directory: {}", report.run_id, cwd()),
     );
+    crate::send::deliver_due_if_no_watcher(report.store);
 
     // Wait for the exit, watching for silence meanwhile.
     let mut stalled_since: Option<u64> = None;
@@ -155,6 +156,8 @@ pub fn exec(store: &mut Store, args: ExecArgs) -> anyhow::Result<Finished> {
                     if stalled_since != Some(last) {
                         stalled_since = Some(last);
                         report.stalled(limit, pid);
+                        // With no watcher running nobody else would send it before the end.
+                        crate::send::deliver_due_if_no_watcher(report.store);
                     }
                     // Still silent: look again soon, to re-arm once output resumes.
                     limit.min(Duration::from_millis(250))

@@ -101,15 +101,33 @@ const DELIVERY_PATIENCE: Duration = Duration::from_secs(20);
 /// notifications among them) before the command exits; a running watcher's dispatcher
 /// does it otherwise. What cannot be delivered in time stays queued for the next watcher.
 pub fn deliver_if_no_watcher(store: &Store) {
+    deliver_without_watcher(store, Patience::UntilRetriesAreDue);
+}
+
+/// Sends what is due now when no watcher runs, without waiting for retries (they wait for
+/// the next delivery or the next watcher): for `exec` while its command runs, so a stall
+/// reaches Slack while it matters, not when the command ends.
+pub fn deliver_due_if_no_watcher(store: &Store) {
+    deliver_without_watcher(store, Patience::None);
+}
+
+#[derive(PartialEq)]
+enum Patience {
+    /// Wait for retries due within [`DELIVERY_PATIENCE`], then say what is left.
+    UntilRetriesAreDue,
+    None,
+}
+
+fn deliver_without_watcher(store: &Store, patience: Patience) {
     let Some(dir) = store.path().parent() else { return };
     let data_dir = DataDir::at(dir);
+    let pending = |s: &Store| deliveries::counts(s.conn()).map(|(p, _, _)| p).unwrap_or(0);
+    if pending(store) == 0 {
+        return; // before taking the lock: most calls have nothing to send
+    }
     // Holding the watcher lock keeps a watcher from starting and sending the same rows.
     let Ok(_lock) = InstanceLock::acquire(&data_dir) else { return };
     let Ok(outbox) = Store::open(&data_dir) else { return };
-    let pending = |s: &Store| deliveries::counts(s.conn()).map(|(p, _, _)| p).unwrap_or(0);
-    if pending(&outbox) == 0 {
-        return;
-    }
     let mut dispatcher = Dispatcher::new(outbox, Arc::new(SystemClock), Sender::new(DEFAULT_TIMEOUT));
     let give_up = SystemClock.now() + DELIVERY_PATIENCE.as_millis() as i64;
     loop {
@@ -120,7 +138,7 @@ pub fn deliver_if_no_watcher(store: &Store) {
                 return;
             }
         };
-        if pending(dispatcher.store()) == 0 {
+        if pending(dispatcher.store()) == 0 || patience == Patience::None {
             return;
         }
         match next {
