@@ -120,17 +120,21 @@ pub fn summary_line(s: &UnreadSummary) -> Option<String> {
 /// Every pending notification, newest first, as `notifications list` prints them.
 fn print_pending(store: &Store, out: &mut impl Write) -> anyhow::Result<()> {
     let mut filter = ListFilter { limit: Some(runwatch_core::inbox::MAX_PAGE), ..Default::default() };
+    let mut items = Vec::new();
     loop {
         let page = store.list_notifications(&filter)?;
-        let short = notifications::short_ids(store, page.items.iter().map(|n| n.id.as_str()))?;
-        for n in &page.items {
-            notifications::write_item(out, n, &short)?;
-        }
+        items.extend(page.items);
         match page.next_cursor {
             Some(c) => filter.cursor = Some(c),
-            None => return Ok(()),
+            None => break,
         }
     }
+    // One pass over the inbox's ids for all of them, not one per page.
+    let short = notifications::short_ids(store, items.iter().map(|n| n.id.as_str()))?;
+    for n in &items {
+        notifications::write_item(out, n, &short)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
