@@ -38,6 +38,18 @@ pub fn cors(allowed: &Allowed) -> tower_http::cors::CorsLayer {
         .max_age(std::time::Duration::from_secs(600))
 }
 
+/// Answers 413 to a body that announces more than [`crate::BODY_LIMIT`] before any of it is
+/// read: a client that waits for `100 Continue` (curl does, for big bodies) never sends
+/// it, and none sees its connection closed while still sending. Bodies of unknown length
+/// are cut at the limit as they are read (`DefaultBodyLimit`).
+pub async fn refuse_oversized(req: Request, next: Next) -> Response {
+    let announced = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|len| len > crate::BODY_LIMIT as u64) {
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response();
+    }
+    next.run(req).await
+}
+
 /// Rejects calls without the token (401) or from foreign hosts or origins (403).
 pub async fn check(State(state): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
     let headers = req.headers();

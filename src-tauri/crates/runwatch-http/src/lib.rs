@@ -135,6 +135,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/settings", get(api::get_settings).patch(api::patch_settings))
         .route("/stream", get(api::stream))
         .fallback(|uri: Uri| async move { api::ApiError::new(StatusCode::NOT_FOUND, format!("no API route {}", uri.path())) })
+        .layer(axum::middleware::from_fn(guard::refuse_oversized))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard::check))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // The desktop window's page (tauri://localhost) calls the API cross-origin; its

@@ -73,66 +73,90 @@ impl Dispatcher {
     }
 
     /// Sends everything due now; returns when there will be more to do (if known).
+    ///
+    /// In rounds: each round sends every notifier's next message at once, one thread per
+    /// notifier, so a notifier that takes its whole timeout to answer holds up no other.
+    /// Each notifier's messages stay in order, and every outcome is stored before that
+    /// notifier's next send, so a crash repeats at most the sends in flight.
     pub fn step(&mut self) -> Result<Option<Millis>, StoreError> {
         let mut next: Option<Millis> = None;
-        let mut soonest = |t: Option<Millis>| next = [next, t].into_iter().flatten().min();
+        let mut active = Vec::new();
         for notifier in notifiers::list(self.store.conn())? {
             if notifier.status != NotifierStatus::Enabled {
                 continue;
             }
-            soonest(self.step_notifier(&notifier)?);
+            match Channel::from_notifier(&notifier) {
+                Ok(channel) => active.push((notifier, channel)),
+                Err(e) => self.fail_all_due(&notifier, &format!("invalid notifier settings: {e}"))?,
+            }
         }
-        Ok(next)
-    }
-
-    fn step_notifier(&mut self, notifier: &Notifier) -> Result<Option<Millis>, StoreError> {
-        let channel = match Channel::from_notifier(notifier) {
-            Ok(c) => c,
-            Err(e) => {
-                let now = self.clock.now();
-                let error = format!("invalid notifier settings: {e}");
-                let due = deliveries::due(self.store.conn(), &notifier.id, now, 1000)?;
-                self.store.write(|tx| {
-                    for d in &due {
-                        deliveries::mark_attempt_failed(tx, &d.notification.id, &notifier.id, &error, None, now)?;
-                    }
-                    Ok(())
-                })?;
-                return Ok(None);
-            }
-        };
-        let pacing = channel.pacing_ms();
         loop {
-            let now = self.clock.now();
-            let paced = self.paced_until.get(&notifier.id).copied().unwrap_or(Millis::MIN);
-            if now < paced {
-                let pending = deliveries::next_attempt(self.store.conn(), &notifier.id)?;
-                return Ok(pending.map(|p| p.max(paced)));
-            }
-            let due = deliveries::due(self.store.conn(), &notifier.id, now, DIGEST_MAX)?;
-            if due.is_empty() {
-                return deliveries::next_attempt(self.store.conn(), &notifier.id);
-            }
-            // With pacing, everything that backed up goes as one digest; without, one by one
-            // through the whole page before asking the store again. Each outcome is stored
-            // before the next send, so a crash repeats at most the send in flight.
-            let batches: Vec<&[Due]> = if pacing > 0 { vec![&due[..]] } else { due.chunks(1).collect() };
-            for batch in batches {
-                if self.stop_requested() {
-                    return Ok(None); // what is left stays queued for the next start
-                }
-                let outcome = self.sender.send(&channel, &message(batch, &channel));
+            // Each notifier's next batch: with pacing, everything that backed up goes as one
+            // digest; without, one message at a time.
+            let mut round: Vec<(usize, Vec<Due>)> = Vec::new();
+            let mut waiting = Vec::new();
+            for (i, (notifier, channel)) in active.iter().enumerate() {
                 let now = self.clock.now();
-                self.record(notifier, batch, &outcome, now)?;
-                if pacing > 0 {
-                    self.paced_until.insert(notifier.id.clone(), now + pacing);
+                let paced = self.paced_until.get(&notifier.id).copied().unwrap_or(Millis::MIN);
+                if now < paced {
+                    let pending = deliveries::next_attempt(self.store.conn(), &notifier.id)?;
+                    waiting.push(pending.map(|p| p.max(paced)));
+                    continue;
+                }
+                let limit = if channel.pacing_ms() > 0 { DIGEST_MAX } else { 1 };
+                let due = deliveries::due(self.store.conn(), &notifier.id, now, limit)?;
+                if due.is_empty() {
+                    waiting.push(deliveries::next_attempt(self.store.conn(), &notifier.id)?);
+                } else {
+                    round.push((i, due));
+                }
+            }
+            next = waiting.into_iter().chain([next]).flatten().min();
+            if round.is_empty() || self.stop_requested() {
+                return Ok(next); // what is left stays queued for the next step or start
+            }
+            let sender = &self.sender;
+            let outcomes: Vec<Outcome> = std::thread::scope(|scope| {
+                let sends: Vec<_> = round
+                    .iter()
+                    .map(|(i, batch)| {
+                        let channel = &active[*i].1;
+                        scope.spawn(move || sender.send(channel, &message(batch, channel)))
+                    })
+                    .collect();
+                sends
+                    .into_iter()
+                    .map(|send| send.join().unwrap_or_else(|_| Outcome::Retry { error: "the send panicked".into(), after: None }))
+                    .collect()
+            });
+            let mut resting = Vec::new();
+            for ((i, batch), outcome) in round.iter().zip(&outcomes) {
+                let (notifier, channel) = &active[*i];
+                let now = self.clock.now();
+                self.record(notifier, batch, outcome, now)?;
+                if channel.pacing_ms() > 0 {
+                    self.paced_until.insert(notifier.id.clone(), now + channel.pacing_ms());
                 }
                 if !matches!(outcome, Outcome::Sent) {
-                    // Back off this notifier for now; others go on.
-                    return deliveries::next_attempt(self.store.conn(), &notifier.id);
+                    // Backed off for now; the others go on.
+                    next = [next, deliveries::next_attempt(self.store.conn(), &notifier.id)?].into_iter().flatten().min();
+                    resting.push(*i);
                 }
             }
+            active = active.into_iter().enumerate().filter(|(i, _)| !resting.contains(i)).map(|(_, a)| a).collect();
         }
+    }
+
+    /// A notifier whose settings cannot be used fails what is due rather than retrying it.
+    fn fail_all_due(&mut self, notifier: &Notifier, error: &str) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let due = deliveries::due(self.store.conn(), &notifier.id, now, 1000)?;
+        self.store.write(|tx| {
+            for d in &due {
+                deliveries::mark_attempt_failed(tx, &d.notification.id, &notifier.id, error, None, now)?;
+            }
+            Ok(())
+        })
     }
 
     /// Whether [`DispatcherHandle::stop`] was called (looked at between sends).

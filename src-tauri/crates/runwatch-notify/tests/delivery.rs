@@ -331,3 +331,42 @@ fn a_stop_ends_the_burst_after_the_send_in_flight_and_keeps_the_rest_queued() {
     let (pending, sent, _) = deliveries::counts(s.store().conn()).unwrap();
     assert_eq!((pending, sent), (5, 0));
 }
+
+#[test]
+fn a_notifier_that_never_answers_holds_up_no_other() {
+    let (hung, fine) = (FakeServer::start(), FakeServer::start());
+    hung.script([Reply::Hang]);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = DataDir::at(tmp.path());
+    // A timeout far longer than the test waits: only sending in parallel can pass.
+    let sender = Sender::new(Duration::from_secs(600));
+    let mut dispatcher = Dispatcher::new(Store::open(&data).unwrap(), Arc::new(FakeClock::at(T0)), sender);
+    let mut store = Store::open(&data).unwrap();
+    // The hanging one first: notifiers are served in the order they were added.
+    for (id, url, at) in [("00000001-hung", hung.url("/hook"), T0), ("00000002-fine", fine.url("/services/T/B/FINE"), T0 + 1)] {
+        let channel = if id.ends_with("hung") {
+            Channel::Webhook { url, headers: Default::default(), message: None }
+        } else {
+            Channel::Slack { url, message: None }
+        };
+        store
+            .add_notifier(&Notifier {
+                id: id.into(),
+                kind: channel.kind().into(),
+                status: NotifierStatus::Enabled,
+                config: channel.config_json(),
+                min_level: Level::Debug,
+                created_at: at,
+                updated_at: at,
+            })
+            .unwrap();
+    }
+    let n = NewNotification { level: Some(Level::Error), title: "boom".into(), source: "send".into(), ..Default::default() };
+    store.insert_notification(&n, T0).unwrap();
+    std::thread::spawn(move || dispatcher.step());
+
+    hung.wait_for(1, WAIT);
+    let r = fine.wait_for(1, WAIT);
+    assert!(r[0].json()["text"].as_str().unwrap().contains("boom"));
+    assert_eq!(hung.requests().len(), 1, "still waiting for its answer");
+}
