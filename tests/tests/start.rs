@@ -2,7 +2,8 @@
 
 use std::process::Command;
 
-use runwatch_tests::{binary, http_get, repo_root, token_in, url_in, Running};
+use runwatch_tests::fake_http::{FakeServer, Reply};
+use runwatch_tests::{add_slack_notifier, binary, http_get, repo_root, token_in, url_in, Running, PATIENCE};
 
 fn start(data_dir: &std::path::Path) -> Running {
     Running::spawn(
@@ -69,6 +70,30 @@ fn a_second_start_on_the_same_data_dir_refuses_with_one_line() {
     first.signal_group("INT");
     let (status, ..) = first.finish();
     assert!(status.success());
+}
+
+/// A command delivering its own notifications (no watcher was running) holds the watcher
+/// lock for a round of sends: a watcher starting meanwhile waits for it instead of
+/// refusing as if another watcher ran.
+#[test]
+fn start_waits_for_a_command_that_is_delivering() {
+    let tmp = tempfile::tempdir().unwrap();
+    let slack = FakeServer::start();
+    slack.script([Reply::Hang]); // the send waits for its timeout (10 s), holding the lock
+    add_slack_notifier(tmp.path(), "5ac4-start", &slack.url("/services/T/B/START"));
+    let send = Running::spawn(
+        Command::new(binary("runwatch")).arg("--data-dir").arg(tmp.path()).args(["send", "--level", "ERROR", "disk full"]),
+    );
+    slack.wait_for(1, PATIENCE); // the send is in flight: the lock is held
+
+    let mut daemon = start(tmp.path());
+    daemon.wait_for_line("with the UI's URL", |l| l.starts_with("Serving the UI at "));
+    let (status, _, stderr) = send.finish();
+    assert!(status.success(), "{stderr}");
+    // The daemon took over the retry.
+    slack.wait_for(2, PATIENCE);
+    daemon.signal_group("INT");
+    assert!(daemon.finish().0.success());
 }
 
 #[test]

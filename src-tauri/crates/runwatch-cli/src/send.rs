@@ -10,7 +10,7 @@ use runwatch_core::ingest::Event;
 use std::sync::Arc;
 use std::time::Duration;
 
-use runwatch_core::{deliveries, DataDir, InstanceLock, Inserted, Level, Store};
+use runwatch_core::{deliveries, DataDir, Holder, InstanceLock, Inserted, Level, Store};
 use runwatch_notify::send::{Sender, DEFAULT_TIMEOUT};
 use runwatch_notify::Dispatcher;
 
@@ -125,12 +125,13 @@ fn deliver_without_watcher(store: &Store, patience: Patience) {
     if pending(store) == 0 {
         return; // before taking the lock: most calls have nothing to send
     }
-    // Holding the watcher lock keeps a watcher from starting and sending the same rows.
-    let Ok(_lock) = InstanceLock::acquire(&data_dir) else { return };
     let Ok(outbox) = Store::open(&data_dir) else { return };
     let mut dispatcher = Dispatcher::new(outbox, Arc::new(SystemClock), Sender::new(DEFAULT_TIMEOUT));
     let give_up = SystemClock.now() + DELIVERY_PATIENCE.as_millis() as i64;
     loop {
+        // Held for one round of sends at a time, so a watcher starting meanwhile waits
+        // seconds at most; once one runs (the lock is a watcher's), the rest is its to send.
+        let Ok(lock) = InstanceLock::try_acquire(&data_dir, Holder::Delivery) else { return };
         let next = match dispatcher.step() {
             Ok(next) => next,
             Err(e) => {
@@ -138,6 +139,7 @@ fn deliver_without_watcher(store: &Store, patience: Patience) {
                 return;
             }
         };
+        drop(lock);
         if pending(dispatcher.store()) == 0 || patience == Patience::None {
             return;
         }

@@ -15,6 +15,6 @@ pub mod template;
 
 pub use data_dir::DataDir;
 pub use inbox::{Inserted, NewNotification, Notification};
-pub use lock::{InstanceLock, LockError};
+pub use lock::{Holder, InstanceLock, LockError};
 pub use model::{DeliveryState, Level, NotifierStatus, RunState};
 pub use store::{Store, StoreError};
