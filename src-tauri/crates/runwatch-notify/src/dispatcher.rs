@@ -90,28 +90,26 @@ impl Dispatcher {
                 Err(e) => self.fail_all_due(&notifier, &format!("invalid notifier settings: {e}"))?,
             }
         }
-        loop {
+        let soonest = |next: Option<Millis>, at: Option<Millis>| [next, at].into_iter().flatten().min();
+        while !active.is_empty() {
             // Each notifier's next batch: with pacing, everything that backed up goes as one
-            // digest; without, one message at a time.
+            // digest; without, one message at a time. A notifier with nothing to send now is
+            // done for this step.
             let mut round: Vec<(usize, Vec<Due>)> = Vec::new();
-            let mut waiting = Vec::new();
+            let mut done = Vec::new();
             for (i, (notifier, channel)) in active.iter().enumerate() {
                 let now = self.clock.now();
                 let paced = self.paced_until.get(&notifier.id).copied().unwrap_or(Millis::MIN);
-                if now < paced {
-                    let pending = deliveries::next_attempt(self.store.conn(), &notifier.id)?;
-                    waiting.push(pending.map(|p| p.max(paced)));
-                    continue;
-                }
                 let limit = if channel.pacing_ms() > 0 { DIGEST_MAX } else { 1 };
-                let due = deliveries::due(self.store.conn(), &notifier.id, now, limit)?;
+                let due = if now < paced { Vec::new() } else { deliveries::due(self.store.conn(), &notifier.id, now, limit)? };
                 if due.is_empty() {
-                    waiting.push(deliveries::next_attempt(self.store.conn(), &notifier.id)?);
+                    let pending = deliveries::next_attempt(self.store.conn(), &notifier.id)?;
+                    next = soonest(next, pending.map(|p| p.max(paced)));
+                    done.push(i);
                 } else {
                     round.push((i, due));
                 }
             }
-            next = waiting.into_iter().chain([next]).flatten().min();
             if round.is_empty() || self.stop_requested() {
                 return Ok(next); // what is left stays queued for the next step or start
             }
@@ -129,7 +127,6 @@ impl Dispatcher {
                     .map(|send| send.join().unwrap_or_else(|_| Outcome::Retry { error: "the send panicked".into(), after: None }))
                     .collect()
             });
-            let mut resting = Vec::new();
             for ((i, batch), outcome) in round.iter().zip(&outcomes) {
                 let (notifier, channel) = &active[*i];
                 let now = self.clock.now();
@@ -139,12 +136,13 @@ impl Dispatcher {
                 }
                 if !matches!(outcome, Outcome::Sent) {
                     // Backed off for now; the others go on.
-                    next = [next, deliveries::next_attempt(self.store.conn(), &notifier.id)?].into_iter().flatten().min();
-                    resting.push(*i);
+                    next = soonest(next, deliveries::next_attempt(self.store.conn(), &notifier.id)?);
+                    done.push(*i);
                 }
             }
-            active = active.into_iter().enumerate().filter(|(i, _)| !resting.contains(i)).map(|(_, a)| a).collect();
+            active = active.into_iter().enumerate().filter(|(i, _)| !done.contains(i)).map(|(_, a)| a).collect();
         }
+        Ok(next)
     }
 
     /// A notifier whose settings cannot be used fails what is due rather than retrying it.
