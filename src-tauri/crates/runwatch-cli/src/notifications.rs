@@ -111,11 +111,11 @@ pub fn short_ids<'a>(store: &Store, ids: impl IntoIterator<Item = &'a str>) -> a
     let mut out = HashMap::new();
     for id in ids {
         let mut len = SHORT_ID.min(id.len());
-        while len < id.len() && counts.get(&end(id, SHORT_ID)).copied().unwrap_or(0) > 1 {
-            if inbox::ids_with_suffix(store.conn(), &end(id, len), 2)?.len() <= 1 {
-                break;
-            }
+        if counts.get(&end(id, len)).copied().unwrap_or(0) > 1 {
             len += 1;
+            while len < id.len() && inbox::ids_with_suffix(store.conn(), &end(id, len), 2)?.len() > 1 {
+                len += 1;
+            }
         }
         out.insert(id.to_string(), end(id, len));
     }

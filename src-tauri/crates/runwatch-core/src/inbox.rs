@@ -106,20 +106,31 @@ pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 1000;
 
 /// The newest seq an "acknowledge all" reached (schema 5): rows up to it are acknowledged.
-const ACKED_UPTO: &str = "(SELECT COALESCE(MAX(upto), 0) FROM ack_alls)";
+macro_rules! acked_upto {
+    () => {
+        "(SELECT COALESCE(MAX(upto), 0) FROM ack_alls)"
+    };
+}
+
+/// When the first "acknowledge all" that reached a row of `notifications` ran (NULL if none).
+macro_rules! reached_at {
+    () => {
+        "(SELECT at FROM ack_alls WHERE upto >= notifications.seq ORDER BY upto LIMIT 1)"
+    };
+}
 
 /// Pending: neither acknowledged on its own nor reached by an "acknowledge all".
-const PENDING: &str = "acked_at IS NULL AND seq > (SELECT COALESCE(MAX(upto), 0) FROM ack_alls)";
+const PENDING: &str = concat!("acked_at IS NULL AND seq > ", acked_upto!());
 
-/// A notification as stored, with the acknowledgement an "acknowledge all" gave it (the
-/// first one that reached it) read into `acked_at` and `updated_at`.
-const COLUMNS: &str = "id, created_at, \
-    CASE WHEN acked_at IS NULL \
-         THEN COALESCE(max(updated_at, (SELECT at FROM ack_alls WHERE upto >= notifications.seq ORDER BY upto LIMIT 1)), updated_at) \
-         ELSE updated_at END, \
-    level, title, body, run_id, source, dedupe_key, event_id, repeat_count, \
-    COALESCE(acked_at, (SELECT at FROM ack_alls WHERE upto >= notifications.seq ORDER BY upto LIMIT 1)), \
-    expires_at";
+/// A notification as stored, with the acknowledgement an "acknowledge all" gave it read
+/// into `acked_at` and `updated_at`.
+const COLUMNS: &str = concat!(
+    "id, created_at, ",
+    "CASE WHEN acked_at IS NULL THEN COALESCE(max(updated_at, ", reached_at!(), "), updated_at) ELSE updated_at END, ",
+    "level, title, body, run_id, source, dedupe_key, event_id, repeat_count, ",
+    "COALESCE(acked_at, ", reached_at!(), "), ",
+    "expires_at"
+);
 
 /// Stores a notification (inside the caller's transaction, so it commits with the state
 /// change that caused it), once per dedupe key. Event ids are not checked here: events go
@@ -393,7 +404,7 @@ pub fn ack_all(conn: &Connection, now: Millis) -> Result<usize, StoreError> {
         return Ok(0);
     }
     conn.execute(
-        &format!("INSERT INTO ack_alls (upto, at) SELECT m, ?1 FROM (SELECT MAX(seq) AS m FROM notifications) WHERE m > {ACKED_UPTO}"),
+        concat!("INSERT INTO ack_alls (upto, at) SELECT m, ?1 FROM (SELECT MAX(seq) AS m FROM notifications) WHERE m > ", acked_upto!()),
         [now],
     )?;
     conn.execute("UPDATE pending_counts SET n = 0", [])?;

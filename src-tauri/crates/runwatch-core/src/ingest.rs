@@ -80,13 +80,7 @@ impl Store {
     /// Moves every event id into the `event_ids` index now (see [`crate::event_ids`]);
     /// for tools that wrote notifications with SQL, like the benchmarks' seeding.
     pub fn merge_event_ids(&mut self) -> Result<(), StoreError> {
-        let mut tail = std::mem::take(&mut self.event_tail);
-        self.write(|tx| {
-            tail.catch_up(tx)?;
-            tail.merge(tx)
-        })?;
-        self.event_tail = tail;
-        Ok(())
+        self.write_with_tail(|tx, tail| tail.merge(tx))
     }
 }
 

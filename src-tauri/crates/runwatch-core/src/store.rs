@@ -83,13 +83,16 @@ static MIGRATIONS: LazyLock<Migrations<'static>> =
                 .iter()
                 .enumerate()
                 .map(|(i, sql)| match i + 1 {
-                    // Rebuilds `notifications`: every delivery must still find its notification.
-                    4 => M::up(sql).foreign_key_check(),
+                    // Every delivery must still find its notification.
+                    REBUILDS_NOTIFICATIONS => M::up(sql).foreign_key_check(),
                     _ => M::up(sql),
                 })
                 .collect(),
         )
     });
+
+/// The migration that rebuilds `notifications` (schema 4): slow on a big store.
+const REBUILDS_NOTIFICATIONS: usize = 4;
 
 /// The schema version of a fully migrated store.
 pub fn latest_schema_version() -> usize {
@@ -102,7 +105,7 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     /// Event ids after the merge watermark (see [`crate::event_ids`]).
-    pub(crate) event_tail: Tail,
+    event_tail: Tail,
 }
 
 impl Store {
@@ -171,20 +174,31 @@ impl Store {
         Ok(out)
     }
 
-    /// [`Store::write`] for inserting notifications: event ids checked against the tail,
-    /// caught up first (see [`crate::event_ids`]). The tail is put back only after the
-    /// commit: a failed transaction leaves an empty one, which the next write reads afresh.
+    /// [`Store::write`] for inserting notifications: event ids checked against the tail
+    /// (see [`crate::event_ids`]), pending counts written before the commit.
     pub(crate) fn write_tracked<T>(
         &mut self,
         f: impl FnOnce(&rusqlite::Transaction<'_>, &mut Inserts<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut tail = std::mem::take(&mut self.event_tail);
-        let out = self.write(|tx| {
-            tail.catch_up(tx)?;
-            let mut inserts = Inserts::new(Some(&mut tail));
+        self.write_with_tail(|tx, tail| {
+            let mut inserts = Inserts::new(Some(tail));
             let out = f(tx, &mut inserts)?;
             inserts.finish(tx)?;
             Ok(out)
+        })
+    }
+
+    /// [`Store::write`] with the event-id tail caught up first. The tail is put back only
+    /// after the commit: a failed transaction leaves an empty one, which the next write
+    /// reads afresh.
+    pub(crate) fn write_with_tail<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, &mut Tail) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut tail = std::mem::take(&mut self.event_tail);
+        let out = self.write(|tx| {
+            tail.catch_up(tx)?;
+            f(tx, &mut tail)
         })?;
         self.event_tail = tail;
         Ok(out)
@@ -266,9 +280,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     if found == known {
         return Ok(());
     }
-    // Schema 4 rebuilds `notifications`: said at warning level, which shows by default,
-    // because a minute of silence at the start of a big store looks like a hang.
-    if (1..4).contains(&found) {
+    // Said at warning level, which shows by default, because a minute of silence at the
+    // start of a big store looks like a hang.
+    if (1..REBUILDS_NOTIFICATIONS).contains(&found) {
         let rows: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM notifications", [], |r| r.get(0)).unwrap_or(0);
         if rows >= 100_000 {
             tracing::warn!(
