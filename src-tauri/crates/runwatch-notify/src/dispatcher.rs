@@ -3,7 +3,7 @@
 //! jitter (honouring `Retry-After`), and fails for good what cannot succeed. Every outcome
 //! is written back at once, so a crash repeats at most the one send in flight.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
@@ -86,35 +86,44 @@ impl Dispatcher {
                 continue;
             }
             match Channel::from_notifier(&notifier) {
-                Ok(channel) => active.push((notifier, channel)),
+                Ok(channel) => active.push((notifier, channel, VecDeque::new())),
                 Err(e) => self.fail_all_due(&notifier, &format!("invalid notifier settings: {e}"))?,
             }
         }
         let soonest = |next: Option<Millis>, at: Option<Millis>| [next, at].into_iter().flatten().min();
         while !active.is_empty() {
             // Each notifier's next batch: with pacing, everything that backed up goes as one
-            // digest; without, one message at a time. A notifier with nothing to send now is
-            // done for this step.
+            // digest; without, one message at a time, from a page read once (reading the
+            // first due delivery sorts all of them: per message, a backlog would be
+            // quadratic). A notifier with nothing to send now is done for this step.
             let mut round: Vec<(usize, Vec<Due>)> = Vec::new();
             let mut done = Vec::new();
-            for (i, (notifier, channel)) in active.iter().enumerate() {
+            for (i, (notifier, channel, page)) in active.iter_mut().enumerate() {
                 let now = self.clock.now();
                 let paced = self.paced_until.get(&notifier.id).copied().unwrap_or(Millis::MIN);
-                let limit = if channel.pacing_ms() > 0 { DIGEST_MAX } else { 1 };
-                let due = if now < paced { Vec::new() } else { deliveries::due(self.store.conn(), &notifier.id, now, limit)? };
-                if due.is_empty() {
+                if page.is_empty() && now >= paced {
+                    page.extend(deliveries::due(self.store.conn(), &notifier.id, now, DIGEST_MAX)?);
+                }
+                let batch: Vec<Due> = if channel.pacing_ms() > 0 { page.drain(..).collect() } else { page.pop_front().into_iter().collect() };
+                if batch.is_empty() {
                     let pending = deliveries::next_attempt(self.store.conn(), &notifier.id)?;
                     next = soonest(next, pending.map(|p| p.max(paced)));
                     done.push(i);
                 } else {
-                    round.push((i, due));
+                    round.push((i, batch));
                 }
             }
             if round.is_empty() || self.stop_requested() {
                 return Ok(next); // what is left stays queued for the next step or start
             }
             let sender = &self.sender;
-            let outcomes: Vec<Outcome> = std::thread::scope(|scope| {
+            let outcomes: Vec<Outcome> = if let [(i, batch)] = &round[..] {
+                // One notifier with work (the usual case, and a backlog's every round): no
+                // thread to start.
+                let channel = &active[*i].1;
+                vec![sender.send(channel, &message(batch, channel))]
+            } else {
+                std::thread::scope(|scope| {
                 let sends: Vec<_> = round
                     .iter()
                     .map(|(i, batch)| {
@@ -126,9 +135,10 @@ impl Dispatcher {
                     .into_iter()
                     .map(|send| send.join().unwrap_or_else(|_| Outcome::Retry { error: "the send panicked".into(), after: None }))
                     .collect()
-            });
+                })
+            };
             for ((i, batch), outcome) in round.iter().zip(&outcomes) {
-                let (notifier, channel) = &active[*i];
+                let (notifier, channel, _) = &active[*i];
                 let now = self.clock.now();
                 self.record(notifier, batch, outcome, now)?;
                 if channel.pacing_ms() > 0 {
