@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import datetime as dt
 import json
 import os
 import platform
@@ -44,10 +43,11 @@ import threading
 import time
 from pathlib import Path
 
+from procinfo import CLK_TCK, cpu_ticks, machine, machine_busy, status_kib
+
 ROOT = Path(__file__).resolve().parents[2]
 AIM_VERSION = "3.29.1"
 RUNS = 10_000
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Targets of the acceptance criteria.
 CPU_RATIO_TARGET = 50  # runwatch idle CPU at most 1/50 of aim-watcher's
@@ -173,25 +173,10 @@ def stop_all() -> None:
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of the whole process (all threads, living and exited)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def status_kib(pid: int, key: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise KeyError(key)
-
-
-def machine_busy() -> tuple[int, int]:
-    """(busy, total) jiffies of the whole machine, to tell whether something else ran."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    idle = v[3] + v[4]
-    return sum(v) - idle, sum(v)
+    ticks = cpu_ticks(pid)
+    if ticks is None:
+        raise ProcessLookupError(f"process {pid} is gone")
+    return ticks / CLK_TCK
 
 
 def run(argv: list[str], **kw) -> subprocess.CompletedProcess:
@@ -636,28 +621,12 @@ def session(name: str, argv: list[str], env: dict, repo: Path, stage: Path, args
 
 
 def machine_info(work: Path) -> dict:
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as f:
-        mem_kib = int(f.readline().split()[1])
     fs = "unknown"
     try:
         fs = subprocess.run(["findmnt", "-no", "FSTYPE,SOURCE", "-T", str(work)], capture_output=True, text=True).stdout.strip()
     except OSError:
         pass
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "ram_gib": round(mem_kib / 1024 / 1024, 1),
-        "kernel": platform.release(),
-        "disk_fs": fs,
-        "python": platform.python_version(),
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-    }
+    return {**machine(), "disk_fs": fs, "python": platform.python_version()}
 
 
 def fmt(v, digits=1, unit=""):

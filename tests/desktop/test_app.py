@@ -2,13 +2,16 @@
 closing keeps the tray, Quit from the tray menu exits; started hidden, no window until asked."""
 import json
 import subprocess
-from pathlib import Path
+import sys
 
 import dbus
 import pytest
 from Xlib import X, display, protocol
 
-from conftest import APP, ARTIFACTS, PATIENCE, App, app_env, wait_until
+from conftest import APP, ARTIFACTS, PATIENCE, ROOT, App, app_env, wait_until
+
+sys.path.insert(0, str(ROOT / "tests" / "benchmarks"))
+from procinfo import descendants  # noqa: E402 - the benchmarks' /proc readings
 
 
 def toplevel(d, name):
@@ -102,18 +105,8 @@ def test_app_shows_tray_and_window_and_quits_from_the_tray(bus, tray_host, app):
 
 
 def webkit_children(pid):
-    """The WebKit processes (web, network) the app started."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:  # gone meanwhile
-            continue
-        comm = text[text.index("(") + 1:text.rindex(")")]
-        ppid = int(text[text.rindex(")") + 2:].split()[1])
-        if ppid == pid and comm.startswith("WebKit"):
-            found.append(comm)
-    return found
+    """The WebKit processes (web, network) below the app."""
+    return [comm for comm in descendants(pid).values() if comm.startswith("WebKit")]
 
 
 def test_a_hidden_start_makes_no_window_until_a_popup_is_clicked(tmp_path, bus, notifications, tray_host):
