@@ -36,11 +36,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(runwatch_notify::send::log_filter())
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(runwatch_notify::send::log_filter()).with_writer(std::io::stderr).with_target(false).init();
     let hidden = args.hidden;
     let result = tauri::Builder::default()
         // First: a second launch hands over to the running app and exits.

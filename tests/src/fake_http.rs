@@ -34,7 +34,11 @@ impl Request {
 /// How to answer one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    Status { code: u16, headers: Vec<(String, String)>, body: String },
+    Status {
+        code: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
     /// Read the request and never answer (the client times out).
     Hang,
 }

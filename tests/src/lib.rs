@@ -81,10 +81,7 @@ impl Running {
 
     /// Sends `signal` (e.g. "TERM") to the whole process group.
     pub fn signal_group(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{signal}"), "--".into(), format!("-{}", self.child.id())])
-            .status()
-            .unwrap();
+        let status = Command::new("kill").args([format!("-{signal}"), "--".into(), format!("-{}", self.child.id())]).status().unwrap();
         assert!(status.success(), "kill -{signal} failed");
     }
 
@@ -111,11 +108,8 @@ impl Drop for Running {
 /// GETs `url` (without its fragment) and returns (status, body).
 pub fn http_get(url: &str) -> (u16, String) {
     let url = url.split('#').next().unwrap_or(url);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(10))).build().into();
     let mut res = agent.get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = res.status().as_u16();
     (status, res.body_mut().read_to_string().unwrap())
@@ -128,10 +122,7 @@ pub fn token_in(url: &str) -> String {
 
 /// The URL in a line such as "Serving the UI at http://127.0.0.1:1234/".
 pub fn url_in(line: &str) -> String {
-    line.split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .to_string()
+    line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no URL in {line:?}")).to_string()
 }
 
 // ---------------------------------------------------------------------------------------

@@ -76,13 +76,25 @@ fn every_route_needs_the_token_and_this_servers_host_and_origin() {
             ("no token", vec![("Host", host.into())], &[401]),
             ("a wrong token", vec![("Host", host.into()), ("Authorization", "Bearer wrong".into())], &[401]),
             ("a token of the right length", vec![("Host", host.into()), ("Authorization", format!("Bearer {wrong_same_length}"))], &[401]),
-            ("a prefix of the token", vec![("Host", host.into()), ("Authorization", format!("Bearer {}", &token[..token.len() - 1]))], &[401]),
+            (
+                "a prefix of the token",
+                vec![("Host", host.into()), ("Authorization", format!("Bearer {}", &token[..token.len() - 1]))],
+                &[401],
+            ),
             ("the token as Basic auth", vec![("Host", host.into()), ("Authorization", format!("Basic {token}"))], &[401]),
             ("a foreign Host (DNS rebinding)", vec![("Host", format!("evil.example:{port}")), ("Authorization", bearer.clone())], &[403]),
-            ("a Host that only starts like this one", vec![("Host", format!("127.0.0.1.evil.example:{port}")), ("Authorization", bearer.clone())], &[403]),
+            (
+                "a Host that only starts like this one",
+                vec![("Host", format!("127.0.0.1.evil.example:{port}")), ("Authorization", bearer.clone())],
+                &[403],
+            ),
             ("this Host on another port", vec![("Host", "127.0.0.1:1".into()), ("Authorization", bearer.clone())], &[403]),
             ("no Host", vec![("Authorization", bearer.clone())], &[400, 403]),
-            ("a foreign Origin", vec![("Host", host.into()), ("Authorization", bearer.clone()), ("Origin", "https://evil.example".into())], &[403]),
+            (
+                "a foreign Origin",
+                vec![("Host", host.into()), ("Authorization", bearer.clone()), ("Origin", "https://evil.example".into())],
+                &[403],
+            ),
             ("a null Origin", vec![("Host", host.into()), ("Authorization", bearer.clone()), ("Origin", "null".into())], &[403]),
         ];
         for (what, headers, expected) in cases {

@@ -42,17 +42,13 @@ fn check_ins_follow_aims_protocol() {
 
     let out = check_in(&data, &repo, &["--run", RUN, "--expect-next-in", "30"]);
     out.expect_code(0);
-    assert_eq!(
-        out.stdout,
-        format!("Run '{RUN}' checked in (check-in 2); the next check-in is expected within 30 s.\n")
-    );
+    assert_eq!(out.stdout, format!("Run '{RUN}' checked in (check-in 2); the next check-in is expected within 30 s.\n"));
     let out = check_in(&data, &repo, &["--run", RUN, "--expect-next-in", "5"]);
     out.expect_code(0);
 
     let (files, junk) = check_ins(&repo);
     assert!(junk.is_empty(), "{junk:?}");
-    let mine: Vec<(u64, Flag, u64)> =
-        files.iter().filter(|c| c.run_hash == RUN).map(|c| (c.idx, c.flag, c.expect_next_in)).collect();
+    let mine: Vec<(u64, Flag, u64)> = files.iter().filter(|c| c.run_hash == RUN).map(|c| (c.idx, c.flag, c.expect_next_in)).collect();
     // The older check_in (idx 2) is gone; `starting` stays, as with Aim.
     assert_eq!(mine, [(1, Flag::Starting, 0), (3, Flag::CheckIn, 5)]);
     assert!(files.iter().any(|c| c.file_name() == other));
@@ -61,13 +57,7 @@ fn check_ins_follow_aims_protocol() {
     assert_eq!(name.len(), RUN.len() + 1 + 16 + 1 + "check_in".len() + 1 + 13 + 1 + 5, "{name}");
     assert!(fs::metadata(repo.join(".aim/check_ins").join(&name)).unwrap().len() == 0, "check-in files are empty");
 
-    let out = run_cli(runwatch(&data).arg("--repo").arg(repo.join(".aim")).args([
-        "--json",
-        "check-in",
-        "--run",
-        RUN,
-        "--finished",
-    ]));
+    let out = run_cli(runwatch(&data).arg("--repo").arg(repo.join(".aim")).args(["--json", "check-in", "--run", RUN, "--finished"]));
     out.expect_code(0);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!((v["idx"].as_u64(), v["flag"].as_str()), (Some(4), Some("finished")));
@@ -90,15 +80,7 @@ fn the_check_ins_directory_is_created_and_the_repo_defaults_to_the_current_dir()
     let data = tmp.path().join("data");
     fs::create_dir_all(tmp.path().join("repo/.aim")).unwrap();
     let mut cmd = runwatch(&data);
-    cmd.current_dir(tmp.path().join("repo")).args([
-        "--notifications",
-        "hidden",
-        "check-in",
-        "--run",
-        "job-7.a_b",
-        "--expect-next-in",
-        "0",
-    ]);
+    cmd.current_dir(tmp.path().join("repo")).args(["--notifications", "hidden", "check-in", "--run", "job-7.a_b", "--expect-next-in", "0"]);
     let out = run_cli(&mut cmd);
     out.expect_code(0);
     assert!(out.stdout.contains("with no deadline"), "{}", out.stdout);

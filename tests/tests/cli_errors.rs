@@ -26,23 +26,18 @@ fn world() -> World {
     let data = tmp.path().join("data");
     let repo = tmp.path().join("repo");
     fs::create_dir_all(repo.join(".aim/check_ins")).unwrap();
-    fs::write(repo.join(".aim/check_ins/0123456789abcdef01234567-0000000000000001-starting-1795268411.34-00000"), b"")
-        .unwrap();
+    fs::write(repo.join(".aim/check_ins/0123456789abcdef01234567-0000000000000001-starting-1795268411.34-00000"), b"").unwrap();
     let plain_dir = tmp.path().join("not-a-repo");
     fs::create_dir(&plain_dir).unwrap();
     let mut store = Store::open(&DataDir::at(&data)).unwrap();
-    for (i, id) in
-        [PENDING, "3f2a9c1e-1000-4000-8000-000000000002", "77770000-0000-4000-8000-000000000003"].iter().enumerate()
-    {
+    for (i, id) in [PENDING, "3f2a9c1e-1000-4000-8000-000000000002", "77770000-0000-4000-8000-000000000003"].iter().enumerate() {
         let event = Event {
             level: Some(if i == 0 { Level::Error } else { Level::Info }),
             run_id: Some("job-7".into()),
             message: format!("notification {i}"),
             ..Default::default()
         };
-        let runwatch_core::Inserted::New(n) = store.ingest(&event, 1_795_269_780_000 + i as i64).unwrap() else {
-            panic!()
-        };
+        let runwatch_core::Inserted::New(n) = store.ingest(&event, 1_795_269_780_000 + i as i64).unwrap() else { panic!() };
         store.conn().execute("UPDATE notifications SET id = ?1 WHERE id = ?2", [*id, n.id.as_str()]).unwrap();
     }
     World { _tmp: tmp, data, repo, plain_dir }
@@ -91,19 +86,9 @@ fn bad_input_gets_one_line_the_right_exit_code_and_changes_nothing() {
     let runtime = 1;
     let cases: &[Case] = &[
         // Levels, modes, durations, numbers.
-        (
-            &[],
-            &["notifications", "list", "--level", "LOUD"],
-            usage,
-            "unknown level 'LOUD': use DEBUG, INFO, WARNING, ERROR or CRITICAL",
-        ),
+        (&[], &["notifications", "list", "--level", "LOUD"], usage, "unknown level 'LOUD': use DEBUG, INFO, WARNING, ERROR or CRITICAL"),
         (&[], &["send", "--level", "loud", "hello"], usage, "unknown level 'loud'"),
-        (
-            &[],
-            &["--notifications", "loud", "notifications", "list"],
-            usage,
-            "[possible values: hidden, summary, details]",
-        ),
+        (&[], &["--notifications", "loud", "notifications", "list"], usage, "[possible values: hidden, summary, details]"),
         (&[("RUNWATCH_NOTIFICATIONS", "loud")], &["notifications", "list"], usage, "(from RUNWATCH_NOTIFICATIONS)"),
         (&[], &["exec", "--silence-timeout", "soon", "--", "true"], usage, "write a duration such as 30s, 5m or 1h30m"),
         (&[], &["exec", "--silence-timeout", "0s", "--", "true"], usage, "longer than zero"),
@@ -134,20 +119,10 @@ fn bad_input_gets_one_line_the_right_exit_code_and_changes_nothing() {
         // Repositories and run ids for check-in.
         (&[], &["check-in", "--run", "a b", "--finished"], usage, "a run id may hold only letters, digits"),
         (&[], &["check-in", "--run", ".hidden", "--finished"], usage, "cannot start with '.'"),
-        (
-            &[],
-            &["--repo", missing, "check-in", "--run", "job-7", "--finished"],
-            runtime,
-            "cannot read the Aim repository",
-        ),
+        (&[], &["--repo", missing, "check-in", "--run", "job-7", "--finished"], runtime, "cannot read the Aim repository"),
         (&[], &["--repo", plain, "check-in", "--run", "job-7", "--finished"], runtime, "is not an Aim repository"),
         (&[], &["check-in", "--run", "job-7", "--finished"], runtime, "there is no Aim repository here"),
-        (
-            &[],
-            &["--repo", repo, "--repo", plain, "check-in", "--run", "job-7", "--finished"],
-            usage,
-            "pass --repo once",
-        ),
+        (&[], &["--repo", repo, "--repo", plain, "check-in", "--run", "job-7", "--finished"], usage, "pass --repo once"),
         // A command that cannot start.
         (&[], &["exec", "--", "/nonexistent/train.py"], 127, "cannot run '/nonexistent/train.py': command not found"),
     ];
@@ -180,12 +155,7 @@ fn a_data_dir_that_is_a_file_is_refused_and_left_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("not-a-dir");
     fs::write(&file, b"precious").unwrap();
-    for args in [
-        &["notifications", "list"][..],
-        &["send", "hello"],
-        &["notifications", "ack", "--all"],
-        &["exec", "--", "true"],
-    ] {
+    for args in [&["notifications", "list"][..], &["send", "hello"], &["notifications", "ack", "--all"], &["exec", "--", "true"]] {
         let out = run_cli(runwatch(&file).args(args));
         let line = out.expect_one_line_error(1);
         assert!(line.contains("is not a directory") && line.contains("--data-dir"), "{line}");

@@ -33,16 +33,7 @@ fn a_successful_command_is_started_then_finished_and_its_output_passes_through()
     let d = tmp.path();
     let out = exec(
         d,
-        &[
-            "--name",
-            "train",
-            "--run",
-            "job-1",
-            "--",
-            "sh",
-            "-c",
-            "echo to-stdout; echo to-stderr >&2; echo \"id=$RUNWATCH_RUN_ID\"",
-        ],
+        &["--name", "train", "--run", "job-1", "--", "sh", "-c", "echo to-stdout; echo to-stderr >&2; echo \"id=$RUNWATCH_RUN_ID\""],
     );
     out.expect_code(0);
     assert_eq!(out.stdout, "to-stdout\nid=job-1\n");
@@ -96,19 +87,14 @@ fn a_failure_reports_the_exit_code_and_the_last_lines_of_stderr() {
     let script = "for i in $(seq 1 30); do echo line$i >&2; done; printf 'no newline at the end' >&2; exit 4";
     let out = exec(d, &["--name", "resnet", "--", "sh", "-c", script]);
     out.expect_code(4);
-    assert!(
-        out.stderr.starts_with("line1\nline2\n") && out.stderr.ends_with("line30\nno newline at the end"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.starts_with("line1\nline2\n") && out.stderr.ends_with("line30\nno newline at the end"), "{}", out.stderr);
 
     let failed = notifications(d).pop().unwrap();
     assert_eq!(failed.level, Level::Error);
     assert!(failed.title.starts_with("Run 'resnet' failed with exit code 4 after "), "{}", failed.title);
     assert!(failed.body.contains("\nExit code: 4\nDuration: "), "{}", failed.body);
     let tail = failed.body.split("Last lines of stderr:\n").nth(1).unwrap_or_else(|| panic!("{}", failed.body));
-    let expected: Vec<String> =
-        (12..=30).map(|i| format!("line{i}")).chain(["no newline at the end".to_string()]).collect();
+    let expected: Vec<String> = (12..=30).map(|i| format!("line{i}")).chain(["no newline at the end".to_string()]).collect();
     assert_eq!(tail.lines().collect::<Vec<_>>(), expected);
     assert_eq!(store(d).run(failed.run_id.as_deref().unwrap()).unwrap().unwrap().state, RunState::Crashed);
 }

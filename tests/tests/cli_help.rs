@@ -71,11 +71,7 @@ fn help_matches_the_snapshots() {
             stale.push(format!("--- {} ---\n{}", path.display(), out.stdout));
         }
     }
-    assert!(
-        stale.is_empty(),
-        "help differs from the snapshots (rewrite them with RUNWATCH_BLESS=1 if intended):\n{}",
-        stale.join("\n")
-    );
+    assert!(stale.is_empty(), "help differs from the snapshots (rewrite them with RUNWATCH_BLESS=1 if intended):\n{}", stale.join("\n"));
 }
 
 #[test]
@@ -111,8 +107,7 @@ fn help_and_version_go_to_stdout_with_exit_zero() {
 fn completion_scripts_are_printed_for_each_shell_without_a_summary() {
     let tmp = tempfile::tempdir().unwrap();
     // A pending error would end any other command with a summary and exit 1; not this one.
-    run_cli(runwatch(tmp.path()).args(["--notifications", "hidden", "send", "--level", "error", "boom"]))
-        .expect_code(0);
+    run_cli(runwatch(tmp.path()).args(["--notifications", "hidden", "send", "--level", "error", "boom"])).expect_code(0);
     for shell in ["bash", "zsh", "fish"] {
         let out = run_cli(runwatch(tmp.path()).args(["completions", shell]));
         out.expect_code(0);
@@ -125,8 +120,7 @@ fn completion_scripts_are_printed_for_each_shell_without_a_summary() {
     let script = run_cli(runwatch(tmp.path()).args(["completions", "bash"])).stdout;
     let path = tmp.path().join("runwatch.bash");
     std::fs::write(&path, script).unwrap();
-    let out =
-        run_cli(Command::new("bash").arg("-c").arg(format!("source '{}' && complete -p runwatch", path.display())));
+    let out = run_cli(Command::new("bash").arg("-c").arg(format!("source '{}' && complete -p runwatch", path.display())));
     out.expect_code(0);
     assert!(out.stdout.contains("runwatch"), "{}", out.stdout);
 }

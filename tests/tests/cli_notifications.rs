@@ -178,11 +178,7 @@ fn show_prints_everything_about_one_notification() {
     );
     assert!(out.stdout.starts_with(&expected_head), "{}", out.stdout);
     assert!(out.stdout.contains("\nMessage:\n  The last check-in promised the next within 5 s.\n"), "{}", out.stdout);
-    assert!(
-        out.stdout.contains("\nDeliveries:\n  No notifiers were configured when it was stored.\n"),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.contains("\nDeliveries:\n  No notifiers were configured when it was stored.\n"), "{}", out.stdout);
     assert!(out.stdout.ends_with(&format!("To acknowledge it: runwatch notifications ack --item {}\n", short(&stuck))));
     // Upper case works too: ids are UUIDs.
     let upper = cli(tmp.path(), &["notifications", "show", &short(&stuck).to_uppercase()]);
@@ -195,9 +191,7 @@ fn show_lists_each_delivery_with_its_state() {
     let d = tmp.path();
     {
         let s = store(d);
-        for (id, kind, at) in
-            [("aaaa1111-slack", "slack", 1), ("bbbb2222-hook", "webhook", 2), ("cccc3333-log", "logger", 3)]
-        {
+        for (id, kind, at) in [("aaaa1111-slack", "slack", 1), ("bbbb2222-hook", "webhook", 2), ("cccc3333-log", "logger", 3)] {
             s.conn()
                 .execute(
                     "INSERT INTO notifiers (id, type, status, config, min_level, created_at, updated_at)
@@ -211,8 +205,7 @@ fn show_lists_each_delivery_with_its_state() {
     {
         let s = store(d);
         let c = s.conn();
-        c.execute("UPDATE deliveries SET state = 'sent', attempts = 1 WHERE notifier_id = 'aaaa1111-slack'", [])
-            .unwrap();
+        c.execute("UPDATE deliveries SET state = 'sent', attempts = 1 WHERE notifier_id = 'aaaa1111-slack'", []).unwrap();
         c.execute(
             "UPDATE deliveries SET state = 'failed', attempts = 5, last_error = 'HTTP 500: boom' WHERE notifier_id = 'bbbb2222-hook'",
             [],
@@ -298,16 +291,12 @@ fn ack_by_item_and_all() {
 fn send_records_a_notification_and_prints_its_id() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let out =
-        cli(d, &["send", "--level", "warning", "--run", "job-7", "--title", "Disk", "disk {almost} full\nat /data"]);
+    let out = cli(d, &["send", "--level", "warning", "--run", "job-7", "--title", "Disk", "disk {almost} full\nat /data"]);
     // What a command stored itself does not make it fail.
     out.expect_code(0);
     let id = out.stdout.trim().to_string();
     assert_eq!(id.len(), 36, "{id}");
-    assert_eq!(
-        out.stderr,
-        "NOTICE: There is 1 pending notification including 1 warning. To read it use 'runwatch notifications list'.\n"
-    );
+    assert_eq!(out.stderr, "NOTICE: There is 1 pending notification including 1 warning. To read it use 'runwatch notifications list'.\n");
     let s = store(d);
     let n = s.notification(&id).unwrap().unwrap();
     assert_eq!((n.level, n.title.as_str(), n.body.as_str()), (Level::Warning, "Disk", "disk {almost} full\nat /data"));
@@ -355,8 +344,7 @@ fn send_reads_the_message_from_stdin_with_a_dash() {
 fn the_summary_counts_levels_with_the_right_grammar() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    for (i, level) in [Level::Info, Level::Info, Level::Warning, Level::Error, Level::Critical].into_iter().enumerate()
-    {
+    for (i, level) in [Level::Info, Level::Info, Level::Warning, Level::Error, Level::Critical].into_iter().enumerate() {
         add(d, T1403 + i as i64, level, None, &format!("n{i}"), "");
     }
     let out = cli(d, &["notifications", "list", "--level", "CRITICAL"]);
@@ -391,10 +379,7 @@ fn details_prints_every_pending_notification_after_the_output() {
     out.expect_code(1);
     let tick = out.stdout.trim();
     let lines: Vec<&str> = out.stderr.lines().collect();
-    assert_eq!(
-        lines[0],
-        "NOTICE: There are 3 pending notifications including 1 error. To read them use 'runwatch notifications list'."
-    );
+    assert_eq!(lines[0], "NOTICE: There are 3 pending notifications including 1 error. To read them use 'runwatch notifications list'.");
     assert!(lines[1].ends_with("DEBUG  tick"), "{}", out.stderr);
     assert_eq!(lines[2], format!("  To see the details: runwatch notifications show {}", short(tick)));
     assert!(lines[3].ends_with("ERROR  Run 'be0ebd0c…' is stuck (no check-in for 105 s)"), "{}", out.stderr);
@@ -418,11 +403,7 @@ fn colour_only_when_asked_for_and_never_with_no_color() {
         run_cli(&mut cmd)
     };
     let plain = send(&[]);
-    assert!(
-        plain.stderr.starts_with("NOTICE: ") && !plain.stderr.contains('\x1b'),
-        "no colour on a pipe: {:?}",
-        plain.stderr
-    );
+    assert!(plain.stderr.starts_with("NOTICE: ") && !plain.stderr.contains('\x1b'), "no colour on a pipe: {:?}", plain.stderr);
     let out = send(&[("CLICOLOR_FORCE", "1")]);
     assert!(out.stderr.contains("\x1b[33m"), "yellow for warnings: {:?}", out.stderr);
     add(d, T1403, Level::Error, None, "loss is NaN", "");
@@ -431,7 +412,6 @@ fn colour_only_when_asked_for_and_never_with_no_color() {
     let out = send(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]);
     assert!(out.stderr.starts_with("NOTICE: ") && !out.stderr.contains('\x1b'), "{:?}", out.stderr);
 
-    let err =
-        run_cli(runwatch(d).env("CLICOLOR_FORCE", "1").env("NO_COLOR", "1").args(["notifications", "show", "0000"]));
+    let err = run_cli(runwatch(d).env("CLICOLOR_FORCE", "1").env("NO_COLOR", "1").args(["notifications", "show", "0000"]));
     assert!(err.stderr.starts_with("runwatch: error: ") && !err.stderr.contains('\x1b'), "{:?}", err.stderr);
 }

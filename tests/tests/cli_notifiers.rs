@@ -15,13 +15,29 @@ fn add_list_disable_enable_remove() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path();
     let out = run_cli(runwatch(data).args([
-        "notifiers", "add", "slack", "--webhook-url", "https://hooks.slack.com/services/T0/B0/SECRETSECRET", "--min-level", "warning",
+        "notifiers",
+        "add",
+        "slack",
+        "--webhook-url",
+        "https://hooks.slack.com/services/T0/B0/SECRETSECRET",
+        "--min-level",
+        "warning",
     ]));
     out.expect_code(0);
     assert!(out.stdout.starts_with("Added slack notifier ") && out.stdout.contains("(enabled, WARNING and above)"), "{}", out.stdout);
-    run_cli(runwatch(data).args(["notifiers", "add", "workplace", "--group-id", "1234", "--access-token", "EAAGverysecrettoken99"])).expect_code(0);
+    run_cli(runwatch(data).args(["notifiers", "add", "workplace", "--group-id", "1234", "--access-token", "EAAGverysecrettoken99"]))
+        .expect_code(0);
     run_cli(runwatch(data).args(["notifiers", "add", "logger", "--message", "{run.hash} is stuck"])).expect_code(0);
-    run_cli(runwatch(data).args(["notifiers", "add", "webhook", "--url", "http://127.0.0.1:9/hook", "--header", "Authorization: Bearer hdrsecret123456789"])).expect_code(0);
+    run_cli(runwatch(data).args([
+        "notifiers",
+        "add",
+        "webhook",
+        "--url",
+        "http://127.0.0.1:9/hook",
+        "--header",
+        "Authorization: Bearer hdrsecret123456789",
+    ]))
+    .expect_code(0);
 
     let table = run_cli(runwatch(data).args(["notifiers", "list"]));
     table.expect_code(0);
@@ -161,7 +177,8 @@ fn send_and_exec_deliver_before_exiting_when_no_watcher_runs() {
     let ids = run_cli(runwatch(data).args(["--notifications", "hidden", "--json", "notifications", "list"]));
     assert!(ids.stdout.contains("second"));
 
-    let out = run_cli(runwatch(data).args(["--notifications", "hidden", "exec", "--name", "job", "--", "sh", "-c", "echo oops >&2; exit 3"]));
+    let out =
+        run_cli(runwatch(data).args(["--notifications", "hidden", "exec", "--name", "job", "--", "sh", "-c", "echo oops >&2; exit 3"]));
     out.expect_code(3);
     let texts: Vec<String> = slack.requests().iter().map(|r| r.json()["text"].as_str().unwrap().to_string()).collect();
     assert!(texts.iter().any(|t| t.contains("job") && t.contains("failed")), "{texts:?}");

@@ -51,7 +51,8 @@ fn twenty_concurrent_senders_store_every_event_exactly_once() {
             std::thread::spawn(move || {
                 barrier.wait();
                 // Two processes race to store each shared id; then this worker's own ids.
-                let mut outputs = vec![(format!("shared-{}", w / 2), send(&data, &format!("shared-{}", w / 2), &format!("shared {}", w / 2)))];
+                let mut outputs =
+                    vec![(format!("shared-{}", w / 2), send(&data, &format!("shared-{}", w / 2), &format!("shared {}", w / 2)))];
                 for i in 0..sends_each {
                     let id = format!("w{w:02}-{i}");
                     outputs.push((id.clone(), send(&data, &id, &format!("message {id}"))));

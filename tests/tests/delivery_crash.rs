@@ -27,7 +27,12 @@ fn kill_9_mid_burst_loses_nothing() {
     {
         let mut store = Store::open(&DataDir::at(&data)).unwrap();
         for i in 0..COUNT {
-            let n = NewNotification { level: Some(Level::Error), title: format!("crash-test #{i:03}"), source: "test".into(), ..Default::default() };
+            let n = NewNotification {
+                level: Some(Level::Error),
+                title: format!("crash-test #{i:03}"),
+                source: "test".into(),
+                ..Default::default()
+            };
             store.insert_notification(&n, 1_000 + i as i64).unwrap();
         }
     }

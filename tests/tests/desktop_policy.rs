@@ -33,9 +33,9 @@ fn csp() -> BTreeMap<String, Vec<String>> {
 
 /// A loopback HTTP origin, any port: what `runwatch start` and the in-app engine serve.
 fn is_loopback(source: &str) -> bool {
-    ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"].iter().any(|p| {
-        source.strip_prefix(p).is_some_and(|port| port == "*" || (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())))
-    })
+    ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"]
+        .iter()
+        .any(|p| source.strip_prefix(p).is_some_and(|port| port == "*" || (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))))
 }
 
 #[test]

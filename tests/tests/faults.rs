@@ -42,7 +42,8 @@ fn post(agent: &ureq::Agent, base: &str, token: &str, body: &serde_json::Value) 
     agent
         .post(format!("{base}/api/v1/events"))
         .header("Authorization", format!("Bearer {token}"))
-        .header("Content-Type", "application/json").send(body.to_string())
+        .header("Content-Type", "application/json")
+        .send(body.to_string())
         .map(|r| r.status().as_u16())
         .map_err(|e| e.to_string())
 }
@@ -58,11 +59,8 @@ fn kill_9_at_random_moments_during_ingest_and_delivery_loses_nothing() {
     let data = tmp.path().join("data");
     let slack = FakeServer::start();
     add_slack_notifier(&data, "5ac4-fault", &slack.url("/services/T/B/FAULTS"));
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(5))).build().into();
     let mut rng = fastrand::Rng::with_seed(0x5eed);
     let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
     let mut next_event = 0usize;
@@ -144,7 +142,8 @@ fn a_full_disk_is_a_clear_error_and_nothing_is_damaged() {
     }
     daemon.signal_group("TERM");
     assert!(daemon.finish().0.success());
-    let size = std::fs::metadata(data.join("runwatch.db")).unwrap().len() + std::fs::metadata(data.join("runwatch.db-wal")).map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(data.join("runwatch.db")).unwrap().len()
+        + std::fs::metadata(data.join("runwatch.db-wal")).map(|m| m.len()).unwrap_or(0);
 
     // Now a disk with almost no room: files may not grow past about what they are.
     let blocks = size / 1024 + 8;
@@ -153,7 +152,12 @@ fn a_full_disk_is_a_clear_error_and_nothing_is_damaged() {
     let mut refused = None;
     for i in 0..100 {
         let body = serde_json::json!({"message": format!("{big} {i}"), "event_id": format!("f{i}")});
-        let res = agent.post(format!("{base}/api/v1/events")).header("Authorization", format!("Bearer {token}")).header("Content-Type", "application/json").send(body.to_string()).unwrap();
+        let res = agent
+            .post(format!("{base}/api/v1/events"))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .unwrap();
         if res.status().as_u16() != 200 {
             refused = Some((res.status().as_u16(), res.into_body().read_to_string().unwrap()));
             break;

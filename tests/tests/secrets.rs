@@ -94,10 +94,7 @@ fn closed_port() -> u16 {
 
 fn last_errors(data: &Path) -> Vec<(String, String, Option<String>)> {
     let store = Store::open(&DataDir::at(data)).unwrap();
-    let mut stmt = store
-        .conn()
-        .prepare("SELECT d.notifier_id, d.state, d.last_error FROM deliveries d ORDER BY d.notifier_id")
-        .unwrap();
+    let mut stmt = store.conn().prepare("SELECT d.notifier_id, d.state, d.last_error FROM deliveries d ORDER BY d.notifier_id").unwrap();
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().collect::<Result<_, _>>().unwrap()
 }
 
@@ -163,11 +160,7 @@ fn no_secret_shows_in_logs_cli_output_api_answers_or_stored_errors() {
     let api = Api {
         base: url.split('#').next().unwrap().trim_end_matches('/').to_string(),
         token: token_in(&url),
-        agent: ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into(),
+        agent: ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into(),
     };
 
     // Permissions, while the daemon has the store open (the WAL exists now).
@@ -184,7 +177,12 @@ fn no_secret_shows_in_logs_cli_output_api_answers_or_stored_errors() {
 
     // Notifications, by the CLI and by the API.
     seen.cli("send", rw(&["send", "--level", "ERROR", "--event-id", "e1", "the first message"]));
-    api.call("POST", "/events", Some(serde_json::json!({"message": "the second message", "level": "WARNING", "event_id": "e2"})), &mut seen);
+    api.call(
+        "POST",
+        "/events",
+        Some(serde_json::json!({"message": "the second message", "level": "WARNING", "event_id": "e2"})),
+        &mut seen,
+    );
 
     // Every service was reached with its secret, and the closed port's error is stored.
     let slack_req = slack.wait_for(1, PATIENCE);
@@ -216,7 +214,12 @@ fn no_secret_shows_in_logs_cli_output_api_answers_or_stored_errors() {
     }
     let (_, test) = api.call("POST", &format!("/notifiers/{closed_id}/test"), None, &mut seen);
     assert!(test.contains("\"ok\":false"), "{test}");
-    api.call("PATCH", &format!("/notifiers/{slack_id}"), Some(serde_json::json!({"config": {"message": "{message} ({level})"}})), &mut seen);
+    api.call(
+        "PATCH",
+        &format!("/notifiers/{slack_id}"),
+        Some(serde_json::json!({"config": {"message": "{message} ({level})"}})),
+        &mut seen,
+    );
     let (status, added) = api.call(
         "POST",
         "/notifiers",
@@ -225,7 +228,8 @@ fn no_secret_shows_in_logs_cli_output_api_answers_or_stored_errors() {
     );
     assert_eq!(status, 200, "{added}");
     let added_id = serde_json::from_str::<serde_json::Value>(&added).unwrap()["id"].as_str().unwrap().to_string();
-    let (status, _) = api.call("PATCH", &format!("/notifiers/{added_id}"), Some(serde_json::json!({"config": {"url": "not a url"}})), &mut seen);
+    let (status, _) =
+        api.call("PATCH", &format!("/notifiers/{added_id}"), Some(serde_json::json!({"config": {"url": "not a url"}})), &mut seen);
     assert_eq!(status, 400);
     let (_, page) = api.call("GET", "/notifications?state=all&limit=1000", None, &mut seen);
     let notification_ids: Vec<String> = serde_json::from_str::<serde_json::Value>(&page).unwrap()["items"]

@@ -6,12 +6,7 @@ use runwatch_tests::fake_http::{FakeServer, Reply};
 use runwatch_tests::{add_slack_notifier, binary, http_get, repo_root, token_in, url_in, Running, PATIENCE};
 
 fn start(data_dir: &std::path::Path) -> Running {
-    Running::spawn(
-        Command::new(binary("runwatch"))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["start", "--http", "127.0.0.1:0"]),
-    )
+    Running::spawn(Command::new(binary("runwatch")).arg("--data-dir").arg(data_dir).args(["start", "--http", "127.0.0.1:0"]))
 }
 
 fn assert_serves_ui(url: &str) {
@@ -53,12 +48,7 @@ fn a_second_start_on_the_same_data_dir_refuses_with_one_line() {
     let mut first = start(tmp.path());
     first.wait_for_line("with the UI's URL", |l| l.starts_with("Serving the UI at "));
 
-    let out = Command::new(binary("runwatch"))
-        .arg("--data-dir")
-        .arg(tmp.path())
-        .args(["start", "--http", "127.0.0.1:0"])
-        .output()
-        .unwrap();
+    let out = Command::new(binary("runwatch")).arg("--data-dir").arg(tmp.path()).args(["start", "--http", "127.0.0.1:0"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "expected one line:\n{stderr}");
@@ -81,9 +71,8 @@ fn start_waits_for_a_command_that_is_delivering() {
     let slack = FakeServer::start();
     slack.script([Reply::Hang]); // the send waits for its timeout (10 s), holding the lock
     add_slack_notifier(tmp.path(), "5ac4-start", &slack.url("/services/T/B/START"));
-    let send = Running::spawn(
-        Command::new(binary("runwatch")).arg("--data-dir").arg(tmp.path()).args(["send", "--level", "ERROR", "disk full"]),
-    );
+    let send =
+        Running::spawn(Command::new(binary("runwatch")).arg("--data-dir").arg(tmp.path()).args(["send", "--level", "ERROR", "disk full"]));
     slack.wait_for(1, PATIENCE); // the send is in flight: the lock is held
 
     let mut daemon = start(tmp.path());

@@ -30,14 +30,12 @@ fn start_prints_each_notification_as_it_happens() {
     // A short grace so the stuck run shows up within the test's patience.
     Store::open(&DataDir::at(&data)).unwrap().set_setting("grace_secs", &1u64).unwrap();
 
-    let mut daemon = Running::spawn(
-        Command::new(binary("runwatch"))
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--repo")
-            .arg(repo.join(".aim"))
-            .args(["start", "--http", "127.0.0.1:0"]),
-    );
+    let mut daemon =
+        Running::spawn(Command::new(binary("runwatch")).arg("--data-dir").arg(&data).arg("--repo").arg(repo.join(".aim")).args([
+            "start",
+            "--http",
+            "127.0.0.1:0",
+        ]));
     daemon.wait_for_line("naming the repo", |l| l.starts_with("Watching '") && l.contains("repo"));
     daemon.wait_for_line("ready", |l| l == "Press Ctrl+C to exit");
 
@@ -77,13 +75,12 @@ fn a_repository_added_in_settings_is_watched_without_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("later");
     std::fs::create_dir_all(repo.join(".aim/check_ins")).unwrap();
-    let mut daemon = Running::spawn(
-        Command::new(binary("runwatch"))
-            .current_dir(tmp.path())
-            .arg("--data-dir")
-            .arg(tmp.path().join("data"))
-            .args(["start", "--http", "127.0.0.1:0"]),
-    );
+    let mut daemon =
+        Running::spawn(Command::new(binary("runwatch")).current_dir(tmp.path()).arg("--data-dir").arg(tmp.path().join("data")).args([
+            "start",
+            "--http",
+            "127.0.0.1:0",
+        ]));
     let url = runwatch_tests::url_in(&daemon.wait_for_line("the URL", |l| l.starts_with("Serving the UI at ")));
     daemon.wait_for_line("ready", |l| l == "Press Ctrl+C to exit");
     let base = url.split('#').next().unwrap().trim_end_matches('/').to_string();

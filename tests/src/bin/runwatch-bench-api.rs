@@ -39,8 +39,7 @@ use runwatch_core::{DataDir, Store};
 use runwatch_http::{ApiConfig, Server};
 use serde_json::{json, Value};
 
-const USAGE: &str =
-    "usage: runwatch-bench-api [--notifications 1000000] [--requests 1000] [--batches 200] [--runs-per-batch 10]\n\
+const USAGE: &str = "usage: runwatch-bench-api [--notifications 1000000] [--requests 1000] [--batches 200] [--runs-per-batch 10]\n\
      \x20                         [--clients 4]\n\
      \x20                         [--keep] [--seed-only]\n\
      \x20                         [--from DIR] [--only list,summary,ingest,ack]\n\
@@ -87,9 +86,7 @@ fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut num = |name: &str| -> Result<usize, String> {
-            it.next()
-                .and_then(|v| v.replace(['_', ','], "").parse().ok())
-                .ok_or_else(|| format!("{name} needs a number\n{USAGE}"))
+            it.next().and_then(|v| v.replace(['_', ','], "").parse().ok()).ok_or_else(|| format!("{name} needs a number\n{USAGE}"))
         };
         match flag.as_str() {
             "--notifications" => a.notifications = num("--notifications")?,
@@ -123,9 +120,7 @@ fn main() {
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| runwatch_tests::repo_root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| runwatch_tests::repo_root().join("target"))
 }
 
 fn log(msg: impl AsRef<str>) {
@@ -213,7 +208,9 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         let s = client.sample(args.requests, || client.get("/notifications/summary").map(|_| ()))?;
         log(format!("summary: p50 {:.2} ms, p99 {:.2} ms", s.p50, s.p99));
-        results.push(json!({"name": "summary", "requests": args.requests, "p50_ms": s.p50, "p99_ms": s.p99, "max_ms": s.max, "mean_ms": s.mean}));
+        results.push(
+            json!({"name": "summary", "requests": args.requests, "p50_ms": s.p50, "p99_ms": s.p99, "max_ms": s.max, "mean_ms": s.mean}),
+        );
         rows.push(Row::latency("unread summary", &s, SUMMARY_P99_MS));
     }
 
@@ -223,8 +220,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         for clients in [1, args.clients] {
             // A stream of its own: the event ids must not repeat the seeded ones.
             let mut rng = fastrand::Rng::new();
-            let bodies: Vec<String> =
-                (0..args.batches).map(|_| batch_body(&mut rng, &runs, args.runs_per_batch)).collect();
+            let bodies: Vec<String> = (0..args.batches).map(|_| batch_body(&mut rng, &runs, args.runs_per_batch)).collect();
             let (ingest_s, batch_ms) = ingest(&base, &token, &bodies, clients)?;
             let events = args.batches * BATCH;
             let eps = events as f64 / ingest_s;
@@ -351,13 +347,7 @@ fn level_name(level: i64) -> &'static str {
     }
 }
 
-fn seed(
-    data: &DataDir,
-    n: usize,
-    runs: &[String],
-    now: i64,
-    rng: &mut fastrand::Rng,
-) -> Result<Seeded, Box<dyn std::error::Error>> {
+fn seed(data: &DataDir, n: usize, runs: &[String], now: i64, rng: &mut fastrand::Rng) -> Result<Seeded, Box<dyn std::error::Error>> {
     let mut store = Store::open(data)?;
     // Seeding only: a large page cache so one 1M-row transaction does not spill, and the
     // statement journals of the INSERTs (they run triggers) in memory.
@@ -438,8 +428,7 @@ fn seed(
 fn copy_seeded(from: &std::path::Path, data: &DataDir) -> Result<Seeded, Box<dyn std::error::Error>> {
     std::fs::copy(from.join("runwatch.db"), data.store_path())?;
     let store = Store::open(data)?;
-    let pending: i64 =
-        store.conn().query_row("SELECT COUNT(*) FROM notifications WHERE acked_at IS NULL", [], |r| r.get(0))?;
+    let pending: i64 = store.conn().query_row("SELECT COUNT(*) FROM notifications WHERE acked_at IS NULL", [], |r| r.get(0))?;
     let deep_cursor = store.conn().query_row(
         "SELECT seq FROM notifications WHERE acked_at IS NULL ORDER BY seq LIMIT 1 OFFSET ?1",
         [pending / 10],
@@ -486,10 +475,7 @@ fn uuid(rng: &mut fastrand::Rng) -> String {
 
 /// A time-ordered (v7) UUID of a creation time, as the engine makes notification ids.
 fn uuid_v7(created_ms: i64, rng: &mut fastrand::Rng) -> String {
-    let v = ((created_ms as u128 & 0xffff_ffff_ffff) << 80)
-        | (0x7 << 76)
-        | (rng.u128(..) & ((1 << 76) - 1) & !(0x3 << 62))
-        | (0x2 << 62);
+    let v = ((created_ms as u128 & 0xffff_ffff_ffff) << 80) | (0x7 << 76) | (rng.u128(..) & ((1 << 76) - 1) & !(0x3 << 62)) | (0x2 << 62);
     let h = format!("{v:032x}");
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
@@ -527,12 +513,8 @@ fn serve(
 ) -> Result<(String, tokio::sync::oneshot::Sender<()>, Served), Box<dyn std::error::Error>> {
     let server = rt.block_on(Server::bind("127.0.0.1:0".parse()?))?;
     let base = format!("http://{}/api/v1", server.local_addr()?);
-    let config = ApiConfig {
-        store: Store::open(data)?,
-        token: token.to_string(),
-        clock: Arc::new(SystemClock),
-        on_stored: Box::new(|| {}),
-    };
+    let config =
+        ApiConfig { store: Store::open(data)?, token: token.to_string(), clock: Arc::new(SystemClock), on_stored: Box::new(|| {}) };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let served = rt.spawn(server.serve(config, async move {
         let _ = stop_rx.await;
@@ -583,8 +565,7 @@ struct Client {
 
 impl Client {
     fn new(base: &str, token: &str) -> Self {
-        let agent: ureq::Agent =
-            ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(120))).build().into();
+        let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(120))).build().into();
         Self { agent, base: base.to_string(), auth: format!("Bearer {token}") }
     }
 
@@ -604,11 +585,7 @@ impl Client {
     }
 
     /// Times `n` calls of `f` after a few warm-up calls.
-    fn sample(
-        &self,
-        n: usize,
-        mut f: impl FnMut() -> Result<(), Box<dyn std::error::Error>>,
-    ) -> Result<Stats, Box<dyn std::error::Error>> {
+    fn sample(&self, n: usize, mut f: impl FnMut() -> Result<(), Box<dyn std::error::Error>>) -> Result<Stats, Box<dyn std::error::Error>> {
         for _ in 0..WARMUP {
             f()?;
         }
@@ -634,12 +611,7 @@ impl Stats {
         ms.sort_by(f64::total_cmp);
         // Nearest rank.
         let pct = |p: f64| ms[((p / 100.0 * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
-        Stats {
-            p50: pct(50.0),
-            p99: pct(99.0),
-            max: *ms.last().unwrap(),
-            mean: ms.iter().sum::<f64>() / ms.len() as f64,
-        }
+        Stats { p50: pct(50.0), p99: pct(99.0), max: *ms.last().unwrap(), mean: ms.iter().sum::<f64>() / ms.len() as f64 }
     }
 }
 
@@ -665,28 +637,20 @@ impl Row {
 // The machine
 
 fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
+    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
 }
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
         .unwrap_or_default();
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok()))
         .map(|kb| format!("{:.1} GiB RAM", kb / 1048576.0))
         .unwrap_or_default();
-    let kernel =
-        std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     format!("{cpus} CPUs ({cpu}), {mem}, Linux {kernel}")
 }

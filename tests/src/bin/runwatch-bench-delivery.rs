@@ -42,7 +42,8 @@ fn main() {
 
     let start = Instant::now();
     for i in 0..BURST {
-        let n = NewNotification { level: Some(Level::Error), title: format!("burst #{i:04}"), source: "bench".into(), ..Default::default() };
+        let n =
+            NewNotification { level: Some(Level::Error), title: format!("burst #{i:04}"), source: "bench".into(), ..Default::default() };
         store.insert_notification(&n, 1_000 + i as i64).expect("insert");
         handle.wake();
     }
@@ -59,11 +60,8 @@ fn main() {
     thread.join().expect("dispatcher");
 
     let (pending, sent, failed) = deliveries::counts(store.conn()).expect("counts");
-    let inbox = store
-        .list_notifications(&ListFilter { state: AckState::All, limit: Some(1000), ..Default::default() })
-        .expect("list")
-        .items
-        .len();
+    let inbox =
+        store.list_notifications(&ListFilter { state: AckState::All, limit: Some(1000), ..Default::default() }).expect("list").items.len();
     let requests = slack.requests();
     let delivered: usize = requests
         .iter()

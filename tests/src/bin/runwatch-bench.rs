@@ -82,7 +82,11 @@ fn build_repo(root: &Path, runs: u64) -> std::io::Result<usize> {
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -175,10 +179,7 @@ fn rescan(args: &[String]) -> Result<(), String> {
             let _ = watcher.next_deadline();
             tick_ms.push(ms(t.elapsed()));
         }
-        let (min, max) = (
-            scan_ms.iter().copied().fold(f64::INFINITY, f64::min),
-            scan_ms.iter().copied().fold(0.0, f64::max),
-        );
+        let (min, max) = (scan_ms.iter().copied().fold(f64::INFINITY, f64::min), scan_ms.iter().copied().fold(0.0, f64::max));
         let scan_median = median(&mut scan_ms);
         let r = json!({
             "runs": n,

@@ -99,10 +99,7 @@ impl CheckIn {
 
     /// The file name Aim writes for this check-in.
     pub fn file_name(&self) -> String {
-        format!(
-            "{}-{:016}-{}-{:011.2}-{:05}",
-            self.run_hash, self.idx, self.flag, self.utc_time, self.expect_next_in
-        )
+        format!("{}-{:016}-{}-{:011.2}-{:05}", self.run_hash, self.idx, self.flag, self.utc_time, self.expect_next_in)
     }
 
     /// Aim's heartbeat written by `run.close()`: no more beats will come.

@@ -73,11 +73,7 @@ pub enum Field {
 /// is replayed in memory), takes no lock and writes nothing. A record whose message or
 /// level is missing is left out and not counted as read; undecodable values are skipped
 /// with a warning.
-pub fn read_log_records(
-    aim_dir: &Path,
-    run_hash: &str,
-    after_step: Option<u64>,
-) -> Result<Vec<LogRecord>, LogError> {
+pub fn read_log_records(aim_dir: &Path, run_hash: &str, after_step: Option<u64>) -> Result<Vec<LogRecord>, LogError> {
     let path = chunk_dir(aim_dir, run_hash)?;
     // RocksDB would report a missing CURRENT as a generic open error; a run whose chunk
     // Aim has not created (or not finished creating) is an expected state instead.
@@ -144,11 +140,7 @@ pub mod testing {
     /// Writes a closed chunk at `aim_dir/seqs/chunks/<run_hash>/` holding `records`
     /// (`(step, level, message)`) plus the unrelated keys a real run has (terminal output,
     /// metrics, blobs, another context), flushed to a Snappy-compressed SST like Aim's.
-    pub fn write_log_records(
-        aim_dir: &Path,
-        run_hash: &str,
-        records: &[(u64, i64, &str)],
-    ) -> io::Result<()> {
+    pub fn write_log_records(aim_dir: &Path, run_hash: &str, records: &[(u64, i64, &str)]) -> io::Result<()> {
         let writer = ChunkWriter::create(aim_dir, run_hash)?;
         writer.put_unrelated()?;
         for &(step, level, message) in records {
@@ -174,10 +166,7 @@ pub mod testing {
             // Aim's OPTIONS file says kSnappyCompression; the reader must decompress it.
             opts.set_compression_type(DBCompressionType::Snappy);
             let db = DB::open(&opts, &path).map_err(io::Error::other)?;
-            Ok(Self {
-                db,
-                run_hash: run_hash.to_owned(),
-            })
+            Ok(Self { db, run_hash: run_hash.to_owned() })
         }
 
         /// Writes one complete record in one batch, as Aim does (`ContainerTreeView.set`).
@@ -189,31 +178,13 @@ pub mod testing {
             end.push(0xff);
             batch.delete_range(&object, &end);
             batch.put(&object, custom_object("aim.log_record"));
-            batch.put(
-                record_key(&self.run_hash, step, &[b"__logger_info"]),
-                [TYPE_ARRAY],
-            );
-            batch.put(
-                record_key(&self.run_hash, step, &[b"__logger_info", &int_key(0)]),
-                string_value("train.py"),
-            );
-            batch.put(
-                record_key(&self.run_hash, step, &[b"__logger_info", &int_key(1)]),
-                int_value(42),
-            );
-            batch.put(
-                record_key(&self.run_hash, step, &[b"log_level"]),
-                int_value(level),
-            );
-            batch.put(
-                record_key(&self.run_hash, step, &[b"message"]),
-                string_value(message),
-            );
+            batch.put(record_key(&self.run_hash, step, &[b"__logger_info"]), [TYPE_ARRAY]);
+            batch.put(record_key(&self.run_hash, step, &[b"__logger_info", &int_key(0)]), string_value("train.py"));
+            batch.put(record_key(&self.run_hash, step, &[b"__logger_info", &int_key(1)]), int_value(42));
+            batch.put(record_key(&self.run_hash, step, &[b"log_level"]), int_value(level));
+            batch.put(record_key(&self.run_hash, step, &[b"message"]), string_value(message));
             let timestamp = float_value(1_795_268_411.25 + step as f64);
-            batch.put(
-                record_key(&self.run_hash, step, &[b"timestamp"]),
-                &timestamp,
-            );
+            batch.put(record_key(&self.run_hash, step, &[b"timestamp"]), &timestamp);
             // The epoch (None) and time arrays sort before `val`: a reader must skip them.
             for (array, value) in [("epoch", vec![TYPE_NONE]), ("time", timestamp)] {
                 let mut key = sequence_prefix(&self.run_hash, EMPTY_CONTEXT_ID, "__log_records");
@@ -233,18 +204,12 @@ pub mod testing {
 
         /// Writes only the message of `step`: a record Aim has not finished writing.
         pub fn put_message_only(&self, step: u64, message: &str) -> io::Result<()> {
-            self.put_raw(
-                &record_key(&self.run_hash, step, &[b"message"]),
-                &string_value(message),
-            )
+            self.put_raw(&record_key(&self.run_hash, step, &[b"message"]), &string_value(message))
         }
 
         /// Writes only the level of `step`, e.g. to complete a [`Self::put_message_only`].
         pub fn put_level_only(&self, step: u64, level: i64) -> io::Result<()> {
-            self.put_raw(
-                &record_key(&self.run_hash, step, &[b"log_level"]),
-                &int_value(level),
-            )
+            self.put_raw(&record_key(&self.run_hash, step, &[b"log_level"]), &int_value(level))
         }
 
         /// Writes any key/value, for corrupt or unusual layouts.
@@ -286,10 +251,7 @@ pub mod testing {
             texts.extend_from_slice(b"\xfemessage\xfe");
             batch.put(&texts, string_value("not a log record"));
 
-            for (ctx, name, value) in [
-                (EMPTY_CONTEXT_ID, "loss", 0.5),
-                (OTHER_CONTEXT_ID, "Acc", 0.9),
-            ] {
+            for (ctx, name, value) in [(EMPTY_CONTEXT_ID, "loss", 0.5), (OTHER_CONTEXT_ID, "Acc", 0.9)] {
                 let mut metric = b"seqs\xfev2\xfechunks\xfe".to_vec();
                 metric.extend_from_slice(hash.as_bytes());
                 metric.push(SEP);
@@ -386,24 +348,14 @@ const EMPTY_CONTEXT_ID: [u8; 9] = *b"\xfe\xc1{\x82\xeb\xc8\xde\xa3\x92";
 const OPEN_ATTEMPTS: u32 = 3;
 
 fn chunk_dir(aim_dir: &Path, run_hash: &str) -> Result<PathBuf, LogError> {
-    let single_component = !run_hash.is_empty()
-        && run_hash != "."
-        && run_hash != ".."
-        && !run_hash.contains(['/', '\\', '\0']);
+    let single_component = !run_hash.is_empty() && run_hash != "." && run_hash != ".." && !run_hash.contains(['/', '\\', '\0']);
     if !single_component {
-        return Err(LogError::InvalidRunHash {
-            run_hash: run_hash.to_owned(),
-        });
+        return Err(LogError::InvalidRunHash { run_hash: run_hash.to_owned() });
     }
     Ok(aim_dir.join("seqs").join("chunks").join(run_hash))
 }
 
-fn read_once(
-    path: &Path,
-    run_hash: &str,
-    after_step: Option<u64>,
-    first_step: u64,
-) -> Result<Vec<LogRecord>, LogError> {
+fn read_once(path: &Path, run_hash: &str, after_step: Option<u64>, first_step: u64) -> Result<Vec<LogRecord>, LogError> {
     let mut opts = Options::default();
     // Point-in-time recovery stops at a half-written tail record of the live WAL instead
     // of failing the open.
@@ -412,10 +364,7 @@ fn read_once(
     // a poll does.
     opts.set_max_open_files(16);
     opts.set_skip_stats_update_on_db_open(true);
-    let db = DB::open_for_read_only(&opts, path, false).map_err(|source| LogError::Open {
-        path: path.to_owned(),
-        source,
-    })?;
+    let db = DB::open_for_read_only(&opts, path, false).map_err(|source| LogError::Open { path: path.to_owned(), source })?;
     let mut read_opts = ReadOptions::default();
     read_opts.fill_cache(false);
     let mut iter = db.raw_iterator_opt(read_opts);
@@ -424,10 +373,7 @@ fn read_once(
         Some(prefix) => collect_records(&mut iter, &prefix, after_step, first_step, path),
         None => Vec::new(),
     };
-    iter.status().map_err(|source| LogError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    iter.status().map_err(|source| LogError::Read { path: path.to_owned(), source })?;
     Ok(records)
 }
 
@@ -477,13 +423,7 @@ struct Pending {
     level: Option<i64>,
 }
 
-fn collect_records(
-    iter: &mut DBRawIterator<'_>,
-    prefix: &[u8],
-    after_step: Option<u64>,
-    first_step: u64,
-    path: &Path,
-) -> Vec<LogRecord> {
+fn collect_records(iter: &mut DBRawIterator<'_>, prefix: &[u8], after_step: Option<u64>, first_step: u64, path: &Path) -> Vec<LogRecord> {
     let mut start = prefix.to_vec();
     start.push(SEP);
     start.extend_from_slice(&first_step.to_be_bytes());
@@ -507,11 +447,7 @@ fn collect_records(
         if pending.as_ref().is_some_and(|p| p.step != step) {
             finish(pending.take(), &mut records, false, path);
         }
-        let current = pending.get_or_insert(Pending {
-            step,
-            message: None,
-            level: None,
-        });
+        let current = pending.get_or_insert(Pending { step, message: None, level: None });
         match field_kind(field_path) {
             Some(Field::Message) => match decode_message(value) {
                 Some(message) => current.message = Some(message),
@@ -534,20 +470,11 @@ fn collect_records(
 }
 
 fn finish(pending: Option<Pending>, records: &mut Vec<LogRecord>, last: bool, path: &Path) {
-    let Some(Pending {
-        step,
-        message,
-        level,
-    }) = pending
-    else {
+    let Some(Pending { step, message, level }) = pending else {
         return;
     };
     match (message, level) {
-        (Some(message), Some(level)) => records.push(LogRecord {
-            step,
-            level,
-            message,
-        }),
+        (Some(message), Some(level)) => records.push(LogRecord { step, level, message }),
         // Only the newest record can still be in the middle of being written.
         _ if last => {
             tracing::debug!(chunk = %path.display(), step, "log record incomplete, not read yet")
@@ -576,9 +503,7 @@ fn field_kind(field_path: &[u8]) -> Option<Field> {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
+    haystack.windows(needle.len()).position(|window| window == needle)
 }
 
 /// Shows keys and values like Python's `repr(bytes)`, which is how Aim's keys are

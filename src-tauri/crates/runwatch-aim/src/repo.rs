@@ -11,7 +11,9 @@ pub struct AimRepo {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
-    #[error("'{0}' is not an Aim repository: it has no .aim directory (create runs with aim.Run(repo=...) first, or pass the right --repo)")]
+    #[error(
+        "'{0}' is not an Aim repository: it has no .aim directory (create runs with aim.Run(repo=...) first, or pass the right --repo)"
+    )]
     NotARepo(PathBuf),
     #[error("cannot read the Aim repository '{path}': {source}")]
     Io { path: PathBuf, source: io::Error },

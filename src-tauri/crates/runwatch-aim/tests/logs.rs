@@ -4,10 +4,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use runwatch_aim::logs::testing::{write_log_records, ChunkWriter};
-use runwatch_aim::logs::{
-    decode_level, decode_message, decode_step_and_field, read_log_records, Field, LogError,
-    LogRecord,
-};
+use runwatch_aim::logs::{decode_level, decode_message, decode_step_and_field, read_log_records, Field, LogError, LogRecord};
 
 const HASH: &str = "be0ebd0ce55b452d85f692cf";
 
@@ -19,11 +16,7 @@ const REAL_MESSAGE_VALUE: &[u8] = b"\x04disk {almost} full";
 const REAL_LEVEL_VALUE: &[u8] = b"\x02\x1e\x00\x00\x00\x00\x00\x00\x00";
 
 fn record(step: u64, level: i64, message: &str) -> LogRecord {
-    LogRecord {
-        step,
-        level,
-        message: message.to_owned(),
-    }
+    LogRecord { step, level, message: message.to_owned() }
 }
 
 fn read(aim: &Path, after_step: Option<u64>) -> Vec<LogRecord> {
@@ -39,11 +32,7 @@ fn snapshot(aim: &Path) -> Vec<(String, u64, SystemTime)> {
         .map(|entry| {
             let entry = entry.unwrap();
             let meta = entry.metadata().unwrap();
-            (
-                entry.file_name().to_string_lossy().into_owned(),
-                meta.len(),
-                meta.modified().unwrap(),
-            )
+            (entry.file_name().to_string_lossy().into_owned(), meta.len(), meta.modified().unwrap())
         })
         .collect();
     files.sort();
@@ -53,35 +42,15 @@ fn snapshot(aim: &Path) -> Vec<(String, u64, SystemTime)> {
 #[test]
 fn reads_texts_levels_and_steps_in_order() {
     let aim = tempfile::tempdir().unwrap();
-    write_log_records(
-        aim.path(),
-        HASH,
-        &[(2, 20, "hi"), (0, 30, "disk almost full"), (1, 40, "boom")],
-    )
-    .unwrap();
-    assert_eq!(
-        read(aim.path(), None),
-        [
-            record(0, 30, "disk almost full"),
-            record(1, 40, "boom"),
-            record(2, 20, "hi")
-        ]
-    );
+    write_log_records(aim.path(), HASH, &[(2, 20, "hi"), (0, 30, "disk almost full"), (1, 40, "boom")]).unwrap();
+    assert_eq!(read(aim.path(), None), [record(0, 30, "disk almost full"), record(1, 40, "boom"), record(2, 20, "hi")]);
 }
 
 #[test]
 fn after_step_returns_only_later_records() {
     let aim = tempfile::tempdir().unwrap();
-    write_log_records(
-        aim.path(),
-        HASH,
-        &[(0, 30, "a"), (1, 40, "b"), (2, 20, "c"), (7, 30, "d")],
-    )
-    .unwrap();
-    assert_eq!(
-        read(aim.path(), Some(0)),
-        [record(1, 40, "b"), record(2, 20, "c"), record(7, 30, "d")]
-    );
+    write_log_records(aim.path(), HASH, &[(0, 30, "a"), (1, 40, "b"), (2, 20, "c"), (7, 30, "d")]).unwrap();
+    assert_eq!(read(aim.path(), Some(0)), [record(1, 40, "b"), record(2, 20, "c"), record(7, 30, "d")]);
     assert_eq!(read(aim.path(), Some(3)), [record(7, 30, "d")]);
     assert_eq!(read(aim.path(), Some(7)), []);
     assert_eq!(read(aim.path(), Some(u64::MAX)), []);
@@ -91,11 +60,7 @@ fn after_step_returns_only_later_records() {
 fn after_step_near_the_end_of_many_records() {
     let aim = tempfile::tempdir().unwrap();
     let texts: Vec<String> = (0..3000).map(|i| format!("line {i}")).collect();
-    let records: Vec<(u64, i64, &str)> = texts
-        .iter()
-        .enumerate()
-        .map(|(i, text)| (i as u64, 30, text.as_str()))
-        .collect();
+    let records: Vec<(u64, i64, &str)> = texts.iter().enumerate().map(|(i, text)| (i as u64, 30, text.as_str())).collect();
     write_log_records(aim.path(), HASH, &records).unwrap();
     let tail = read(aim.path(), Some(2990));
     let steps: Vec<u64> = tail.iter().map(|r| r.step).collect();
@@ -117,10 +82,7 @@ fn unicode_and_empty_messages() {
     let aim = tempfile::tempdir().unwrap();
     let text = "ünïcødé ✓ 日本語 🚀\nsecond line\ttab";
     write_log_records(aim.path(), HASH, &[(0, 40, text), (1, 30, "")]).unwrap();
-    assert_eq!(
-        read(aim.path(), None),
-        [record(0, 40, text), record(1, 30, "")]
-    );
+    assert_eq!(read(aim.path(), None), [record(0, 40, text), record(1, 30, "")]);
 }
 
 #[test]
@@ -129,8 +91,7 @@ fn steps_whose_bytes_contain_the_separator() {
     let steps = [253, 254, 255, 0xfe00, 0xfefe, 0xfe00_0000_0000_00fe];
     let records: Vec<(u64, i64, &str)> = steps.iter().map(|&s| (s, 30, "x")).collect();
     write_log_records(aim.path(), HASH, &records).unwrap();
-    let read_steps =
-        |after| -> Vec<u64> { read(aim.path(), after).iter().map(|r| r.step).collect() };
+    let read_steps = |after| -> Vec<u64> { read(aim.path(), after).iter().map(|r| r.step).collect() };
     assert_eq!(read_steps(None), steps);
     assert_eq!(read_steps(Some(253)), steps[1..]);
     assert_eq!(read_steps(Some(254)), steps[2..]);
@@ -159,10 +120,7 @@ fn incomplete_record_before_complete_ones_is_skipped() {
     writer.put_level_only(1, 30).unwrap();
     writer.put_message_only(2, "no level").unwrap();
     writer.put_record(3, 40, "d").unwrap();
-    assert_eq!(
-        read(aim.path(), None),
-        [record(0, 30, "a"), record(3, 40, "d")]
-    );
+    assert_eq!(read(aim.path(), None), [record(0, 30, "a"), record(3, 40, "d")]);
 }
 
 #[test]
@@ -173,38 +131,20 @@ fn garbage_values_and_keys_are_skipped_without_panicking() {
         writer.put_record(step, 30, "ok").unwrap();
     }
     // Wrong type byte, truncated integer, empty value.
-    writer
-        .put_raw(
-            &writer.field_key(1, b"message"),
-            b"\x02\x1e\x00\x00\x00\x00\x00\x00\x00",
-        )
-        .unwrap();
-    writer
-        .put_raw(&writer.field_key(2, b"log_level"), b"\x02\x1e\x00")
-        .unwrap();
-    writer
-        .put_raw(&writer.field_key(3, b"message"), b"")
-        .unwrap();
+    writer.put_raw(&writer.field_key(1, b"message"), b"\x02\x1e\x00\x00\x00\x00\x00\x00\x00").unwrap();
+    writer.put_raw(&writer.field_key(2, b"log_level"), b"\x02\x1e\x00").unwrap();
+    writer.put_raw(&writer.field_key(3, b"message"), b"").unwrap();
     // Invalid UTF-8 is replaced, not dropped.
-    writer
-        .put_raw(&writer.field_key(4, b"message"), b"\x04bad \xff byte")
-        .unwrap();
+    writer.put_raw(&writer.field_key(4, b"message"), b"\x04bad \xff byte").unwrap();
     // A key under the sequence whose step is cut short.
     let object = writer.field_key(0, b"message");
     let marker = b"__log_records\xfeval\xfe";
-    let at = object
-        .windows(marker.len())
-        .position(|w| w == marker)
-        .unwrap()
-        + marker.len();
+    let at = object.windows(marker.len()).position(|w| w == marker).unwrap() + marker.len();
     let mut short = object[..at].to_vec();
     short.extend_from_slice(b"\xfe\x00\x01\xfe");
     writer.put_raw(&short, b"\x04junk").unwrap();
 
-    assert_eq!(
-        read(aim.path(), None),
-        [record(0, 30, "ok"), record(4, 30, "bad \u{fffd} byte")]
-    );
+    assert_eq!(read(aim.path(), None), [record(0, 30, "ok"), record(4, 30, "bad \u{fffd} byte")]);
 }
 
 #[test]
@@ -249,10 +189,7 @@ fn run_hash_cannot_escape_the_chunks_directory() {
     let aim = tempfile::tempdir().unwrap();
     for hash in ["", ".", "..", "../chunks", "a/b"] {
         let err = read_log_records(aim.path(), hash, None).unwrap_err();
-        assert!(
-            matches!(err, LogError::InvalidRunHash { .. }),
-            "{hash:?}: {err:?}"
-        );
+        assert!(matches!(err, LogError::InvalidRunHash { .. }), "{hash:?}: {err:?}");
     }
 }
 
@@ -267,10 +204,7 @@ fn reads_a_live_chunk_without_writing_to_it() {
     writer.put_record(1, 40, "in the log only").unwrap();
 
     let before = snapshot(aim.path());
-    assert_eq!(
-        read(aim.path(), None),
-        [record(0, 30, "first"), record(1, 40, "in the log only")]
-    );
+    assert_eq!(read(aim.path(), None), [record(0, 30, "first"), record(1, 40, "in the log only")]);
     assert_eq!(snapshot(aim.path()), before, "the reader changed the chunk");
 
     writer.put_record(2, 30, "later").unwrap();
@@ -292,18 +226,9 @@ fn reads_a_closed_chunk_without_writing_to_it() {
 
 #[test]
 fn decodes_keys_and_values_real_aim_wrote() {
-    assert_eq!(
-        decode_step_and_field(REAL_MESSAGE_KEY),
-        Some((0, Field::Message))
-    );
-    assert_eq!(
-        decode_step_and_field(REAL_LEVEL_KEY),
-        Some((0, Field::LogLevel))
-    );
-    assert_eq!(
-        decode_message(REAL_MESSAGE_VALUE).as_deref(),
-        Some("disk {almost} full")
-    );
+    assert_eq!(decode_step_and_field(REAL_MESSAGE_KEY), Some((0, Field::Message)));
+    assert_eq!(decode_step_and_field(REAL_LEVEL_KEY), Some((0, Field::LogLevel)));
+    assert_eq!(decode_message(REAL_MESSAGE_VALUE).as_deref(), Some("disk {almost} full"));
     assert_eq!(decode_level(REAL_LEVEL_VALUE), Some(30));
 }
 
@@ -318,23 +243,15 @@ fn fixture_keys_match_real_aim_keys() {
 #[test]
 fn decode_step_and_field_by_position() {
     let key = |step: u64, field: &[u8]| {
-        let mut key =
-            b"any prefix\xfe\xfe\xfe\xfe\xfe\xfe\xfe\xfe\xfe\xfe__log_records\xfeval\xfe\xfe"
-                .to_vec();
+        let mut key = b"any prefix\xfe\xfe\xfe\xfe\xfe\xfe\xfe\xfe\xfe\xfe__log_records\xfeval\xfe\xfe".to_vec();
         key.extend_from_slice(&step.to_be_bytes());
         key.push(0xfe);
         key.extend_from_slice(field);
         key
     };
     for step in [0, 254, 0xfe00, 0xfefe_fefe_fefe_fefe, u64::MAX] {
-        assert_eq!(
-            decode_step_and_field(&key(step, b"message\xfe")),
-            Some((step, Field::Message))
-        );
-        assert_eq!(
-            decode_step_and_field(&key(step, b"log_level\xfe")),
-            Some((step, Field::LogLevel))
-        );
+        assert_eq!(decode_step_and_field(&key(step, b"message\xfe")), Some((step, Field::Message)));
+        assert_eq!(decode_step_and_field(&key(step, b"log_level\xfe")), Some((step, Field::LogLevel)));
         // The object marker, other fields and nested fields are not records' text/level.
         assert_eq!(decode_step_and_field(&key(step, b"")), None);
         assert_eq!(decode_step_and_field(&key(step, b"timestamp\xfe")), None);
@@ -342,10 +259,7 @@ fn decode_step_and_field_by_position() {
         assert_eq!(decode_step_and_field(&key(step, b"message\xfex\xfe")), None);
     }
     assert_eq!(decode_step_and_field(b""), None);
-    assert_eq!(
-        decode_step_and_field(b"\xfe__log_records\xfeval\xfe\xfe\x00\x01\xfemessage\xfe"),
-        None
-    );
+    assert_eq!(decode_step_and_field(b"\xfe__log_records\xfeval\xfe\xfe\x00\x01\xfemessage\xfe"), None);
     assert_eq!(decode_step_and_field(b"seqs\xfechunks\xfeh\xfe\xfe\x00\x00\x00\x00\x00\x00\x00\x00\xfelogs\xfeval\xfe\xfe\x00\x00\x00\x00\x00\x00\x00\x00\xfemessage\xfe"), None);
 }
 
@@ -357,19 +271,10 @@ fn decode_values() {
     assert_eq!(decode_message(b""), None);
     assert_eq!(decode_message(b"\x02abc"), None);
 
-    assert_eq!(
-        decode_level(&[&[2u8][..], &40i64.to_le_bytes()].concat()),
-        Some(40)
-    );
-    assert_eq!(
-        decode_level(&[&[2u8][..], &(-5i64).to_le_bytes()].concat()),
-        Some(-5)
-    );
+    assert_eq!(decode_level(&[&[2u8][..], &40i64.to_le_bytes()].concat()), Some(40));
+    assert_eq!(decode_level(&[&[2u8][..], &(-5i64).to_le_bytes()].concat()), Some(-5));
     assert_eq!(decode_level(b""), None);
     assert_eq!(decode_level(b"\x02\x1e"), None);
-    assert_eq!(
-        decode_level(b"\x02\x1e\x00\x00\x00\x00\x00\x00\x00\x00"),
-        None
-    );
+    assert_eq!(decode_level(b"\x02\x1e\x00\x00\x00\x00\x00\x00\x00\x00"), None);
     assert_eq!(decode_level(b"\x04\x1e\x00\x00\x00\x00\x00\x00\x00"), None);
 }

@@ -11,23 +11,15 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use runwatch_aim::checkins::{CheckIn, Flag};
 use runwatch_aim::logs::testing::{write_log_records, ChunkWriter};
-use runwatch_aim::logs::{
-    decode_level, decode_message, decode_step_and_field, read_log_records, Field, LogRecord,
-};
+use runwatch_aim::logs::{decode_level, decode_message, decode_step_and_field, read_log_records, Field, LogRecord};
 
 /// `PROPTEST_CASES` if set, else `default`.
 fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn config(default: u32) -> Config {
-    Config {
-        cases: cases(default),
-        ..Config::default()
-    }
+    Config { cases: cases(default), ..Config::default() }
 }
 
 /// The marker in front of a log record's step, as Aim 3.29 lays keys out.
@@ -47,20 +39,13 @@ fn run_hash() -> impl Strategy<Value = String> {
 /// Every valid check-in. Times have two decimals (what the name keeps) and stay below
 /// 2^53 hundredths, where `n / 100.0` is the f64 nearest to the decimal `n / 100`.
 fn valid_checkin() -> impl Strategy<Value = CheckIn> {
-    (
-        run_hash(),
-        any::<u64>(),
-        flag(),
-        0u64..(1u64 << 53),
-        any::<u64>(),
-    )
-        .prop_map(|(run_hash, idx, flag, centis, expect_next_in)| CheckIn {
-            run_hash,
-            idx,
-            flag,
-            utc_time: centis as f64 / 100.0,
-            expect_next_in,
-        })
+    (run_hash(), any::<u64>(), flag(), 0u64..(1u64 << 53), any::<u64>()).prop_map(|(run_hash, idx, flag, centis, expect_next_in)| CheckIn {
+        run_hash,
+        idx,
+        flag,
+        utc_time: centis as f64 / 100.0,
+        expect_next_in,
+    })
 }
 
 /// One field of a name: usually nearly right, sometimes anything at all.
@@ -97,10 +82,7 @@ fn check_name(name: &str) -> Result<(), TestCaseError> {
             prop_assert!(!c.run_hash.is_empty() && !c.run_hash.starts_with('.'));
             prop_assert!(c.utc_time.is_finite() && c.utc_time >= 0.0);
             let again = CheckIn::parse(&c.file_name()).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            prop_assert_eq!(
-                (&again.run_hash, again.idx, again.flag, again.expect_next_in),
-                (&c.run_hash, c.idx, c.flag, c.expect_next_in)
-            );
+            prop_assert_eq!((&again.run_hash, again.idx, again.flag, again.expect_next_in), (&c.run_hash, c.idx, c.flag, c.expect_next_in));
         }
     }
     Ok(())

@@ -24,9 +24,7 @@ use crate::output;
 use crate::summary::Finished;
 
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Example, in a job's training loop: runwatch --repo . check-in --run \"$RUN_ID\" --expect-next-in 600"
-)]
+#[command(after_help = "Example, in a job's training loop: runwatch --repo . check-in --run \"$RUN_ID\" --expect-next-in 600")]
 #[command(group(ArgGroup::new("what").required(true).args(["expect_next_in", "finished"])))]
 pub struct CheckInArgs {
     /// The run's id (Aim's run hash, or any id of letters, digits, '_', '-' and '.')
@@ -57,32 +55,19 @@ pub fn check_in(repos: &[PathBuf], args: &CheckInArgs, json: bool) -> anyhow::Re
         }
     };
     // clap requires exactly one of --finished and --expect-next-in.
-    let (flag, expect) =
-        if args.finished { (Flag::Finished, 0) } else { (Flag::CheckIn, args.expect_next_in.unwrap_or(0)) };
+    let (flag, expect) = if args.finished { (Flag::Finished, 0) } else { (Flag::CheckIn, args.expect_next_in.unwrap_or(0)) };
     let written = write(&repo, &args.run, flag, expect)?;
 
     let mut out = output::stdout();
     if json {
         let Written { run, idx, flag, expect_next_in, file } = &written;
-        writeln!(
-            out,
-            "{}",
-            serde_json::json!({ "run": run, "idx": idx, "flag": flag, "expect_next_in": expect_next_in, "file": file })
-        )?;
+        writeln!(out, "{}", serde_json::json!({ "run": run, "idx": idx, "flag": flag, "expect_next_in": expect_next_in, "file": file }))?;
     } else if flag == Flag::Finished {
         writeln!(out, "Run '{}' reported finished (check-in {}).", written.run, written.idx)?;
     } else if expect == 0 {
-        writeln!(
-            out,
-            "Run '{}' checked in (check-in {}), with no deadline for the next one.",
-            written.run, written.idx
-        )?;
+        writeln!(out, "Run '{}' checked in (check-in {}), with no deadline for the next one.", written.run, written.idx)?;
     } else {
-        writeln!(
-            out,
-            "Run '{}' checked in (check-in {}); the next check-in is expected within {} s.",
-            written.run, written.idx, expect
-        )?;
+        writeln!(out, "Run '{}' checked in (check-in {}); the next check-in is expected within {} s.", written.run, written.idx, expect)?;
     }
     Ok(Finished::ok())
 }
@@ -156,11 +141,7 @@ struct TempFile(PathBuf);
 impl TempFile {
     fn create(dir: &Path) -> anyhow::Result<Self> {
         let path = dir.join(format!(".runwatch-check-in-{}.tmp", uuid::Uuid::new_v4().simple()));
-        fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .with_context(|| format!("cannot write in '{}'", dir.display()))?;
+        fs::OpenOptions::new().write(true).create_new(true).open(&path).with_context(|| format!("cannot write in '{}'", dir.display()))?;
         Ok(Self(path))
     }
 }

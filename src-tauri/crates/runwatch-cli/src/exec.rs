@@ -69,25 +69,17 @@ pub struct ExecArgs {
 
 pub fn exec(store: &mut Store, args: ExecArgs) -> anyhow::Result<Finished> {
     let Some((program, rest)) = args.command.split_first() else {
-        return Err(crate::usage_error(
-            "exec",
-            "give the command to run after '--', e.g. 'runwatch exec -- python train.py'",
-        ));
+        return Err(crate::usage_error("exec", "give the command to run after '--', e.g. 'runwatch exec -- python train.py'"));
     };
     let run_id = args.run.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..24].to_string());
-    let name =
-        args.name.unwrap_or_else(|| Path::new(program).file_name().unwrap_or(program).to_string_lossy().into_owned());
+    let name = args.name.unwrap_or_else(|| Path::new(program).file_name().unwrap_or(program).to_string_lossy().into_owned());
     let shown = shell_line(&args.command);
 
     // Caught before the command exists, so no signal can end runwatch between the spawn
     // and the handler and leave the run's end unrecorded.
     let signals = SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM, SIGHUP])?;
     let mut cmd = std::process::Command::new(program);
-    cmd.args(rest)
-        .stdin(Stdio::inherit())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env("RUNWATCH_RUN_ID", &run_id);
+    cmd.args(rest).stdin(Stdio::inherit()).stdout(Stdio::piped()).stderr(Stdio::piped()).env("RUNWATCH_RUN_ID", &run_id);
     if std::env::var_os("PYTHONUNBUFFERED").is_none() {
         cmd.env("PYTHONUNBUFFERED", "1");
     }
@@ -106,8 +98,7 @@ pub fn exec(store: &mut Store, args: ExecArgs) -> anyhow::Result<Finished> {
     let tail = Arc::new(Mutex::new(Tail::default()));
     let (drained_tx, drained) = mpsc::channel();
     let stdout = child.stdout.take().map(|out| pump_stdout(out, started, last_output.clone(), drained_tx.clone()));
-    let stderr =
-        child.stderr.take().map(|err| pump_stderr(err, started, last_output.clone(), tail.clone(), drained_tx));
+    let stderr = child.stderr.take().map(|err| pump_stderr(err, started, last_output.clone(), tail.clone(), drained_tx));
 
     let reaped = Arc::new(Mutex::new(false));
     let signal_handle = signals.handle();
@@ -125,14 +116,7 @@ pub fn exec(store: &mut Store, args: ExecArgs) -> anyhow::Result<Finished> {
     });
 
     // Recorded once the output flows: a busy store must not stall the command on a full pipe.
-    let mut report = Reporter {
-        store,
-        run_id,
-        name,
-        nonce: uuid::Uuid::new_v4().simple().to_string(),
-        stored: Vec::new(),
-        stalls: 0,
-    };
+    let mut report = Reporter { store, run_id, name, nonce: uuid::Uuid::new_v4().simple().to_string(), stored: Vec::new(), stalls: 0 };
     report.name_run();
     report.record(
         "started",
@@ -197,8 +181,7 @@ pub fn exec(store: &mut Store, args: ExecArgs) -> anyhow::Result<Finished> {
 
 /// Parses "30s", "5m", "1h30m", "1h 30m" (humantime); zero is refused.
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d =
-        humantime::parse_duration(s.trim()).map_err(|e| format!("{e}; write a duration such as 30s, 5m or 1h30m"))?;
+    let d = humantime::parse_duration(s.trim()).map_err(|e| format!("{e}; write a duration such as 30s, 5m or 1h30m"))?;
     if d.is_zero() {
         return Err("the timeout must be longer than zero, e.g. 30s".into());
     }
@@ -258,12 +241,9 @@ impl Reporter<'_> {
         let took = format_secs(duration);
         let name = &self.name;
         let (level, title, outcome, state) = match status {
-            Some(s) if s.success() => (
-                Level::Info,
-                format!("Run '{name}' finished without error after {took}."),
-                "Exit code: 0".to_string(),
-                RunState::Finished,
-            ),
+            Some(s) if s.success() => {
+                (Level::Info, format!("Run '{name}' finished without error after {took}."), "Exit code: 0".to_string(), RunState::Finished)
+            }
             Some(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
                 (Some(code), _) => (
                     Level::Error,
@@ -280,19 +260,11 @@ impl Reporter<'_> {
                         RunState::Crashed,
                     )
                 }
-                (None, None) => (
-                    Level::Error,
-                    format!("Run '{name}' failed after {took}."),
-                    format!("Status: {s}"),
-                    RunState::Crashed,
-                ),
+                (None, None) => (Level::Error, format!("Run '{name}' failed after {took}."), format!("Status: {s}"), RunState::Crashed),
             },
-            None => (
-                Level::Error,
-                format!("Run '{name}' ended in an unknown way after {took}."),
-                "Status: unknown".into(),
-                RunState::Ended,
-            ),
+            None => {
+                (Level::Error, format!("Run '{name}' ended in an unknown way after {took}."), "Status: unknown".into(), RunState::Ended)
+            }
         };
         let mut body = format!("Command: {shown}\n{outcome}\nDuration: {took}");
         if level >= Level::Error && !tail.is_empty() {

@@ -136,11 +136,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return clap_failure(&e),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(runwatch_notify::send::log_filter())
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(runwatch_notify::send::log_filter()).with_writer(std::io::stderr).with_target(false).init();
     match run(cli) {
         Ok(code) => code,
         Err(err) => failure(&err),
@@ -167,9 +163,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Exec(_) if json => {
-            Err(usage_error("exec", "--json does not apply: exec passes its command's output through"))
-        }
+        Command::Exec(_) if json => Err(usage_error("exec", "--json does not apply: exec passes its command's output through")),
         command => {
             // check-in only touches the Aim repository; the store is for the summary.
             let needs_store = !(matches!(command, Command::CheckIn(_)) && mode == NoticeMode::Hidden);
@@ -188,11 +182,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(code) => code,
                     // The command's own work is done: its exit code stands.
                     Err(e) if done.passthrough => {
-                        let _ = writeln!(
-                            io::stderr(),
-                            "runwatch: warning: cannot read pending notifications: {}",
-                            one_line(&format!("{e:#}"))
-                        );
+                        let _ =
+                            writeln!(io::stderr(), "runwatch: warning: cannot read pending notifications: {}", one_line(&format!("{e:#}")));
                         done.code
                     }
                     Err(e) => return Err(e),
@@ -230,11 +221,7 @@ fn failure(err: &anyhow::Error) -> ExitCode {
     } else {
         1
     };
-    let _ = writeln!(
-        output::stderr(),
-        "{}",
-        output::paint(output::RED, &format!("runwatch: error: {}", one_line(&format!("{err:#}"))))
-    );
+    let _ = writeln!(output::stderr(), "{}", output::paint(output::RED, &format!("runwatch: error: {}", one_line(&format!("{err:#}")))));
     ExitCode::from(code)
 }
 
@@ -251,11 +238,7 @@ fn clap_failure(err: &clap::Error) -> ExitCode {
             ExitCode::from(2)
         }
         _ => {
-            let _ = writeln!(
-                output::stderr(),
-                "{}",
-                output::paint(output::RED, &format!("runwatch: error: {}", clap_line(err)))
-            );
+            let _ = writeln!(output::stderr(), "{}", output::paint(output::RED, &format!("runwatch: error: {}", clap_line(err))));
             ExitCode::from(2)
         }
     }
@@ -333,10 +316,7 @@ mod tests {
         let line = clap_line(&err);
         assert!(!line.contains('\n'), "{line}");
         assert!(line.contains("'LOUD'") && line.contains("DEBUG, INFO"), "{line}");
-        assert_eq!(
-            command_path(["--json", "notifications", "list", "--level", "LOUD"].map(String::from)),
-            "runwatch notifications list"
-        );
+        assert_eq!(command_path(["--json", "notifications", "list", "--level", "LOUD"].map(String::from)), "runwatch notifications list");
         assert_eq!(command_path(["exec", "--", "send"].map(String::from)), "runwatch exec");
 
         let err = Cli::try_parse_from(["runwatch", "check-in", "--finished"]).unwrap_err();

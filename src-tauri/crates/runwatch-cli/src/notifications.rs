@@ -348,11 +348,7 @@ fn list(store: &mut Store, args: &ListArgs, json: bool) -> anyhow::Result<Finish
             write_item(&mut out, n, &short)?;
         }
         if more {
-            writeln!(
-                out,
-                "{}",
-                paint(DIM, &format!("(The newest {} are shown; use --limit 0 to list all.)", items.len()))
-            )?;
+            writeln!(out, "{}", paint(DIM, &format!("(The newest {} are shown; use --limit 0 to list all.)", items.len())))?;
         }
     }
     out.flush()?;

@@ -205,7 +205,11 @@ pub(crate) fn interactive_add(store: &mut Store) -> anyhow::Result<()> {
                 .with_prompt("Stuck-run message (empty for Aim's default)")
                 .allow_empty(true)
                 .validate_with(|s: &String| {
-                    if s.is_empty() { Ok(()) } else { runwatch_core::template::Template::parse(s).map(|_| ()).map_err(|e| e.to_string()) }
+                    if s.is_empty() {
+                        Ok(())
+                    } else {
+                        runwatch_core::template::Template::parse(s).map(|_| ()).map_err(|e| e.to_string())
+                    }
                 })
                 .interact_text()?;
             Ok((!m.is_empty()).then_some(m))
@@ -295,7 +299,12 @@ fn list(store: &Store, json: bool) -> anyhow::Result<()> {
 fn settings_line(masked: &serde_json::Value) -> String {
     masked
         .as_object()
-        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect::<Vec<_>>().join(" "))
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_default()
 }
 

@@ -10,7 +10,7 @@ use runwatch_core::ingest::Event;
 use std::sync::Arc;
 use std::time::Duration;
 
-use runwatch_core::{deliveries, DataDir, Holder, InstanceLock, Inserted, Level, Store};
+use runwatch_core::{deliveries, DataDir, Holder, Inserted, InstanceLock, Level, Store};
 use runwatch_notify::send::{Sender, DEFAULT_TIMEOUT};
 use runwatch_notify::Dispatcher;
 
@@ -50,27 +50,16 @@ pub fn non_empty(what: &'static str) -> impl Fn(&str) -> Result<String, String> 
 pub fn send(store: &mut Store, args: SendArgs, json: bool) -> anyhow::Result<Finished> {
     let message = if args.message == "-" {
         let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| anyhow::anyhow!("cannot read the message from standard input: {e}"))?;
+        std::io::stdin().read_to_string(&mut text).map_err(|e| anyhow::anyhow!("cannot read the message from standard input: {e}"))?;
         text.trim_end_matches(['\n', '\r']).to_string()
     } else {
         args.message
     };
     if message.trim().is_empty() {
-        return Err(crate::usage_error(
-            "send",
-            "the message is empty: pass the text to record, or '-' to read it from standard input",
-        ));
+        return Err(crate::usage_error("send", "the message is empty: pass the text to record, or '-' to read it from standard input"));
     }
-    let event = Event {
-        run_id: args.run,
-        level: Some(args.level),
-        title: args.title,
-        message,
-        event_id: args.event_id,
-        source: "send".into(),
-    };
+    let event =
+        Event { run_id: args.run, level: Some(args.level), title: args.title, message, event_id: args.event_id, source: "send".into() };
     let (id, new) = match record(store, &event)? {
         Inserted::New(n) => (n.id, true),
         Inserted::Duplicate(id) => (id, false),

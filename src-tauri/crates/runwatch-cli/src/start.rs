@@ -14,9 +14,9 @@ use runwatch_aim::repo::AimRepo;
 use runwatch_core::clock::{Clock, SharedClock, SystemClock};
 use runwatch_core::notifiers::Notifier;
 use runwatch_core::{DataDir, InstanceLock, Level, NotifierStatus, Store};
+use runwatch_http::ApiConfig;
 use runwatch_notify::send::{Sender, DEFAULT_TIMEOUT};
 use runwatch_notify::{Channel, Dispatcher};
-use runwatch_http::ApiConfig;
 use runwatch_watcher::Watcher;
 
 #[derive(Debug, clap::Args)]
@@ -56,10 +56,8 @@ pub fn start(data_dir: &DataDir, repos: &[PathBuf], args: &StartArgs) -> anyhow:
     }
     println!("Tracking {} runs.", watcher.run_count());
     let stop = watcher.stop_handle();
-    let watcher_thread = std::thread::Builder::new()
-        .name("watcher".into())
-        .spawn(move || watcher.run())
-        .context("cannot start the watcher thread")?;
+    let watcher_thread =
+        std::thread::Builder::new().name("watcher".into()).spawn(move || watcher.run()).context("cannot start the watcher thread")?;
     let dispatcher_thread = std::thread::Builder::new()
         .name("dispatcher".into())
         .spawn(move || dispatcher.run())

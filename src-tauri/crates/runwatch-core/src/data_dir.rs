@@ -24,14 +24,9 @@ impl DataDir {
         if let Some(home) = std::env::var_os(HOME_ENV).filter(|v| !v.is_empty()) {
             return Ok(Self::at(PathBuf::from(home)));
         }
-        directories::ProjectDirs::from("", "", "runwatch")
-            .map(|dirs| Self::at(dirs.data_dir()))
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    "cannot find the user's home directory; pass --data-dir or set RUNWATCH_HOME",
-                )
-            })
+        directories::ProjectDirs::from("", "", "runwatch").map(|dirs| Self::at(dirs.data_dir())).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, "cannot find the user's home directory; pass --data-dir or set RUNWATCH_HOME")
+        })
     }
 
     /// A data dir at exactly this path (not created yet).
@@ -58,18 +53,9 @@ impl DataDir {
             }
         }
         self.ensure()?;
-        let token = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
+        let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
         let tmp = self.path.join(".api-token.tmp");
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
         f.write_all(token.as_bytes())?;
         f.sync_all()?;
         fs::rename(&tmp, &path)?;

@@ -65,9 +65,8 @@ pub fn due(conn: &Connection, notifier_id: &str, now: Millis, limit: usize) -> R
          WHERE notifier_id = ?1 AND state = 'pending' AND next_attempt_at <= ?2
          ORDER BY rowid LIMIT ?3",
     )?;
-    let ids: Vec<(String, i64)> = stmt
-        .query_map(params![notifier_id, now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+    let ids: Vec<(String, i64)> =
+        stmt.query_map(params![notifier_id, now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
     let mut out = Vec::with_capacity(ids.len());
     for (id, attempts) in ids {
         if let Some(notification) = crate::inbox::get(conn, &id)? {
@@ -86,20 +85,12 @@ pub fn next_attempt(conn: &Connection, notifier_id: &str) -> Result<Option<Milli
 
 /// Notifiers with pending deliveries.
 pub fn notifiers_with_pending(conn: &Connection) -> Result<Vec<String>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT DISTINCT notifier_id FROM deliveries WHERE state = 'pending'")?;
-    let ids = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let mut stmt = conn.prepare_cached("SELECT DISTINCT notifier_id FROM deliveries WHERE state = 'pending'")?;
+    let ids = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
     Ok(ids)
 }
 
-pub fn mark_sent(
-    conn: &Connection,
-    notification_id: &str,
-    notifier_id: &str,
-    now: Millis,
-) -> Result<(), StoreError> {
+pub fn mark_sent(conn: &Connection, notification_id: &str, notifier_id: &str, now: Millis) -> Result<(), StoreError> {
     conn.prepare_cached(
         "UPDATE deliveries SET state = 'sent', attempts = attempts + 1, last_error = NULL, updated_at = ?3
          WHERE notification_id = ?1 AND notifier_id = ?2",
@@ -117,34 +108,18 @@ pub fn mark_attempt_failed(
     retry_at: Option<Millis>,
     now: Millis,
 ) -> Result<(), StoreError> {
-    let state = if retry_at.is_some() {
-        "pending"
-    } else {
-        "failed"
-    };
+    let state = if retry_at.is_some() { "pending" } else { "failed" };
     conn.prepare_cached(
         "UPDATE deliveries SET state = ?3, attempts = attempts + 1, last_error = ?4,
                 next_attempt_at = COALESCE(?5, next_attempt_at), updated_at = ?6
          WHERE notification_id = ?1 AND notifier_id = ?2",
     )?
-    .execute(params![
-        notification_id,
-        notifier_id,
-        state,
-        error,
-        retry_at,
-        now
-    ])?;
+    .execute(params![notification_id, notifier_id, state, error, retry_at, now])?;
     Ok(())
 }
 
 /// Fails every pending delivery of a notifier without sending it.
-pub fn cancel_pending(
-    conn: &Connection,
-    notifier_id: &str,
-    why: &str,
-    now: Millis,
-) -> Result<usize, StoreError> {
+pub fn cancel_pending(conn: &Connection, notifier_id: &str, why: &str, now: Millis) -> Result<usize, StoreError> {
     Ok(conn.execute(
         "UPDATE deliveries SET state = 'failed', last_error = ?2, updated_at = ?3 WHERE notifier_id = ?1 AND state = 'pending'",
         params![notifier_id, why, now],
@@ -152,10 +127,7 @@ pub fn cancel_pending(
 }
 
 /// Every delivery of a notification.
-pub fn of_notification(
-    conn: &Connection,
-    notification_id: &str,
-) -> Result<Vec<Delivery>, StoreError> {
+pub fn of_notification(conn: &Connection, notification_id: &str) -> Result<Vec<Delivery>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT d.notification_id, d.notifier_id, COALESCE(f.type, 'removed'), d.state, d.attempts,
                 d.next_attempt_at, d.last_error, d.updated_at

@@ -37,16 +37,12 @@ impl Tail {
     /// Brings the tail up to date; call inside the write transaction that will use it.
     /// Merges it first when it has grown to [`MERGE_AT`] rows.
     pub(crate) fn catch_up(&mut self, tx: &Connection) -> Result<(), StoreError> {
-        let upto: i64 = tx
-            .prepare_cached("SELECT upto FROM event_ids_merged")?
-            .query_row([], |r| r.get(0))?;
+        let upto: i64 = tx.prepare_cached("SELECT upto FROM event_ids_merged")?.query_row([], |r| r.get(0))?;
         if upto != self.upto || self.seen < upto {
             // Another connection merged (or this is the first use): start from its watermark.
             *self = Tail { upto, seen: upto, ids: HashMap::new() };
         }
-        let mut stmt = tx.prepare_cached(
-            "SELECT seq, event_id FROM notifications WHERE seq > ?1 ORDER BY seq",
-        )?;
+        let mut stmt = tx.prepare_cached("SELECT seq, event_id FROM notifications WHERE seq > ?1 ORDER BY seq")?;
         let mut rows = stmt.query([self.seen])?;
         while let Some(row) = rows.next()? {
             let seq: i64 = row.get(0)?;
@@ -65,15 +61,10 @@ impl Tail {
     pub(crate) fn find(&self, tx: &Connection, event_id: &str) -> Result<Option<String>, StoreError> {
         let found = match self.ids.get(event_id) {
             // Its row may have expired since it was read: then the id is free again.
-            Some(&seq) => tx
-                .prepare_cached("SELECT id FROM notifications WHERE seq = ?1")?
-                .query_row([seq], |r| r.get(0))
-                .optional()?,
+            Some(&seq) => tx.prepare_cached("SELECT id FROM notifications WHERE seq = ?1")?.query_row([seq], |r| r.get(0)).optional()?,
             // Entries leave `event_ids` with their rows (trigger `event_ids_delete`).
             None => tx
-                .prepare_cached(
-                    "SELECT n.id FROM event_ids e JOIN notifications n ON n.seq = e.seq WHERE e.event_id = ?1",
-                )?
+                .prepare_cached("SELECT n.id FROM event_ids e JOIN notifications n ON n.seq = e.seq WHERE e.event_id = ?1")?
                 .query_row([event_id], |r| r.get(0))
                 .optional()?,
         };
@@ -115,12 +106,7 @@ mod tests {
     fn a_rolled_back_insert_leaves_no_event_id_behind() {
         let tmp = tempfile::tempdir().unwrap();
         let mut store = Store::open(&DataDir::at(tmp.path())).unwrap();
-        let n = NewNotification {
-            title: "t".into(),
-            source: "test".into(),
-            event_id: Some("e".into()),
-            ..Default::default()
-        };
+        let n = NewNotification { title: "t".into(), source: "test".into(), event_id: Some("e".into()), ..Default::default() };
         let failed = store.write_tracked(|tx, inserts| {
             inserts.insert(tx, &n, 1, None)?;
             Err::<(), _>(StoreError::BadCursor("stand-in for a failure after the insert".into()))

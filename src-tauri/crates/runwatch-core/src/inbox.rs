@@ -126,21 +126,20 @@ const PENDING: &str = concat!("acked_at IS NULL AND seq > ", acked_upto!());
 /// into `acked_at` and `updated_at`.
 const COLUMNS: &str = concat!(
     "id, created_at, ",
-    "CASE WHEN acked_at IS NULL THEN COALESCE(max(updated_at, ", reached_at!(), "), updated_at) ELSE updated_at END, ",
+    "CASE WHEN acked_at IS NULL THEN COALESCE(max(updated_at, ",
+    reached_at!(),
+    "), updated_at) ELSE updated_at END, ",
     "level, title, body, run_id, source, dedupe_key, event_id, repeat_count, ",
-    "COALESCE(acked_at, ", reached_at!(), "), ",
+    "COALESCE(acked_at, ",
+    reached_at!(),
+    "), ",
     "expires_at"
 );
 
 /// Stores a notification (inside the caller's transaction, so it commits with the state
 /// change that caused it), once per dedupe key. Event ids are not checked here: events go
 /// through [`Store::ingest_batch`] or [`Store::insert_notification`].
-pub fn insert(
-    conn: &Connection,
-    n: &NewNotification,
-    now: Millis,
-    expires_at: Option<Millis>,
-) -> Result<Inserted, StoreError> {
+pub fn insert(conn: &Connection, n: &NewNotification, now: Millis, expires_at: Option<Millis>) -> Result<Inserted, StoreError> {
     let mut inserts = Inserts::new(None);
     let inserted = inserts.insert(conn, n, now, expires_at)?;
     inserts.finish(conn)?;
@@ -191,7 +190,19 @@ impl<'t> Inserts<'t> {
                                         event_id, repeat_count, expires_at)
              VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
-        .execute(params![id, now, level.number(), n.title, n.body, n.run_id, n.source, n.dedupe_key, n.event_id, n.repeat_count, expires_at])?;
+        .execute(params![
+            id,
+            now,
+            level.number(),
+            n.title,
+            n.body,
+            n.run_id,
+            n.source,
+            n.dedupe_key,
+            n.event_id,
+            n.repeat_count,
+            expires_at
+        ])?;
         if let Some(tail) = self.tail.as_deref_mut() {
             tail.inserted(tx.last_insert_rowid(), n.event_id.as_deref());
         }
@@ -227,8 +238,7 @@ impl<'t> Inserts<'t> {
     pub(crate) fn finish(self, tx: &Connection) -> Result<(), StoreError> {
         for (level, added) in Level::ALL.iter().zip(self.pending) {
             if added > 0 {
-                tx.prepare_cached("UPDATE pending_counts SET n = n + ?2 WHERE level = ?1")?
-                    .execute(params![level.number(), added])?;
+                tx.prepare_cached("UPDATE pending_counts SET n = n + ?2 WHERE level = ?1")?.execute(params![level.number(), added])?;
             }
         }
         Ok(())
@@ -237,10 +247,7 @@ impl<'t> Inserts<'t> {
 
 fn find_duplicate(conn: &Connection, n: &NewNotification) -> Result<Option<String>, StoreError> {
     let Some(key) = &n.dedupe_key else { return Ok(None) };
-    Ok(conn
-        .prepare_cached("SELECT id FROM notifications WHERE dedupe_key = ?1")?
-        .query_row([key], |r| r.get(0))
-        .optional()?)
+    Ok(conn.prepare_cached("SELECT id FROM notifications WHERE dedupe_key = ?1")?.query_row([key], |r| r.get(0)).optional()?)
 }
 
 /// A page of notifications, newest first.
@@ -268,32 +275,20 @@ pub fn list(conn: &Connection, filter: &ListFilter) -> Result<Page, StoreError> 
     sql.push_str(" ORDER BY seq DESC LIMIT ?4");
     let mut stmt = conn.prepare_cached(&sql)?;
     // Unused numbered parameters are allowed by SQLite only when bound; bind all four.
-    let rows = stmt.query_map(
-        params![
-            filter.min_level.map(Level::number),
-            filter.run_id,
-            cursor,
-            (limit + 1) as i64
-        ],
-        |r| Ok((r.get::<_, i64>(0)?, from_row(r, 1)?)),
-    )?;
+    let rows = stmt.query_map(params![filter.min_level.map(Level::number), filter.run_id, cursor, (limit + 1) as i64], |r| {
+        Ok((r.get::<_, i64>(0)?, from_row(r, 1)?))
+    })?;
     let mut items = Vec::with_capacity(limit + 1);
     let mut last_seq = None;
     for row in rows {
         let (seq, n) = row?;
         if items.len() == limit {
-            return Ok(Page {
-                items,
-                next_cursor: last_seq.map(|s: i64| s.to_string()),
-            });
+            return Ok(Page { items, next_cursor: last_seq.map(|s: i64| s.to_string()) });
         }
         last_seq = Some(seq);
         items.push(n);
     }
-    Ok(Page {
-        items,
-        next_cursor: None,
-    })
+    Ok(Page { items, next_cursor: None })
 }
 
 /// One notification by id.
@@ -305,11 +300,7 @@ pub fn get(conn: &Connection, id: &str) -> Result<Option<Notification>, StoreErr
 /// Ids equal to `prefix` or starting with it, in id order, at most `limit` of them: how
 /// people name a notification by the first characters of its UUID. Ids are lowercase
 /// UUIDs, so the prefix is matched case-insensitively; an empty prefix matches nothing.
-pub fn ids_with_prefix(
-    conn: &Connection,
-    prefix: &str,
-    limit: usize,
-) -> Result<Vec<String>, StoreError> {
+pub fn ids_with_prefix(conn: &Connection, prefix: &str, limit: usize) -> Result<Vec<String>, StoreError> {
     prefixed_ids(conn, "notifications", &prefix.to_ascii_lowercase(), limit)
 }
 
@@ -320,12 +311,8 @@ pub fn ids_with_suffix(conn: &Connection, suffix: &str, limit: usize) -> Result<
     if suffix.is_empty() {
         return Ok(Vec::new());
     }
-    let mut stmt = conn.prepare_cached(
-        "SELECT id FROM notifications WHERE substr(id, -length(?1)) = ?1 ORDER BY id LIMIT ?2",
-    )?;
-    let ids = stmt
-        .query_map(params![suffix.to_ascii_lowercase(), limit as i64], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let mut stmt = conn.prepare_cached("SELECT id FROM notifications WHERE substr(id, -length(?1)) = ?1 ORDER BY id LIMIT ?2")?;
+    let ids = stmt.query_map(params![suffix.to_ascii_lowercase(), limit as i64], |r| r.get(0))?.collect::<Result<_, _>>()?;
     Ok(ids)
 }
 
@@ -349,12 +336,7 @@ pub fn suffix_counts(
 
 /// `ids_with_prefix` for any table keyed by a text `id`. A range on the id's index rather
 /// than LIKE, whose wildcards `_` and `%` are legal in ids and which skips the index.
-pub(crate) fn prefixed_ids(
-    conn: &Connection,
-    table: &str,
-    prefix: &str,
-    limit: usize,
-) -> Result<Vec<String>, StoreError> {
+pub(crate) fn prefixed_ids(conn: &Connection, table: &str, prefix: &str, limit: usize) -> Result<Vec<String>, StoreError> {
     if prefix.is_empty() {
         return Ok(Vec::new());
     }
@@ -362,9 +344,7 @@ pub(crate) fn prefixed_ids(
     let upper = format!("{prefix}\u{10FFFF}");
     let sql = format!("SELECT id FROM {table} WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3");
     let mut stmt = conn.prepare_cached(&sql)?;
-    let ids = stmt
-        .query_map(params![prefix, upper, limit as i64], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let ids = stmt.query_map(params![prefix, upper, limit as i64], |r| r.get(0))?.collect::<Result<_, _>>()?;
     Ok(ids)
 }
 
@@ -386,9 +366,7 @@ pub fn last_seq(conn: &Connection) -> Result<i64, StoreError> {
 
 /// Acknowledges these notifications; returns how many were pending before.
 pub fn ack(conn: &Connection, ids: &[String], now: Millis) -> Result<usize, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "UPDATE notifications SET acked_at = ?2, updated_at = ?2 WHERE id = ?1 AND {PENDING}"
-    ))?;
+    let mut stmt = conn.prepare_cached(&format!("UPDATE notifications SET acked_at = ?2, updated_at = ?2 WHERE id = ?1 AND {PENDING}"))?;
     let mut n = 0;
     for id in ids {
         n += stmt.execute(params![id, now])?;
@@ -436,10 +414,7 @@ pub fn unread_summary(conn: &Connection) -> Result<UnreadSummary, StoreError> {
 
 /// Deletes notifications whose expiry time has passed; returns how many.
 pub fn expire(conn: &Connection, now: Millis) -> Result<usize, StoreError> {
-    Ok(conn.execute(
-        "DELETE FROM notifications WHERE expires_at IS NOT NULL AND expires_at <= ?1",
-        [now],
-    )?)
+    Ok(conn.execute("DELETE FROM notifications WHERE expires_at IS NOT NULL AND expires_at <= ?1", [now])?)
 }
 
 fn from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Notification> {
@@ -463,11 +438,7 @@ fn from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Notification> {
 
 /// The inbox operations on an open store, each in its own transaction.
 impl Store {
-    pub fn insert_notification(
-        &mut self,
-        n: &NewNotification,
-        now: Millis,
-    ) -> Result<Inserted, StoreError> {
+    pub fn insert_notification(&mut self, n: &NewNotification, now: Millis) -> Result<Inserted, StoreError> {
         let expires_at = self.expiry()?.map(|e| now.saturating_add(e));
         self.write_tracked(|tx, inserts| inserts.insert(tx, n, now, expires_at))
     }

@@ -48,17 +48,11 @@ pub fn title_from(message: &str) -> String {
 impl Store {
     /// Stores an event as a notification, idempotently by `event_id`.
     pub fn ingest(&mut self, event: &Event, now: Millis) -> Result<Inserted, StoreError> {
-        Ok(self
-            .ingest_batch(std::slice::from_ref(event), now)?
-            .remove(0))
+        Ok(self.ingest_batch(std::slice::from_ref(event), now)?.remove(0))
     }
 
     /// Stores events in one transaction: all or none.
-    pub fn ingest_batch(
-        &mut self,
-        events: &[Event],
-        now: Millis,
-    ) -> Result<Vec<Inserted>, StoreError> {
+    pub fn ingest_batch(&mut self, events: &[Event], now: Millis) -> Result<Vec<Inserted>, StoreError> {
         let expires_at = self.expiry()?.map(|e| now.saturating_add(e));
         self.write_tracked(|tx, inserts| {
             let mut known_runs = HashSet::new();
@@ -87,18 +81,10 @@ impl Store {
 fn new_notification(event: &Event) -> NewNotification {
     NewNotification {
         level: Some(event.level.unwrap_or(Level::Info)),
-        title: event
-            .title
-            .clone()
-            .filter(|t| !t.trim().is_empty())
-            .unwrap_or_else(|| title_from(&event.message)),
+        title: event.title.clone().filter(|t| !t.trim().is_empty()).unwrap_or_else(|| title_from(&event.message)),
         body: event.message.clone(),
         run_id: event.run_id.clone(),
-        source: if event.source.is_empty() {
-            "ingest".into()
-        } else {
-            event.source.clone()
-        },
+        source: if event.source.is_empty() { "ingest".into() } else { event.source.clone() },
         event_id: event.event_id.clone(),
         ..Default::default()
     }
@@ -121,19 +107,11 @@ mod tests {
             source: "api".into(),
             ..Default::default()
         };
-        let Inserted::New(n) = store.ingest(&event, 10).unwrap() else {
-            panic!()
-        };
+        let Inserted::New(n) = store.ingest(&event, 10).unwrap() else { panic!() };
         assert_eq!(n.title, "OOM at step 1200");
         assert_eq!(n.body, event.message);
         assert_eq!(store.ingest(&event, 11).unwrap(), Inserted::Duplicate(n.id));
-        assert_eq!(
-            store.run("job-7").unwrap().unwrap().state,
-            crate::RunState::Running
-        );
-        assert_eq!(
-            title_from(&"x".repeat(500)).chars().count(),
-            MAX_TITLE_CHARS
-        );
+        assert_eq!(store.run("job-7").unwrap().unwrap().state, crate::RunState::Running);
+        assert_eq!(title_from(&"x".repeat(500)).chars().count(), MAX_TITLE_CHARS);
     }
 }

@@ -61,19 +61,9 @@ impl InstanceLock {
     /// and [`LockError::Busy`] if a delivering command has it.
     pub fn try_acquire(dir: &DataDir, holder: Holder) -> Result<Self, LockError> {
         let path = dir.lock_path();
-        let io_err = |source| LockError::Io {
-            path: path.clone(),
-            source,
-        };
+        let io_err = |source| LockError::Io { path: path.clone(), source };
         dir.ensure().map_err(io_err)?;
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err)?;
+        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path).map_err(io_err)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -112,10 +102,7 @@ mod tests {
         let err = InstanceLock::acquire(&dir).unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, LockError::Held { .. }), "{msg}");
-        assert!(
-            msg.contains(&format!("pid {}", std::process::id())),
-            "{msg}"
-        );
+        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
         drop(first);
         InstanceLock::acquire(&dir).unwrap();
     }

@@ -9,9 +9,7 @@ use ts_rs::TS;
 use utoipa::ToSchema;
 
 /// Severity, numbered as Python logging (Aim's `set-log-level` names).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema, TS,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema, TS)]
 #[serde(rename_all = "UPPERCASE")]
 #[ts(export)]
 pub enum Level {
@@ -23,13 +21,7 @@ pub enum Level {
 }
 
 impl Level {
-    pub const ALL: [Level; 5] = [
-        Level::Debug,
-        Level::Info,
-        Level::Warning,
-        Level::Error,
-        Level::Critical,
-    ];
+    pub const ALL: [Level; 5] = [Level::Debug, Level::Info, Level::Warning, Level::Error, Level::Critical];
 
     /// The Python logging number stored in SQL.
     pub fn number(self) -> i64 {
@@ -142,11 +134,7 @@ mod tests {
     fn levels_parse_python_names_and_numbers() {
         assert_eq!("warning".parse::<Level>().unwrap(), Level::Warning);
         assert_eq!("WARN".parse::<Level>().unwrap(), Level::Warning);
-        assert!("LOUD"
-            .parse::<Level>()
-            .unwrap_err()
-            .to_string()
-            .contains("'LOUD'"));
+        assert!("LOUD".parse::<Level>().unwrap_err().to_string().contains("'LOUD'"));
         assert_eq!(Level::from_number(40), Some(Level::Error));
         assert_eq!(Level::from_number(35), Some(Level::Warning));
         assert_eq!(Level::from_number(5), None);
@@ -158,10 +146,7 @@ mod tests {
         for s in RunState::ALL {
             assert_eq!(s.as_str().parse::<RunState>().unwrap(), *s);
         }
-        assert_eq!(
-            serde_json::to_string(&DeliveryState::Failed).unwrap(),
-            "\"failed\""
-        );
+        assert_eq!(serde_json::to_string(&DeliveryState::Failed).unwrap(), "\"failed\"");
         assert!("paused".parse::<NotifierStatus>().is_err());
     }
 }

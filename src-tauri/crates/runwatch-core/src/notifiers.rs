@@ -29,10 +29,7 @@ pub enum NotifierLookupError {
     #[error("no notifier with id '{0}'; list them with 'runwatch notifiers list'")]
     Unknown(String),
     #[error("notifier id '{prefix}' is ambiguous: it starts {}; give more characters", candidates.join(", "))]
-    Ambiguous {
-        prefix: String,
-        candidates: Vec<String>,
-    },
+    Ambiguous { prefix: String, candidates: Vec<String> },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -42,32 +39,19 @@ const COLUMNS: &str = "id, type, status, config, min_level, created_at, updated_
 pub fn insert(conn: &Connection, n: &Notifier) -> Result<(), StoreError> {
     conn.execute(
         &format!("INSERT INTO notifiers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
-        params![
-            n.id,
-            n.kind,
-            n.status.as_str(),
-            n.config.to_string(),
-            n.min_level.number(),
-            n.created_at,
-            n.updated_at
-        ],
+        params![n.id, n.kind, n.status.as_str(), n.config.to_string(), n.min_level.number(), n.created_at, n.updated_at],
     )?;
     Ok(())
 }
 
 pub fn list(conn: &Connection) -> Result<Vec<Notifier>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM notifiers ORDER BY created_at, id"
-    ))?;
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM notifiers ORDER BY created_at, id"))?;
     let rows = stmt.query_map([], from_row)?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
 pub fn get(conn: &Connection, id: &str) -> Result<Option<Notifier>, StoreError> {
-    Ok(conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM notifiers WHERE id = ?1"))?
-        .query_row([id], from_row)
-        .optional()?)
+    Ok(conn.prepare_cached(&format!("SELECT {COLUMNS} FROM notifiers WHERE id = ?1"))?.query_row([id], from_row).optional()?)
 }
 
 /// The notifier whose id is `id` or starts with it (a unique prefix).
@@ -75,65 +59,30 @@ pub fn resolve(conn: &Connection, id: &str) -> Result<Notifier, NotifierLookupEr
     if let Some(n) = get(conn, id)? {
         return Ok(n);
     }
-    let matches: Vec<Notifier> = list(conn)?
-        .into_iter()
-        .filter(|n| !id.is_empty() && n.id.starts_with(id))
-        .collect();
+    let matches: Vec<Notifier> = list(conn)?.into_iter().filter(|n| !id.is_empty() && n.id.starts_with(id)).collect();
     match matches.len() {
         1 => Ok(matches.into_iter().next().unwrap()),
         0 => Err(NotifierLookupError::Unknown(id.to_string())),
-        _ => Err(NotifierLookupError::Ambiguous {
-            prefix: id.to_string(),
-            candidates: matches.into_iter().map(|n| n.id).collect(),
-        }),
+        _ => Err(NotifierLookupError::Ambiguous { prefix: id.to_string(), candidates: matches.into_iter().map(|n| n.id).collect() }),
     }
 }
 
 /// Enables or disables a notifier. Disabling fails its pending deliveries at once (kept,
 /// visible, never sent), so nothing reaches it from the moment the change is saved.
-pub fn set_status(
-    conn: &Connection,
-    id: &str,
-    status: NotifierStatus,
-    now: Millis,
-) -> Result<bool, StoreError> {
-    let changed = conn.execute(
-        "UPDATE notifiers SET status = ?2, updated_at = ?3 WHERE id = ?1",
-        params![id, status.as_str(), now],
-    )?;
+pub fn set_status(conn: &Connection, id: &str, status: NotifierStatus, now: Millis) -> Result<bool, StoreError> {
+    let changed = conn.execute("UPDATE notifiers SET status = ?2, updated_at = ?3 WHERE id = ?1", params![id, status.as_str(), now])?;
     if status == NotifierStatus::Disabled {
-        crate::deliveries::cancel_pending(
-            conn,
-            id,
-            "the notifier was disabled before this was sent",
-            now,
-        )?;
+        crate::deliveries::cancel_pending(conn, id, "the notifier was disabled before this was sent", now)?;
     }
     Ok(changed == 1)
 }
 
-pub fn set_min_level(
-    conn: &Connection,
-    id: &str,
-    level: Level,
-    now: Millis,
-) -> Result<bool, StoreError> {
-    Ok(conn.execute(
-        "UPDATE notifiers SET min_level = ?2, updated_at = ?3 WHERE id = ?1",
-        params![id, level.number(), now],
-    )? == 1)
+pub fn set_min_level(conn: &Connection, id: &str, level: Level, now: Millis) -> Result<bool, StoreError> {
+    Ok(conn.execute("UPDATE notifiers SET min_level = ?2, updated_at = ?3 WHERE id = ?1", params![id, level.number(), now])? == 1)
 }
 
-pub fn set_config(
-    conn: &Connection,
-    id: &str,
-    config: &serde_json::Value,
-    now: Millis,
-) -> Result<bool, StoreError> {
-    Ok(conn.execute(
-        "UPDATE notifiers SET config = ?2, updated_at = ?3 WHERE id = ?1",
-        params![id, config.to_string(), now],
-    )? == 1)
+pub fn set_config(conn: &Connection, id: &str, config: &serde_json::Value, now: Millis) -> Result<bool, StoreError> {
+    Ok(conn.execute("UPDATE notifiers SET config = ?2, updated_at = ?3 WHERE id = ?1", params![id, config.to_string(), now])? == 1)
 }
 
 /// Removes a notifier and its deliveries (the notifications stay in the inbox).
@@ -168,12 +117,7 @@ impl Store {
         resolve(self.conn(), id)
     }
 
-    pub fn set_notifier_status(
-        &mut self,
-        id: &str,
-        status: NotifierStatus,
-        now: Millis,
-    ) -> Result<bool, StoreError> {
+    pub fn set_notifier_status(&mut self, id: &str, status: NotifierStatus, now: Millis) -> Result<bool, StoreError> {
         self.write(|tx| set_status(tx, id, status, now))
     }
 

@@ -92,26 +92,19 @@ pub fn shift_times(conn: &Connection, delta: Millis) -> Result<(), StoreError> {
 
 /// Remembers the last Aim log-record step turned into notifications.
 pub fn set_log_step(conn: &Connection, id: &str, step: i64) -> Result<(), StoreError> {
-    conn.prepare_cached("UPDATE runs SET log_step = ?2 WHERE id = ?1")?
-        .execute(params![id, step])?;
+    conn.prepare_cached("UPDATE runs SET log_step = ?2 WHERE id = ?1")?.execute(params![id, step])?;
     Ok(())
 }
 
 /// Makes sure a run row exists (for events about runs no check-in announced).
 pub fn ensure(conn: &Connection, id: &str, now: Millis) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO runs (id, state, created_at, updated_at) VALUES (?1, 'running', ?2, ?2) ON CONFLICT (id) DO NOTHING",
-    )?
-    .execute(params![id, now])?;
+    conn.prepare_cached("INSERT INTO runs (id, state, created_at, updated_at) VALUES (?1, 'running', ?2, ?2) ON CONFLICT (id) DO NOTHING")?
+        .execute(params![id, now])?;
     Ok(())
 }
 
 /// Records the newest check-in of a flag.
-pub fn upsert_checkin(
-    conn: &Connection,
-    run_id: &str,
-    c: &CheckinRow<'_>,
-) -> Result<(), StoreError> {
+pub fn upsert_checkin(conn: &Connection, run_id: &str, c: &CheckinRow<'_>) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO checkins (run_id, flag, idx, expect_next_in, first_seen) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (run_id, flag) DO UPDATE SET
@@ -123,33 +116,22 @@ pub fn upsert_checkin(
 
 /// Run ids equal to `prefix` or starting with it (case-sensitive: run ids are chosen by
 /// clients), in id order, at most `limit`; an empty prefix matches nothing.
-pub fn ids_with_prefix(
-    conn: &Connection,
-    prefix: &str,
-    limit: usize,
-) -> Result<Vec<String>, StoreError> {
+pub fn ids_with_prefix(conn: &Connection, prefix: &str, limit: usize) -> Result<Vec<String>, StoreError> {
     crate::inbox::prefixed_ids(conn, "runs", prefix, limit)
 }
 
 /// Names a run (what `runwatch exec --name` reports), creating it if needed.
 pub fn set_name(conn: &Connection, id: &str, name: &str, now: Millis) -> Result<(), StoreError> {
     ensure(conn, id, now)?;
-    conn.prepare_cached("UPDATE runs SET name = ?2, updated_at = ?3 WHERE id = ?1")?
-        .execute(params![id, name, now])?;
+    conn.prepare_cached("UPDATE runs SET name = ?2, updated_at = ?3 WHERE id = ?1")?.execute(params![id, name, now])?;
     Ok(())
 }
 
 /// Sets the state of a run that reports its own fate (a command run by `runwatch exec`),
 /// creating it if needed. Aim runs get theirs from the detector (`save_detected`).
-pub fn set_state(
-    conn: &Connection,
-    id: &str,
-    state: RunState,
-    now: Millis,
-) -> Result<(), StoreError> {
+pub fn set_state(conn: &Connection, id: &str, state: RunState, now: Millis) -> Result<(), StoreError> {
     ensure(conn, id, now)?;
-    conn.prepare_cached("UPDATE runs SET state = ?2, updated_at = ?3 WHERE id = ?1")?
-        .execute(params![id, state.as_str(), now])?;
+    conn.prepare_cached("UPDATE runs SET state = ?2, updated_at = ?3 WHERE id = ?1")?.execute(params![id, state.as_str(), now])?;
     Ok(())
 }
 
@@ -178,17 +160,10 @@ pub struct StoredCheckin {
 
 /// Every stored check-in, for the detector to rebuild its memory at start.
 pub fn all_checkins(conn: &Connection) -> Result<Vec<StoredCheckin>, StoreError> {
-    let mut stmt =
-        conn.prepare("SELECT run_id, flag, idx, expect_next_in, first_seen FROM checkins")?;
+    let mut stmt = conn.prepare("SELECT run_id, flag, idx, expect_next_in, first_seen FROM checkins")?;
     let rows = stmt
         .query_map([], |r| {
-            Ok(StoredCheckin {
-                run_id: r.get(0)?,
-                flag: r.get(1)?,
-                idx: r.get(2)?,
-                expect_next_in: r.get(3)?,
-                first_seen: r.get(4)?,
-            })
+            Ok(StoredCheckin { run_id: r.get(0)?, flag: r.get(1)?, idx: r.get(2)?, expect_next_in: r.get(3)?, first_seen: r.get(4)? })
         })?
         .collect::<Result<_, _>>()?;
     Ok(rows)

@@ -25,21 +25,11 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the store '{path}': {source}")]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Open { path: PathBuf, source: std::io::Error },
     #[error("the store '{path}' is not a Runwatch database or is corrupt ({source}); move it aside to start afresh")]
-    Corrupt {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Corrupt { path: PathBuf, source: rusqlite::Error },
     #[error("the store '{path}' has schema version {found}, newer than this Runwatch understands ({known}); upgrade Runwatch")]
-    TooNew {
-        path: PathBuf,
-        found: usize,
-        known: usize,
-    },
+    TooNew { path: PathBuf, found: usize, known: usize },
     #[error("store migration failed: {0}")]
     Migration(#[from] rusqlite_migration::Error),
     #[error("store error: {0}")]
@@ -49,10 +39,7 @@ pub enum StoreError {
     #[error("invalid cursor '{0}': pass the next_cursor of a previous page")]
     BadCursor(String),
     #[error("setting '{key}' holds invalid JSON: {source}")]
-    Setting {
-        key: String,
-        source: serde_json::Error,
-    },
+    Setting { key: String, source: serde_json::Error },
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -76,20 +63,19 @@ const MIGRATION_SQL: &[&str] = &[
     include_str!("../migrations/0005_ack_all.sql"),
 ];
 
-static MIGRATIONS: LazyLock<Migrations<'static>> =
-    LazyLock::new(|| {
-        Migrations::new(
-            MIGRATION_SQL
-                .iter()
-                .enumerate()
-                .map(|(i, sql)| match i + 1 {
-                    // Every delivery must still find its notification.
-                    REBUILDS_NOTIFICATIONS => M::up(sql).foreign_key_check(),
-                    _ => M::up(sql),
-                })
-                .collect(),
-        )
-    });
+static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
+    Migrations::new(
+        MIGRATION_SQL
+            .iter()
+            .enumerate()
+            .map(|(i, sql)| match i + 1 {
+                // Every delivery must still find its notification.
+                REBUILDS_NOTIFICATIONS => M::up(sql).foreign_key_check(),
+                _ => M::up(sql),
+            })
+            .collect(),
+    )
+});
 
 /// The migration that rebuilds `notifications` (schema 4): slow on a big store.
 const REBUILDS_NOTIFICATIONS: usize = 4;
@@ -111,28 +97,18 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the store of a data dir and migrates it to the latest schema.
     pub fn open(dir: &DataDir) -> Result<Self, StoreError> {
-        dir.ensure().map_err(|source| StoreError::Open {
-            path: dir.path().to_path_buf(),
-            source,
-        })?;
+        dir.ensure().map_err(|source| StoreError::Open { path: dir.path().to_path_buf(), source })?;
         Self::open_path(&dir.store_path())
     }
 
     /// Opens the store file at `path`; see [`Store::open`].
     pub fn open_path(path: &Path) -> Result<Self, StoreError> {
-        create_private(path).map_err(|source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let corrupt = |source| StoreError::Corrupt {
-            path: path.to_path_buf(),
-            source,
-        };
+        create_private(path).map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        let corrupt = |source| StoreError::Corrupt { path: path.to_path_buf(), source };
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // The first statement that reads the file tells a foreign or damaged file apart.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(corrupt)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(corrupt)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         // Foreign keys are enforced after migrating: a migration that rebuilds a table
         // (schema 4) must not cascade its DROP into the tables that reference it. (The
@@ -140,11 +116,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "OFF")?;
         migrate(&mut conn, path)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        Ok(Self {
-            conn,
-            path: path.to_path_buf(),
-            event_tail: Tail::default(),
-        })
+        Ok(Self { conn, path: path.to_path_buf(), event_tail: Tail::default() })
     }
 
     pub fn path(&self) -> &Path {
@@ -162,13 +134,8 @@ impl Store {
     }
 
     /// Runs `f` in an `IMMEDIATE` transaction (see the module docs), committing on `Ok`.
-    pub fn write<T>(
-        &mut self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+    pub fn write<T>(&mut self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
         Ok(out)
@@ -206,26 +173,12 @@ impl Store {
 
     /// A setting's value, or `None` when it was never set.
     pub fn setting<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
-        let raw: Option<String> = self
-            .conn
-            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        raw.map(|raw| {
-            serde_json::from_str(&raw).map_err(|source| StoreError::Setting {
-                key: key.into(),
-                source,
-            })
-        })
-        .transpose()
+        let raw: Option<String> = self.conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).optional()?;
+        raw.map(|raw| serde_json::from_str(&raw).map_err(|source| StoreError::Setting { key: key.into(), source })).transpose()
     }
 
     pub fn set_setting<T: Serialize>(&mut self, key: &str, value: &T) -> Result<(), StoreError> {
-        let json = serde_json::to_string(value).map_err(|source| StoreError::Setting {
-            key: key.into(),
-            source,
-        })?;
+        let json = serde_json::to_string(value).map_err(|source| StoreError::Setting { key: key.into(), source })?;
         self.write(|tx| {
             tx.execute(
                 "INSERT INTO settings (key, value) VALUES (?1, ?2)
@@ -240,12 +193,7 @@ impl Store {
 /// Creates the file readable by the user only; tightens the mode of an existing one.
 /// SQLite gives its `-wal` and `-shm` files the mode of the database file.
 fn create_private(path: &Path) -> std::io::Result<()> {
-    let file: File = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)?;
+    let file: File = OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
     let mode = file.metadata()?.permissions().mode() & 0o777;
     if mode != 0o600 {
         fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
@@ -264,18 +212,11 @@ fn user_version(conn: &Connection) -> Result<usize, StoreError> {
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let known = latest_schema_version();
     let found = user_version(conn).map_err(|e| match e {
-        StoreError::Sql(source) => StoreError::Corrupt {
-            path: path.to_path_buf(),
-            source,
-        },
+        StoreError::Sql(source) => StoreError::Corrupt { path: path.to_path_buf(), source },
         other => other,
     })?;
     if found > known {
-        return Err(StoreError::TooNew {
-            path: path.to_path_buf(),
-            found,
-            known,
-        });
+        return Err(StoreError::TooNew { path: path.to_path_buf(), found, known });
     }
     if found == known {
         return Ok(());

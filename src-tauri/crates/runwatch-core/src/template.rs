@@ -11,9 +11,7 @@ use std::collections::HashMap;
 pub const AIM_STUCK_TEMPLATE: &str = "❗️ Something wrong with Run '{run.hash}'. Please check. ❗️";
 
 /// The placeholders a template may use.
-pub const PLACEHOLDERS: &[&str] = &[
-    "run.hash", "run.name", "run.repo", "message", "title", "body", "level", "host", "id",
-];
+pub const PLACEHOLDERS: &[&str] = &["run.hash", "run.name", "run.repo", "message", "title", "body", "level", "host", "id"];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
@@ -62,19 +60,9 @@ impl Template {
                             None => return Err(TemplateError::Unclosed),
                         }
                     }
-                    let field = PLACEHOLDERS
-                        .iter()
-                        .find(|p| **p == name.trim())
-                        .ok_or_else(|| {
-                            TemplateError::Unknown(
-                                name.clone(),
-                                PLACEHOLDERS
-                                    .iter()
-                                    .map(|p| format!("{{{p}}}"))
-                                    .collect::<Vec<_>>()
-                                    .join(", "),
-                            )
-                        })?;
+                    let field = PLACEHOLDERS.iter().find(|p| **p == name.trim()).ok_or_else(|| {
+                        TemplateError::Unknown(name.clone(), PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(", "))
+                    })?;
                     if !text.is_empty() {
                         pieces.push(Piece::Text(std::mem::take(&mut text)));
                     }
@@ -87,10 +75,7 @@ impl Template {
         if !text.is_empty() {
             pieces.push(Piece::Text(text));
         }
-        Ok(Template {
-            source: source.to_string(),
-            pieces,
-        })
+        Ok(Template { source: source.to_string(), pieces })
     }
 
     pub fn source(&self) -> &str {
@@ -118,38 +103,21 @@ mod tests {
     fn aim_default_template_renders() {
         let t = Template::parse(AIM_STUCK_TEMPLATE).unwrap();
         let values = HashMap::from([("run.hash", "be0ebd0ce55b452d85f692cf".to_string())]);
-        assert_eq!(
-            t.render(&values),
-            "❗️ Something wrong with Run 'be0ebd0ce55b452d85f692cf'. Please check. ❗️"
-        );
+        assert_eq!(t.render(&values), "❗️ Something wrong with Run 'be0ebd0ce55b452d85f692cf'. Please check. ❗️");
     }
 
     #[test]
     fn braces_in_values_pass_through_and_escapes_work() {
         let t = Template::parse("{{literal}} [{level}] {message}").unwrap();
-        let values = HashMap::from([
-            ("level", "ERROR".to_string()),
-            ("message", "loss={loss:.3f} {run.hash} }{".to_string()),
-        ]);
-        assert_eq!(
-            t.render(&values),
-            "{literal} [ERROR] loss={loss:.3f} {run.hash} }{"
-        );
+        let values = HashMap::from([("level", "ERROR".to_string()), ("message", "loss={loss:.3f} {run.hash} }{".to_string())]);
+        assert_eq!(t.render(&values), "{literal} [ERROR] loss={loss:.3f} {run.hash} }{");
     }
 
     #[test]
     fn bad_templates_are_rejected_with_a_reason() {
-        assert!(
-            matches!(Template::parse("hi {run.hsh}"), Err(TemplateError::Unknown(n, _)) if n == "run.hsh")
-        );
-        assert_eq!(
-            Template::parse("hi {run.hash"),
-            Err(TemplateError::Unclosed)
-        );
+        assert!(matches!(Template::parse("hi {run.hsh}"), Err(TemplateError::Unknown(n, _)) if n == "run.hsh"));
+        assert_eq!(Template::parse("hi {run.hash"), Err(TemplateError::Unclosed));
         assert_eq!(Template::parse("hi }"), Err(TemplateError::Stray));
-        assert!(Template::parse("{nope}")
-            .unwrap_err()
-            .to_string()
-            .contains("{run.hash}"));
+        assert!(Template::parse("{nope}").unwrap_err().to_string().contains("{run.hash}"));
     }
 }

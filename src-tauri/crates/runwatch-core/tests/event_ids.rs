@@ -1,10 +1,10 @@
 //! Idempotent ingest by client event id (schema 4: merged index + in-memory tail), on real
 //! store files, with two connections standing in for two processes.
 
-use rusqlite::{params, Connection};
 use runwatch_core::event_ids::MERGE_AT;
 use runwatch_core::ingest::Event;
 use runwatch_core::{DataDir, Inserted, Level, Store};
+use rusqlite::{params, Connection};
 
 const DAY: i64 = 86_400_000;
 
@@ -107,10 +107,7 @@ fn a_tail_of_merge_at_rows_is_merged_by_the_next_ingest() {
     assert_eq!(merged_upto(&store), MERGE_AT + 1, "the tail was merged before the insert");
     assert_eq!(store.ingest(&event("a"), 4).unwrap(), Inserted::Duplicate(a));
     assert_eq!(store.ingest(&event("far-event"), 4).unwrap(), Inserted::Duplicate("far".into()));
-    let seq_b: i64 = store
-        .conn()
-        .query_row("SELECT seq FROM notifications WHERE event_id = 'b'", [], |r| r.get(0))
-        .unwrap();
+    let seq_b: i64 = store.conn().query_row("SELECT seq FROM notifications WHERE event_id = 'b'", [], |r| r.get(0)).unwrap();
     assert_eq!(seq_b, MERGE_AT + 2);
 }
 

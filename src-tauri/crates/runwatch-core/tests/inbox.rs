@@ -10,13 +10,7 @@ fn store() -> (tempfile::TempDir, Store) {
 }
 
 fn note(level: Level, title: &str, run: Option<&str>) -> NewNotification {
-    NewNotification {
-        level: Some(level),
-        title: title.into(),
-        run_id: run.map(Into::into),
-        source: "test".into(),
-        ..Default::default()
-    }
+    NewNotification { level: Some(level), title: title.into(), run_id: run.map(Into::into), source: "test".into(), ..Default::default() }
 }
 
 fn titles(page: &runwatch_core::inbox::Page) -> Vec<&str> {
@@ -28,23 +22,13 @@ fn dedupe_keys_and_event_ids_store_an_event_once() {
     let (_tmp, mut store) = store();
     let mut n = note(Level::Error, "stuck", Some("r1"));
     n.dedupe_key = Some("stuck:r1:5".into());
-    let Inserted::New(first) = store.insert_notification(&n, 1_000).unwrap() else {
-        panic!("first insert")
-    };
-    assert_eq!(
-        store.insert_notification(&n, 2_000).unwrap(),
-        Inserted::Duplicate(first.id.clone())
-    );
+    let Inserted::New(first) = store.insert_notification(&n, 1_000).unwrap() else { panic!("first insert") };
+    assert_eq!(store.insert_notification(&n, 2_000).unwrap(), Inserted::Duplicate(first.id.clone()));
 
     let mut e = note(Level::Warning, "from a client", None);
     e.event_id = Some("client-42".into());
-    let Inserted::New(ev) = store.insert_notification(&e, 3_000).unwrap() else {
-        panic!()
-    };
-    assert_eq!(
-        store.insert_notification(&e, 4_000).unwrap(),
-        Inserted::Duplicate(ev.id)
-    );
+    let Inserted::New(ev) = store.insert_notification(&e, 3_000).unwrap() else { panic!() };
+    assert_eq!(store.insert_notification(&e, 4_000).unwrap(), Inserted::Duplicate(ev.id));
     assert_eq!(store.unread_summary().unwrap().total, 2);
     // Expiry defaults to 30 days after creation.
     assert_eq!(first.expires_at, Some(1_000 + 30 * 86_400_000));
@@ -54,39 +38,20 @@ fn dedupe_keys_and_event_ids_store_an_event_once() {
 fn list_is_newest_first_with_filters_and_cursor_paging() {
     let (_tmp, mut store) = store();
     for i in 0..7 {
-        let level = if i % 2 == 0 {
-            Level::Error
-        } else {
-            Level::Info
-        };
+        let level = if i % 2 == 0 { Level::Error } else { Level::Info };
         let run = if i < 4 { "a" } else { "b" };
-        store
-            .insert_notification(&note(level, &format!("n{i}"), Some(run)), i)
-            .unwrap();
+        store.insert_notification(&note(level, &format!("n{i}"), Some(run)), i).unwrap();
     }
     let all = store.list_notifications(&ListFilter::default()).unwrap();
     assert_eq!(titles(&all), ["n6", "n5", "n4", "n3", "n2", "n1", "n0"]);
     assert_eq!(all.next_cursor, None);
 
-    let errors = store
-        .list_notifications(&ListFilter {
-            min_level: Some(Level::Warning),
-            ..Default::default()
-        })
-        .unwrap();
+    let errors = store.list_notifications(&ListFilter { min_level: Some(Level::Warning), ..Default::default() }).unwrap();
     assert_eq!(titles(&errors), ["n6", "n4", "n2", "n0"]);
-    let run_a = store
-        .list_notifications(&ListFilter {
-            run_id: Some("a".into()),
-            ..Default::default()
-        })
-        .unwrap();
+    let run_a = store.list_notifications(&ListFilter { run_id: Some("a".into()), ..Default::default() }).unwrap();
     assert_eq!(titles(&run_a), ["n3", "n2", "n1", "n0"]);
 
-    let mut filter = ListFilter {
-        limit: Some(3),
-        ..Default::default()
-    };
+    let mut filter = ListFilter { limit: Some(3), ..Default::default() };
     let mut pages = vec![];
     loop {
         let page = store.list_notifications(&filter).unwrap();
@@ -97,10 +62,7 @@ fn list_is_newest_first_with_filters_and_cursor_paging() {
         }
     }
     assert_eq!(pages, ["n6,n5,n4", "n3,n2,n1", "n0"]);
-    let bad = store.list_notifications(&ListFilter {
-        cursor: Some("zzz".into()),
-        ..Default::default()
-    });
+    let bad = store.list_notifications(&ListFilter { cursor: Some("zzz".into()), ..Default::default() });
     assert!(bad.unwrap_err().to_string().contains("invalid cursor"));
 }
 
@@ -108,67 +70,25 @@ fn list_is_newest_first_with_filters_and_cursor_paging() {
 fn ack_by_id_ack_all_and_the_unread_summary() {
     let (_tmp, mut store) = store();
     let mut ids = vec![];
-    for (i, level) in [Level::Info, Level::Warning, Level::Error, Level::Error]
-        .into_iter()
-        .enumerate()
-    {
-        let Inserted::New(n) = store
-            .insert_notification(&note(level, &format!("n{i}"), None), i as i64)
-            .unwrap()
-        else {
-            panic!()
-        };
+    for (i, level) in [Level::Info, Level::Warning, Level::Error, Level::Error].into_iter().enumerate() {
+        let Inserted::New(n) = store.insert_notification(&note(level, &format!("n{i}"), None), i as i64).unwrap() else { panic!() };
         ids.push(n.id);
     }
     let s = store.unread_summary().unwrap();
-    assert_eq!(
-        (s.total, s.info, s.warning, s.error, s.highest),
-        (4, 1, 1, 2, Some(Level::Error))
-    );
+    assert_eq!((s.total, s.info, s.warning, s.error, s.highest), (4, 1, 1, 2, Some(Level::Error)));
 
-    assert_eq!(
-        store
-            .ack(&[ids[2].clone(), ids[3].clone(), "no-such-id".into()], 100)
-            .unwrap(),
-        2
-    );
-    assert_eq!(
-        store.ack(&[ids[2].clone()], 101).unwrap(),
-        0,
-        "acking twice changes nothing"
-    );
+    assert_eq!(store.ack(&[ids[2].clone(), ids[3].clone(), "no-such-id".into()], 100).unwrap(), 2);
+    assert_eq!(store.ack(&[ids[2].clone()], 101).unwrap(), 0, "acking twice changes nothing");
     let s = store.unread_summary().unwrap();
     assert_eq!((s.total, s.error, s.highest), (2, 0, Some(Level::Warning)));
-    assert_eq!(
-        store.notification(&ids[2]).unwrap().unwrap().acked_at,
-        Some(100)
-    );
+    assert_eq!(store.notification(&ids[2]).unwrap().unwrap().acked_at, Some(100));
 
-    let acked = store
-        .list_notifications(&ListFilter {
-            state: AckState::Acked,
-            ..Default::default()
-        })
-        .unwrap();
+    let acked = store.list_notifications(&ListFilter { state: AckState::Acked, ..Default::default() }).unwrap();
     assert_eq!(titles(&acked), ["n3", "n2"]);
     assert_eq!(store.ack_all(200).unwrap(), 2);
     assert_eq!(store.unread_summary().unwrap(), Default::default());
-    assert!(store
-        .list_notifications(&ListFilter::default())
-        .unwrap()
-        .items
-        .is_empty());
-    assert_eq!(
-        store
-            .list_notifications(&ListFilter {
-                state: AckState::All,
-                ..Default::default()
-            })
-            .unwrap()
-            .items
-            .len(),
-        4
-    );
+    assert!(store.list_notifications(&ListFilter::default()).unwrap().items.is_empty());
+    assert_eq!(store.list_notifications(&ListFilter { state: AckState::All, ..Default::default() }).unwrap().items.len(), 4);
 }
 
 /// "Acknowledge all" writes how far it reached instead of every row (schema 5): what every
@@ -176,10 +96,7 @@ fn ack_by_id_ack_all_and_the_unread_summary() {
 #[test]
 fn ack_all_acknowledges_what_it_reached_and_nothing_after() {
     let (_tmp, mut store) = store();
-    let add = |store: &mut Store, title: &str, at: i64| match store
-        .insert_notification(&note(Level::Error, title, None), at)
-        .unwrap()
-    {
+    let add = |store: &mut Store, title: &str, at: i64| match store.insert_notification(&note(Level::Error, title, None), at).unwrap() {
         Inserted::New(n) => n.id,
         Inserted::Duplicate(_) => panic!(),
     };
@@ -226,22 +143,13 @@ fn titles_of(page: &runwatch_core::inbox::Page) -> Vec<String> {
 fn old_notifications_expire() {
     let (_tmp, mut store) = store();
     store.set_setting("expiry_days", &1u64).unwrap();
-    store
-        .insert_notification(&note(Level::Error, "old", None), 0)
-        .unwrap();
-    store
-        .insert_notification(&note(Level::Error, "new", None), 86_400_000)
-        .unwrap();
+    store.insert_notification(&note(Level::Error, "old", None), 0).unwrap();
+    store.insert_notification(&note(Level::Error, "new", None), 86_400_000).unwrap();
     assert_eq!(store.expire(86_400_000 - 1).unwrap(), 0);
     assert_eq!(store.expire(86_400_000).unwrap(), 1);
     let left = store.list_notifications(&ListFilter::default()).unwrap();
     assert_eq!(titles(&left), ["new"]);
     store.set_setting("expiry_days", &0u64).unwrap();
-    let Inserted::New(n) = store
-        .insert_notification(&note(Level::Info, "kept", None), 5)
-        .unwrap()
-    else {
-        panic!()
-    };
+    let Inserted::New(n) = store.insert_notification(&note(Level::Info, "kept", None), 5).unwrap() else { panic!() };
     assert_eq!(n.expires_at, None);
 }

@@ -39,9 +39,8 @@ fn values() -> impl Strategy<Value = HashMap<&'static str, String>> {
         "[{}a-z.:% ]{0,20}",
         prop::sample::select(PLACEHOLDERS.to_vec()).prop_map(|p| format!("{{{p}}} {{{{ }}")),
     ];
-    prop::collection::vec(prop::option::of(value), PLACEHOLDERS.len()).prop_map(|vs| {
-        PLACEHOLDERS.iter().zip(vs).filter_map(|(k, v)| v.map(|v| (*k, v))).collect()
-    })
+    prop::collection::vec(prop::option::of(value), PLACEHOLDERS.len())
+        .prop_map(|vs| PLACEHOLDERS.iter().zip(vs).filter_map(|(k, v)| v.map(|v| (*k, v))).collect())
 }
 
 /// A template as pieces: literal text or a placeholder (by index).

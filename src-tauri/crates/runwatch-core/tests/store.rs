@@ -50,10 +50,7 @@ fn empty_file_is_migrated_and_reopening_migrates_idempotently() {
     for _ in 0..2 {
         let store = Store::open_path(&path).unwrap();
         assert_eq!(store.schema_version().unwrap(), latest_schema_version());
-        assert_eq!(
-            store.setting::<String>("log_level").unwrap().as_deref(),
-            Some("WARNING")
-        );
+        assert_eq!(store.setting::<String>("log_level").unwrap().as_deref(), Some("WARNING"));
     }
 }
 
@@ -61,14 +58,8 @@ fn empty_file_is_migrated_and_reopening_migrates_idempotently() {
 fn store_uses_wal_and_a_busy_timeout() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(&DataDir::at(tmp.path())).unwrap();
-    let journal: String = store
-        .conn()
-        .pragma_query_value(None, "journal_mode", |r| r.get(0))
-        .unwrap();
-    let timeout: i64 = store
-        .conn()
-        .pragma_query_value(None, "busy_timeout", |r| r.get(0))
-        .unwrap();
+    let journal: String = store.conn().pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+    let timeout: i64 = store.conn().pragma_query_value(None, "busy_timeout", |r| r.get(0)).unwrap();
     assert_eq!(journal, "wal");
     assert!(timeout >= 5000, "busy timeout {timeout} ms");
 }
@@ -100,11 +91,7 @@ fn a_foreign_file_is_reported_as_corrupt_and_left_untouched() {
     std::fs::write(&path, &garbage).unwrap();
     let err = Store::open_path(&path).unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
-    assert!(
-        err.to_string()
-            .contains("not a Runwatch database or is corrupt"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("not a Runwatch database or is corrupt"), "{err}");
     assert_eq!(std::fs::read(&path).unwrap(), garbage);
 }
 
@@ -114,8 +101,7 @@ fn a_store_from_a_newer_runwatch_is_refused() {
     let path = tmp.path().join("runwatch.db");
     drop(Store::open_path(&path).unwrap());
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.pragma_update(None, "user_version", latest_schema_version() as i64 + 1)
-        .unwrap();
+    conn.pragma_update(None, "user_version", latest_schema_version() as i64 + 1).unwrap();
     drop(conn);
     let err = Store::open_path(&path).unwrap_err();
     assert!(matches!(err, StoreError::TooNew { .. }), "{err:?}");
@@ -143,12 +129,8 @@ fn writer_process() {
             dedupe_key: Some(format!("{name}-{i}")),
             ..Default::default()
         };
-        store
-            .insert_notification(&n, i as i64)
-            .unwrap_or_else(|e| panic!("{name} write {i} failed: {e}"));
-        store
-            .set_setting("last_writer", &name)
-            .unwrap_or_else(|e| panic!("{name} setting {i} failed: {e}"));
+        store.insert_notification(&n, i as i64).unwrap_or_else(|e| panic!("{name} write {i} failed: {e}"));
+        store.set_setting("last_writer", &name).unwrap_or_else(|e| panic!("{name} setting {i} failed: {e}"));
     }
 }
 
@@ -170,20 +152,11 @@ fn two_processes_writing_at_once_never_see_database_is_locked() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "writer failed:\n{stdout}\n{stderr}");
-        assert!(
-            !stdout.contains("locked") && !stderr.contains("locked"),
-            "{stdout}\n{stderr}"
-        );
-        assert!(
-            stdout.contains("1 passed"),
-            "the writer did not run:\n{stdout}"
-        );
+        assert!(!stdout.contains("locked") && !stderr.contains("locked"), "{stdout}\n{stderr}");
+        assert!(stdout.contains("1 passed"), "the writer did not run:\n{stdout}");
     }
     let store = Store::open_path(&path).unwrap();
-    assert_eq!(
-        store.unread_summary().unwrap().warning,
-        2 * WRITES_PER_PROCESS as i64
-    );
+    assert_eq!(store.unread_summary().unwrap().warning, 2 * WRITES_PER_PROCESS as i64);
 }
 
 /// `Command::spawn` with piped output, named for what the test does with it.
@@ -192,9 +165,6 @@ trait OutputAsync {
 }
 impl OutputAsync for Command {
     fn output_async(&mut self) -> std::process::Child {
-        self.stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
+        self.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
     }
 }

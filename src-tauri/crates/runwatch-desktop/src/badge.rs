@@ -117,17 +117,11 @@ pub fn tooltip(s: &UnreadSummary) -> String {
     if s.total == 0 {
         return "Runwatch — no pending notifications".into();
     }
-    let parts: Vec<String> = [
-        (s.critical, "critical"),
-        (s.error, "error"),
-        (s.warning, "warning"),
-        (s.info, "info"),
-        (s.debug, "debug"),
-    ]
-    .into_iter()
-    .filter(|(n, _)| *n > 0)
-    .map(|(n, name)| format!("{n} {name}"))
-    .collect();
+    let parts: Vec<String> = [(s.critical, "critical"), (s.error, "error"), (s.warning, "warning"), (s.info, "info"), (s.debug, "debug")]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, name)| format!("{n} {name}"))
+        .collect();
     format!("Runwatch — {} pending: {}", s.total, parts.join(", "))
 }
 
@@ -177,7 +171,9 @@ mod tests {
     #[test]
     fn badge_colour_follows_the_worst_level() {
         let base = blank(64);
-        for (level, color) in [(Level::Critical, RED), (Level::Error, RED), (Level::Warning, AMBER), (Level::Info, NEUTRAL), (Level::Debug, NEUTRAL)] {
+        for (level, color) in
+            [(Level::Critical, RED), (Level::Error, RED), (Level::Warning, AMBER), (Level::Info, NEUTRAL), (Level::Debug, NEUTRAL)]
+        {
             let img = draw_badge(&base, 3, Some(level));
             // The lower right corner area is the badge; the upper left is untouched.
             assert!(count_color(&img, color) > 100, "{level}");
@@ -195,7 +191,8 @@ mod tests {
         assert_eq!(badge_text(99).as_deref(), Some("99"));
         assert_eq!(badge_text(100).as_deref(), Some("99+"));
         let base = blank(64);
-        let red = |n| count_color(&draw_badge(&base, n, Some(Level::Error)), RED) + count_color(&draw_badge(&base, n, Some(Level::Error)), WHITE);
+        let red =
+            |n| count_color(&draw_badge(&base, n, Some(Level::Error)), RED) + count_color(&draw_badge(&base, n, Some(Level::Error)), WHITE);
         assert!(red(5) < red(55) && red(55) < red(500), "{} {} {}", red(5), red(55), red(500));
         assert_eq!(draw_badge(&base, 100, Some(Level::Error)), draw_badge(&base, 12345, Some(Level::Error)));
         // '1' and '7' draw different pixels.

@@ -57,7 +57,11 @@ fn plural(level: Level, count: usize) -> String {
         Level::Warning => "warning",
         Level::Info | Level::Debug => "notification",
     };
-    if count == 1 { word.to_string() } else { format!("{word}s") }
+    if count == 1 {
+        word.to_string()
+    } else {
+        format!("{word}s")
+    }
 }
 
 /// Decides popups, driven by an injectable clock.

@@ -14,8 +14,8 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
 use runwatch_core::deliveries::{self, Delivery};
-use runwatch_core::ingest::Event;
 use runwatch_core::inbox::{AckState, ListFilter, Page, UnreadSummary};
+use runwatch_core::ingest::Event;
 use runwatch_core::notifiers::{Notifier, NotifierLookupError};
 use runwatch_core::runs::Run;
 use runwatch_core::store::StoreError;
@@ -326,7 +326,15 @@ pub struct NotifierView {
 
 fn view(n: &Notifier) -> NotifierView {
     let config = Channel::from_notifier(n).map(|c| c.masked()).unwrap_or_else(|e| serde_json::json!({"error": e.to_string()}));
-    NotifierView { id: n.id.clone(), kind: n.kind.clone(), status: n.status, min_level: n.min_level, config, created_at: n.created_at, updated_at: n.updated_at }
+    NotifierView {
+        id: n.id.clone(),
+        kind: n.kind.clone(),
+        status: n.status,
+        min_level: n.min_level,
+        config,
+        created_at: n.created_at,
+        updated_at: n.updated_at,
+    }
 }
 
 /// A notifier to add.

@@ -54,11 +54,7 @@ impl Checkpointer {
             Ok(own)
         });
         match own {
-            Ok(own) => Some(Checkpointer {
-                store: Arc::new(Mutex::new(own)),
-                gate: Arc::default(),
-                pending: Arc::default(),
-            }),
+            Ok(own) => Some(Checkpointer { store: Arc::new(Mutex::new(own)), gate: Arc::default(), pending: Arc::default() }),
             Err(e) => {
                 tracing::warn!("checkpoints stay on the request path: {e}");
                 None

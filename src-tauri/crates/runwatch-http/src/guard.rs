@@ -59,24 +59,22 @@ pub async fn check(State(state): State<Arc<ApiState>>, req: Request, next: Next)
     }
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
         if !state.allowed.origins.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
-            return ApiError::new(StatusCode::FORBIDDEN, format!("cross-origin requests from '{origin}' are not allowed"))
-                .into_response();
+            return ApiError::new(StatusCode::FORBIDDEN, format!("cross-origin requests from '{origin}' are not allowed")).into_response();
         }
     }
     if !has_token(headers, req.uri().query(), &state.token) {
-        return ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong API token: send 'Authorization: Bearer <token>' (the token is in the data dir's api-token file)")
-            .into_response();
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong API token: send 'Authorization: Bearer <token>' (the token is in the data dir's api-token file)",
+        )
+        .into_response();
     }
     next.run(req).await
 }
 
 /// The token from `Authorization: Bearer`, or from `?token=` (EventSource cannot send headers).
 fn has_token(headers: &HeaderMap, query: Option<&str>, token: &str) -> bool {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
     let from_query = query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
     [bearer, from_query].into_iter().flatten().any(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
 }

@@ -142,10 +142,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         // preflights are answered here, before the token check they cannot pass.
         .layer(guard::cors(&state.allowed))
         .with_state(state);
-    Router::new()
-        .nest("/api/v1", api)
-        .route("/", get(index))
-        .route("/{*path}", get(asset))
+    Router::new().nest("/api/v1", api).route("/", get(index)).route("/{*path}", get(asset))
 }
 
 /// Notices commits by other connections (the watcher, the dispatcher, the CLI) and tells
@@ -203,10 +200,7 @@ fn serve_asset(path: &str) -> Response {
             ];
             (headers, file.data).into_response()
         }
-        None => (
-            StatusCode::NOT_FOUND,
-            "the UI is not built into this binary; run `make run` (or `npm run build` in ui/) and rebuild",
-        )
+        None => (StatusCode::NOT_FOUND, "the UI is not built into this binary; run `make run` (or `npm run build` in ui/) and rebuild")
             .into_response(),
     }
 }

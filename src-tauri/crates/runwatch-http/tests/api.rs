@@ -29,7 +29,12 @@ fn start() -> Api {
             let server = Server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
             addr_tx.send(server.local_addr().unwrap()).unwrap();
             let config = ApiConfig { store, token: TOKEN.into(), clock: Arc::new(FakeClock::at(1_000_000)), on_stored: Box::new(|| {}) };
-            server.serve(config, async { let _ = rx.await; }).await.unwrap();
+            server
+                .serve(config, async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
         });
     });
     let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -92,9 +97,17 @@ fn ok(r: (u16, Value)) -> Value {
 fn events_notifications_ack_and_summary() {
     let api = start();
     assert_eq!(ok(api.call("GET", "/api/v1/health", None))["status"], "ok");
-    let one = ok(api.call("POST", "/api/v1/events", Some(json!({"message": "OOM at step 7\ntrace", "level": "ERROR", "run_id": "job-1", "event_id": "e1"}))));
+    let one = ok(api.call(
+        "POST",
+        "/api/v1/events",
+        Some(json!({"message": "OOM at step 7\ntrace", "level": "ERROR", "run_id": "job-1", "event_id": "e1"})),
+    ));
     assert_eq!(one["duplicate"], false);
-    let again = ok(api.call("POST", "/api/v1/events", Some(json!({"message": "OOM at step 7\ntrace", "level": "ERROR", "run_id": "job-1", "event_id": "e1"}))));
+    let again = ok(api.call(
+        "POST",
+        "/api/v1/events",
+        Some(json!({"message": "OOM at step 7\ntrace", "level": "ERROR", "run_id": "job-1", "event_id": "e1"})),
+    ));
     assert_eq!((again["id"].clone(), again["duplicate"].clone()), (one["id"].clone(), json!(true)));
     let events: Vec<Value> = (0..5).map(|i| json!({"message": format!("w{i}"), "level": "WARNING", "event_id": format!("b{i}")})).collect();
     let batch = ok(api.call("POST", "/api/v1/events/batch", Some(json!({"events": events}))));
@@ -134,12 +147,20 @@ fn notifiers_are_validated_masked_patched_and_removed() {
     let bad = api.call("POST", "/api/v1/notifiers", Some(json!({"type": "slack", "config": {"url": "not a url"}})));
     assert_eq!(bad.0, 400);
     assert!(bad.1["error"].as_str().unwrap().contains("invalid URL"), "{}", bad.1);
-    let n = ok(api.call("POST", "/api/v1/notifiers", Some(json!({"type": "slack", "config": {"url": "https://hooks.slack.com/services/T/B/SECRET"}, "min_level": "WARNING"}))));
+    let n = ok(api.call(
+        "POST",
+        "/api/v1/notifiers",
+        Some(json!({"type": "slack", "config": {"url": "https://hooks.slack.com/services/T/B/SECRET"}, "min_level": "WARNING"})),
+    ));
     assert_eq!(n["config"]["url"], "https://hooks.slack.com/****", "secrets are write-only");
     let id = n["id"].as_str().unwrap();
     let list = ok(api.call("GET", "/api/v1/notifiers", None));
     assert!(!list.to_string().contains("SECRET"));
-    let patched = ok(api.call("PATCH", &format!("/api/v1/notifiers/{}", &id[..8]), Some(json!({"status": "disabled", "config": {"message": "{run.hash} stuck"}}))));
+    let patched = ok(api.call(
+        "PATCH",
+        &format!("/api/v1/notifiers/{}", &id[..8]),
+        Some(json!({"status": "disabled", "config": {"message": "{run.hash} stuck"}})),
+    ));
     assert_eq!((patched["status"].clone(), patched["config"]["message"].clone()), (json!("disabled"), json!("{run.hash} stuck")));
     let stored = Store::open(&api.data).unwrap().resolve_notifier(id).unwrap();
     assert_eq!(stored.config["url"], "https://hooks.slack.com/services/T/B/SECRET", "the secret was kept");
@@ -155,8 +176,12 @@ fn settings_read_and_patch() {
     let api = start();
     let s = ok(api.call("GET", "/api/v1/settings", None));
     assert_eq!((s["log_level"].clone(), s["popup_level"].clone(), s["grace_secs"].clone()), (json!("WARNING"), json!("ERROR"), json!(100)));
-    let s = ok(api.call("PATCH", "/api/v1/settings", Some(json!({"log_level": "ERROR", "grace_secs": 30, "watched_repos": ["/data/exp"]}))));
-    assert_eq!((s["log_level"].clone(), s["grace_secs"].clone(), s["watched_repos"].clone()), (json!("ERROR"), json!(30), json!(["/data/exp"])));
+    let s =
+        ok(api.call("PATCH", "/api/v1/settings", Some(json!({"log_level": "ERROR", "grace_secs": 30, "watched_repos": ["/data/exp"]}))));
+    assert_eq!(
+        (s["log_level"].clone(), s["grace_secs"].clone(), s["watched_repos"].clone()),
+        (json!("ERROR"), json!(30), json!(["/data/exp"]))
+    );
     assert_eq!(api.call("PATCH", "/api/v1/settings", Some(json!({"log_level": "LOUD"}))).0, 400);
 }
 
@@ -217,7 +242,14 @@ fn openapi_document_lists_every_route() {
     let api = start();
     let doc = ok(api.call("GET", "/api/v1/openapi.json", None));
     let paths: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
-    for p in ["/api/v1/notifications", "/api/v1/notifications/{id}", "/api/v1/events/batch", "/api/v1/notifiers/{id}/test", "/api/v1/settings", "/api/v1/stream"] {
+    for p in [
+        "/api/v1/notifications",
+        "/api/v1/notifications/{id}",
+        "/api/v1/events/batch",
+        "/api/v1/notifiers/{id}/test",
+        "/api/v1/settings",
+        "/api/v1/stream",
+    ] {
         assert!(paths.contains(&p), "{p} missing from {paths:?}");
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
@@ -226,8 +258,7 @@ fn openapi_document_lists_every_route() {
         for (method, op) in item.as_object().unwrap() {
             for status in ["401", "403"] {
                 assert_eq!(
-                    op["responses"][status]["content"]["application/json"]["schema"]["$ref"],
-                    "#/components/schemas/ErrorBody",
+                    op["responses"][status]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody",
                     "{method} {path} {status}"
                 );
             }

@@ -115,7 +115,10 @@ mod tests {
         let c = parse(text, 7).unwrap();
         assert_eq!(c.log_level, Some(Level::Error));
         let kinds: Vec<_> = c.notifiers.iter().map(|n| (n.kind.as_str(), n.status)).collect();
-        assert_eq!(kinds, [("slack", NotifierStatus::Enabled), ("workplace", NotifierStatus::Disabled), ("logger", NotifierStatus::Enabled)]);
+        assert_eq!(
+            kinds,
+            [("slack", NotifierStatus::Enabled), ("workplace", NotifierStatus::Disabled), ("logger", NotifierStatus::Enabled)]
+        );
         assert_eq!(c.notifiers[1].config["group_id"], "123");
         assert_eq!(c.skipped.len(), 2, "{:?}", c.skipped);
         assert!(parse("{}", 0).is_err());

@@ -233,9 +233,7 @@ pub fn mask_secret(s: &str) -> String {
 }
 
 fn url_secret_part(raw: &str) -> String {
-    url::Url::parse(raw)
-        .map(|u| format!("{}{}", u.path(), u.query().map(|q| format!("?{q}")).unwrap_or_default()))
-        .unwrap_or_default()
+    url::Url::parse(raw).map(|u| format!("{}{}", u.path(), u.query().map(|q| format!("?{q}")).unwrap_or_default())).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -245,7 +243,8 @@ mod tests {
 
     #[test]
     fn aim_configs_parse_including_numeric_group_ids() {
-        let slack = Channel::from_parts("slack", &json!({"url": "https://hooks.slack.com/services/T/B/X", "message": "{run.hash}"})).unwrap();
+        let slack =
+            Channel::from_parts("slack", &json!({"url": "https://hooks.slack.com/services/T/B/X", "message": "{run.hash}"})).unwrap();
         slack.validate().unwrap();
         let wp = Channel::from_parts("workplace", &json!({"group_id": 1234, "access_token": "tok", "message": "m"})).unwrap();
         assert!(matches!(&wp, Channel::Workplace { group_id, .. } if group_id == "1234"));

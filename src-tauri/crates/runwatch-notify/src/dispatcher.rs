@@ -104,7 +104,8 @@ impl Dispatcher {
                 if page.is_empty() && now >= paced {
                     page.extend(deliveries::due(self.store.conn(), &notifier.id, now, DIGEST_MAX)?);
                 }
-                let batch: Vec<Due> = if channel.pacing_ms() > 0 { page.drain(..).collect() } else { page.pop_front().into_iter().collect() };
+                let batch: Vec<Due> =
+                    if channel.pacing_ms() > 0 { page.drain(..).collect() } else { page.pop_front().into_iter().collect() };
                 if batch.is_empty() {
                     let pending = deliveries::next_attempt(self.store.conn(), &notifier.id)?;
                     next = soonest(next, pending.map(|p| p.max(paced)));
@@ -124,17 +125,17 @@ impl Dispatcher {
                 vec![sender.send(channel, &message(batch, channel))]
             } else {
                 std::thread::scope(|scope| {
-                let sends: Vec<_> = round
-                    .iter()
-                    .map(|(i, batch)| {
-                        let channel = &active[*i].1;
-                        scope.spawn(move || sender.send(channel, &message(batch, channel)))
-                    })
-                    .collect();
-                sends
-                    .into_iter()
-                    .map(|send| send.join().unwrap_or_else(|_| Outcome::Retry { error: "the send panicked".into(), after: None }))
-                    .collect()
+                    let sends: Vec<_> = round
+                        .iter()
+                        .map(|(i, batch)| {
+                            let channel = &active[*i].1;
+                            scope.spawn(move || sender.send(channel, &message(batch, channel)))
+                        })
+                        .collect();
+                    sends
+                        .into_iter()
+                        .map(|send| send.join().unwrap_or_else(|_| Outcome::Retry { error: "the send panicked".into(), after: None }))
+                        .collect()
                 })
             };
             for ((i, batch), outcome) in round.iter().zip(&outcomes) {
@@ -186,7 +187,8 @@ impl Dispatcher {
                     Outcome::Failed { error } => deliveries::mark_attempt_failed(tx, id, &notifier.id, error, None, now)?,
                     Outcome::Retry { error, after } => {
                         let retry_at = (d.attempts + 1 < MAX_ATTEMPTS).then(|| now + retry_delay(d.attempts, *after));
-                        let error = if retry_at.is_none() { format!("{error} (gave up after {MAX_ATTEMPTS} attempts)") } else { error.clone() };
+                        let error =
+                            if retry_at.is_none() { format!("{error} (gave up after {MAX_ATTEMPTS} attempts)") } else { error.clone() };
                         deliveries::mark_attempt_failed(tx, id, &notifier.id, &error, retry_at, now)?;
                     }
                 }

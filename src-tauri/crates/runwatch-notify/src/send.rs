@@ -36,9 +36,14 @@ pub fn log_filter() -> tracing_subscriber::EnvFilter {
 pub enum Outcome {
     Sent,
     /// Try again later; `after` is the server's `Retry-After`, if it gave one.
-    Retry { error: String, after: Option<Duration> },
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
     /// Do not retry: the request itself is wrong.
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
 }
 
 /// One message: a single notification, or a digest of several.

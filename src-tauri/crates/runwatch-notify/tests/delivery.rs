@@ -185,7 +185,10 @@ fn webhook_posts_fields_and_headers_and_logger_prints() {
     let r = server.wait_for(1, WAIT).remove(0);
     assert_eq!(r.header("authorization"), Some("Bearer s3cr3t-token"));
     let body = r.json();
-    assert_eq!((body["text"].as_str(), body["level"].as_str(), body["id"].as_str()), (Some("OOM at step 1200"), Some("ERROR"), Some(id.as_str())));
+    assert_eq!(
+        (body["text"].as_str(), body["level"].as_str(), body["id"].as_str()),
+        (Some("OOM at step 1200"), Some("ERROR"), Some(id.as_str()))
+    );
     let log = String::from_utf8(s.log.lock().unwrap().clone()).unwrap();
     let lines: Vec<_> = log.lines().collect();
     assert_eq!(lines.len(), 2, "{log}");
@@ -310,9 +313,8 @@ fn a_backlog_behind_the_pacing_becomes_one_digest_in_order() {
     s.at_ms(1000).step();
     let r = server.wait_for(2, WAIT);
     let text = r[1].json()["text"].as_str().unwrap().to_string();
-    let expected: Vec<String> = std::iter::once("12 new notifications:".to_string())
-        .chain((0..12).map(|i| format!("• [WARNING] burst {i}")))
-        .collect();
+    let expected: Vec<String> =
+        std::iter::once("12 new notifications:".to_string()).chain((0..12).map(|i| format!("• [WARNING] burst {i}"))).collect();
     assert_eq!(text, expected.join("\n"));
     let (pending, sent, failed) = deliveries::counts(s.store().conn()).unwrap();
     assert_eq!((pending, sent, failed), (0, 13, 0));

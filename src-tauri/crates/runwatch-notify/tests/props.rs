@@ -31,8 +31,7 @@ fn any_json() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(3, 24, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map("[a-z_]{1,10}", inner, 0..6)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            prop::collection::btree_map("[a-z_]{1,10}", inner, 0..6).prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
@@ -95,7 +94,14 @@ fn arguments() -> BoxedStrategy<Value> {
             if let Some((k, v)) = extra {
                 m.insert(k, v);
             }
-            for (k, v) in [("url", url), ("group_id", group_id), ("access_token", token), ("base_url", base), ("message", message), ("headers", headers)] {
+            for (k, v) in [
+                ("url", url),
+                ("group_id", group_id),
+                ("access_token", token),
+                ("base_url", base),
+                ("message", message),
+                ("headers", headers),
+            ] {
                 if let Some(v) = v {
                     m.insert(k.into(), v);
                 }
@@ -119,8 +125,8 @@ fn entry() -> BoxedStrategy<Value> {
         1 => any_json(),
     ];
     let status = prop_oneof![10 => prop::sample::select(vec!["enabled", "disabled", "paused"]).prop_map(Value::from), 1 => any_json()];
-    let structured = (prop::option::of(id), mostly(kind), prop::option::of(status), mostly(arguments()))
-        .prop_map(|(id, kind, status, args)| {
+    let structured =
+        (prop::option::of(id), mostly(kind), prop::option::of(status), mostly(arguments())).prop_map(|(id, kind, status, args)| {
             let mut m = Map::new();
             for (k, v) in [("id", id), ("type", kind), ("status", status), ("arguments", args)] {
                 if let Some(v) = v {

@@ -48,13 +48,28 @@ pub struct Track {
 /// Something that happened to a run, to be stored as a notification exactly once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Happening {
-    Started { idx: u64 },
-    Finished { idx: u64 },
-    Ended { idx: u64 },
-    Stuck { idx: u64, silent_for: u64 },
+    Started {
+        idx: u64,
+    },
+    Finished {
+        idx: u64,
+    },
+    Ended {
+        idx: u64,
+    },
+    Stuck {
+        idx: u64,
+        silent_for: u64,
+    },
     /// Silence of the heartbeat, and of the check-ins if the run had promised any.
-    Crashed { idx: u64, beat_silent_for: u64, checkin_silent_for: Option<u64> },
-    Recovered { idx: u64 },
+    Crashed {
+        idx: u64,
+        beat_silent_for: u64,
+        checkin_silent_for: Option<u64>,
+    },
+    Recovered {
+        idx: u64,
+    },
 }
 
 impl Happening {
@@ -133,11 +148,8 @@ pub fn assess(files: &BTreeMap<Flag, Seen>, now: Millis, grace: Millis) -> Asses
     }
     if top_flag == Flag::Progress && top.expect_next_in <= 1 {
         // The final heartbeat: finished if `finished` came after every other sign of work.
-        let last_work = [Flag::Starting, Flag::CheckIn, Flag::NewLogs]
-            .iter()
-            .filter_map(|f| files.get(f).map(|s| s.idx))
-            .max()
-            .unwrap_or(0);
+        let last_work =
+            [Flag::Starting, Flag::CheckIn, Flag::NewLogs].iter().filter_map(|f| files.get(f).map(|s| s.idx)).max().unwrap_or(0);
         let finished = files.get(&Flag::Finished).is_some_and(|f| f.idx > last_work);
         return settled(if finished { RunState::Finished } else { RunState::Ended });
     }
@@ -348,12 +360,8 @@ impl Detector {
         if self.calm.is_some_and(|q| q.covers(now)) {
             return; // no deadline has passed and no file changed since the last pass
         }
-        let due: Vec<String> = self
-            .tracks
-            .iter()
-            .filter(|(_, t)| assess(&t.files, now, self.grace).state != t.state)
-            .map(|(r, _)| r.clone())
-            .collect();
+        let due: Vec<String> =
+            self.tracks.iter().filter(|(_, t)| assess(&t.files, now, self.grace).state != t.state).map(|(r, _)| r.clone()).collect();
         for run in due {
             self.reassess(&run, now, false, changes);
         }
@@ -399,9 +407,9 @@ impl Detector {
             (RunState::Stuck | RunState::Crashed, RunState::Running) => Some(Happening::Recovered { idx: top_idx }),
             (b, RunState::Finished) if b != RunState::Finished => Some(Happening::Finished { idx: top_idx }),
             (b, RunState::Ended) if b != RunState::Ended => Some(Happening::Ended { idx: top_idx }),
-            (b, RunState::Stuck) if b != RunState::Stuck => a
-                .cause
-                .map(|c| Happening::Stuck { idx: c.idx, silent_for: c.checkin_silent_for.unwrap_or(0) }),
+            (b, RunState::Stuck) if b != RunState::Stuck => {
+                a.cause.map(|c| Happening::Stuck { idx: c.idx, silent_for: c.checkin_silent_for.unwrap_or(0) })
+            }
             (b, RunState::Crashed) if b != RunState::Crashed => a.cause.map(|c| Happening::Crashed {
                 idx: c.idx,
                 beat_silent_for: c.beat_silent_for.unwrap_or(0),
@@ -461,7 +469,14 @@ mod tests {
                 full.calm = None;
                 full.tick(now, &mut b);
                 assert_eq!(a.happenings, b.happenings, "grace {grace} at {now}");
-                assert_eq!(cached.next_deadline(now), { full.calm = None; full.next_deadline(now) }, "grace {grace} at {now}");
+                assert_eq!(
+                    cached.next_deadline(now),
+                    {
+                        full.calm = None;
+                        full.next_deadline(now)
+                    },
+                    "grace {grace} at {now}"
+                );
             }
         }
     }

@@ -320,11 +320,7 @@ impl Watcher {
             }
         };
         // Entries may vanish while we list: only names are read, never the files.
-        entries
-            .filter_map(Result::ok)
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter_map(|name| self.parse(&name))
-            .collect()
+        entries.filter_map(Result::ok).filter_map(|e| e.file_name().into_string().ok()).filter_map(|name| self.parse(&name)).collect()
     }
 
     fn parse(&mut self, name: &str) -> Option<CheckIn> {

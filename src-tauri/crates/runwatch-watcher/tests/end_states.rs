@@ -79,16 +79,9 @@ impl Fixture {
 
     /// Every notification so far, oldest first: (seconds since T0, level, title).
     fn notes(&mut self) -> Vec<(f64, Level, String)> {
-        let page = self
-            .w()
-            .store()
-            .list_notifications(&ListFilter { state: AckState::All, limit: Some(1000), ..Default::default() })
-            .unwrap();
-        let mut v: Vec<_> = page
-            .items
-            .into_iter()
-            .map(|n| ((n.created_at - T0) as f64 / 1000.0, n.level, n.title))
-            .collect();
+        let page =
+            self.w().store().list_notifications(&ListFilter { state: AckState::All, limit: Some(1000), ..Default::default() }).unwrap();
+        let mut v: Vec<_> = page.items.into_iter().map(|n| ((n.created_at - T0) as f64 / 1000.0, n.level, n.title)).collect();
         v.reverse();
         v
     }
@@ -115,10 +108,7 @@ fn healthy_run_starts_and_finishes_and_nothing_else() {
     f.check_in(RUN, 6, Flag::Progress, 1);
     f.poll();
     f.at(10_000.0).poll();
-    assert_eq!(
-        f.notes(),
-        [(0.0, started().0, started().1), (6.0, Level::Info, format!("Run '{RUN}' finished without error."))]
-    );
+    assert_eq!(f.notes(), [(0.0, started().0, started().1), (6.0, Level::Info, format!("Run '{RUN}' finished without error."))]);
     assert_eq!(f.state(RUN), RunState::Finished);
     assert_eq!(f.w().next_deadline(), None);
 }
@@ -222,10 +212,7 @@ fn run_that_dies_before_any_report_progress_is_caught_by_its_heartbeat() {
     f.at(130.0).poll();
     assert_eq!(
         f.notes(),
-        [
-            (0.0, started().0, started().1),
-            (130.0, Level::Error, format!("Run '{RUN}' crashed (no heartbeat for 130 s)."))
-        ]
+        [(0.0, started().0, started().1), (130.0, Level::Error, format!("Run '{RUN}' crashed (no heartbeat for 130 s)."))]
     );
 }
 
