@@ -9,13 +9,13 @@ BIN := $(CARGO_TARGET_DIR)/debug
 # Where `runwatch start` listens when `make run` has no display.
 HTTP ?= 127.0.0.1:8747
 
-.PHONY: run test bootstrap ui build launch test-rust test-cli test-api test-ui test-desktop soak bench bench-delivery bench-api bench-desktop clean
+.PHONY: run test bootstrap ui build launch lint test-rust test-cli test-api test-ui test-desktop soak bench bench-delivery bench-api bench-desktop clean
 
 ## make run: install what is missing, build, start the app (or the headless daemon).
 run: build launch
 
 ## make test: install what is missing, build, run every test.
-test: build test-rust test-cli test-api test-ui test-desktop
+test: build lint test-rust test-cli test-api test-ui test-desktop
 
 bootstrap:
 	@bash .ci/bootstrap
@@ -35,6 +35,11 @@ launch:
 	  echo "No display: starting the headless daemon (runwatch start). Open the URL below in a browser."; \
 	  exec "$(BIN)/runwatch" start --http "$(HTTP)"; \
 	fi
+
+# House rules: rustfmt, clippy with the workspace's lints as errors.
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 test-rust:
 	@if cargo nextest --version >/dev/null 2>&1; then \

@@ -44,7 +44,7 @@ impl Engine {
         let (deliver_w, wake_w) = (deliver.clone(), wake.clone());
         let watcher = Watcher::new(Store::open(&data_dir)?, repos, clock.clone())?.on_notification(move |_| {
             deliver_w.wake();
-            if let Some(tx) = wake_w.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if let Some(tx) = wake_w.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref() {
                 let _ = tx.send(());
             }
         });

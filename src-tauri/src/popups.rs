@@ -40,7 +40,7 @@ pub fn start(app: AppHandle) {
     app.manage(Pause::default());
     let (tx, rx) = mpsc::channel();
     if let Some(engine) = app.try_state::<Engine>() {
-        *engine.wake.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        *engine.wake.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tx);
     }
     std::thread::Builder::new()
         .name("popups".into())
@@ -55,7 +55,7 @@ pub fn start(app: AppHandle) {
 /// Wakes the loop now (after an acknowledgement from the tray, say).
 pub fn wake(app: &AppHandle) {
     if let Some(engine) = app.try_state::<Engine>() {
-        if let Some(tx) = engine.wake.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(tx) = engine.wake.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref() {
             let _ = tx.send(());
         }
     }

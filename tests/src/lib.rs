@@ -117,7 +117,7 @@ pub fn http_get(url: &str) -> (u16, String) {
 
 /// The API token in a UI URL such as "http://127.0.0.1:1234/#token=abc".
 pub fn token_in(url: &str) -> String {
-    url.split_once("#token=").map(|(_, t)| t.to_string()).unwrap_or_else(|| panic!("no token in {url}"))
+    url.split_once("#token=").map_or_else(|| panic!("no token in {url}"), |(_, t)| t.to_string())
 }
 
 /// The URL in a line such as "Serving the UI at http://127.0.0.1:1234/".

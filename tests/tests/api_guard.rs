@@ -72,7 +72,7 @@ fn every_route_needs_the_token_and_this_servers_host_and_origin() {
     let wrong_same_length: String = token.chars().rev().collect();
     let mut refused = 0;
     for (method, path) in &operations {
-        let cases: Vec<Case> = vec![
+        let cases: Vec<Case<'_>> = vec![
             ("no token", vec![("Host", host.into())], &[401]),
             ("a wrong token", vec![("Host", host.into()), ("Authorization", "Bearer wrong".into())], &[401]),
             ("a token of the right length", vec![("Host", host.into()), ("Authorization", format!("Bearer {wrong_same_length}"))], &[401]),

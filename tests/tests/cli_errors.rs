@@ -84,7 +84,7 @@ fn bad_input_gets_one_line_the_right_exit_code_and_changes_nothing() {
     let plain = w.plain_dir.to_str().unwrap();
     let usage = 2;
     let runtime = 1;
-    let cases: &[Case] = &[
+    let cases: &[Case<'_>] = &[
         // Levels, modes, durations, numbers.
         (&[], &["notifications", "list", "--level", "LOUD"], usage, "unknown level 'LOUD': use DEBUG, INFO, WARNING, ERROR or CRITICAL"),
         (&[], &["send", "--level", "loud", "hello"], usage, "unknown level 'loud'"),

@@ -142,8 +142,8 @@ fn a_full_disk_is_a_clear_error_and_nothing_is_damaged() {
     }
     daemon.signal_group("TERM");
     assert!(daemon.finish().0.success());
-    let size = std::fs::metadata(data.join("runwatch.db")).unwrap().len()
-        + std::fs::metadata(data.join("runwatch.db-wal")).map(|m| m.len()).unwrap_or(0);
+    let size =
+        std::fs::metadata(data.join("runwatch.db")).unwrap().len() + std::fs::metadata(data.join("runwatch.db-wal")).map_or(0, |m| m.len());
 
     // Now a disk with almost no room: files may not grow past about what they are.
     let blocks = size / 1024 + 8;

@@ -120,7 +120,7 @@ fn main() {
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| runwatch_tests::repo_root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| runwatch_tests::repo_root().join("target"), PathBuf::from)
 }
 
 fn log(msg: impl AsRef<str>) {
@@ -651,6 +651,6 @@ fn machine() -> String {
         .map(|kb| format!("{:.1} GiB RAM", kb / 1048576.0))
         .unwrap_or_default();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     format!("{cpus} CPUs ({cpu}), {mem}, Linux {kernel}")
 }

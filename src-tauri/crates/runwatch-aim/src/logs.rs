@@ -452,13 +452,13 @@ fn collect_records(iter: &mut DBRawIterator<'_>, prefix: &[u8], after_step: Opti
             Some(Field::Message) => match decode_message(value) {
                 Some(message) => current.message = Some(message),
                 None => {
-                    tracing::warn!(chunk = %path.display(), step, value = ?Bytes(value), "undecodable log message")
+                    tracing::warn!(chunk = %path.display(), step, value = ?Bytes(value), "undecodable log message");
                 }
             },
             Some(Field::LogLevel) => match decode_level(value) {
                 Some(level) => current.level = Some(level),
                 None => {
-                    tracing::warn!(chunk = %path.display(), step, value = ?Bytes(value), "undecodable log level")
+                    tracing::warn!(chunk = %path.display(), step, value = ?Bytes(value), "undecodable log level");
                 }
             },
             None => {}
@@ -477,7 +477,7 @@ fn finish(pending: Option<Pending>, records: &mut Vec<LogRecord>, last: bool, pa
         (Some(message), Some(level)) => records.push(LogRecord { step, level, message }),
         // Only the newest record can still be in the middle of being written.
         _ if last => {
-            tracing::debug!(chunk = %path.display(), step, "log record incomplete, not read yet")
+            tracing::debug!(chunk = %path.display(), step, "log record incomplete, not read yet");
         }
         _ => tracing::warn!(chunk = %path.display(), step, "incomplete log record skipped"),
     }

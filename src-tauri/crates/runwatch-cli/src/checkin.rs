@@ -100,7 +100,7 @@ fn write(repo: &AimRepo, run: &str, flag: Flag, expect_next_in: u64) -> anyhow::
     let mut idx = mine.iter().map(|c| c.idx).max().unwrap_or(0) + 1;
 
     let tmp = TempFile::create(repo.aim_dir())?;
-    let utc_time = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let utc_time = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
     let written = loop {
         let c = CheckIn { run_hash: run.to_string(), idx, flag, utc_time, expect_next_in };
         let path = dir.join(c.file_name());

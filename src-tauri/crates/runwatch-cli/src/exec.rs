@@ -376,7 +376,7 @@ fn wait_without_reaping(pid: u32) {
 
 /// A mutex's value, even if a thread panicked while holding it (the data is a flag or text).
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The last lines of the command's stderr. A carriage return not followed by a newline
@@ -452,7 +452,7 @@ fn shell_line(words: &[OsString]) -> String {
 }
 
 fn cwd() -> String {
-    std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "?".into())
+    std::env::current_dir().map_or_else(|_| "?".into(), |d| d.display().to_string())
 }
 
 /// Whole seconds, as "1h 2m 3s".
@@ -461,7 +461,7 @@ fn format_secs(d: Duration) -> String {
 }
 
 fn signal_name(sig: i32) -> String {
-    signal_hook::low_level::signal_name(sig).map(str::to_string).unwrap_or_else(|| format!("signal {sig}"))
+    signal_hook::low_level::signal_name(sig).map_or_else(|| format!("signal {sig}"), str::to_string)
 }
 
 /// The code a shell would report: the exit code, or 128 + the signal.

@@ -125,7 +125,7 @@ fn main() -> ExitCode {
         let what = info
             .payload()
             .downcast_ref::<&str>()
-            .map(|s| s.to_string())
+            .map(ToString::to_string)
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown".into());
         let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
@@ -136,7 +136,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return clap_failure(&e),
     };
-    tracing_subscriber::fmt().with_env_filter(runwatch_notify::send::log_filter()).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt().with_env_filter(runwatch_notify::send::log_filter()).with_writer(io::stderr).with_target(false).init();
     match run(cli) {
         Ok(code) => code,
         Err(err) => failure(&err),

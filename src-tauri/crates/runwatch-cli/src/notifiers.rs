@@ -275,7 +275,7 @@ fn list(store: &Store, json: bool) -> anyhow::Result<()> {
     let notifiers = store.notifiers()?;
     let rows: Vec<(&Notifier, serde_json::Value)> = notifiers
         .iter()
-        .map(|n| (n, Channel::from_notifier(n).map(|c| c.masked()).unwrap_or_else(|e| serde_json::json!({"error": e.to_string()}))))
+        .map(|n| (n, Channel::from_notifier(n).map_or_else(|e| serde_json::json!({"error": e.to_string()}), |c| c.masked())))
         .collect();
     if json {
         let out: Vec<_> = rows
@@ -300,10 +300,7 @@ fn settings_line(masked: &serde_json::Value) -> String {
     masked
         .as_object()
         .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
-                .collect::<Vec<_>>()
-                .join(" ")
+            m.iter().map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect::<Vec<_>>().join(" ")
         })
         .unwrap_or_default()
 }

@@ -110,7 +110,7 @@ enum Patience {
 fn deliver_without_watcher(store: &Store, patience: Patience) {
     let Some(dir) = store.path().parent() else { return };
     let data_dir = DataDir::at(dir);
-    let pending = |s: &Store| deliveries::counts(s.conn()).map(|(p, _, _)| p).unwrap_or(0);
+    let pending = |s: &Store| deliveries::counts(s.conn()).map_or(0, |(p, _, _)| p);
     if pending(store) == 0 {
         return; // before taking the lock: most calls have nothing to send
     }

@@ -29,7 +29,7 @@ impl Clock for SystemClock {
     }
 
     fn now(&self) -> Millis {
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis)
     }
 }
 
@@ -86,6 +86,5 @@ pub fn secs(s: u64) -> Millis {
 /// A store time as local "YYYY-MM-DD HH:MM:SS", for people.
 pub fn format_local(ms: Millis) -> String {
     jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.to_zoned(jiff::tz::TimeZone::system()).strftime("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_else(|_| format!("@{ms}ms"))
+        .map_or_else(|_| format!("@{ms}ms"), |t| t.to_zoned(jiff::tz::TimeZone::system()).strftime("%Y-%m-%d %H:%M:%S").to_string())
 }

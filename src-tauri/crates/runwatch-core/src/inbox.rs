@@ -322,7 +322,7 @@ pub fn suffix_counts(
     suffixes: &std::collections::HashSet<String>,
 ) -> Result<std::collections::HashMap<String, usize>, StoreError> {
     let mut counts = std::collections::HashMap::new();
-    let Some(len) = suffixes.iter().next().map(|s| s.len()) else { return Ok(counts) };
+    let Some(len) = suffixes.iter().next().map(String::len) else { return Ok(counts) };
     let mut stmt = conn.prepare_cached("SELECT substr(id, -?1) FROM notifications")?;
     let mut rows = stmt.query([len as i64])?;
     while let Some(row) = rows.next()? {

@@ -88,7 +88,7 @@ impl Template {
         for piece in &self.pieces {
             match piece {
                 Piece::Text(t) => out.push_str(t),
-                Piece::Field(f) => out.push_str(values.get(f).map(String::as_str).unwrap_or("")),
+                Piece::Field(f) => out.push_str(values.get(f).map_or("", String::as_str)),
             }
         }
         out

@@ -101,7 +101,7 @@ proptest! {
                 Piece::Field(i) => {
                     let name = PLACEHOLDERS[*i];
                     source.push_str(&format!("{{{name}}}"));
-                    expected.push_str(values.get(name).map(String::as_str).unwrap_or(""));
+                    expected.push_str(values.get(name).map_or("", String::as_str));
                 }
             }
         }

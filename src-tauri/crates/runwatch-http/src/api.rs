@@ -123,7 +123,7 @@ async fn with_store<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     let state = state.clone();
     tokio::task::spawn_blocking(move || {
-        let mut store = state.store.lock().unwrap_or_else(|e| e.into_inner());
+        let mut store = state.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut store)
     })
     .await
@@ -325,7 +325,7 @@ pub struct NotifierView {
 }
 
 fn view(n: &Notifier) -> NotifierView {
-    let config = Channel::from_notifier(n).map(|c| c.masked()).unwrap_or_else(|e| serde_json::json!({"error": e.to_string()}));
+    let config = Channel::from_notifier(n).map_or_else(|e| serde_json::json!({"error": e.to_string()}), |c| c.masked());
     NotifierView {
         id: n.id.clone(),
         kind: n.kind.clone(),

@@ -69,7 +69,7 @@ impl Checkpointer {
         let (store, pending, lock) = (self.store.clone(), self.pending.clone(), self.gate.clone());
         tokio::task::spawn_blocking(move || loop {
             while pending.swap(false, Ordering::SeqCst) {
-                let store = store.lock().unwrap_or_else(|e| e.into_inner());
+                let store = store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 // PASSIVE: copies what it can without blocking readers or writers.
                 if let Err(e) = store.conn().pragma(None, "wal_checkpoint", "PASSIVE", |_| Ok(())) {
                     tracing::warn!("checkpoint failed: {e}");

@@ -152,7 +152,7 @@ async fn watch_store(state: Arc<ApiState>) {
     loop {
         let s = state.clone();
         let version = tokio::task::spawn_blocking(move || {
-            let store = s.store.lock().unwrap_or_else(|e| e.into_inner());
+            let store = s.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             store.conn().pragma_query_value(None, "data_version", |r| r.get::<_, i64>(0)).ok()
         })
         .await

@@ -62,7 +62,7 @@ pub fn values(n: &Notification) -> HashMap<&'static str, String> {
 }
 
 fn host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "localhost".into(), |h| h.trim().to_string())
 }
 
 /// Slack's emoji for a level (Block Kit has no colours outside legacy attachments).

@@ -104,7 +104,7 @@ impl Sender {
                     Some(n) => render::logger_line(n, &msg.text),
                     None => format!("{:<8} {}", msg.level, msg.text),
                 };
-                let mut out = self.logger.lock().unwrap_or_else(|e| e.into_inner());
+                let mut out = self.logger.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 match writeln!(out, "{line}").and_then(|_| out.flush()) {
                     Ok(()) => Outcome::Sent,
                     Err(e) => Outcome::Retry { error: format!("cannot write to the log: {e}"), after: None },
@@ -134,8 +134,7 @@ impl Sender {
                 let text = res.body_mut().with_config().limit(4096).read_to_string().unwrap_or_default();
                 let error = format!("HTTP {status}{}", if text.trim().is_empty() { String::new() } else { format!(": {}", text.trim()) });
                 match status {
-                    429 => Outcome::Retry { error, after: retry_after },
-                    408 | 500..=599 => Outcome::Retry { error, after: retry_after },
+                    408 | 429 | 500..=599 => Outcome::Retry { error, after: retry_after },
                     _ => Outcome::Failed { error },
                 }
             }

@@ -381,7 +381,7 @@ impl Watcher {
             }
             let mut stored = Vec::new();
             for (run, h) in &changes.happenings {
-                let repo = detector.track(run).map(|t| t.repo.as_str()).unwrap_or("");
+                let repo = detector.track(run).map_or("", |t| t.repo.as_str());
                 let n = NewNotification {
                     level: Some(h.level()),
                     title: h.title(run),
