@@ -54,6 +54,9 @@ impl Engine {
     pub fn stop(&self) {
         println!("Runwatch app — stopping");
         let report = self.engine.shutdown();
+        if report.unfinished.contains(&runwatch_engine::Part::Dispatcher) {
+            tracing::warn!("a send was still waiting for an answer; its delivery stays queued and is sent again at the next start");
+        }
         for e in &report.errors {
             tracing::warn!("{e}");
         }

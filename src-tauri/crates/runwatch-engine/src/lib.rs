@@ -379,6 +379,9 @@ impl Engine {
     /// most the bound set by [`EngineBuilder::shutdown_within`]. A part still running then
     /// is left behind (and ends with the process); nothing it was doing is lost, as every
     /// outcome is stored only once it is known. Later calls return an empty report.
+    ///
+    /// Call it from plain threads, not from async code (an engine-owned runtime is shut
+    /// down here).
     pub fn shutdown(&self) -> ShutdownReport {
         let Some(running) = self.running.lock().unwrap_or_else(PoisonError::into_inner).take() else {
             return ShutdownReport::default();
@@ -409,9 +412,6 @@ impl Engine {
         errors.append(&mut running.errors.lock().unwrap_or_else(PoisonError::into_inner));
         if let Some(runtime) = running.runtime {
             runtime.shutdown_timeout(deadline.saturating_duration_since(Instant::now()));
-        }
-        for part in &unfinished {
-            tracing::warn!("the {part} was still busy after {:?}; it is left to end with the process", self.shutdown_within);
         }
         ShutdownReport { unfinished, errors }
     }
