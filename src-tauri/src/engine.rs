@@ -1,79 +1,65 @@
-//! The engine inside the app: the watcher, the dispatcher and the HTTP API — the same
-//! pieces as `runwatch start`, on threads of this process.
+//! The engine inside the app (runwatch-engine, as in `runwatch start`, on the app's async
+//! runtime), with the app's hooks: new notifications wake the popups and the tray badge,
+//! and a failing HTTP server exits the app.
 
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 
-use anyhow::Context;
 use runwatch_aim::repo::AimRepo;
-use runwatch_core::clock::{SharedClock, SystemClock};
-use runwatch_core::{DataDir, InstanceLock, Store};
-use runwatch_http::{ApiConfig, Server};
-use runwatch_notify::dispatcher::DispatcherHandle;
-use runwatch_notify::send::{Sender, DEFAULT_TIMEOUT};
-use runwatch_notify::Dispatcher;
-use runwatch_watcher::{StopHandle, Watcher};
+use runwatch_core::DataDir;
 use tauri::AppHandle;
 
 /// What runs for the app's whole life.
 pub struct Engine {
-    pub data_dir: DataDir,
-    pub api_url: String,
-    pub token: String,
-    watcher: StopHandle,
-    dispatcher: DispatcherHandle,
+    engine: runwatch_engine::Engine,
     /// Popups and the tray badge are woken here when the watcher stores something.
-    pub wake: Arc<Mutex<Option<std::sync::mpsc::Sender<()>>>>,
-    _lock: InstanceLock,
+    pub wake: Arc<Mutex<Option<mpsc::Sender<()>>>>,
+}
+
+impl Deref for Engine {
+    type Target = runwatch_engine::Engine;
+
+    fn deref(&self) -> &Self::Target {
+        &self.engine
+    }
 }
 
 impl Engine {
     pub fn start(app: &AppHandle, data_dir: Option<&Path>, repos: &[PathBuf], http: SocketAddr) -> anyhow::Result<Engine> {
         let data_dir = DataDir::resolve(data_dir)?;
-        let lock = InstanceLock::acquire(&data_dir)?;
-        let store = Store::open(&data_dir)?;
         // The watcher adds the repositories of the Settings (and follows their changes).
         let repos: Vec<AimRepo> = repos.iter().map(|p| AimRepo::open(p)).collect::<Result<_, _>>()?;
-        let clock: SharedClock = Arc::new(SystemClock);
-        let token = data_dir.api_token().context("cannot create the API token")?;
-        let wake: Arc<Mutex<Option<std::sync::mpsc::Sender<()>>>> = Arc::default();
-
-        let dispatcher = Dispatcher::new(Store::open(&data_dir)?, clock.clone(), Sender::new(DEFAULT_TIMEOUT));
-        let deliver = dispatcher.handle();
-        let (deliver_w, wake_w) = (deliver.clone(), wake.clone());
-        let watcher = Watcher::new(Store::open(&data_dir)?, repos, clock.clone())?.on_notification(move |_| {
-            deliver_w.wake();
-            if let Some(tx) = wake_w.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref() {
-                let _ = tx.send(());
-            }
-        });
-        let stop = watcher.stop_handle();
-        std::thread::Builder::new().name("watcher".into()).spawn(move || {
-            if let Err(e) = watcher.run() {
-                tracing::warn!("the watcher stopped: {e}");
-            }
-        })?;
-        std::thread::Builder::new().name("dispatcher".into()).spawn(move || dispatcher.run())?;
-
-        let server = tauri::async_runtime::block_on(Server::bind(http)).with_context(|| format!("cannot listen on {http}"))?;
-        let api_url = format!("http://{}", server.local_addr()?);
-        let deliver_api = deliver.clone();
-        let config = ApiConfig { store, token: token.clone(), clock, on_stored: Box::new(move || deliver_api.wake()) };
+        let wake: Arc<Mutex<Option<mpsc::Sender<()>>>> = Arc::default();
+        let popups = wake.clone();
         let app = app.clone();
-        tauri::async_runtime::spawn(async move {
-            if let Err(e) = server.serve(config, std::future::pending()).await {
-                tracing::warn!("the API server stopped: {e}");
-                app.exit(1);
-            }
-        });
-        println!("Runwatch app — data in '{}', API at {api_url}", data_dir.path().display());
-        Ok(Engine { data_dir, api_url, token, watcher: stop, dispatcher: deliver, wake, _lock: lock })
+        let engine = runwatch_engine::Engine::builder(data_dir)?
+            .repos(repos)
+            .http(http)
+            .runtime(tauri::async_runtime::handle().inner().clone())
+            .on_notification(move |_| {
+                if let Some(tx) = popups.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+                    let _ = tx.send(());
+                }
+            })
+            .on_failure(move |_| app.exit(1))
+            .start()?;
+        println!("Runwatch app — data in '{}', API at {}", engine.data_dir().path().display(), engine.api_url());
+        Ok(Engine { engine, wake })
     }
 
-    /// Stops taking in events and lets the dispatcher finish the send in flight.
+    /// On Quit: stops taking in events, lets the dispatcher finish the send in flight and
+    /// waits for it (within the engine's bound; a send left unanswered stays queued).
     pub fn stop(&self) {
-        self.watcher.stop();
-        self.dispatcher.stop();
+        println!("Runwatch app — stopping");
+        let report = self.engine.shutdown();
+        if report.unfinished.contains(&runwatch_engine::Part::Dispatcher) {
+            tracing::warn!("a send was still waiting for an answer; its delivery stays queued and is sent again at the next start");
+        }
+        for e in &report.errors {
+            tracing::warn!("{e}");
+        }
+        println!("Runwatch app — stopped");
     }
 }

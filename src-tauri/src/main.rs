@@ -6,6 +6,7 @@ mod engine;
 mod popups;
 mod tray;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,7 +37,14 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt().with_env_filter(runwatch_notify::send::log_filter()).with_writer(std::io::stderr).with_target(false).init();
+    // No colour codes in a log file or with NO_COLOR.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    tracing_subscriber::fmt()
+        .with_env_filter(runwatch_notify::send::log_filter())
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .init();
     let hidden = args.hidden;
     let result = tauri::Builder::default()
         // First: a second launch hands over to the running app and exits.
@@ -114,7 +122,7 @@ fn build_main_window(app: &AppHandle, route: Option<&str>) -> tauri::Result<()> 
 /// Tells the page where the engine's API is and its token (the page reads
 /// `window.__RUNWATCH__` instead of the URL a browser gets).
 fn api_settings_script(engine: &engine::Engine) -> String {
-    format!("window.__RUNWATCH__ = {{ api: {:?}, token: {:?} }};", engine.api_url, engine.token)
+    format!("window.__RUNWATCH__ = {{ api: {:?}, token: {:?} }};", engine.api_url(), engine.token())
 }
 
 /// Opens (or focuses) the settings window, where notifiers are added.

@@ -63,7 +63,7 @@ pub fn wake(app: &AppHandle) {
 
 fn run(app: &AppHandle, rx: &mpsc::Receiver<()>) -> anyhow::Result<()> {
     let engine = app.state::<Engine>();
-    let store = Store::open(&engine.data_dir)?;
+    let store = Store::open(engine.data_dir())?;
     // Only what arrives from now on pops up; what was pending shows in the badge.
     let mut last_seq = inbox::last_seq(store.conn())?;
     let mut gate = PopupGate::new(Level::Error);
@@ -128,7 +128,7 @@ fn show(app: &AppHandle, popup: Popup) {
             }
             "ack" => {
                 if let (Some(id), Some(engine)) = (&id, app.try_state::<Engine>()) {
-                    if let Err(e) = Store::open(&engine.data_dir).and_then(|mut s| s.ack(std::slice::from_ref(id), SystemClock.now())) {
+                    if let Err(e) = Store::open(engine.data_dir()).and_then(|mut s| s.ack(std::slice::from_ref(id), SystemClock.now())) {
                         tracing::warn!("cannot acknowledge: {e}");
                     }
                     wake(&app);

@@ -79,7 +79,7 @@ pub fn show(app: &AppHandle, summary: &UnreadSummary) {
 
 fn acknowledge_all(app: &AppHandle) {
     let Some(engine) = app.try_state::<Engine>() else { return };
-    match Store::open(&engine.data_dir).and_then(|mut s| s.ack_all(SystemClock.now())) {
+    match Store::open(engine.data_dir()).and_then(|mut s| s.ack_all(SystemClock.now())) {
         Ok(n) => tracing::info!("acknowledged {n} notifications from the tray"),
         Err(e) => tracing::warn!("cannot acknowledge: {e}"),
     }

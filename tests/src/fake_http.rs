@@ -41,6 +41,9 @@ pub enum Reply {
     },
     /// Read the request and never answer (the client times out).
     Hang,
+    /// Read the request and answer 200 once [`FakeServer::release`] is called: a send held
+    /// in flight for as long as the test needs.
+    Held,
 }
 
 impl Reply {
@@ -72,6 +75,8 @@ struct State {
     last_accepted: Option<Instant>,
     /// Requests answered 429 by the rate limit (not recorded in `requests`).
     rejected: usize,
+    /// [`Reply::Held`] requests may be answered.
+    released: bool,
 }
 
 /// A running fake server; stops when dropped.
@@ -112,6 +117,12 @@ impl FakeServer {
 
     pub fn requests(&self) -> Vec<Request> {
         self.state.0.lock().unwrap().requests.clone()
+    }
+
+    /// Lets [`Reply::Held`] requests (those waiting and those to come) be answered.
+    pub fn release(&self) {
+        self.state.0.lock().unwrap().released = true;
+        self.state.1.notify_all();
     }
 
     pub fn rejected(&self) -> usize {
@@ -184,6 +195,16 @@ fn serve(stream: TcpStream, shared: &(Mutex<State>, Condvar)) {
         }
     };
     let mut stream = stream;
+    let reply = match reply {
+        Reply::Held => {
+            let mut s = lock.lock().unwrap();
+            while !s.released {
+                s = cv.wait(s).unwrap();
+            }
+            Reply::ok()
+        }
+        other => other,
+    };
     match reply {
         Reply::Hang => {
             // Hold the connection open without answering until the client gives up.
@@ -191,6 +212,7 @@ fn serve(stream: TcpStream, shared: &(Mutex<State>, Condvar)) {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
             let _ = stream.read(&mut sink);
         }
+        Reply::Held => unreachable!("answered above"),
         Reply::Status { code, headers, body } => {
             let mut head = format!("HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
             for (k, v) in headers {

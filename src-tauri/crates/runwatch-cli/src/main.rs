@@ -136,7 +136,14 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return clap_failure(&e),
     };
-    tracing_subscriber::fmt().with_env_filter(runwatch_notify::send::log_filter()).with_writer(io::stderr).with_target(false).init();
+    // Colour as the rest of the output: only on a terminal, never with NO_COLOR.
+    let ansi = anstream::AutoStream::choice(&io::stderr()) != anstream::ColorChoice::Never;
+    tracing_subscriber::fmt()
+        .with_env_filter(runwatch_notify::send::log_filter())
+        .with_writer(io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .init();
     match run(cli) {
         Ok(code) => code,
         Err(err) => failure(&err),

@@ -5,14 +5,12 @@
 use std::io::{Read, Write};
 
 use clap::Args;
-use runwatch_core::clock::{Clock, SystemClock};
-use runwatch_core::ingest::Event;
-use std::sync::Arc;
 use std::time::Duration;
 
-use runwatch_core::{deliveries, DataDir, Holder, Inserted, InstanceLock, Level, Store};
-use runwatch_notify::send::{Sender, DEFAULT_TIMEOUT};
-use runwatch_notify::Dispatcher;
+use runwatch_core::clock::{Clock, SystemClock};
+use runwatch_core::ingest::Event;
+use runwatch_core::{DataDir, Inserted, Level, Store};
+use runwatch_engine::oneshot::{Delivered, Patience};
 
 use crate::output;
 use crate::summary::Finished;
@@ -90,60 +88,29 @@ const DELIVERY_PATIENCE: Duration = Duration::from_secs(20);
 /// notifications among them) before the command exits; a running watcher's dispatcher
 /// does it otherwise. What cannot be delivered in time stays queued for the next watcher.
 pub fn deliver_if_no_watcher(store: &Store) {
-    deliver_without_watcher(store, Patience::UntilRetriesAreDue);
+    deliver_without_watcher(store, Patience::RetriesDueWithin(DELIVERY_PATIENCE));
 }
 
 /// Sends what is due now when no watcher runs, without waiting for retries (they wait for
 /// the next delivery or the next watcher): for `exec` while its command runs, so a stall
 /// reaches Slack while it matters, not when the command ends.
 pub fn deliver_due_if_no_watcher(store: &Store) {
-    deliver_without_watcher(store, Patience::None);
-}
-
-#[derive(PartialEq)]
-enum Patience {
-    /// Wait for retries due within [`DELIVERY_PATIENCE`], then say what is left.
-    UntilRetriesAreDue,
-    None,
+    deliver_without_watcher(store, Patience::DueNow);
 }
 
 fn deliver_without_watcher(store: &Store, patience: Patience) {
     let Some(dir) = store.path().parent() else { return };
-    let data_dir = DataDir::at(dir);
-    let pending = |s: &Store| deliveries::counts(s.conn()).map_or(0, |(p, _, _)| p);
-    if pending(store) == 0 {
-        return; // before taking the lock: most calls have nothing to send
-    }
-    let Ok(outbox) = Store::open(&data_dir) else { return };
-    let mut dispatcher = Dispatcher::new(outbox, Arc::new(SystemClock), Sender::new(DEFAULT_TIMEOUT));
-    let give_up = SystemClock.now() + DELIVERY_PATIENCE.as_millis() as i64;
-    loop {
-        // Held for one round of sends at a time, so a watcher starting meanwhile waits
-        // seconds at most; once one runs (the lock is a watcher's), the rest is its to send.
-        let Ok(lock) = InstanceLock::try_acquire(&data_dir, Holder::Delivery) else { return };
-        let next = match dispatcher.step() {
-            Ok(next) => next,
-            Err(e) => {
-                let _ = writeln!(output::stderr(), "runwatch: warning: cannot deliver now: {e}");
-                return;
-            }
-        };
-        drop(lock);
-        if pending(dispatcher.store()) == 0 || patience == Patience::None {
-            return;
+    match runwatch_engine::oneshot::deliver_without_watcher(&DataDir::at(dir), store, patience) {
+        Ok(Delivered::Done | Delivered::DueSent(_)) => {}
+        Ok(Delivered::Left(left)) => {
+            let _ = writeln!(
+                output::stderr(),
+                "runwatch: warning: {left} deliveries could not be made yet; they stay queued and the next watcher \
+                 ('runwatch start' or the desktop app) will retry them (see 'runwatch notifications show ID')"
+            );
         }
-        match next {
-            Some(at) if at <= give_up => {
-                let wait = (at - SystemClock.now()).clamp(0, 5_000);
-                std::thread::sleep(Duration::from_millis(wait as u64)); // until the retry is due
-            }
-            _ => break,
+        Err(e) => {
+            let _ = writeln!(output::stderr(), "runwatch: warning: cannot deliver now: {e}");
         }
     }
-    let left = pending(dispatcher.store());
-    let _ = writeln!(
-        output::stderr(),
-        "runwatch: warning: {left} deliveries could not be made yet; they stay queued and the next watcher \
-         ('runwatch start' or the desktop app) will retry them (see 'runwatch notifications show ID')"
-    );
 }

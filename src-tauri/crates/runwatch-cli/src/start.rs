@@ -1,23 +1,24 @@
-//! `runwatch start`: the headless daemon — the watcher on its own thread, the HTTP server
-//! (API and UI) on the async runtime, and the dispatcher delivering notifications to the
-//! notifiers (the logger prints them here as they happen).
+//! `runwatch start`: the headless daemon — the engine (watcher, dispatcher, HTTP server;
+//! see runwatch-engine) in the foreground until Ctrl+C or SIGTERM, with what a terminal
+//! adds: the first-run notifier prompt and the lines saying what runs where (the logger
+//! notifier prints notifications here as they happen).
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-
-use std::io::IsTerminal;
 
 use anyhow::Context;
 use runwatch_aim::repo::AimRepo;
-use runwatch_core::clock::{Clock, SharedClock, SystemClock};
+use runwatch_core::clock::{Clock, SystemClock};
 use runwatch_core::notifiers::Notifier;
-use runwatch_core::{DataDir, InstanceLock, Level, NotifierStatus, Store};
-use runwatch_http::ApiConfig;
-use runwatch_notify::send::{Sender, DEFAULT_TIMEOUT};
-use runwatch_notify::{Channel, Dispatcher};
-use runwatch_watcher::Watcher;
+use runwatch_core::{DataDir, Level, NotifierStatus, Store};
+use runwatch_engine::{Engine, EngineError, Part};
+use runwatch_notify::Channel;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::output;
 
 #[derive(Debug, clap::Args)]
 pub struct StartArgs {
@@ -28,11 +29,9 @@ pub struct StartArgs {
 
 pub fn start(data_dir: &DataDir, repos: &[PathBuf], args: &StartArgs) -> anyhow::Result<ExitCode> {
     let repos = resolve_repos(repos)?;
-    let _lock = InstanceLock::acquire(data_dir)?;
-    let store = Store::open(data_dir)?;
-    println!("Runwatch {} — data in '{}'", env!("CARGO_PKG_VERSION"), store.path().display());
-
+    let engine = Engine::builder(data_dir.clone())?;
     let mut setup = Store::open(data_dir)?;
+    println!("Runwatch {} — data in '{}'", env!("CARGO_PKG_VERSION"), setup.path().display());
     if setup.notifiers()?.is_empty() && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
         offer_to_add_a_notifier(&mut setup)?;
     }
@@ -41,57 +40,42 @@ pub fn start(data_dir: &DataDir, repos: &[PathBuf], args: &StartArgs) -> anyhow:
     }
     drop(setup);
 
-    let clock: SharedClock = Arc::new(SystemClock);
-    let dispatcher = Dispatcher::new(Store::open(data_dir)?, clock.clone(), Sender::new(DEFAULT_TIMEOUT));
-    let deliver = dispatcher.handle();
-    let wake = deliver.clone();
-    let deliver_api = deliver.clone();
-    let mut watcher = Watcher::new(Store::open(data_dir)?, repos.clone(), clock)?.on_notification(move |_| wake.wake());
-    watcher.scan()?;
+    // Installed before anything is printed about running, so a signal that comes right
+    // after "Press Ctrl+C" is not lost. A failing engine ends the wait too.
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot handle Ctrl+C and SIGTERM")?;
+    let wait = signals.handle();
+    let engine = engine.repos(repos.clone()).http(args.http).on_failure(move |_| wait.close()).start()?;
     if repos.is_empty() {
         println!("Not watching any Aim repository (pass --repo DIR); events sent to Runwatch are still received.");
     }
     for repo in &repos {
         println!("Watching '{}' …", repo.root().display());
     }
-    println!("Tracking {} runs.", watcher.run_count());
-    let stop = watcher.stop_handle();
-    let watcher_thread =
-        std::thread::Builder::new().name("watcher".into()).spawn(move || watcher.run()).context("cannot start the watcher thread")?;
-    let dispatcher_thread = std::thread::Builder::new()
-        .name("dispatcher".into())
-        .spawn(move || dispatcher.run())
-        .context("cannot start the dispatcher thread")?;
+    println!("Tracking {}.", output::count(engine.run_count() as i64, "run", "runs"));
+    println!("Serving the UI at {}", engine.ui_url());
+    println!("Press Ctrl+C to exit");
 
-    let api = ApiConfig {
-        store: Store::open(data_dir)?,
-        token: data_dir.api_token().context("cannot create the API token")?,
-        clock: Arc::new(SystemClock),
-        on_stored: Box::new(move || deliver_api.wake()),
-    };
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let served = runtime.block_on(async move {
-        let server = runwatch_http::Server::bind(args.http)
-            .await
-            .with_context(|| format!("cannot listen on {} (is another program using it? try --http 127.0.0.1:0)", args.http))?;
-        let shutdown = shutdown_signal()?;
-        println!("Serving the UI at {}", server.url(&api.token)?);
-        println!("Press Ctrl+C to exit");
-        server.serve(api, shutdown).await.context("HTTP server failed")
-    });
-    // Stop taking in new events, then let the dispatcher finish the send in flight.
-    stop.stop();
-    match watcher_thread.join() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => eprintln!("runwatch: warning: the watcher stopped with an error: {e}"),
-        Err(_) => eprintln!("runwatch: warning: the watcher thread failed"),
+    let _ = signals.forever().next();
+    println!("Stopping…");
+    let report = engine.shutdown();
+    for part in &report.unfinished {
+        match part {
+            Part::Dispatcher => eprintln!(
+                "runwatch: warning: a send was still waiting for an answer; its delivery stays queued and is sent again at the next start"
+            ),
+            part => eprintln!("runwatch: warning: the {part} did not stop in time"),
+        }
     }
-    deliver.stop();
-    if dispatcher_thread.join().is_err() {
-        eprintln!("runwatch: warning: the dispatcher thread failed");
+    let mut failure = None;
+    for e in report.errors {
+        match e {
+            EngineError::Http(_) => failure = Some(e),
+            e => eprintln!("runwatch: warning: {e}"),
+        }
     }
-    drop(store);
-    served?;
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
     println!("Stopped.");
     Ok(ExitCode::SUCCESS)
 }
@@ -140,18 +124,4 @@ fn ensure_a_notifier(store: &mut Store) -> anyhow::Result<bool> {
         updated_at: now,
     })?;
     Ok(true)
-}
-
-/// A future that completes on Ctrl+C (SIGINT) or SIGTERM. The handlers are installed
-/// when this is called, so a signal that comes right after "Press Ctrl+C" is not lost.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle Ctrl+C")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-    })
 }
