@@ -1,6 +1,7 @@
 //! The API under `/api/v1`: notifications, runs, notifiers, settings, event ingest, a
 //! server-sent-events stream of changes, health. JSON in and out; errors as
-//! `{"error": "…"}` with a status that says whose fault it was.
+//! `{"error": "…"}` with a status that says whose fault it was. The handlers' paths are
+//! relative to `/api/v1`; `openapi::routes` is where they are routed and documented.
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -25,7 +25,7 @@ use runwatch_core::Store;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
-pub use openapi::{document as openapi_document, openapi_json, PREFIX as API_PREFIX};
+pub use openapi::{openapi_json, PREFIX as API_PREFIX};
 
 /// The address `runwatch start` listens on unless told otherwise: loopback only.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8747";
