@@ -36,10 +36,12 @@ launch:
 	  exec "$(BIN)/runwatch" start --http "$(HTTP)"; \
 	fi
 
-# House rules: rustfmt, clippy with the workspace's lints as errors.
+# House rules: rustfmt, clippy with the workspace's lints as errors, svelte-check (the UI's
+# TypeScript and Svelte diagnostics, warnings as errors; needs ui/node_modules: make ui).
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cd ui && npm run --silent check
 
 test-rust:
 	@if cargo nextest --version >/dev/null 2>&1; then \

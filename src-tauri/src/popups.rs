@@ -66,11 +66,11 @@ fn run(app: &AppHandle, rx: &mpsc::Receiver<()>) -> anyhow::Result<()> {
     let store = Store::open(engine.data_dir())?;
     // Only what arrives from now on pops up; what was pending shows in the badge.
     let mut last_seq = inbox::last_seq(store.conn())?;
-    let mut gate = PopupGate::new(Level::Error);
+    let mut gate = PopupGate::new(runwatch_core::Settings::default().popup_level);
     let mut shown_summary = None;
     loop {
         let now = SystemClock.now();
-        gate.level = store.setting::<String>("popup_level")?.and_then(|l| l.parse().ok()).unwrap_or(Level::Error);
+        gate.level = runwatch_core::Settings::load(&store)?.popup_level;
         gate.pause_until(app.state::<Pause>().until());
         let summary = store.unread_summary()?;
         if shown_summary.as_ref() != Some(&summary) {

@@ -28,7 +28,8 @@ fn start_prints_each_notification_as_it_happens() {
     std::fs::write(repo.join(".aim/check_ins/junk-notanumber-check_in-1.0-5"), b"").unwrap();
     let data = tmp.path().join("data");
     // A short grace so the stuck run shows up within the test's patience.
-    Store::open(&DataDir::at(&data)).unwrap().set_setting("grace_secs", &1u64).unwrap();
+    let short_grace = runwatch_core::SettingsPatch { grace_secs: Some(1), ..Default::default() };
+    runwatch_core::settings::patch(&mut Store::open(&DataDir::at(&data)).unwrap(), &short_grace).unwrap();
 
     let mut daemon =
         Running::spawn(Command::new(binary("runwatch")).arg("--data-dir").arg(&data).arg("--repo").arg(repo.join(".aim")).args([
@@ -94,7 +95,7 @@ fn a_repository_added_in_settings_is_watched_without_a_restart() {
     // The new repository's history is not news; what happens next is.
     let deadline = std::time::Instant::now() + runwatch_tests::PATIENCE;
     let store = Store::open(&DataDir::at(tmp.path().join("data"))).unwrap();
-    while !store.setting::<Vec<String>>("known_repos").unwrap().unwrap_or_default().iter().any(|r| r.ends_with("later")) {
+    while !runwatch_core::settings::known_repos(&store).unwrap().iter().any(|r| r.ends_with("later")) {
         assert!(std::time::Instant::now() < deadline, "the repository was never scanned");
         std::thread::sleep(std::time::Duration::from_millis(50)); // polling the daemon's progress
     }

@@ -462,11 +462,23 @@ test("screenshots of every tab, the details pane and the dark theme", { timeout:
       await page.getByRole("button", { name: "Save" }).click();
       await page.getByText("Grace must be a whole number").waitFor();
       await grace.fill("300");
+      // The server's bounds (from the generated client) and its path rule, before saving too.
+      const rescan = page.getByLabel("Rescan (seconds)");
+      assert.equal(await rescan.inputValue(), "10");
+      await rescan.fill("0");
+      await page.getByLabel(/Watched repositories/).fill(`${repo.root}\nexperiments/.aim`);
+      await page.getByRole("button", { name: "Save" }).click();
+      await page.getByText("Rescan must be a whole number of 1 or more").waitFor();
+      await page.getByText('"experiments/.aim" is not an absolute path').waitFor();
+      assert.equal((await api.get("/settings")).rescan_secs, 10, "nothing was sent");
+      await rescan.fill("30");
+      await page.getByLabel(/Watched repositories/).fill(`${repo.root}\n/home/me/experiments/.aim`);
       await page.getByLabel("Popup level").selectOption("WARNING");
       await page.getByRole("button", { name: "Save" }).click();
       await page.getByTestId("settings-result").filter({ hasText: "Settings saved." }).waitFor();
       const s = await api.get("/settings");
       assert.equal(s.grace_secs, 300);
+      assert.equal(s.rescan_secs, 30);
       assert.equal(s.popup_level, "WARNING");
       await screenshot(page, "settings");
 

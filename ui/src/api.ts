@@ -6,20 +6,8 @@
 // - In the desktop app, the app injects `window.__RUNWATCH__ = { api, token }` before the
 //   page loads; when present it wins (base URL and token).
 
-import type { AckResult } from "./generated/AckResult";
-import type { Health } from "./generated/Health";
-import type { NewNotifier } from "./generated/NewNotifier";
-import type { NotificationDetails } from "./generated/NotificationDetails";
-import type { NotifierPatch } from "./generated/NotifierPatch";
-import type { NotifierView } from "./generated/NotifierView";
-import type { Page } from "./generated/Page";
-import type { ListQuery } from "./generated/ListQuery";
-import type { Run } from "./generated/Run";
-import type { Settings } from "./generated/Settings";
-import type { SettingsPatch } from "./generated/SettingsPatch";
-import type { TestResult } from "./generated/TestResult";
-import type { UnreadSummary } from "./generated/UnreadSummary";
 import type { ErrorBody } from "./generated/ErrorBody";
+import { API_PREFIX, client, paths, type Method } from "./generated/operations";
 
 declare global {
   interface Window {
@@ -83,13 +71,13 @@ export class ApiError extends Error {
   }
 }
 
-async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+async function request<T>(method: Method, path: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = { Accept: "application/json" };
   if (conn.token) headers.Authorization = `Bearer ${conn.token}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   let res: Response;
   try {
-    res = await fetch(`${conn.base}/api/v1${path}`, {
+    res = await fetch(`${conn.base}${API_PREFIX}${path}`, {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
@@ -119,34 +107,12 @@ export function whenUnauthorized(f: (message: string) => void): void {
   onUnauthorized = f;
 }
 
-function query(q: Partial<ListQuery>): string {
-  const p = new URLSearchParams();
-  for (const [k, v] of Object.entries(q)) if (v !== null && v !== undefined && v !== "") p.set(k, String(v));
-  const s = p.toString();
-  return s ? `?${s}` : "";
-}
-
-export const api = {
-  health: () => request<Health>("GET", "/health"),
-  notifications: (q: Partial<ListQuery>) => request<Page>("GET", `/notifications${query(q)}`),
-  summary: () => request<UnreadSummary>("GET", "/notifications/summary"),
-  notification: (id: string) => request<NotificationDetails>("GET", `/notifications/${encodeURIComponent(id)}`),
-  ack: (id: string) => request<AckResult>("POST", `/notifications/${encodeURIComponent(id)}/ack`),
-  ackAll: () => request<AckResult>("POST", "/notifications/ack", { all: true }),
-  runs: () => request<Run[]>("GET", "/runs"),
-  notifiers: () => request<NotifierView[]>("GET", "/notifiers"),
-  addNotifier: (n: NewNotifier) => request<NotifierView>("POST", "/notifiers", n),
-  patchNotifier: (id: string, p: Partial<NotifierPatch>) =>
-    request<NotifierView>("PATCH", `/notifiers/${encodeURIComponent(id)}`, p),
-  removeNotifier: (id: string) => request<void>("DELETE", `/notifiers/${encodeURIComponent(id)}`),
-  testNotifier: (id: string) => request<TestResult>("POST", `/notifiers/${encodeURIComponent(id)}/test`),
-  settings: () => request<Settings>("GET", "/settings"),
-  patchSettings: (p: Partial<SettingsPatch>) => request<Settings>("PATCH", "/settings", p),
-};
+/** Every operation of the API, generated from the server's declaration of its routes. */
+export const api = client(request);
 
 /** The change stream's URL (EventSource cannot send headers, so the token rides in the query). */
 export function streamUrl(): string {
-  return `${conn.base}/api/v1/stream?token=${encodeURIComponent(conn.token ?? "")}`;
+  return `${conn.base}${API_PREFIX}${paths.stream}?token=${encodeURIComponent(conn.token ?? "")}`;
 }
 
 /** A message for any thrown value. */

@@ -6,4 +6,4 @@ import type { NotifierStatus } from "./NotifierStatus";
  * Changes to a notifier; omitted fields stay. Config keys given replace the stored ones,
  * so a secret need not be sent again to change the template.
  */
-export type NotifierPatch = { status: NotifierStatus | null, min_level: Level | null, config: Record<string, unknown> | null, };
+export type NotifierPatch = { status?: NotifierStatus, min_level?: Level, config?: Record<string, unknown>, };

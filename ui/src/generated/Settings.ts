@@ -2,7 +2,7 @@
 import type { Level } from "./Level";
 
 /**
- * Engine settings.
+ * The user's settings.
  */
 export type Settings = { 
 /**
@@ -22,6 +22,11 @@ grace_secs: number,
  */
 expiry_days: number, 
 /**
- * Aim repositories the watcher reads.
+ * Seconds between full rescans of the watched repositories (they catch what
+ * file-system events miss).
+ */
+rescan_secs: number, 
+/**
+ * Aim repositories the watcher reads, besides those named on the command line.
  */
 watched_repos: Array<string>, };

@@ -4,4 +4,8 @@ import type { Level } from "./Level";
 /**
  * Settings to change; omitted ones stay.
  */
-export type SettingsPatch = { log_level: Level | null, popup_level: Level | null, grace_secs: number | null, expiry_days: number | null, watched_repos: Array<string> | null, };
+export type SettingsPatch = { log_level?: Level, popup_level?: Level, grace_secs?: number, expiry_days?: number, rescan_secs?: number, 
+/**
+ * Absolute paths.
+ */
+watched_repos?: Array<string>, };

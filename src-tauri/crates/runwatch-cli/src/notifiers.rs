@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use runwatch_aim::repo::AimRepo;
 use runwatch_core::clock::{Clock, SystemClock};
 use runwatch_core::notifiers::Notifier;
+use runwatch_core::settings::{self, Settings, SettingsPatch};
 use runwatch_core::{Level, NotifierStatus, Store};
 use runwatch_notify::dispatcher::send_test;
 use runwatch_notify::send::{Outcome, Sender, DEFAULT_TIMEOUT};
@@ -151,13 +152,10 @@ pub fn run(cmd: NotifiersCommand, store: &mut Store, repos: &[PathBuf], json: bo
             }
         }
         NotifiersCommand::SetLogLevel { level } => {
-            store.set_setting("log_level", &level.name())?;
+            settings::patch(store, &SettingsPatch { log_level: Some(level), ..Default::default() })?;
             println!("Log level set to {level}: Aim log records at {level} and above are notified.");
         }
-        NotifiersCommand::GetLogLevel => {
-            let level: Option<String> = store.setting("log_level")?;
-            println!("{}", level.as_deref().unwrap_or("WARNING"));
-        }
+        NotifiersCommand::GetLogLevel => println!("{}", Settings::load(store)?.log_level),
         NotifiersCommand::ImportAim => import_aim(store, repos, now)?,
     }
     Ok(Finished::ok())
@@ -335,7 +333,7 @@ fn import_aim(store: &mut Store, repos: &[PathBuf], now: i64) -> anyhow::Result<
         eprintln!("runwatch: warning: skipped Aim notifier {id}: {why}");
     }
     if let Some(level) = config.log_level {
-        store.set_setting("log_level", &level.name())?;
+        settings::patch(store, &SettingsPatch { log_level: Some(level), ..Default::default() })?;
         println!("Log level set to {level}.");
     }
     println!("Imported {added} notifiers from '{}'.", path.display());

@@ -471,14 +471,8 @@ impl Store {
         expire(self.conn(), now)
     }
 
-    /// How long notifications are kept (setting `expiry_days`, default 30); `None` = forever.
+    /// How long notifications are kept (setting `expiry_days`); `None` = forever.
     pub fn expiry(&self) -> Result<Option<Millis>, StoreError> {
-        let days: Option<u64> = self.setting("expiry_days")?;
-        Ok(match days.unwrap_or(DEFAULT_EXPIRY_DAYS) {
-            0 => None,
-            d => Some((d as Millis).saturating_mul(86_400_000)),
-        })
+        crate::settings::expiry(self)
     }
 }
-
-pub const DEFAULT_EXPIRY_DAYS: u64 = 30;

@@ -10,6 +10,7 @@ pub mod lock;
 pub mod model;
 pub mod notifiers;
 pub mod runs;
+pub mod settings;
 pub mod store;
 pub mod template;
 
@@ -17,4 +18,5 @@ pub use data_dir::DataDir;
 pub use inbox::{Inserted, NewNotification, Notification};
 pub use lock::{Holder, InstanceLock, LockError};
 pub use model::{DeliveryState, Level, NotifierStatus, RunState};
+pub use settings::{Settings, SettingsPatch};
 pub use store::{Store, StoreError};

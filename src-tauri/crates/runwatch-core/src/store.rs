@@ -10,10 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 use rusqlite_migration::{Migrations, M};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::event_ids::Tail;
 use crate::inbox::Inserts;
@@ -169,24 +167,6 @@ impl Store {
         })?;
         self.event_tail = tail;
         Ok(out)
-    }
-
-    /// A setting's value, or `None` when it was never set.
-    pub fn setting<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
-        let raw: Option<String> = self.conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).optional()?;
-        raw.map(|raw| serde_json::from_str(&raw).map_err(|source| StoreError::Setting { key: key.into(), source })).transpose()
-    }
-
-    pub fn set_setting<T: Serialize>(&mut self, key: &str, value: &T) -> Result<(), StoreError> {
-        let json = serde_json::to_string(value).map_err(|source| StoreError::Setting { key: key.into(), source })?;
-        self.write(|tx| {
-            tx.execute(
-                "INSERT INTO settings (key, value) VALUES (?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![key, json],
-            )?;
-            Ok(())
-        })
     }
 }
 

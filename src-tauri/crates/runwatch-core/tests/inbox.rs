@@ -1,7 +1,7 @@
 //! Inbox operations on a real store file.
 
 use runwatch_core::inbox::{AckState, ListFilter};
-use runwatch_core::{DataDir, Inserted, Level, NewNotification, Store};
+use runwatch_core::{DataDir, Inserted, Level, NewNotification, SettingsPatch, Store};
 
 fn store() -> (tempfile::TempDir, Store) {
     let tmp = tempfile::tempdir().unwrap();
@@ -142,14 +142,14 @@ fn titles_of(page: &runwatch_core::inbox::Page) -> Vec<String> {
 #[test]
 fn old_notifications_expire() {
     let (_tmp, mut store) = store();
-    store.set_setting("expiry_days", &1u64).unwrap();
+    runwatch_core::settings::patch(&mut store, &SettingsPatch { expiry_days: Some(1), ..Default::default() }).unwrap();
     store.insert_notification(&note(Level::Error, "old", None), 0).unwrap();
     store.insert_notification(&note(Level::Error, "new", None), 86_400_000).unwrap();
     assert_eq!(store.expire(86_400_000 - 1).unwrap(), 0);
     assert_eq!(store.expire(86_400_000).unwrap(), 1);
     let left = store.list_notifications(&ListFilter::default()).unwrap();
     assert_eq!(titles(&left), ["new"]);
-    store.set_setting("expiry_days", &0u64).unwrap();
+    runwatch_core::settings::patch(&mut store, &SettingsPatch { expiry_days: Some(0), ..Default::default() }).unwrap();
     let Inserted::New(n) = store.insert_notification(&note(Level::Info, "kept", None), 5).unwrap() else { panic!() };
     assert_eq!(n.expires_at, None);
 }

@@ -2,7 +2,7 @@
 //! after every kind of change it must equal a plain count of the pending notifications.
 
 use runwatch_core::inbox::UnreadSummary;
-use runwatch_core::{DataDir, Inserted, Level, NewNotification, Store};
+use runwatch_core::{DataDir, Inserted, Level, NewNotification, SettingsPatch, Store};
 
 /// The summary as a count over the notifications table, the way it was computed before.
 fn counted(store: &Store) -> UnreadSummary {
@@ -79,7 +79,7 @@ fn the_summary_follows_inserts_acks_ack_all_and_expiry() {
 
     // Expiry deletes pending and acknowledged ones alike.
     const DAY: i64 = 86_400_000;
-    store.set_setting("expiry_days", &1u64).unwrap();
+    runwatch_core::settings::patch(&mut store, &SettingsPatch { expiry_days: Some(1), ..Default::default() }).unwrap();
     store.insert_notification(&note(Level::Warning, 100), 40 * DAY).unwrap();
     assert!(store.expire(35 * DAY).unwrap() > 0);
     assert_eq!(store.unread_summary().unwrap(), counted(&store));

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use runwatch_core::store::latest_schema_version;
 use runwatch_core::NewNotification;
-use runwatch_core::{DataDir, Level, Store, StoreError};
+use runwatch_core::{DataDir, Level, Settings, SettingsPatch, Store, StoreError};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -44,13 +44,14 @@ fn empty_file_is_migrated_and_reopening_migrates_idempotently() {
             "sqlite_sequence"
         ]
     );
-    store.set_setting("log_level", &"WARNING").unwrap();
+    let patch = SettingsPatch { log_level: Some(Level::Critical), ..Default::default() };
+    runwatch_core::settings::patch(&mut store, &patch).unwrap();
     drop(store);
 
     for _ in 0..2 {
         let store = Store::open_path(&path).unwrap();
         assert_eq!(store.schema_version().unwrap(), latest_schema_version());
-        assert_eq!(store.setting::<String>("log_level").unwrap().as_deref(), Some("WARNING"));
+        assert_eq!(Settings::load(&store).unwrap().log_level, Level::Critical);
     }
 }
 
@@ -69,7 +70,7 @@ fn store_files_are_readable_by_the_user_only() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = DataDir::at(tmp.path().join("new-data-dir"));
     let mut store = Store::open(&dir).unwrap();
-    store.set_setting("popup_level", &"ERROR").unwrap();
+    runwatch_core::settings::patch(&mut store, &SettingsPatch { popup_level: Some(Level::Error), ..Default::default() }).unwrap();
     assert_eq!(mode(dir.path()), 0o700);
     assert_eq!(mode(&dir.store_path()), 0o600);
     let wal = dir.store_path().with_extension("db-wal");
@@ -130,7 +131,8 @@ fn writer_process() {
             ..Default::default()
         };
         store.insert_notification(&n, i as i64).unwrap_or_else(|e| panic!("{name} write {i} failed: {e}"));
-        store.set_setting("last_writer", &name).unwrap_or_else(|e| panic!("{name} setting {i} failed: {e}"));
+        let patch = SettingsPatch { grace_secs: Some(i as u64), ..Default::default() };
+        runwatch_core::settings::patch(&mut store, &patch).unwrap_or_else(|e| panic!("{name} setting {i} failed: {e}"));
     }
 }
 

@@ -1,6 +1,7 @@
 //! The API under `/api/v1`: notifications, runs, notifiers, settings, event ingest, a
 //! server-sent-events stream of changes, health. JSON in and out; errors as
-//! `{"error": "…"}` with a status that says whose fault it was.
+//! `{"error": "…"}` with a status that says whose fault it was. The handlers' paths are
+//! relative to `/api/v1`; `openapi::routes` is where they are routed and documented.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use runwatch_core::inbox::{AckState, ListFilter, Page, UnreadSummary};
 use runwatch_core::ingest::Event;
 use runwatch_core::notifiers::{Notifier, NotifierLookupError};
 use runwatch_core::runs::Run;
+use runwatch_core::settings::{self, Settings, SettingsError, SettingsPatch};
 use runwatch_core::store::StoreError;
 use runwatch_core::{Inserted, Level, Notification, NotifierStatus, Store};
 use runwatch_notify::dispatcher::send_test;
@@ -143,7 +145,7 @@ pub struct Health {
     pub version: String,
 }
 
-#[utoipa::path(get, path = "/api/v1/health", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/health", responses((status = 200, body = Health)))]
 pub async fn health() -> axum::Json<Health> {
     axum::Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
 }
@@ -164,7 +166,7 @@ pub struct ListQuery {
     pub limit: Option<usize>,
 }
 
-#[utoipa::path(get, path = "/api/v1/notifications", params(ListQuery),
+#[utoipa::path(get, path = "/notifications", params(ListQuery),
     responses((status = 200, body = Page), (status = 400, body = ErrorBody)))]
 pub async fn list_notifications(State(state): State<Arc<ApiState>>, Query(q): Query<ListQuery>) -> ApiResult<Page> {
     let filter = ListFilter { min_level: q.level, run_id: q.run, state: q.state.unwrap_or_default(), cursor: q.cursor, limit: q.limit };
@@ -179,7 +181,7 @@ pub struct NotificationDetails {
     pub deliveries: Vec<Delivery>,
 }
 
-#[utoipa::path(get, path = "/api/v1/notifications/{id}", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/notifications/{id}", params(("id" = String, Path)),
     responses((status = 200, body = NotificationDetails), (status = 404, body = ErrorBody)))]
 pub async fn show_notification(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> ApiResult<NotificationDetails> {
     with_store(&state, move |s| {
@@ -208,7 +210,7 @@ pub struct AckResult {
     pub acknowledged: usize,
 }
 
-#[utoipa::path(post, path = "/api/v1/notifications/ack", request_body = AckRequest,
+#[utoipa::path(post, path = "/notifications/ack", request_body = AckRequest,
     responses((status = 200, body = AckResult), (status = 400, body = ErrorBody)))]
 pub async fn ack(State(state): State<Arc<ApiState>>, Json(req): Json<AckRequest>) -> ApiResult<AckResult> {
     // Exactly one of the two.
@@ -222,7 +224,7 @@ pub async fn ack(State(state): State<Arc<ApiState>>, Json(req): Json<AckRequest>
     Ok(axum::Json(AckResult { acknowledged: n }))
 }
 
-#[utoipa::path(post, path = "/api/v1/notifications/{id}/ack", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/notifications/{id}/ack", params(("id" = String, Path)),
     responses((status = 200, body = AckResult), (status = 404, body = ErrorBody)))]
 pub async fn ack_one(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> ApiResult<AckResult> {
     let at = now(&state);
@@ -235,14 +237,14 @@ pub async fn ack_one(State(state): State<Arc<ApiState>>, Path(id): Path<String>)
     Ok(axum::Json(AckResult { acknowledged: n }))
 }
 
-#[utoipa::path(get, path = "/api/v1/notifications/summary", responses((status = 200, body = UnreadSummary)))]
+#[utoipa::path(get, path = "/notifications/summary", responses((status = 200, body = UnreadSummary)))]
 pub async fn summary(State(state): State<Arc<ApiState>>) -> ApiResult<UnreadSummary> {
     with_store(&state, |s| Ok(s.unread_summary()?)).await.map(axum::Json)
 }
 
 // ---- runs ----
 
-#[utoipa::path(get, path = "/api/v1/runs", responses((status = 200, body = Vec<Run>)))]
+#[utoipa::path(get, path = "/runs", responses((status = 200, body = Vec<Run>)))]
 pub async fn runs(State(state): State<Arc<ApiState>>) -> ApiResult<Vec<Run>> {
     with_store(&state, |s| Ok(s.runs()?)).await.map(axum::Json)
 }
@@ -272,7 +274,7 @@ fn result_of(i: Inserted) -> IngestResult {
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/events", request_body = Event,
+#[utoipa::path(post, path = "/events", request_body = Event,
     responses((status = 200, body = IngestResult), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn ingest(State(state): State<Arc<ApiState>>, Json(mut event): Json<Event>) -> ApiResult<IngestResult> {
     validate_event(&event)?;
@@ -291,7 +293,7 @@ pub struct EventBatch {
     pub events: Vec<Event>,
 }
 
-#[utoipa::path(post, path = "/api/v1/events/batch", request_body = EventBatch,
+#[utoipa::path(post, path = "/events/batch", request_body = EventBatch,
     responses((status = 200, body = Vec<IngestResult>), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn ingest_batch(State(state): State<Arc<ApiState>>, Json(batch): Json<EventBatch>) -> ApiResult<Vec<IngestResult>> {
     let mut events = batch.events;
@@ -351,12 +353,12 @@ pub struct NewNotifier {
     pub min_level: Option<Level>,
 }
 
-#[utoipa::path(get, path = "/api/v1/notifiers", responses((status = 200, body = Vec<NotifierView>)))]
+#[utoipa::path(get, path = "/notifiers", responses((status = 200, body = Vec<NotifierView>)))]
 pub async fn list_notifiers(State(state): State<Arc<ApiState>>) -> ApiResult<Vec<NotifierView>> {
     with_store(&state, |s| Ok(s.notifiers()?.iter().map(view).collect())).await.map(axum::Json)
 }
 
-#[utoipa::path(post, path = "/api/v1/notifiers", request_body = NewNotifier,
+#[utoipa::path(post, path = "/notifiers", request_body = NewNotifier,
     responses((status = 200, body = NotifierView), (status = 400, body = ErrorBody)))]
 pub async fn add_notifier(State(state): State<Arc<ApiState>>, Json(req): Json<NewNotifier>) -> ApiResult<NotifierView> {
     let channel = Channel::from_parts(&req.kind, &req.config).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -377,7 +379,7 @@ pub async fn add_notifier(State(state): State<Arc<ApiState>>, Json(req): Json<Ne
     Ok(axum::Json(v))
 }
 
-#[utoipa::path(get, path = "/api/v1/notifiers/{id}", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/notifiers/{id}", params(("id" = String, Path)),
     responses((status = 200, body = NotifierView), (status = 404, body = ErrorBody)))]
 pub async fn get_notifier(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> ApiResult<NotifierView> {
     with_store(&state, move |s| Ok(view(&s.resolve_notifier(&id)?))).await.map(axum::Json)
@@ -386,16 +388,16 @@ pub async fn get_notifier(State(state): State<Arc<ApiState>>, Path(id): Path<Str
 /// Changes to a notifier; omitted fields stay. Config keys given replace the stored ones,
 /// so a secret need not be sent again to change the template.
 #[derive(Debug, Default, Deserialize, ToSchema, TS)]
-#[ts(export)]
+#[ts(export, optional_fields)]
 pub struct NotifierPatch {
     pub status: Option<NotifierStatus>,
     pub min_level: Option<Level>,
-    #[ts(type = "Record<string, unknown> | null")]
+    #[ts(optional, type = "Record<string, unknown>")]
     #[schema(value_type = Option<Object>)]
     pub config: Option<serde_json::Value>,
 }
 
-#[utoipa::path(patch, path = "/api/v1/notifiers/{id}", params(("id" = String, Path)), request_body = NotifierPatch,
+#[utoipa::path(patch, path = "/notifiers/{id}", params(("id" = String, Path)), request_body = NotifierPatch,
     responses((status = 200, body = NotifierView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn patch_notifier(
     State(state): State<Arc<ApiState>>,
@@ -435,7 +437,7 @@ pub async fn patch_notifier(
     Ok(axum::Json(v))
 }
 
-#[utoipa::path(delete, path = "/api/v1/notifiers/{id}", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/notifiers/{id}", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete_notifier(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     with_store(&state, move |s| {
@@ -456,7 +458,7 @@ pub struct TestResult {
     pub error: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/notifiers/{id}/test", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/notifiers/{id}/test", params(("id" = String, Path)),
     responses((status = 200, body = TestResult), (status = 404, body = ErrorBody)))]
 pub async fn test_notifier(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> ApiResult<TestResult> {
     let n = with_store(&state, move |s| Ok(s.resolve_notifier(&id)?)).await?;
@@ -472,76 +474,25 @@ pub async fn test_notifier(State(state): State<Arc<ApiState>>, Path(id): Path<St
 
 // ---- settings ----
 
-/// Engine settings.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
-#[ts(export)]
-pub struct Settings {
-    /// Aim log records from this level are notified.
-    pub log_level: Level,
-    /// Desktop popups from this level.
-    pub popup_level: Level,
-    /// Seconds a promised check-in may be late.
-    pub grace_secs: u64,
-    /// Days notifications are kept (0: forever).
-    pub expiry_days: u64,
-    /// Aim repositories the watcher reads.
-    pub watched_repos: Vec<String>,
+impl From<SettingsError> for ApiError {
+    fn from(e: SettingsError) -> Self {
+        match e {
+            SettingsError::Invalid(message) => ApiError::bad_request(message),
+            SettingsError::Store(s) => s.into(),
+        }
+    }
 }
 
-/// Settings to change; omitted ones stay.
-#[derive(Debug, Default, Deserialize, ToSchema, TS)]
-#[ts(export)]
-pub struct SettingsPatch {
-    pub log_level: Option<Level>,
-    pub popup_level: Option<Level>,
-    pub grace_secs: Option<u64>,
-    pub expiry_days: Option<u64>,
-    pub watched_repos: Option<Vec<String>>,
-}
-
-fn read_settings(s: &Store) -> Result<Settings, ApiError> {
-    let level = |key: &str, default: Level| -> Result<Level, ApiError> {
-        Ok(s.setting::<String>(key)?.and_then(|l| l.parse().ok()).unwrap_or(default))
-    };
-    Ok(Settings {
-        log_level: level("log_level", Level::Warning)?,
-        popup_level: level("popup_level", Level::Error)?,
-        grace_secs: s.setting("grace_secs")?.unwrap_or(100),
-        expiry_days: s.setting("expiry_days")?.unwrap_or(runwatch_core::inbox::DEFAULT_EXPIRY_DAYS),
-        watched_repos: s.setting("watched_repos")?.unwrap_or_default(),
-    })
-}
-
-#[utoipa::path(get, path = "/api/v1/settings", responses((status = 200, body = Settings)))]
+#[utoipa::path(get, path = "/settings", responses((status = 200, body = Settings)))]
 pub async fn get_settings(State(state): State<Arc<ApiState>>) -> ApiResult<Settings> {
-    with_store(&state, |s| read_settings(s)).await.map(axum::Json)
+    with_store(&state, |s| Ok(Settings::load(s)?)).await.map(axum::Json)
 }
 
-#[utoipa::path(patch, path = "/api/v1/settings", request_body = SettingsPatch,
+#[utoipa::path(patch, path = "/settings", request_body = SettingsPatch,
     responses((status = 200, body = Settings), (status = 400, body = ErrorBody)))]
 pub async fn patch_settings(State(state): State<Arc<ApiState>>, Json(p): Json<SettingsPatch>) -> ApiResult<Settings> {
-    if p.grace_secs.is_some_and(|g| g > 7 * 86_400) {
-        return Err(ApiError::bad_request("grace_secs must be at most a week (604800)"));
-    }
-    let v = with_store(&state, move |s| {
-        if let Some(l) = p.log_level {
-            s.set_setting("log_level", &l.name())?;
-        }
-        if let Some(l) = p.popup_level {
-            s.set_setting("popup_level", &l.name())?;
-        }
-        if let Some(g) = p.grace_secs {
-            s.set_setting("grace_secs", &g)?;
-        }
-        if let Some(d) = p.expiry_days {
-            s.set_setting("expiry_days", &d)?;
-        }
-        if let Some(r) = &p.watched_repos {
-            s.set_setting("watched_repos", r)?;
-        }
-        read_settings(s)
-    })
-    .await?;
+    p.validate()?;
+    let v = with_store(&state, move |s| Ok(settings::patch(s, &p)?)).await?;
     state.changed();
     Ok(axum::Json(v))
 }
@@ -555,7 +506,7 @@ pub struct Change {
     pub summary: UnreadSummary,
 }
 
-#[utoipa::path(get, path = "/api/v1/stream", responses((status = 200, description = "text/event-stream of `change` events whose data is a Change")))]
+#[utoipa::path(get, path = "/stream", responses((status = 200, description = "text/event-stream of `change` events whose data is a Change")))]
 pub async fn stream(State(state): State<Arc<ApiState>>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = state.changes.subscribe();
     let events = stream::unfold((state, rx, true), |(state, mut rx, first)| async move {

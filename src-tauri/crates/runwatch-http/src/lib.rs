@@ -6,6 +6,8 @@ pub mod api;
 mod checkpoint;
 pub mod guard;
 mod openapi;
+#[cfg(test)]
+mod ts_client;
 
 use std::future::Future;
 use std::io;
@@ -16,14 +18,14 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, Path};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use runwatch_core::clock::SharedClock;
 use runwatch_core::Store;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
-pub use openapi::openapi_json;
+pub use openapi::{openapi_json, PREFIX as API_PREFIX};
 
 /// The address `runwatch start` listens on unless told otherwise: loopback only.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8747";
@@ -118,22 +120,10 @@ impl Server {
 
 /// All routes: the API under `/api/v1`, everything else from the UI bundle.
 pub fn router(state: Arc<ApiState>) -> Router {
-    let api = Router::new()
-        .route("/health", get(api::health))
+    // The routes and the OpenAPI document come from one declaration (see `openapi`).
+    let (api, _) = openapi::routes().split_for_parts();
+    let api = api
         .route("/openapi.json", get(openapi::serve))
-        .route("/notifications", get(api::list_notifications))
-        .route("/notifications/summary", get(api::summary))
-        .route("/notifications/ack", post(api::ack))
-        .route("/notifications/{id}", get(api::show_notification))
-        .route("/notifications/{id}/ack", post(api::ack_one))
-        .route("/runs", get(api::runs))
-        .route("/events", post(api::ingest))
-        .route("/events/batch", post(api::ingest_batch))
-        .route("/notifiers", get(api::list_notifiers).post(api::add_notifier))
-        .route("/notifiers/{id}", get(api::get_notifier).patch(api::patch_notifier).delete(api::delete_notifier))
-        .route("/notifiers/{id}/test", post(api::test_notifier))
-        .route("/settings", get(api::get_settings).patch(api::patch_settings))
-        .route("/stream", get(api::stream))
         .fallback(|uri: Uri| async move { api::ApiError::new(StatusCode::NOT_FOUND, format!("no API route {}", uri.path())) })
         .layer(axum::middleware::from_fn(guard::refuse_oversized))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard::check))
@@ -142,7 +132,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         // preflights are answered here, before the token check they cannot pass.
         .layer(guard::cors(&state.allowed))
         .with_state(state);
-    Router::new().nest("/api/v1", api).route("/", get(index)).route("/{*path}", get(asset))
+    Router::new().nest(openapi::PREFIX, api).route("/", get(index)).route("/{*path}", get(asset))
 }
 
 /// Notices commits by other connections (the watcher, the dispatcher, the CLI) and tells

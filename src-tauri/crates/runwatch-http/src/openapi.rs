@@ -1,24 +1,57 @@
-//! The OpenAPI document of `/api/v1`, generated from the Rust types and handlers.
+//! The API's routes, declared once: [`routes`] gives both the axum router and the OpenAPI
+//! document (utoipa-axum's `routes!` reads each handler's `#[utoipa::path]`), so no route
+//! is served undocumented or documented unserved, and the UI's client is generated from
+//! the same document (see `ts_client`).
+
+use std::sync::{Arc, LazyLock};
 
 use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::api;
+use crate::{api, ApiState};
+
+/// Where the API lives; the handlers' paths are relative to it.
+pub const PREFIX: &str = "/api/v1";
+
+/// Every operation of the API, one `routes!` per path (a `routes!` of handlers with
+/// different paths would serve each handler on every one of them).
+pub(crate) fn routes() -> OpenApiRouter<Arc<ApiState>> {
+    OpenApiRouter::default()
+        .routes(routes!(api::health))
+        .routes(routes!(api::list_notifications))
+        .routes(routes!(api::summary))
+        .routes(routes!(api::ack))
+        .routes(routes!(api::show_notification))
+        .routes(routes!(api::ack_one))
+        .routes(routes!(api::runs))
+        .routes(routes!(api::ingest))
+        .routes(routes!(api::ingest_batch))
+        .routes(routes!(api::list_notifiers, api::add_notifier))
+        .routes(routes!(api::get_notifier, api::patch_notifier, api::delete_notifier))
+        .routes(routes!(api::test_notifier))
+        .routes(routes!(api::get_settings, api::patch_settings))
+        .routes(routes!(api::stream))
+}
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Runwatch API", version = "1", description = "Notifications, runs, notifiers, settings and event ingest. Every call needs `Authorization: Bearer <token>` (the data dir's api-token file)."),
-    paths(
-        api::health, api::list_notifications, api::show_notification, api::ack, api::ack_one, api::summary,
-        api::runs, api::ingest, api::ingest_batch, api::list_notifiers, api::add_notifier, api::get_notifier,
-        api::patch_notifier, api::delete_notifier, api::test_notifier, api::get_settings, api::patch_settings, api::stream,
-    ),
     components(schemas(runwatch_core::inbox::AckState)),
-    modifiers(&Bearer, &Guarded),
     security(("bearer" = []))
 )]
 struct ApiDoc;
+
+/// The OpenAPI document of [`routes`] under [`PREFIX`].
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = OpenApiRouter::<Arc<ApiState>>::with_openapi(ApiDoc::openapi()).nest(PREFIX, routes()).into_openapi();
+    // After the paths are in: the guard's answers go on every operation.
+    Bearer.modify(&mut doc);
+    Guarded.modify(&mut doc);
+    doc
+}
 
 struct Bearer;
 
@@ -55,7 +88,8 @@ impl Modify for Guarded {
 
 /// The document as JSON.
 pub fn openapi_json() -> String {
-    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+    static JSON: LazyLock<String> = LazyLock::new(|| document().to_pretty_json().unwrap_or_default());
+    JSON.clone()
 }
 
 pub async fn serve() -> impl IntoResponse {

@@ -183,6 +183,21 @@ fn settings_read_and_patch() {
         (json!("ERROR"), json!(30), json!(["/data/exp"]))
     );
     assert_eq!(api.call("PATCH", "/api/v1/settings", Some(json!({"log_level": "LOUD"}))).0, 400);
+    // The core's rules, as 400s naming the setting; nothing of a refused patch is written.
+    for (patch, named) in [
+        (json!({"grace_secs": 604_801, "log_level": "DEBUG"}), "grace_secs"),
+        (json!({"rescan_secs": 0}), "rescan_secs"),
+        (json!({"expiry_days": u64::MAX}), "expiry_days"),
+        (json!({"watched_repos": ["relative/.aim"]}), "watched_repos"),
+    ] {
+        let (status, body) = api.call("PATCH", "/api/v1/settings", Some(patch.clone()));
+        assert_eq!(status, 400, "{patch}: {body}");
+        assert!(body["error"].as_str().unwrap().contains(named), "{patch}: {body}");
+    }
+    let s = ok(api.call("GET", "/api/v1/settings", None));
+    assert_eq!((s["log_level"].clone(), s["rescan_secs"].clone()), (json!("ERROR"), json!(10)));
+    let s = ok(api.call("PATCH", "/api/v1/settings", Some(json!({"rescan_secs": 60}))));
+    assert_eq!((s["rescan_secs"].clone(), s["grace_secs"].clone()), (json!(60), json!(30)));
 }
 
 #[test]

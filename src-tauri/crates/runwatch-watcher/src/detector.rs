@@ -22,9 +22,6 @@ use runwatch_aim::checkins::{CheckIn, Flag};
 use runwatch_core::clock::{secs, Millis};
 use runwatch_core::{Level, RunState};
 
-/// Aim's grace period: how late a promised check-in may be.
-pub const DEFAULT_GRACE_SECS: u64 = 100;
-
 /// At a missed check-in, a heartbeat older than its own promise plus this slack counts as
 /// stopped: the run crashed rather than hung.
 pub const HEARTBEAT_SLACK_SECS: u64 = 10;

@@ -11,35 +11,30 @@ use notify::RecursiveMode;
 use runwatch_aim::checkins::{CheckIn, Flag};
 use runwatch_aim::logs::{self, LogError};
 use runwatch_aim::repo::AimRepo;
-use runwatch_core::clock::{secs, Millis, SharedClock};
+use runwatch_core::clock::{Millis, SharedClock};
 use runwatch_core::runs::{self, CheckinRow};
 use runwatch_core::store::StoreError;
-use runwatch_core::{inbox, Inserted, Level, NewNotification, Notification, RunState, Store};
+use runwatch_core::{inbox, settings, Inserted, Level, NewNotification, Notification, RunState, Store};
 
-use crate::detector::{Changes, Detector, Seen, Track, DEFAULT_GRACE_SECS};
+use crate::detector::{Changes, Detector, Seen, Track};
 use crate::log_records;
 
-/// Watcher settings, read from the store (and re-read when another process changes them).
+/// What the watcher takes from the settings (see [`runwatch_core::settings`]), read from
+/// the store (and re-read when another process changes them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// Setting `grace_secs` (default 100, Aim's).
+    /// How late a promised check-in may be.
     pub grace: Millis,
-    /// Setting `log_level`: Aim log records below it are not notified (default WARNING).
+    /// Aim log records below it are not notified.
     pub log_level: Level,
-    /// Setting `rescan_secs` (default 10): full rescans catch what file-system events miss.
+    /// Full rescans catch what file-system events miss.
     pub rescan_every: Duration,
 }
 
 impl Settings {
     pub fn load(store: &Store) -> Result<Settings, StoreError> {
-        let grace: Option<u64> = store.setting("grace_secs")?;
-        let level: Option<String> = store.setting("log_level")?;
-        let rescan: Option<u64> = store.setting("rescan_secs")?;
-        Ok(Settings {
-            grace: secs(grace.unwrap_or(DEFAULT_GRACE_SECS)),
-            log_level: level.and_then(|l| l.parse().ok()).unwrap_or(Level::Warning),
-            rescan_every: Duration::from_secs(rescan.unwrap_or(10).max(1)),
-        })
+        let s = runwatch_core::Settings::load(store)?;
+        Ok(Settings { grace: s.grace(), log_level: s.log_level, rescan_every: s.rescan_every() })
     }
 }
 
@@ -154,13 +149,11 @@ impl Watcher {
         for i in 0..self.repos.len() {
             let repo = self.repos[i].clone();
             let key = repo.root().display().to_string();
-            let mut known: Vec<String> = self.store.setting("known_repos")?.unwrap_or_default();
-            let quiet = !known.contains(&key);
+            let quiet = !settings::known_repos(&self.store)?.contains(&key);
             let files = self.list(&repo);
             stored.extend(self.take_in(&repo, &files, quiet)?);
             if quiet {
-                known.push(key);
-                self.store.set_setting("known_repos", &known)?;
+                settings::remember_repo(&mut self.store, &key)?;
             }
         }
         Ok(stored)
@@ -465,7 +458,7 @@ fn collect_paths(res: notify::Result<notify::Event>, paths: &mut Vec<PathBuf>) -
 /// The named repositories plus those of the `watched_repos` setting that exist (others
 /// are skipped with a warning, once per change), sorted and without repeats.
 fn with_setting_repos(named: &[AimRepo], store: &Store) -> Result<Vec<AimRepo>, StoreError> {
-    let paths: Vec<String> = store.setting("watched_repos")?.unwrap_or_default();
+    let paths = runwatch_core::Settings::load(store)?.watched_repos;
     let mut repos = named.to_vec();
     for p in paths {
         match AimRepo::open(std::path::Path::new(&p)) {

@@ -1,0 +1,255 @@
+//! The user's settings: one type ([`Settings`]) with every default written once, read with
+//! [`Settings::load`] and changed only through [`patch`], which validates first. The engine's
+//! own bookkeeping kept in the same table ([`known_repos`]) is apart from them.
+//!
+//! Only this module names the rows of the `settings` table. Each row holds one setting as
+//! JSON under its own key (`log_level` = `"WARNING"`, `grace_secs` = `100`, …), the format
+//! every earlier version wrote, so a store keeps its settings across upgrades.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rusqlite::{params, OptionalExtension};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+use utoipa::ToSchema;
+
+use crate::clock::Millis;
+use crate::store::StoreError;
+use crate::{Level, Store};
+
+/// The rows of the `settings` table.
+mod key {
+    pub const LOG_LEVEL: &str = "log_level";
+    pub const POPUP_LEVEL: &str = "popup_level";
+    pub const GRACE_SECS: &str = "grace_secs";
+    pub const EXPIRY_DAYS: &str = "expiry_days";
+    pub const RESCAN_SECS: &str = "rescan_secs";
+    pub const WATCHED_REPOS: &str = "watched_repos";
+    /// Not a setting: the repositories whose history was already taken in (see [`super::known_repos`]).
+    pub const KNOWN_REPOS: &str = "known_repos";
+}
+
+/// The longest grace: a week.
+pub const MAX_GRACE_SECS: u64 = 7 * 86_400;
+/// The longest expiry: a hundred years (longer is the same as 0, forever).
+pub const MAX_EXPIRY_DAYS: u64 = 36_500;
+/// The longest pause between full rescans: an hour.
+pub const MAX_RESCAN_SECS: u64 = 3_600;
+
+/// The user's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, TS)]
+#[ts(export)]
+pub struct Settings {
+    /// Aim log records from this level are notified.
+    pub log_level: Level,
+    /// Desktop popups from this level.
+    pub popup_level: Level,
+    /// Seconds a promised check-in may be late.
+    pub grace_secs: u64,
+    /// Days notifications are kept (0: forever).
+    pub expiry_days: u64,
+    /// Seconds between full rescans of the watched repositories (they catch what
+    /// file-system events miss).
+    pub rescan_secs: u64,
+    /// Aim repositories the watcher reads, besides those named on the command line.
+    pub watched_repos: Vec<String>,
+}
+
+impl Default for Settings {
+    /// The defaults: the only place they are written.
+    fn default() -> Self {
+        Settings {
+            log_level: Level::Warning,
+            popup_level: Level::Error,
+            // Aim's own grace.
+            grace_secs: 100,
+            expiry_days: 30,
+            rescan_secs: 10,
+            watched_repos: Vec::new(),
+        }
+    }
+}
+
+/// Settings to change; omitted ones stay.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, TS)]
+#[ts(export, optional_fields)]
+pub struct SettingsPatch {
+    pub log_level: Option<Level>,
+    pub popup_level: Option<Level>,
+    #[schema(maximum = 604_800)]
+    pub grace_secs: Option<u64>,
+    #[schema(maximum = 36_500)]
+    pub expiry_days: Option<u64>,
+    #[schema(minimum = 1, maximum = 3_600)]
+    pub rescan_secs: Option<u64>,
+    /// Absolute paths.
+    pub watched_repos: Option<Vec<String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A value the patch may not set; the message names the setting and the rule.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl SettingsPatch {
+    /// Checks every value against its rule, before anything is written.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |m: String| Err(SettingsError::Invalid(m));
+        if self.grace_secs.is_some_and(|g| g > MAX_GRACE_SECS) {
+            return invalid(format!("grace_secs must be at most a week ({MAX_GRACE_SECS})"));
+        }
+        if self.expiry_days.is_some_and(|d| d > MAX_EXPIRY_DAYS) {
+            return invalid(format!("expiry_days must be at most {MAX_EXPIRY_DAYS} (0 keeps notifications forever)"));
+        }
+        if self.rescan_secs.is_some_and(|r| !(1..=MAX_RESCAN_SECS).contains(&r)) {
+            return invalid(format!("rescan_secs must be 1 to {MAX_RESCAN_SECS}"));
+        }
+        for (i, repo) in self.watched_repos.iter().flatten().enumerate() {
+            // A relative path would depend on where the daemon happened to start.
+            if repo.trim() != repo || !std::path::Path::new(repo).is_absolute() || repo.contains('\0') {
+                return invalid(format!("watched_repos[{i}] must be an absolute path, without surrounding spaces: {repo:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Settings {
+    /// The stored settings, each one that was never set (or holds something unreadable, as
+    /// a hand-edited store might) at its default.
+    pub fn load(store: &Store) -> Result<Settings, StoreError> {
+        let mut stmt = store.conn().prepare_cached("SELECT key, value FROM settings")?;
+        let rows: HashMap<String, String> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+        let raw = |key: &str| rows.get(key).map(String::as_str);
+        let d = Settings::default();
+        Ok(Settings {
+            log_level: level(raw(key::LOG_LEVEL)).unwrap_or(d.log_level),
+            popup_level: level(raw(key::POPUP_LEVEL)).unwrap_or(d.popup_level),
+            grace_secs: decode(key::GRACE_SECS, raw(key::GRACE_SECS)).unwrap_or(d.grace_secs),
+            expiry_days: decode(key::EXPIRY_DAYS, raw(key::EXPIRY_DAYS)).unwrap_or(d.expiry_days),
+            rescan_secs: decode(key::RESCAN_SECS, raw(key::RESCAN_SECS)).unwrap_or(d.rescan_secs),
+            watched_repos: decode(key::WATCHED_REPOS, raw(key::WATCHED_REPOS)).unwrap_or(d.watched_repos),
+        })
+    }
+
+    /// The grace in milliseconds.
+    pub fn grace(&self) -> Millis {
+        crate::clock::secs(self.grace_secs)
+    }
+
+    /// How long notifications are kept; `None` = forever.
+    pub fn expiry(&self) -> Option<Millis> {
+        expiry_of(self.expiry_days)
+    }
+
+    /// The pause between full rescans (at least a second, whatever a store holds).
+    pub fn rescan_every(&self) -> Duration {
+        Duration::from_secs(self.rescan_secs.max(1))
+    }
+}
+
+/// Applies `patch` (validated first) in one transaction and returns the settings after it.
+pub fn patch(store: &mut Store, patch: &SettingsPatch) -> Result<Settings, SettingsError> {
+    patch.validate()?;
+    let mut rows: Vec<(&str, String)> = Vec::new();
+    let mut put = |key, value: serde_json::Result<String>| {
+        value.map(|v| rows.push((key, v))).map_err(|source| StoreError::Setting { key: key.into(), source })
+    };
+    // Levels are stored by name, as `Level`'s JSON spells them.
+    if let Some(l) = patch.log_level {
+        put(key::LOG_LEVEL, serde_json::to_string(&l))?;
+    }
+    if let Some(l) = patch.popup_level {
+        put(key::POPUP_LEVEL, serde_json::to_string(&l))?;
+    }
+    if let Some(g) = patch.grace_secs {
+        put(key::GRACE_SECS, serde_json::to_string(&g))?;
+    }
+    if let Some(d) = patch.expiry_days {
+        put(key::EXPIRY_DAYS, serde_json::to_string(&d))?;
+    }
+    if let Some(r) = patch.rescan_secs {
+        put(key::RESCAN_SECS, serde_json::to_string(&r))?;
+    }
+    if let Some(r) = &patch.watched_repos {
+        put(key::WATCHED_REPOS, serde_json::to_string(r))?;
+    }
+    if !rows.is_empty() {
+        store.write(|tx| {
+            for (key, value) in &rows {
+                put_row(tx, key, value)?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(Settings::load(store)?)
+}
+
+/// How long notifications are kept (`None` = forever): the one setting read on every
+/// insert, so read alone.
+pub fn expiry(store: &Store) -> Result<Option<Millis>, StoreError> {
+    let raw: Option<String> =
+        store.conn().prepare_cached("SELECT value FROM settings WHERE key = ?1")?.query_row([key::EXPIRY_DAYS], |r| r.get(0)).optional()?;
+    Ok(expiry_of(decode(key::EXPIRY_DAYS, raw.as_deref()).unwrap_or(Settings::default().expiry_days)))
+}
+
+/// The repositories whose existing check-ins were already taken in (so the first scan of a
+/// new one does not notify its whole history). Engine state, not a setting.
+pub fn known_repos(store: &Store) -> Result<Vec<String>, StoreError> {
+    let raw: Option<String> =
+        store.conn().prepare_cached("SELECT value FROM settings WHERE key = ?1")?.query_row([key::KNOWN_REPOS], |r| r.get(0)).optional()?;
+    Ok(decode(key::KNOWN_REPOS, raw.as_deref()).unwrap_or_default())
+}
+
+/// Adds `repo` to [`known_repos`].
+pub fn remember_repo(store: &mut Store, repo: &str) -> Result<(), StoreError> {
+    store.write(|tx| {
+        let raw: Option<String> = tx.query_row("SELECT value FROM settings WHERE key = ?1", [key::KNOWN_REPOS], |r| r.get(0)).optional()?;
+        let mut known: Vec<String> = decode(key::KNOWN_REPOS, raw.as_deref()).unwrap_or_default();
+        if !known.iter().any(|k| k == repo) {
+            known.push(repo.to_string());
+            let json = serde_json::to_string(&known).map_err(|source| StoreError::Setting { key: key::KNOWN_REPOS.into(), source })?;
+            put_row(tx, key::KNOWN_REPOS, &json)?;
+        }
+        Ok(())
+    })
+}
+
+fn put_row(tx: &rusqlite::Transaction<'_>, key: &str, value: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+fn expiry_of(days: u64) -> Option<Millis> {
+    match days {
+        0 => None,
+        d => Some(Millis::try_from(d).unwrap_or(Millis::MAX).saturating_mul(86_400_000)),
+    }
+}
+
+/// A level stored by name; older stores may hold any spelling `Level` parses ("warn").
+fn level(raw: Option<&str>) -> Option<Level> {
+    serde_json::from_str::<String>(raw?).ok()?.parse().ok()
+}
+
+/// A stored value, or `None` when absent or unreadable (said at debug level: the popup
+/// loop reads the settings often, and the default is a fine answer).
+fn decode<T: DeserializeOwned>(key: &str, raw: Option<&str>) -> Option<T> {
+    match serde_json::from_str(raw?) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::debug!("setting '{key}' holds {raw:?}, not a valid value ({e}); using the default");
+            None
+        }
+    }
+}

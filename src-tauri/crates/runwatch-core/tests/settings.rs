@@ -1,0 +1,164 @@
+//! Settings: the defaults, patches (validated, all or nothing), the stored format earlier
+//! versions wrote, and the engine state kept beside them.
+
+use runwatch_core::settings::{self, SettingsError};
+use runwatch_core::{DataDir, Level, Settings, SettingsPatch, Store};
+
+fn store() -> (tempfile::TempDir, Store) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&DataDir::at(tmp.path())).unwrap();
+    (tmp, store)
+}
+
+#[test]
+fn a_new_store_has_the_defaults() {
+    let (_tmp, store) = store();
+    let s = Settings::load(&store).unwrap();
+    assert_eq!(s, Settings::default());
+    assert_eq!((s.log_level, s.popup_level, s.grace_secs, s.expiry_days, s.rescan_secs), (Level::Warning, Level::Error, 100, 30, 10));
+    assert!(s.watched_repos.is_empty());
+    assert_eq!(s.grace(), 100_000);
+    assert_eq!(s.expiry(), Some(30 * 86_400_000));
+    assert_eq!(store.expiry().unwrap(), Some(30 * 86_400_000));
+}
+
+#[test]
+fn a_patch_changes_what_it_names_and_nothing_else() {
+    let (tmp, mut store) = store();
+    let after =
+        settings::patch(&mut store, &SettingsPatch { log_level: Some(Level::Info), grace_secs: Some(30), ..Default::default() }).unwrap();
+    assert_eq!(after, Settings { log_level: Level::Info, grace_secs: 30, ..Settings::default() });
+    let after = settings::patch(
+        &mut store,
+        &SettingsPatch {
+            popup_level: Some(Level::Critical),
+            expiry_days: Some(0),
+            rescan_secs: Some(60),
+            watched_repos: Some(vec!["/data/exp/.aim".into()]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let expected = Settings {
+        log_level: Level::Info,
+        popup_level: Level::Critical,
+        grace_secs: 30,
+        expiry_days: 0,
+        rescan_secs: 60,
+        watched_repos: vec!["/data/exp/.aim".into()],
+    };
+    assert_eq!(after, expected);
+    assert_eq!(after.expiry(), None);
+    assert_eq!(store.expiry().unwrap(), None);
+    // An empty patch changes nothing; another connection sees the same.
+    assert_eq!(settings::patch(&mut store, &SettingsPatch::default()).unwrap(), expected);
+    assert_eq!(Settings::load(&Store::open(&DataDir::at(tmp.path())).unwrap()).unwrap(), expected);
+}
+
+#[test]
+fn an_invalid_patch_writes_nothing() {
+    let (_tmp, mut store) = store();
+    let bad = [
+        SettingsPatch { grace_secs: Some(7 * 86_400 + 1), ..Default::default() },
+        SettingsPatch { expiry_days: Some(36_501), ..Default::default() },
+        SettingsPatch { expiry_days: Some(u64::MAX), ..Default::default() },
+        SettingsPatch { rescan_secs: Some(0), ..Default::default() },
+        SettingsPatch { rescan_secs: Some(3_601), ..Default::default() },
+        SettingsPatch { watched_repos: Some(vec!["relative/.aim".into()]), ..Default::default() },
+        SettingsPatch { watched_repos: Some(vec!["/ok".into(), String::new()]), ..Default::default() },
+        SettingsPatch { watched_repos: Some(vec![" /padded".into()]), ..Default::default() },
+    ];
+    for patch in bad {
+        // The valid part of the patch is not written either.
+        let patch = SettingsPatch { log_level: Some(Level::Debug), ..patch };
+        match settings::patch(&mut store, &patch) {
+            Err(SettingsError::Invalid(message)) => assert!(!message.is_empty()),
+            other => panic!("{patch:?} gave {other:?}"),
+        }
+        assert_eq!(Settings::load(&store).unwrap(), Settings::default(), "{patch:?}");
+    }
+    // The limits themselves are allowed.
+    let edge = SettingsPatch { grace_secs: Some(7 * 86_400), expiry_days: Some(36_500), rescan_secs: Some(1), ..Default::default() };
+    let s = settings::patch(&mut store, &edge).unwrap();
+    assert_eq!((s.grace_secs, s.expiry_days, s.rescan_secs), (7 * 86_400, 36_500, 1));
+}
+
+/// The rows as earlier versions wrote them (and as a hand-edited store may hold them).
+fn put_raw(store: &mut Store, key: &str, json: &str) {
+    store
+        .write(|tx| {
+            tx.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)", [key, json])?;
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn raw(store: &Store, key: &str) -> Option<String> {
+    store.conn().query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).ok()
+}
+
+#[test]
+fn stores_written_by_earlier_versions_keep_their_settings() {
+    let (_tmp, mut store) = store();
+    for (key, json) in [
+        ("log_level", r#""ERROR""#),
+        ("popup_level", r#""warn""#),
+        ("grace_secs", "250"),
+        ("expiry_days", "7"),
+        ("rescan_secs", "5"),
+        ("watched_repos", r#"["/a/.aim","/b/.aim"]"#),
+        ("known_repos", r#"["/a/.aim"]"#),
+    ] {
+        put_raw(&mut store, key, json);
+    }
+    let s = Settings::load(&store).unwrap();
+    assert_eq!(
+        s,
+        Settings {
+            log_level: Level::Error,
+            popup_level: Level::Warning,
+            grace_secs: 250,
+            expiry_days: 7,
+            rescan_secs: 5,
+            watched_repos: vec!["/a/.aim".into(), "/b/.aim".into()],
+        }
+    );
+    assert_eq!(settings::known_repos(&store).unwrap(), ["/a/.aim"]);
+
+    // What a patch writes is what earlier versions read: the same keys, the same JSON.
+    settings::patch(&mut store, &SettingsPatch { log_level: Some(Level::Critical), grace_secs: Some(9), ..Default::default() }).unwrap();
+    assert_eq!(raw(&store, "log_level").as_deref(), Some(r#""CRITICAL""#));
+    assert_eq!(raw(&store, "grace_secs").as_deref(), Some("9"));
+    assert_eq!(raw(&store, "popup_level").as_deref(), Some(r#""warn""#), "untouched rows stay as they were");
+}
+
+#[test]
+fn unreadable_values_fall_back_to_the_default() {
+    let (_tmp, mut store) = store();
+    for (key, json) in [
+        ("log_level", r#""LOUD""#),
+        ("popup_level", "40"),
+        ("grace_secs", "-5"),
+        ("expiry_days", "not json"),
+        ("watched_repos", r#""/one""#),
+    ] {
+        put_raw(&mut store, key, json);
+    }
+    put_raw(&mut store, "rescan_secs", "0");
+    let s = Settings::load(&store).unwrap();
+    assert_eq!(s, Settings { rescan_secs: 0, ..Settings::default() });
+    assert_eq!(s.rescan_every(), std::time::Duration::from_secs(1), "a zero stored by hand still rescans");
+    assert_eq!(store.expiry().unwrap(), Settings::default().expiry());
+}
+
+#[test]
+fn known_repos_are_remembered_once_and_are_not_settings() {
+    let (_tmp, mut store) = store();
+    assert!(settings::known_repos(&store).unwrap().is_empty());
+    settings::remember_repo(&mut store, "/a/.aim").unwrap();
+    settings::remember_repo(&mut store, "/b/.aim").unwrap();
+    settings::remember_repo(&mut store, "/a/.aim").unwrap();
+    assert_eq!(settings::known_repos(&store).unwrap(), ["/a/.aim", "/b/.aim"]);
+    assert_eq!(Settings::load(&store).unwrap(), Settings::default());
+    assert_eq!(raw(&store, "known_repos").as_deref(), Some(r#"["/a/.aim","/b/.aim"]"#));
+}
