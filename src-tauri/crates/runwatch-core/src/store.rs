@@ -192,7 +192,7 @@ impl Store {
 
 /// Creates the file readable by the user only; tightens the mode of an existing one.
 /// SQLite gives its `-wal` and `-shm` files the mode of the database file.
-fn create_private(path: &Path) -> std::io::Result<()> {
+pub fn create_private(path: &Path) -> std::io::Result<()> {
     let file: File = OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
     let mode = file.metadata()?.permissions().mode() & 0o777;
     if mode != 0o600 {
