@@ -30,6 +30,19 @@ DROP TABLE runs;
 ALTER TABLE runs_v6 RENAME TO runs;
 CREATE INDEX runs_deadline ON runs (deadline) WHERE deadline IS NOT NULL;
 
+-- The detector's memory gains Runwatch's own flag 'failed' (a failure reported over HTTP).
+CREATE TABLE checkins_v6 (
+    run_id          TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    flag            TEXT NOT NULL CHECK (flag IN ('starting', 'check_in', 'finished', 'new_logs', 'progress', 'failed')),
+    idx             INTEGER NOT NULL,
+    expect_next_in  INTEGER NOT NULL,
+    first_seen      INTEGER NOT NULL,
+    PRIMARY KEY (run_id, flag)
+) WITHOUT ROWID;
+INSERT INTO checkins_v6 SELECT run_id, flag, idx, expect_next_in, first_seen FROM checkins;
+DROP TABLE checkins;
+ALTER TABLE checkins_v6 RENAME TO checkins;
+
 -- HTTP check-ins as they arrive, for the watcher's detector to take in order (`seq`).
 -- A client's event id makes a resent check-in (from a spool, after a crash) a no-op.
 CREATE TABLE check_in_reports (

@@ -66,7 +66,7 @@ pub fn save_detected(
     conn.prepare_cached(
         "INSERT INTO runs (id, repo, state, checkin_idx, checkin_flag, checkin_expect_next_in, checkin_first_seen,
                            deadline, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+         VALUES (?1, NULLIF(?2, ''), ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
          ON CONFLICT (id) DO UPDATE SET
            repo = excluded.repo, state = excluded.state, checkin_idx = excluded.checkin_idx,
            checkin_flag = excluded.checkin_flag, checkin_expect_next_in = excluded.checkin_expect_next_in,
