@@ -129,6 +129,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/runs", get(api::runs))
         .route("/events", post(api::ingest))
         .route("/events/batch", post(api::ingest_batch))
+        .route("/check-ins", post(api::check_in))
         .route("/notifiers", get(api::list_notifiers).post(api::add_notifier))
         .route("/notifiers/{id}", get(api::get_notifier).patch(api::patch_notifier).delete(api::delete_notifier))
         .route("/notifiers/{id}/test", post(api::test_notifier))

@@ -11,7 +11,7 @@ use crate::api;
     info(title = "Runwatch API", version = "1", description = "Notifications, runs, notifiers, settings and event ingest. Every call needs `Authorization: Bearer <token>` (the data dir's api-token file)."),
     paths(
         api::health, api::list_notifications, api::show_notification, api::ack, api::ack_one, api::summary,
-        api::runs, api::ingest, api::ingest_batch, api::list_notifiers, api::add_notifier, api::get_notifier,
+        api::runs, api::ingest, api::ingest_batch, api::check_in, api::list_notifiers, api::add_notifier, api::get_notifier,
         api::patch_notifier, api::delete_notifier, api::test_notifier, api::get_settings, api::patch_settings, api::stream,
     ),
     components(schemas(runwatch_core::inbox::AckState)),

@@ -3,6 +3,7 @@
 //! through both in the order things happened.
 
 pub mod client;
+pub mod context;
 pub mod spool;
 
 use runwatch_core::clock::Millis;
@@ -43,6 +44,11 @@ impl Reporter {
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// The data dir whose spool this reporter uses.
+    pub fn dir(&self) -> &DataDir {
+        &self.dir
     }
 
     /// Sends `body` after whatever already waits for this server, giving it an event id

@@ -163,6 +163,27 @@ impl Spool {
             .map_err(|source| self.sql(source))
     }
 
+    /// Keeps many items for later in one transaction (one sync to disk), in order.
+    pub fn push_all<'a>(
+        &mut self,
+        server: &str,
+        items: impl IntoIterator<Item = (Kind, &'a Value)>,
+        now: Millis,
+    ) -> Result<(), SpoolError> {
+        let path = self.path.clone();
+        let sql = |source| SpoolError::Sql { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(sql)?;
+        {
+            let mut insert =
+                tx.prepare("INSERT INTO spool (server, kind, event_id, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)").map_err(sql)?;
+            for (kind, body) in items {
+                let event_id = body.get("event_id").and_then(Value::as_str).unwrap_or_default();
+                insert.execute(params![server, kind.as_str(), event_id, body.to_string(), now]).map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+
     /// Every item, oldest first (for one server, or all).
     pub fn items(&self, server: Option<&str>) -> Result<Vec<Item>, SpoolError> {
         let mut stmt = self

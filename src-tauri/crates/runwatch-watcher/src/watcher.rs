@@ -11,8 +11,8 @@ use notify::RecursiveMode;
 use runwatch_aim::checkins::{CheckIn, Flag};
 use runwatch_aim::logs::{self, LogError};
 use runwatch_aim::repo::AimRepo;
-use runwatch_core::clock::{secs, Millis, SharedClock};
 use runwatch_core::check_ins::{self, CheckInKind};
+use runwatch_core::clock::{secs, Millis, SharedClock};
 use runwatch_core::runs::{self, CheckinRow};
 use runwatch_core::store::StoreError;
 use runwatch_core::{inbox, Inserted, Level, NewNotification, Notification, RunState, Store};
@@ -550,10 +550,12 @@ fn http_run_text(
     if let Some(r) = stored.as_ref().filter(|r| !r.labels.is_empty()) {
         body.push(format!("Labels: {}", r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")));
     }
-    let mut title = h.title(run);
+    // Runs reported over HTTP are named by their clients (`exec --name`).
+    let mut title = h.title(stored.as_ref().and_then(|r| r.name.as_deref()).unwrap_or(run));
     if let Some((code, message)) = failure {
         if let Some(code) = code {
-            title = format!("Run '{run}' failed with exit code {code}.");
+            let shown = stored.as_ref().and_then(|r| r.name.as_deref()).unwrap_or(run);
+            title = format!("Run '{shown}' failed with exit code {code}.");
             check_ins::set_cause(tx, run, &format!("exit code {code}"))?;
         }
         if let Some(m) = message.as_deref().filter(|m| !m.trim().is_empty()) {
