@@ -9,7 +9,7 @@ BIN := $(CARGO_TARGET_DIR)/debug
 # Where `runwatch start` listens when `make run` has no display.
 HTTP ?= 127.0.0.1:8747
 
-.PHONY: run test bootstrap ui build launch lint test-rust test-cli test-api test-ui test-desktop soak bench bench-delivery bench-api bench-desktop clean
+.PHONY: run test bootstrap ui build launch lint test-rust test-cli test-api test-ui test-desktop soak bench bench-delivery bench-api bench-remote bench-desktop clean
 
 ## make run: install what is missing, build, start the app (or the headless daemon).
 run: build launch
@@ -73,6 +73,9 @@ bench-delivery: ui
 	cargo run --release --locked -p runwatch-tests --bin runwatch-bench-delivery
 bench-api: ui
 	cargo run --release --locked -p runwatch-tests --bin runwatch-bench-api
+bench-remote: ui
+	cargo build --release --locked -p runwatch-cli
+	cargo run --release --locked -p runwatch-tests --bin runwatch-bench-remote
 bench-desktop: ui
 	python3 tests/benchmarks/desktop.py
 

@@ -20,4 +20,16 @@ deadline: number | null,
 /**
  * The last Aim log-record step already turned into notifications.
  */
-log_step: number | null, created_at: number, updated_at: number, };
+log_step: number | null, created_at: number, updated_at: number, 
+/**
+ * The machine it reports from (HTTP check-ins).
+ */
+host: string | null, 
+/**
+ * Free labels: Slurm job id, array job and task, sweep …
+ */
+labels: Record<string, string>, 
+/**
+ * Why it ended, e.g. "exit code 3".
+ */
+cause: string | null, };

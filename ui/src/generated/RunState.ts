@@ -3,4 +3,4 @@
 /**
  * Where a run stands, as the detector sees it.
  */
-export type RunState = "running" | "finished" | "stuck" | "crashed" | "ended";
+export type RunState = "running" | "finished" | "stuck" | "crashed" | "ended" | "failed";

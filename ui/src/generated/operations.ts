@@ -2,6 +2,8 @@
 import type { AckRequest } from "./AckRequest";
 import type { AckResult } from "./AckResult";
 import type { AckState } from "./AckState";
+import type { CheckInReport } from "./CheckInReport";
+import type { CheckInResult } from "./CheckInResult";
 import type { Event } from "./Event";
 import type { EventBatch } from "./EventBatch";
 import type { Health } from "./Health";
@@ -28,6 +30,7 @@ export const bounds = {
 
 /** Every operation's path, by operation. */
 export const paths = {
+  checkIn: "/check-ins",
   ingest: "/events",
   ingestBatch: "/events/batch",
   health: "/health",
@@ -64,6 +67,8 @@ function queryString(query: object): string {
 /** One function per operation that answers JSON (or nothing), on top of `send`. */
 export function client(send: Send) {
   return {
+    /** POST /check-ins */
+    checkIn: (body: CheckInReport) => send<CheckInResult>("POST", `/check-ins`, body),
     /** POST /events */
     ingest: (body: Event) => send<IngestResult>("POST", `/events`, body),
     /** POST /events/batch */

@@ -19,10 +19,13 @@ pub enum Flag {
     NewLogs,
     /// Aim's heartbeat thread; `expect_next_in` 1 is the final beat of `run.close()`.
     Progress,
+    /// Runwatch's own, never written by Aim: the run reported a failure (an HTTP check-in
+    /// with `failed`, e.g. from `runwatch exec --server`).
+    Failed,
 }
 
 impl Flag {
-    pub const ALL: [Flag; 5] = [Flag::Starting, Flag::CheckIn, Flag::Finished, Flag::NewLogs, Flag::Progress];
+    pub const ALL: [Flag; 6] = [Flag::Starting, Flag::CheckIn, Flag::Finished, Flag::NewLogs, Flag::Progress, Flag::Failed];
 
     /// The spelling in file names (and in the store).
     pub fn as_str(self) -> &'static str {
@@ -32,6 +35,7 @@ impl Flag {
             Flag::Finished => "finished",
             Flag::NewLogs => "new_logs",
             Flag::Progress => "progress",
+            Flag::Failed => "failed",
         }
     }
 }

@@ -19,13 +19,14 @@ use anyhow::Context;
 use clap::{ArgGroup, Args};
 use runwatch_aim::checkins::{CheckIn, Flag};
 use runwatch_aim::repo::{AimRepo, RepoError};
+use runwatch_core::check_ins::CheckInReport;
 
 use crate::output;
 use crate::summary::Finished;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Example, in a job's training loop: runwatch --repo . check-in --run \"$RUN_ID\" --expect-next-in 600")]
-#[command(group(ArgGroup::new("what").required(true).args(["expect_next_in", "finished"])))]
+#[command(group(ArgGroup::new("what").required(true).args(["expect_next_in", "finished", "failed"])))]
 pub struct CheckInArgs {
     /// The run's id (Aim's run hash, or any id of letters, digits, '_', '-' and '.')
     #[arg(long, value_name = "ID", value_parser = run_id)]
@@ -36,6 +37,43 @@ pub struct CheckInArgs {
     /// Report that the run finished successfully
     #[arg(long)]
     finished: bool,
+    /// Report that the run failed (with --server: Aim's files have no such check-in)
+    #[arg(long)]
+    failed: bool,
+    /// The failed run's exit code (with --failed)
+    #[arg(long, value_name = "CODE", requires = "failed")]
+    exit_code: Option<i64>,
+    /// What the run said last, shown with a failure (with --server)
+    #[arg(long, value_name = "TEXT")]
+    message: Option<String>,
+    /// A name for the run in notifications (with --server)
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// A label for the run, KEY=VALUE; repeat for more (with --server). Slurm's job id,
+    /// array job and task, job name and CUDA_VISIBLE_DEVICES are added when set
+    #[arg(long, value_name = "KEY=VALUE", value_parser = runwatch_remote::context::parse_label)]
+    label: Vec<(String, String)>,
+}
+
+/// The HTTP check-in `check-in --server` sends: this machine's name, the cluster's labels
+/// and the ones given.
+pub fn report(args: &CheckInArgs) -> anyhow::Result<CheckInReport> {
+    let mut labels = runwatch_remote::context::cluster_labels();
+    labels.extend(args.label.iter().cloned());
+    let report = CheckInReport {
+        run_id: args.run.clone(),
+        name: args.name.clone(),
+        expect_next_in: args.expect_next_in,
+        finished: args.finished,
+        failed: args.failed,
+        exit_code: args.exit_code,
+        message: args.message.clone(),
+        host: Some(runwatch_remote::context::host_name()),
+        labels,
+        event_id: None,
+    };
+    report.validate().map_err(|e| crate::usage_error("check-in", &e))?;
+    Ok(report)
 }
 
 pub fn check_in(repos: &[PathBuf], args: &CheckInArgs, json: bool) -> anyhow::Result<Finished> {
@@ -54,6 +92,12 @@ pub fn check_in(repos: &[PathBuf], args: &CheckInArgs, json: bool) -> anyhow::Re
             ))
         }
     };
+    if args.failed || args.message.is_some() || args.name.is_some() || !args.label.is_empty() {
+        return Err(crate::usage_error(
+            "check-in",
+            "--failed, --message, --name and --label need --server URL: Aim's check-in files carry none of them",
+        ));
+    }
     // clap requires exactly one of --finished and --expect-next-in.
     let (flag, expect) = if args.finished { (Flag::Finished, 0) } else { (Flag::CheckIn, args.expect_next_in.unwrap_or(0)) };
     let written = write(&repo, &args.run, flag, expect)?;

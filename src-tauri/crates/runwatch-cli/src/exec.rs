@@ -34,6 +34,10 @@ use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::iterator::SignalsInfo;
 use signal_hook::low_level::siginfo::Cause;
 
+use runwatch_remote::{Kind, Spool};
+use serde_json::json;
+
+use crate::remote::Remote;
 use crate::send::{non_empty, record};
 use crate::summary::Finished;
 use crate::ExitWith;
@@ -59,6 +63,10 @@ pub struct ExecArgs {
     /// Report the run as stalled when it prints nothing for this long, e.g. 30s, 5m, 1h30m [default: never]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     silence_timeout: Option<Duration>,
+    /// With --server: check in this often while the command runs; the server calls the run
+    /// stuck when two check-ins in a row do not come (and its grace has passed)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+    heartbeat: Duration,
     /// The run's id [default: a new random id]
     #[arg(long, value_name = "ID", value_parser = non_empty("--run"))]
     run: Option<String>,
@@ -67,7 +75,13 @@ pub struct ExecArgs {
     command: Vec<OsString>,
 }
 
-pub fn exec(store: &mut Store, args: ExecArgs) -> anyhow::Result<Finished> {
+/// Where `exec` reports: the local store, or a server through the spool.
+pub enum Out<'a> {
+    Local(&'a mut Store),
+    Remote(&'a Remote),
+}
+
+pub fn exec(out: Out<'_>, args: ExecArgs) -> anyhow::Result<Finished> {
     let Some((program, rest)) = args.command.split_first() else {
         return Err(crate::usage_error("exec", "give the command to run after '--', e.g. 'runwatch exec -- python train.py'"));
     };
@@ -116,15 +130,15 @@ pub fn exec(store: &mut Store, args: ExecArgs) -> anyhow::Result<Finished> {
     });
 
     // Recorded once the output flows: a busy store must not stall the command on a full pipe.
-    let mut report = Reporter { store, run_id, name, nonce: uuid::Uuid::new_v4().simple().to_string(), stored: Vec::new(), stalls: 0 };
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let sink = match out {
+        Out::Local(store) => Sink::Local(store),
+        Out::Remote(remote) => Sink::Remote(Box::new(RemoteRun::start(remote, &run_id, &name, &nonce, args.heartbeat)?)),
+    };
+    let mut report = Reporter { sink, run_id, name, nonce, stored: Vec::new(), stalls: 0 };
     report.name_run();
-    report.record(
-        "started",
-        Level::Info,
-        format!("Run '{}' started.", report.name),
-        format!("Command: {shown}\nRun id: {}\nPID: {pid}\nWorking directory: {}", report.run_id, cwd()),
-    );
-    crate::send::deliver_due_if_no_watcher(report.store);
+    report.started(&shown, pid);
+    report.deliver_due();
 
     // Wait for the exit, watching for silence meanwhile.
     let mut stalled_since: Option<u64> = None;
@@ -141,7 +155,7 @@ pub fn exec(store: &mut Store, args: ExecArgs) -> anyhow::Result<Finished> {
                         stalled_since = Some(last);
                         report.stalled(limit, pid);
                         // With no watcher running nobody else would send it before the end.
-                        crate::send::deliver_due_if_no_watcher(report.store);
+                        report.deliver_due();
                     }
                     // Still silent: look again soon, to re-arm once output resumes.
                     limit.min(Duration::from_millis(250))
@@ -175,7 +189,7 @@ pub fn exec(store: &mut Store, args: ExecArgs) -> anyhow::Result<Finished> {
     };
     report.ended(Some(status), duration, &shown, &lock(&tail).text());
     // The run is over: with no watcher running, its notifications are delivered now.
-    crate::send::deliver_if_no_watcher(report.store);
+    report.deliver_all();
     Ok(Finished { code: exit_code(status), stored: report.stored, passthrough: true, shows_inbox: false })
 }
 
@@ -191,7 +205,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Writes the run's notifications; a store that fails never stops the command (it gets a
 /// warning on stderr), since the command matters more than the record of it.
 struct Reporter<'a> {
-    store: &'a mut Store,
+    sink: Sink<'a>,
     run_id: String,
     name: String,
     nonce: String,
@@ -200,12 +214,34 @@ struct Reporter<'a> {
     stalls: u32,
 }
 
+/// Where the reporter writes.
+enum Sink<'a> {
+    Local(&'a mut Store),
+    Remote(Box<RemoteRun>),
+}
+
 impl Reporter<'_> {
     fn name_run(&mut self) {
         let (id, name, now) = (&self.run_id, &self.name, SystemClock.now());
-        if let Err(e) = self.store.write(|tx| runs::set_name(tx, id, name, now)) {
+        // Over HTTP the name travels with every check-in.
+        let Sink::Local(store) = &mut self.sink else { return };
+        if let Err(e) = store.write(|tx| runs::set_name(tx, id, name, now)) {
             warn(&format!("cannot record run '{}': {e}", self.run_id));
         }
+    }
+
+    fn started(&mut self, shown: &str, pid: u32) {
+        if let Sink::Remote(remote) = &mut self.sink {
+            // The server's detector announces the run at its first check-in.
+            remote.check_in(json!({ "expect_next_in": remote.expect_next_in() }), "start");
+            return;
+        }
+        self.record(
+            "started",
+            Level::Info,
+            format!("Run '{}' started.", self.name),
+            format!("Command: {shown}\nRun id: {}\nPID: {pid}\nWorking directory: {}", self.run_id, cwd()),
+        );
     }
 
     fn record(&mut self, what: &str, level: Level, title: String, body: String) {
@@ -217,10 +253,32 @@ impl Reporter<'_> {
             event_id: Some(format!("exec:{}:{what}", self.nonce)),
             source: "exec".into(),
         };
-        match record(self.store, &event) {
-            Ok(Inserted::New(n)) => self.stored.push(n.id),
-            Ok(Inserted::Duplicate(_)) => {}
-            Err(e) => warn(&format!("cannot record that run '{}' {what}: {e:#}", self.name)),
+        match &mut self.sink {
+            Sink::Local(store) => match record(store, &event) {
+                Ok(Inserted::New(n)) => self.stored.push(n.id),
+                Ok(Inserted::Duplicate(_)) => {}
+                Err(e) => warn(&format!("cannot record that run '{}' {what}: {e:#}", self.name)),
+            },
+            Sink::Remote(remote) => match serde_json::to_value(&event) {
+                Ok(body) => remote.push(Kind::Event, body),
+                Err(e) => warn(&format!("cannot record that run '{}' {what}: {e}", self.name)),
+            },
+        }
+    }
+
+    /// Sends what is due now (no watcher here, or the server).
+    fn deliver_due(&mut self) {
+        match &mut self.sink {
+            Sink::Local(store) => crate::send::deliver_due_if_no_watcher(store),
+            Sink::Remote(remote) => remote.flush_soon(),
+        }
+    }
+
+    /// The run is over: delivers what is left, within bounds (the rest waits).
+    fn deliver_all(&mut self) {
+        match &mut self.sink {
+            Sink::Local(store) => crate::send::deliver_if_no_watcher(store),
+            Sink::Remote(remote) => remote.finish(),
         }
     }
 
@@ -271,14 +329,160 @@ impl Reporter<'_> {
             body.push_str("\n\nLast lines of stderr:\n");
             body.push_str(tail);
         }
+        if let Sink::Remote(remote) = &mut self.sink {
+            // One check-in says how it ended; the server's detector makes the notification.
+            let check_in = match status {
+                Some(s) if s.success() => json!({ "finished": true }),
+                Some(s) => json!({ "failed": true, "exit_code": i64::from(exit_code(s)), "message": body }),
+                None => json!({ "failed": true, "message": body }),
+            };
+            remote.check_in(check_in, "end");
+            return;
+        }
         self.record("ended", level, title, body);
         self.set_state(state);
     }
 
     fn set_state(&mut self, state: RunState) {
         let (id, now) = (&self.run_id, SystemClock.now());
-        if let Err(e) = self.store.write(|tx| runs::set_state(tx, id, state, now)) {
+        let Sink::Local(store) = &mut self.sink else { return };
+        if let Err(e) = store.write(|tx| runs::set_state(tx, id, state, now)) {
             warn(&format!("cannot record the state of run '{}': {e}", self.run_id));
+        }
+    }
+}
+
+/// A run reported to a server: every report goes into the spool at once (durable, in
+/// order), and a background thread sends it and checks in every heartbeat while the
+/// command runs. The command never waits on the server; at its end, the last report gets a
+/// few seconds, then waits in the spool for the next command.
+struct RemoteRun {
+    spool: Spool,
+    server: String,
+    /// Fields every check-in of this run carries (run id, name, host, labels).
+    base: serde_json::Map<String, serde_json::Value>,
+    heartbeat: Duration,
+    nonce: String,
+    wake: mpsc::Sender<Flush>,
+    done: mpsc::Receiver<()>,
+}
+
+enum Flush {
+    Soon,
+    /// The command ended: one last try, then stop.
+    Last,
+}
+
+/// How long the end of `exec` waits for its last reports to reach the server.
+const LAST_SEND: Duration = Duration::from_secs(3);
+
+impl RemoteRun {
+    fn start(remote: &Remote, run_id: &str, name: &str, nonce: &str, heartbeat: Duration) -> anyhow::Result<RemoteRun> {
+        let spool = Spool::open(&remote.dir)?;
+        let mut base = serde_json::Map::new();
+        base.insert("run_id".into(), json!(run_id));
+        base.insert("name".into(), json!(name));
+        base.insert("host".into(), json!(runwatch_remote::context::host_name()));
+        base.insert("labels".into(), json!(runwatch_remote::context::cluster_labels()));
+        let (wake, rx) = mpsc::channel();
+        let (done_tx, done) = mpsc::channel();
+        let reporter = remote.reporter.clone();
+        let beat = json!({ "expect_next_in": 2 * heartbeat.as_secs().max(1) });
+        let mut beat_body = base.clone();
+        beat_body.extend(beat.as_object().cloned().unwrap_or_default());
+        let beat_nonce = nonce.to_string();
+        std::thread::Builder::new().name("reporter".into()).spawn(move || {
+            send_in_background(&reporter, &rx, heartbeat, &beat_body, &beat_nonce);
+            let _ = done_tx.send(());
+        })?;
+        Ok(RemoteRun {
+            spool,
+            server: remote.reporter.client().target().server().to_string(),
+            base,
+            heartbeat,
+            nonce: nonce.into(),
+            wake,
+            done,
+        })
+    }
+
+    fn expect_next_in(&self) -> u64 {
+        2 * self.heartbeat.as_secs().max(1)
+    }
+
+    /// Spools a check-in of this run with `fields`, and has it sent.
+    fn check_in(&mut self, fields: serde_json::Value, what: &str) {
+        let mut body = self.base.clone();
+        body.extend(fields.as_object().cloned().unwrap_or_default());
+        body.insert("event_id".into(), json!(format!("exec:{}:check-in-{what}", self.nonce)));
+        self.push(Kind::CheckIn, serde_json::Value::Object(body));
+    }
+
+    fn push(&mut self, kind: Kind, mut body: serde_json::Value) {
+        runwatch_remote::with_event_id(&mut body);
+        match self.spool.push(&self.server, kind, &body, None, SystemClock.now()) {
+            Ok(()) => self.flush_soon(),
+            Err(e) => warn(&format!("cannot keep a report for {}: {e}", self.server)),
+        }
+    }
+
+    fn flush_soon(&self) {
+        let _ = self.wake.send(Flush::Soon);
+    }
+
+    fn finish(&self) {
+        let _ = self.wake.send(Flush::Last);
+        if self.done.recv_timeout(LAST_SEND).is_err() {
+            warn(&format!(
+                "the server {} did not answer in time; what is left waits in the spool for the next command or 'runwatch spool flush'",
+                self.server
+            ));
+        }
+    }
+}
+
+/// The reporter thread: sends what the spool holds when woken, and checks the run in every
+/// heartbeat; after `Flush::Last`, one more try and it returns.
+fn send_in_background(
+    reporter: &runwatch_remote::Reporter,
+    rx: &mpsc::Receiver<Flush>,
+    heartbeat: Duration,
+    beat: &serde_json::Map<String, serde_json::Value>,
+    nonce: &str,
+) {
+    let mut next_beat = Instant::now() + heartbeat;
+    let mut beats = 0u64;
+    let mut warned = false;
+    loop {
+        let last = match rx.recv_timeout(next_beat.saturating_duration_since(Instant::now())) {
+            Ok(Flush::Soon) => false,
+            Ok(Flush::Last) | Err(mpsc::RecvTimeoutError::Disconnected) => true,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                beats += 1;
+                next_beat = Instant::now() + heartbeat;
+                let mut body = beat.clone();
+                body.insert("event_id".into(), json!(format!("exec:{nonce}:beat-{beats}")));
+                let server = reporter.client().target().server().to_string();
+                if let Err(e) =
+                    Spool::open(reporter.dir()).and_then(|mut s| s.push(&server, Kind::CheckIn, &body.into(), None, SystemClock.now()))
+                {
+                    warn(&format!("cannot keep a check-in for {server}: {e}"));
+                }
+                false
+            }
+        };
+        match reporter.flush() {
+            Ok(f) => match f.stopped {
+                Some(e) if !warned => {
+                    warned = true;
+                    warn(&format!("{e}; reports wait in the spool and are sent when it answers"));
+                }
+                _ => {}
+            },
+            Err(e) => warn(&format!("{e}")),
+        }
+        if last {
+            return;
         }
     }
 }

@@ -10,6 +10,7 @@ mod exec;
 mod notifications;
 mod notifiers;
 mod output;
+mod remote;
 mod send;
 mod start;
 mod summary;
@@ -19,6 +20,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use runwatch_core::{DataDir, Store};
@@ -88,6 +90,9 @@ struct Cli {
     #[arg(long, global = true, help_heading = "Global options")]
     json: bool,
 
+    #[command(flatten)]
+    remote: remote::ServerArgs,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -108,8 +113,24 @@ enum Command {
     CheckIn(checkin::CheckInArgs),
     /// Run a command as a watched run: started, finished or failed, stalled
     Exec(exec::ExecArgs),
+    /// Print this data dir's API token (for scripts, and for jobs and followers elsewhere)
+    Token,
+    /// What waits to be sent to a server (see --server); 'spool flush' sends it now
+    Spool(SpoolArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+struct SpoolArgs {
+    #[command(subcommand)]
+    action: Option<SpoolCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+enum SpoolCommand {
+    /// Send what waits to the server now (exit 1 while it cannot be reached)
+    Flush,
 }
 
 #[derive(Debug, Args)]
@@ -154,6 +175,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mode = cli.notifications;
     let json = cli.json;
     match cli.command {
+        Command::Start(_) if cli.remote.server.is_some() => {
+            Err(usage_error("start", "--server is for commands that report to a server; 'start' is the server"))
+        }
         Command::Start(args) => {
             let data_dir = DataDir::resolve(cli.data_dir.as_deref())?;
             start::start(&data_dir, &cli.repo, &args)
@@ -171,16 +195,65 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Exec(_) if json => Err(usage_error("exec", "--json does not apply: exec passes its command's output through")),
+        Command::Token => {
+            let data_dir = DataDir::resolve(cli.data_dir.as_deref())?;
+            data_dir.ensure().map_err(|e| anyhow::anyhow!("cannot use the data dir '{}': {e}", data_dir.path().display()))?;
+            let token = data_dir.api_token().context("cannot read or create the API token")?;
+            writeln!(io::stdout(), "{token}")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        command => match cli.remote.target()? {
+            Some(target) => {
+                let data_dir = DataDir::resolve(cli.data_dir.as_deref())?;
+                let remote = remote::Remote::new(target, data_dir)?;
+                let done = match command {
+                    Command::Send(args) => remote::send(&remote, &send::event(args)?, json)?,
+                    Command::CheckIn(args) => remote::check_in(&remote, &checkin::report(&args)?, json)?,
+                    Command::Exec(args) => exec::exec(exec::Out::Remote(&remote), args)?,
+                    Command::Notifications(cmd) => notifications::run_remote(cmd, &remote, json)?,
+                    Command::Spool(SpoolArgs { action: Some(SpoolCommand::Flush) }) => remote::spool_flush(&remote, json)?,
+                    Command::Spool(SpoolArgs { action: None }) => remote::spool_list(&remote.dir, json)?,
+                    other => {
+                        let name = format!("{other:?}").split(['(', ' ']).next().unwrap_or_default().to_lowercase();
+                        return Err(usage_error(
+                            &name,
+                            "--server applies to send, check-in, exec, notifications and spool; this command works on the local data dir",
+                        ));
+                    }
+                };
+                Ok(ExitCode::from(remote::after(&remote, mode, &done)))
+            }
+            None => local(command, &cli.data_dir, &cli.repo, mode, json),
+        },
+    }
+}
+
+/// A command on the local data dir.
+fn local(command: Command, data_dir: &Option<PathBuf>, repos: &[PathBuf], mode: NoticeMode, json: bool) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Spool(SpoolArgs { action: None }) => {
+            let dir = DataDir::resolve(data_dir.as_deref())?;
+            remote::spool_list(&dir, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Spool(SpoolArgs { action: Some(SpoolCommand::Flush) }) => {
+            let dir = DataDir::resolve(data_dir.as_deref())?;
+            if runwatch_remote::Spool::open(&dir)?.items(None)?.iter().all(|i| i.rejected) {
+                writeln!(io::stdout(), "Nothing waits to be sent.")?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(usage_error("spool flush", "name the server to send to with --server URL (or RUNWATCH_SERVER)"))
+        }
         command => {
             // check-in only touches the Aim repository; the store is for the summary.
             let needs_store = !(matches!(command, Command::CheckIn(_)) && mode == NoticeMode::Hidden);
-            let mut store = if needs_store { Some(open_store(cli.data_dir.as_deref())?) } else { None };
+            let mut store = if needs_store { Some(open_store(data_dir.as_deref())?) } else { None };
             let done: Finished = match (command, store.as_mut()) {
                 (Command::Notifications(cmd), Some(store)) => notifications::run(cmd, store, json)?,
-                (Command::Notifiers(cmd), Some(store)) => notifiers::run(cmd, store, &cli.repo, json)?,
+                (Command::Notifiers(cmd), Some(store)) => notifiers::run(cmd, store, repos, json)?,
                 (Command::Send(args), Some(store)) => send::send(store, args, json)?,
-                (Command::Exec(args), Some(store)) => exec::exec(store, args)?,
-                (Command::CheckIn(args), _) => checkin::check_in(&cli.repo, &args, json)?,
+                (Command::Exec(args), Some(store)) => exec::exec(exec::Out::Local(store), args)?,
+                (Command::CheckIn(args), _) => checkin::check_in(repos, &args, json)?,
                 _ => anyhow::bail!("internal error: the store was not opened"),
             };
             let code = match &store {

@@ -74,6 +74,23 @@ pub fn run(cmd: Command, store: &mut Store, json: bool) -> anyhow::Result<Finish
     }
 }
 
+/// The same commands against a server (`--server`).
+pub fn run_remote(cmd: Command, remote: &crate::remote::Remote, json: bool) -> anyhow::Result<Finished> {
+    match cmd {
+        Command::List(args) => {
+            if args.auto_ack {
+                return Err(crate::usage_error("notifications list", "--auto-ack does not apply with --server; use 'notifications ack'"));
+            }
+            crate::remote::list(remote, args.all, args.level, args.run.as_deref(), args.limit, json)
+        }
+        Command::Show(args) => crate::remote::show(remote, &args.id, json),
+        Command::Ack(args) if !args.all && args.item.is_empty() => {
+            Err(crate::usage_error("notifications ack", "name what to acknowledge: --item ID… or --all"))
+        }
+        Command::Ack(args) => crate::remote::ack(remote, args.all, &args.item, json),
+    }
+}
+
 /// One notification as lists show it:
 /// `2026-11-21 14:03 ERROR  Run 'be0ebd0c…' is stuck (no check-in for 105 s)` then
 /// `  To see the details: runwatch notifications show 3f2a9c1e`, where `short` is from
@@ -94,6 +111,11 @@ pub fn write_item(out: &mut impl Write, n: &Notification, short: &ShortIds) -> a
 pub struct ShortIds(HashMap<String, String>);
 
 impl ShortIds {
+    /// No short ids: lists print whole ids (a server's inbox cannot be searched by ends here).
+    pub fn whole() -> Self {
+        ShortIds(HashMap::new())
+    }
+
     /// The short id of `id`, or the whole id if it was not asked for.
     pub fn of<'a>(&'a self, id: &'a str) -> &'a str {
         self.0.get(id).map_or(id, String::as_str)

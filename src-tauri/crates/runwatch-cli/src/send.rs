@@ -46,18 +46,7 @@ pub fn non_empty(what: &'static str) -> impl Fn(&str) -> Result<String, String> 
 }
 
 pub fn send(store: &mut Store, args: SendArgs, json: bool) -> anyhow::Result<Finished> {
-    let message = if args.message == "-" {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).map_err(|e| anyhow::anyhow!("cannot read the message from standard input: {e}"))?;
-        text.trim_end_matches(['\n', '\r']).to_string()
-    } else {
-        args.message
-    };
-    if message.trim().is_empty() {
-        return Err(crate::usage_error("send", "the message is empty: pass the text to record, or '-' to read it from standard input"));
-    }
-    let event =
-        Event { run_id: args.run, level: Some(args.level), title: args.title, message, event_id: args.event_id, source: "send".into() };
+    let event = event(args)?;
     let (id, new) = match record(store, &event)? {
         Inserted::New(n) => (n.id, true),
         Inserted::Duplicate(id) => (id, false),
@@ -74,6 +63,21 @@ pub fn send(store: &mut Store, args: SendArgs, json: bool) -> anyhow::Result<Fin
         writeln!(output::stderr(), "runwatch: event '{event_id}' was already stored as {id}; nothing new was stored.")?;
     }
     Ok(Finished { stored: if new { vec![id] } else { Vec::new() }, ..Finished::ok() })
+}
+
+/// The event `send` reports, its message read from stdin when it is '-'.
+pub fn event(args: SendArgs) -> anyhow::Result<Event> {
+    let message = if args.message == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).map_err(|e| anyhow::anyhow!("cannot read the message from standard input: {e}"))?;
+        text.trim_end_matches(['\n', '\r']).to_string()
+    } else {
+        args.message
+    };
+    if message.trim().is_empty() {
+        return Err(crate::usage_error("send", "the message is empty: pass the text to record, or '-' to read it from standard input"));
+    }
+    Ok(Event { run_id: args.run, level: Some(args.level), title: args.title, message, event_id: args.event_id, source: "send".into() })
 }
 
 /// Stores an event as a notification (idempotent by its event id).

@@ -58,19 +58,8 @@ pub fn after(store: &Store, mode: NoticeMode, done: &Finished) -> anyhow::Result
         return Ok(done.code);
     }
     let summary = store.unread_summary()?;
-    let mut err = output::stderr();
-    if let Some(line) = summary_line(&summary) {
-        let style = if summary.error + summary.critical > 0 {
-            RED
-        } else if summary.warning > 0 {
-            YELLOW
-        } else {
-            anstyle::Style::new()
-        };
-        writeln!(err, "{}", paint(style, &line))?;
-        if mode == NoticeMode::Details && !done.shows_inbox {
-            print_pending(store, &mut err)?;
-        }
+    if print_line(&summary)? && mode == NoticeMode::Details && !done.shows_inbox {
+        print_pending(store, &mut output::stderr())?;
     }
     if done.code != 0 || done.passthrough {
         return Ok(done.code);
@@ -84,6 +73,21 @@ pub fn after(store: &Store, mode: NoticeMode, done: &Finished) -> anyhow::Result
         }
     }
     Ok(if serious > 0 { 1 } else { 0 })
+}
+
+/// Prints the summary sentence on stderr, coloured by the worst level; false when nothing
+/// is pending (nothing printed).
+pub fn print_line(summary: &UnreadSummary) -> std::io::Result<bool> {
+    let Some(line) = summary_line(summary) else { return Ok(false) };
+    let style = if summary.error + summary.critical > 0 {
+        RED
+    } else if summary.warning > 0 {
+        YELLOW
+    } else {
+        anstyle::Style::new()
+    };
+    writeln!(output::stderr(), "{}", paint(style, &line))?;
+    Ok(true)
 }
 
 /// The summary sentence, or `None` when nothing is pending.

@@ -1,5 +1,6 @@
 //! Runwatch's engine, free of any GUI: the domain model, where data lives, and the store.
 
+pub mod check_ins;
 pub mod clock;
 pub mod data_dir;
 pub mod deliveries;

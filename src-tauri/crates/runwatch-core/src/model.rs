@@ -106,6 +106,7 @@ domain_enum!(
         Stuck => "stuck",
         Crashed => "crashed",
         Ended => "ended",
+        Failed => "failed",
     }
 );
 

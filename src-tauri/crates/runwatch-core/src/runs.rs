@@ -1,5 +1,7 @@
 //! Runs and the check-ins the detector remembers for them (the `runs` and `checkins` tables).
 
+use std::collections::BTreeMap;
+
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
@@ -29,6 +31,13 @@ pub struct Run {
     pub log_step: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The machine it reports from (HTTP check-ins).
+    pub host: Option<String>,
+    /// Free labels: Slurm job id, array job and task, sweep …
+    #[ts(type = "Record<string, string>")]
+    pub labels: BTreeMap<String, String>,
+    /// Why it ended, e.g. "exit code 3".
+    pub cause: Option<String>,
 }
 
 /// The newest check-in file of one flag of a run.
@@ -41,7 +50,7 @@ pub struct CheckinRow<'a> {
 }
 
 const COLUMNS: &str = "id, repo, name, state, checkin_idx, checkin_flag, checkin_expect_next_in, checkin_first_seen, \
-                       deadline, log_step, created_at, updated_at";
+                       deadline, log_step, created_at, updated_at, host, labels, cause";
 
 /// Saves what the detector concluded about a run: its repo, state, newest check-in and
 /// deadline. Leaves the name and the log-record step alone.
@@ -57,7 +66,7 @@ pub fn save_detected(
     conn.prepare_cached(
         "INSERT INTO runs (id, repo, state, checkin_idx, checkin_flag, checkin_expect_next_in, checkin_first_seen,
                            deadline, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+         VALUES (?1, NULLIF(?2, ''), ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
          ON CONFLICT (id) DO UPDATE SET
            repo = excluded.repo, state = excluded.state, checkin_idx = excluded.checkin_idx,
            checkin_flag = excluded.checkin_flag, checkin_expect_next_in = excluded.checkin_expect_next_in,
@@ -184,6 +193,9 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
         log_step: r.get(9)?,
         created_at: r.get(10)?,
         updated_at: r.get(11)?,
+        host: r.get(12)?,
+        labels: r.get::<_, Option<String>>(13)?.and_then(|l| serde_json::from_str(&l).ok()).unwrap_or_default(),
+        cause: r.get(14)?,
     })
 }
 

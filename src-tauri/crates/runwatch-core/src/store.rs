@@ -59,6 +59,7 @@ const MIGRATION_SQL: &[&str] = &[
     include_str!("../migrations/0003_pending_counts.sql"),
     include_str!("../migrations/0004_event_ids.sql"),
     include_str!("../migrations/0005_ack_all.sql"),
+    include_str!("../migrations/0006_remote_runs.sql"),
 ];
 
 static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
@@ -172,7 +173,7 @@ impl Store {
 
 /// Creates the file readable by the user only; tightens the mode of an existing one.
 /// SQLite gives its `-wal` and `-shm` files the mode of the database file.
-fn create_private(path: &Path) -> std::io::Result<()> {
+pub fn create_private(path: &Path) -> std::io::Result<()> {
     let file: File = OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
     let mode = file.metadata()?.permissions().mode() & 0o777;
     if mode != 0o600 {

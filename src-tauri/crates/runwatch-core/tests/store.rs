@@ -32,6 +32,7 @@ fn empty_file_is_migrated_and_reopening_migrates_idempotently() {
         tables,
         [
             "ack_alls",
+            "check_in_reports",
             "checkins",
             "deliveries",
             "event_ids",
@@ -169,4 +170,42 @@ impl OutputAsync for Command {
     fn output_async(&mut self) -> std::process::Child {
         self.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
     }
+}
+
+/// Schema 6 rebuilds `runs` (to allow 'failed'): a schema-5 store keeps its runs and the
+/// check-ins that reference them.
+#[test]
+fn a_schema_5_store_keeps_its_runs_and_check_ins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = runwatch_core::DataDir::at(tmp.path());
+    dir.ensure().unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.store_path()).unwrap();
+        for sql in [
+            include_str!("../migrations/0001_initial.sql"),
+            include_str!("../migrations/0002_checkins.sql"),
+            include_str!("../migrations/0003_pending_counts.sql"),
+            include_str!("../migrations/0004_event_ids.sql"),
+            include_str!("../migrations/0005_ack_all.sql"),
+        ] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 5;
+             INSERT INTO runs (id, repo, name, state, deadline, created_at, updated_at, log_step) VALUES ('r1', '/repo', 'n', 'stuck', 99, 1, 2, 7);
+             INSERT INTO checkins (run_id, flag, idx, expect_next_in, first_seen) VALUES ('r1', 'check_in', 3, 60, 5);",
+        )
+        .unwrap();
+    }
+    let store = Store::open(&dir).unwrap();
+    let run = store.run("r1").unwrap().unwrap();
+    assert_eq!(
+        (run.state, run.deadline, run.log_step, run.name.as_deref()),
+        (runwatch_core::RunState::Stuck, Some(99), Some(7), Some("n"))
+    );
+    assert!(run.labels.is_empty() && run.host.is_none());
+    assert_eq!(runwatch_core::runs::all_checkins(store.conn()).unwrap().len(), 1, "check-ins survive the rebuild");
+    store.conn().execute("UPDATE runs SET state = 'failed' WHERE id = 'r1'", []).unwrap();
+    let fk: i64 = store.conn().query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(fk, 0);
 }

@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
+use runwatch_core::check_ins::CheckInReport;
 use runwatch_core::deliveries::{self, Delivery};
 use runwatch_core::inbox::{AckState, ListFilter, Page, UnreadSummary};
 use runwatch_core::ingest::Event;
@@ -306,6 +307,32 @@ pub async fn ingest_batch(State(state): State<Arc<ApiState>>, Json(batch): Json<
     let r = with_store(&state, move |s| Ok(s.ingest_batch(&events, at)?)).await?;
     state.stored();
     Ok(axum::Json(r.into_iter().map(result_of).collect()))
+}
+
+// ---- check-ins ----
+
+/// What became of a check-in.
+#[derive(Debug, Serialize, Deserialize, ToSchema, TS)]
+#[ts(export)]
+pub struct CheckInResult {
+    pub run_id: String,
+    /// Its event id was stored before: nothing changed.
+    pub duplicate: bool,
+}
+
+/// A check-in from a job on any machine: alive (with the time to the next one), finished
+/// or failed. It feeds the same detector as Aim's check-in files: a promise not kept within
+/// `expect_next_in` + grace makes the run stuck.
+#[utoipa::path(post, path = "/check-ins", request_body = CheckInReport,
+    responses((status = 200, body = CheckInResult), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn check_in(State(state): State<Arc<ApiState>>, Json(report): Json<CheckInReport>) -> ApiResult<CheckInResult> {
+    report.validate().map_err(ApiError::bad_request)?;
+    let at = now(&state);
+    let run_id = report.run_id.clone();
+    state.before_write().await;
+    let new = with_store(&state, move |s| Ok(s.record_check_in(&report, at)?)).await?;
+    state.stored();
+    Ok(axum::Json(CheckInResult { run_id, duplicate: !new }))
 }
 
 // ---- notifiers ----

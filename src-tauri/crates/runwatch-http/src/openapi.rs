@@ -29,6 +29,7 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(api::runs))
         .routes(routes!(api::ingest))
         .routes(routes!(api::ingest_batch))
+        .routes(routes!(api::check_in))
         .routes(routes!(api::list_notifiers, api::add_notifier))
         .routes(routes!(api::get_notifier, api::patch_notifier, api::delete_notifier))
         .routes(routes!(api::test_notifier))

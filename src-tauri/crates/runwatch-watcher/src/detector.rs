@@ -67,6 +67,10 @@ pub enum Happening {
     Recovered {
         idx: u64,
     },
+    /// The run reported a failure (over HTTP).
+    Failed {
+        idx: u64,
+    },
 }
 
 impl Happening {
@@ -74,7 +78,7 @@ impl Happening {
         match self {
             Happening::Started { .. } | Happening::Finished { .. } | Happening::Recovered { .. } => Level::Info,
             Happening::Ended { .. } => Level::Warning,
-            Happening::Stuck { .. } | Happening::Crashed { .. } => Level::Error,
+            Happening::Stuck { .. } | Happening::Crashed { .. } | Happening::Failed { .. } => Level::Error,
         }
     }
 
@@ -87,6 +91,7 @@ impl Happening {
             Happening::Stuck { idx, .. } => ("stuck", idx),
             Happening::Crashed { idx, .. } => ("crashed", idx),
             Happening::Recovered { idx } => ("recovered", idx),
+            Happening::Failed { idx } => ("failed", idx),
         };
         format!("{kind}:{run}:{idx}")
     }
@@ -105,6 +110,7 @@ impl Happening {
                 format!("Run '{run}' crashed (no heartbeat for {beat_silent_for} s, no check-in for {c} s).")
             }
             Happening::Recovered { .. } => format!("Run '{run}' recovered: check-ins resumed."),
+            Happening::Failed { .. } => format!("Run '{run}' failed."),
         }
     }
 
@@ -142,6 +148,9 @@ pub fn assess(files: &BTreeMap<Flag, Seen>, now: Millis, grace: Millis) -> Asses
     let settled = |state| Assessment { state, deadline: None, cause: None };
     if top_flag == Flag::Finished {
         return settled(RunState::Finished);
+    }
+    if top_flag == Flag::Failed {
+        return settled(RunState::Failed);
     }
     if top_flag == Flag::Progress && top.expect_next_in <= 1 {
         // The final heartbeat: finished if `finished` came after every other sign of work.
@@ -404,6 +413,7 @@ impl Detector {
             (RunState::Stuck | RunState::Crashed, RunState::Running) => Some(Happening::Recovered { idx: top_idx }),
             (b, RunState::Finished) if b != RunState::Finished => Some(Happening::Finished { idx: top_idx }),
             (b, RunState::Ended) if b != RunState::Ended => Some(Happening::Ended { idx: top_idx }),
+            (b, RunState::Failed) if b != RunState::Failed => Some(Happening::Failed { idx: top_idx }),
             (b, RunState::Stuck) if b != RunState::Stuck => {
                 a.cause.map(|c| Happening::Stuck { idx: c.idx, silent_for: c.checkin_silent_for.unwrap_or(0) })
             }

@@ -2,7 +2,7 @@
 //! `check_ins/` in; the detector, log records and the store in the middle; new
 //! notifications out to a callback (the logger, the dispatcher, the UI stream).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
@@ -11,12 +11,13 @@ use notify::RecursiveMode;
 use runwatch_aim::checkins::{CheckIn, Flag};
 use runwatch_aim::logs::{self, LogError};
 use runwatch_aim::repo::AimRepo;
+use runwatch_core::check_ins::{self, CheckInKind};
 use runwatch_core::clock::{Millis, SharedClock};
 use runwatch_core::runs::{self, CheckinRow};
 use runwatch_core::store::StoreError;
 use runwatch_core::{inbox, settings, Inserted, Level, NewNotification, Notification, RunState, Store};
 
-use crate::detector::{Changes, Detector, Seen, Track};
+use crate::detector::{Changes, Detector, Happening, Seen, Track};
 use crate::log_records;
 
 /// What the watcher takes from the settings (see [`runwatch_core::settings`]), read from
@@ -67,6 +68,12 @@ const CLOCK_STEP_TOLERANCE_MS: Millis = 2_000;
 /// The most names of malformed files remembered, so each is warned about once.
 const MAX_WARNED: usize = 10_000;
 
+/// HTTP check-ins taken into the detector per transaction.
+const CHECK_IN_PAGE: usize = 5_000;
+
+/// The detector's repository for runs that check in over HTTP: none (`runs.repo` is NULL).
+const HTTP_REPO: &str = "";
+
 type Sink = Box<dyn FnMut(&Notification) + Send>;
 
 /// Watches Aim repositories and keeps the store's runs and notifications up to date.
@@ -86,6 +93,8 @@ pub struct Watcher {
     /// The wall and monotonic times last seen, to notice the wall clock being stepped.
     clock_ref: Option<(Millis, Millis)>,
     sink: Sink,
+    /// Failures reported over HTTP, by run: exit code and last words, for their notification.
+    failures: HashMap<String, (Option<i64>, Option<String>)>,
     tx: Sender<Msg>,
     rx: Receiver<Msg>,
 }
@@ -111,6 +120,7 @@ impl Watcher {
             rescan_soon: false,
             clock_ref: None,
             sink: Box::new(|_| {}),
+            failures: HashMap::new(),
             tx,
             rx,
         })
@@ -187,6 +197,38 @@ impl Watcher {
         self.apply(changes, now, false)
     }
 
+    /// Takes in the check-ins that arrived over HTTP, in arrival order, through the same
+    /// detector as Aim's files: the arrival number is the idx, the arrival time the
+    /// first-seen time (so a late pass does not move a deadline).
+    pub fn take_check_ins(&mut self) -> Result<Vec<Notification>, WatcherError> {
+        let mut stored = Vec::new();
+        loop {
+            let queued = check_ins::waiting(self.store.conn(), CHECK_IN_PAGE)?;
+            let Some(last) = queued.last().map(|q| q.seq) else { return Ok(stored) };
+            self.follow_clock_steps()?;
+            let now = self.clock.now();
+            let mut changes = Changes::default();
+            for q in &queued {
+                let idx = u64::try_from(q.seq).unwrap_or(0);
+                if self.detector.track(&q.run_id).is_none() && q.kind == CheckInKind::CheckIn {
+                    changes.happenings.push((q.run_id.clone(), Happening::Started { idx }));
+                }
+                let flag = match q.kind {
+                    CheckInKind::CheckIn => Flag::CheckIn,
+                    CheckInKind::Finished => Flag::Finished,
+                    CheckInKind::Failed => {
+                        self.failures.insert(q.run_id.clone(), (q.exit_code, q.message.clone()));
+                        Flag::Failed
+                    }
+                };
+                let file = CheckIn { run_hash: q.run_id.clone(), idx, flag, utc_time: 0.0, expect_next_in: q.expect_next_in };
+                self.detector.observe(HTTP_REPO, [&file], q.received_at.min(now), false, &mut changes);
+            }
+            stored.extend(self.apply(changes, now, false)?);
+            self.store.write(|tx| check_ins::mark_taken(tx, last))?;
+        }
+    }
+
     /// When the next run may turn stuck or crashed.
     pub fn next_deadline(&self) -> Option<Millis> {
         self.detector.next_deadline(self.clock.now())
@@ -203,6 +245,7 @@ impl Watcher {
         let mut watched: HashSet<PathBuf> = HashSet::new();
         self.watch_dirs(&mut fs, &mut watched);
         self.guard(Self::scan);
+        self.guard(Self::take_check_ins);
         let mut next_rescan = self.clock.now() + self.settings.rescan_every.as_millis() as Millis;
         loop {
             let now = self.clock.now();
@@ -239,6 +282,7 @@ impl Watcher {
                 Err(RecvTimeoutError::Timeout) => {}
             }
             self.reload_settings_if_changed();
+            self.guard(Self::take_check_ins);
             if self.clock.now() >= next_rescan || std::mem::take(&mut self.rescan_soon) {
                 self.watch_dirs(&mut fs, &mut watched);
                 self.guard(Self::scan);
@@ -362,6 +406,7 @@ impl Watcher {
         let logs = self.read_new_logs(&changes.new_logs, quiet)?;
         let expires_at = self.store.expiry()?.map(|e| now.saturating_add(e));
         let detector = &self.detector;
+        let failures = &self.failures;
         let stored = self.store.write(|tx| {
             let mut seen = HashSet::new();
             for run in changes.runs.iter().filter(|r| seen.insert(r.as_str())) {
@@ -375,10 +420,16 @@ impl Watcher {
             let mut stored = Vec::new();
             for (run, h) in &changes.happenings {
                 let repo = detector.track(run).map_or("", |t| t.repo.as_str());
+                let (title, body) = if repo == HTTP_REPO {
+                    let failure = matches!(h, Happening::Failed { .. }).then(|| failures.get(run)).flatten();
+                    http_run_text(tx, run, h, failure)?
+                } else {
+                    (h.title(run), format!("Repository: {repo}"))
+                };
                 let n = NewNotification {
                     level: Some(h.level()),
-                    title: h.title(run),
-                    body: format!("Repository: {repo}"),
+                    title,
+                    body,
                     run_id: Some(run.clone()),
                     source: if h.uses_stuck_template() { "detector".into() } else { "aim".into() },
                     dedupe_key: Some(h.dedupe_key(run)),
@@ -399,6 +450,11 @@ impl Watcher {
             }
             Ok(stored)
         })?;
+        for (run, h) in &changes.happenings {
+            if matches!(h, Happening::Failed { .. }) {
+                self.failures.remove(run);
+            }
+        }
         for n in &stored {
             (self.sink)(n);
         }
@@ -471,6 +527,38 @@ fn with_setting_repos(named: &[AimRepo], store: &Store) -> Result<Vec<AimRepo>, 
     Ok(repos)
 }
 
+/// Title and body of a notification about a run that checks in over HTTP: its host and
+/// labels instead of a repository; a failure's exit code and last words.
+fn http_run_text(
+    tx: &rusqlite::Transaction<'_>,
+    run: &str,
+    h: &Happening,
+    failure: Option<&(Option<i64>, Option<String>)>,
+) -> Result<(String, String), StoreError> {
+    let stored = runs::get(tx, run)?;
+    let mut body = Vec::new();
+    if let Some(host) = stored.as_ref().and_then(|r| r.host.as_deref()) {
+        body.push(format!("Host: {host}"));
+    }
+    if let Some(r) = stored.as_ref().filter(|r| !r.labels.is_empty()) {
+        body.push(format!("Labels: {}", r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")));
+    }
+    // Runs reported over HTTP are named by their clients (`exec --name`).
+    let mut title = h.title(stored.as_ref().and_then(|r| r.name.as_deref()).unwrap_or(run));
+    if let Some((code, message)) = failure {
+        if let Some(code) = code {
+            let shown = stored.as_ref().and_then(|r| r.name.as_deref()).unwrap_or(run);
+            title = format!("Run '{shown}' failed with exit code {code}.");
+            check_ins::set_cause(tx, run, &format!("exit code {code}"))?;
+        }
+        if let Some(m) = message.as_deref().filter(|m| !m.trim().is_empty()) {
+            body.push(String::new());
+            body.push(m.trim_end().to_string());
+        }
+    }
+    Ok((title, body.join("\n")))
+}
+
 fn checkin_row(flag: Flag, s: &Seen) -> CheckinRow<'static> {
     CheckinRow { flag: flag.as_str(), idx: s.idx as i64, expect_next_in: s.expect_next_in as i64, first_seen: s.first_seen }
 }
@@ -481,15 +569,24 @@ fn data_version(store: &Store) -> Result<i64, StoreError> {
 
 /// Rebuilds the detector's memory from the store.
 fn load_detector(store: &Store, grace: Millis) -> Result<Detector, StoreError> {
-    let mut tracks: std::collections::HashMap<String, Track> = store
-        .runs()?
-        .into_iter()
-        .filter_map(|r| {
-            let repo = r.repo?;
-            Some((r.id, Track { repo, files: BTreeMap::new(), state: r.state }))
-        })
-        .collect();
+    // Runs with a repository are Aim's; runs without one are tracked when they checked in
+    // over HTTP (runs only named by events are not the detector's).
+    let mut states: HashMap<String, RunState> = HashMap::new();
+    let mut tracks: HashMap<String, Track> = HashMap::new();
+    for r in store.runs()? {
+        match r.repo {
+            Some(repo) => {
+                tracks.insert(r.id, Track { repo, files: BTreeMap::new(), state: r.state });
+            }
+            None => {
+                states.insert(r.id, r.state);
+            }
+        }
+    }
     for c in runs::all_checkins(store.conn())? {
+        if let Some(state) = states.remove(&c.run_id) {
+            tracks.insert(c.run_id.clone(), Track { repo: HTTP_REPO.to_string(), files: BTreeMap::new(), state });
+        }
         let (Some(track), Ok(flag)) = (tracks.get_mut(&c.run_id), c.flag.parse::<Flag>()) else { continue };
         track.files.insert(flag, Seen { idx: c.idx as u64, expect_next_in: c.expect_next_in as u64, first_seen: c.first_seen });
     }
