@@ -443,6 +443,14 @@ test("screenshots of every tab, the details pane and the dark theme", { timeout:
       await table.locator("tr", { hasText: "9b1c77aa02e64b5cb1f0d3e8" }).locator(".state-finished").waitFor();
       const stuck = table.locator("tr", { hasText: "dead00beef11cafe22d00d33" });
       await stuck.locator(".state-stuck").waitFor();
+      // A job on a cluster node that checked in over HTTP and failed: its host, labels and cause.
+      await api.post("/check-ins", { run_id: "slurm-4242-3", expect_next_in: 600, host: "gpu-17", labels: { slurm_job_id: "4242", slurm_array_task_id: "3" } });
+      await api.post("/check-ins", { run_id: "slurm-4242-3", failed: true, exit_code: 3, message: "RuntimeError: CUDA out of memory" });
+      const remote = table.locator("tr", { hasText: "slurm-4242-3" });
+      await remote.locator(".state-failed").waitFor();
+      assert.equal(await remote.getByTestId("run-host").innerText(), "gpu-17");
+      assert.match(await remote.innerText(), /slurm_job_id=4242/);
+      assert.equal(await remote.getByTestId("run-cause").innerText(), "exit code 3");
       await screenshot(page, "runs");
 
       await page.getByRole("tab", { name: "Runs" }).focus();
