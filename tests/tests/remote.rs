@@ -306,3 +306,101 @@ fn bad_servers_and_tokens_get_one_clear_line() {
     token.expect_code(0);
     assert_eq!(token.stdout.trim(), server.token);
 }
+
+/// Off loopback: plain HTTP is refused unless asked for; HTTPS with the lab's CA works, a
+/// client that does not trust the CA is told so, and only the named hosts are answered.
+#[test]
+fn off_loopback_only_with_tls_and_only_for_named_hosts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let refused = run_cli(runwatch(&dir.join("plain")).args(["start", "--http", "0.0.0.0:0"]));
+    assert!(refused.expect_one_line_error(1).contains("refusing to serve plain HTTP"), "{}", refused.stderr);
+
+    // A CA and a certificate for lab.test and 127.0.0.1, made the way a lab would.
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Runwatch test CA",
+    ]);
+    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=lab.test"]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:lab.test,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+
+    let mut daemon = Running::spawn(
+        Command::new(binary("runwatch"))
+            .arg("--data-dir")
+            .arg(dir.join("server"))
+            .args(["start", "--http", "0.0.0.0:0", "--tls-cert", "server.pem", "--tls-key", "server.key", "--public-name", "lab.test"])
+            .current_dir(dir),
+    );
+    let line = daemon.wait_for_line("with the UI's URL", |l| l.starts_with("Serving the UI at "));
+    let ui = line.trim_start_matches("Serving the UI at ").to_string();
+    assert!(ui.starts_with("https://127.0.0.1:"), "{ui}");
+    let (base, token) = ui.split_once("/#token=").unwrap();
+    let port = base.rsplit(':').next().unwrap().to_string();
+    let job = dir.join("job");
+    std::fs::create_dir_all(&job).unwrap();
+    std::fs::write(job.join("server-token"), token).unwrap();
+
+    let trusted =
+        run_cli(client(&job, base, token).arg("--ca-file").arg(dir.join("ca.pem")).args(["--notifications", "hidden", "send", "over TLS"]));
+    trusted.expect_code(0);
+    assert!(!trusted.stdout.contains(token) && !trusted.stderr.contains(token));
+    let untrusted = run_cli(client(&job, base, token).args(["--notifications", "hidden", "send", "no CA"]));
+    let line = untrusted.expect_one_line_error(1);
+    assert!(line.contains("certificate") && line.contains("--ca-file"), "{line}");
+    assert!(!line.contains(token));
+
+    // The Host guard: the public name passes, another name gets 403 (curl, trusting the CA).
+    let curl = |host: &str| -> String {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", "ca.pem", "--resolve", &format!("{host}:{port}:127.0.0.1")])
+            .args(["-H", &format!("Authorization: Bearer {token}"), &format!("https://{host}:{port}/api/v1/health")])
+            .current_dir(dir)
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(curl("lab.test"), "200");
+    let other = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", "ca.pem", "-H", "Host: elsewhere.test"])
+        .args(["-H", &format!("Authorization: Bearer {token}"), &format!("https://127.0.0.1:{port}/api/v1/health")])
+        .current_dir(dir)
+        .output()
+        .expect("curl runs");
+    assert_eq!(String::from_utf8_lossy(&other.stdout), "403");
+    daemon.signal_group("TERM");
+    let (status, stdout, stderr) = daemon.finish();
+    assert!(status.success(), "{stderr}");
+    assert!(!stderr.contains(token) && stdout.matches(token).count() == 1, "the token is printed only in the UI URL");
+}

@@ -25,6 +25,29 @@ pub struct StartArgs {
     /// Address to serve the API and UI on (port 0 picks a free port)
     #[arg(long, value_name = "ADDR", default_value = runwatch_http::DEFAULT_ADDR)]
     http: SocketAddr,
+    /// Serve HTTPS with this certificate chain (PEM); needed to listen off loopback
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP off loopback anyway (tokens then cross the network in clear text)
+    #[arg(long, conflicts_with = "tls_cert")]
+    insecure_http: bool,
+    /// A name clients use for this server (its Host header), e.g. lab-server.example.org;
+    /// repeat for several
+    #[arg(long, value_name = "NAME")]
+    public_name: Vec<String>,
+}
+
+impl StartArgs {
+    fn exposure(&self) -> runwatch_http::Exposure {
+        runwatch_http::Exposure {
+            tls: self.tls_cert.clone().zip(self.tls_key.clone()).map(|(cert, key)| runwatch_http::TlsFiles { cert, key }),
+            insecure_http: self.insecure_http,
+            public_names: self.public_name.clone(),
+        }
+    }
 }
 
 pub fn start(data_dir: &DataDir, repos: &[PathBuf], args: &StartArgs) -> anyhow::Result<ExitCode> {
@@ -44,7 +67,7 @@ pub fn start(data_dir: &DataDir, repos: &[PathBuf], args: &StartArgs) -> anyhow:
     // after "Press Ctrl+C" is not lost. A failing engine ends the wait too.
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot handle Ctrl+C and SIGTERM")?;
     let wait = signals.handle();
-    let engine = engine.repos(repos.clone()).http(args.http).on_failure(move |_| wait.close()).start()?;
+    let engine = engine.repos(repos.clone()).http(args.http).exposure(args.exposure()).on_failure(move |_| wait.close()).start()?;
     if repos.is_empty() {
         println!("Not watching any Aim repository (pass --repo DIR); events sent to Runwatch are still received.");
     }

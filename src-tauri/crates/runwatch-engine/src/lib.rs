@@ -46,6 +46,8 @@ pub enum EngineError {
     Token(#[source] io::Error),
     #[error("cannot listen on {addr} (is another program using it? try --http 127.0.0.1:0): {source}")]
     Listen { addr: SocketAddr, source: io::Error },
+    #[error(transparent)]
+    Exposure(#[from] runwatch_http::ExposureError),
     #[error("the HTTP server failed: {0}")]
     Http(#[source] io::Error),
     #[error("cannot start the {what}: {source}")]
@@ -82,6 +84,7 @@ pub struct EngineBuilder {
     lock: InstanceLock,
     repos: Vec<AimRepo>,
     http: SocketAddr,
+    exposure: runwatch_http::Exposure,
     runtime: Option<tokio::runtime::Handle>,
     on_notification: Option<NotificationHook>,
     on_failure: Option<FailureHook>,
@@ -100,6 +103,13 @@ impl EngineBuilder {
     /// [`runwatch_http::DEFAULT_ADDR`]].
     pub fn http(mut self, addr: SocketAddr) -> Self {
         self.http = addr;
+        self
+    }
+
+    /// How the server may be reached from other machines: TLS, public names, or plain
+    /// HTTP off loopback by explicit choice [default: loopback only].
+    pub fn exposure(mut self, exposure: runwatch_http::Exposure) -> Self {
+        self.exposure = exposure;
         self
     }
 
@@ -181,7 +191,11 @@ impl EngineBuilder {
             }
         };
         let addr = self.http;
-        let server = runtime.block_on(Server::bind(addr)).map_err(|source| EngineError::Listen { addr, source })?;
+        let server = runtime.block_on(Server::bind_exposed(addr, &self.exposure)).map_err(|e| match e {
+            runwatch_http::ExposureError::Listen { addr, source } => EngineError::Listen { addr, source },
+            other => EngineError::Exposure(other),
+        })?;
+        let scheme = server.scheme();
         let local_addr = server.local_addr().map_err(|source| EngineError::Listen { addr, source })?;
         let ui_url = server.url(&token).map_err(|source| EngineError::Listen { addr, source })?;
 
@@ -243,7 +257,7 @@ impl EngineBuilder {
         });
 
         Ok(Engine {
-            api_url: format!("http://{local_addr}"),
+            api_url: format!("{scheme}://{local_addr}"),
             ui_url,
             local_addr,
             token,
@@ -333,6 +347,7 @@ impl Engine {
             lock,
             repos: Vec::new(),
             http,
+            exposure: runwatch_http::Exposure::default(),
             runtime: None,
             on_notification: None,
             on_failure: None,

@@ -25,6 +25,38 @@ impl Allowed {
         origins.extend(["tauri://localhost".to_string(), "http://tauri.localhost".to_string()]);
         Allowed { hosts, origins }
     }
+
+    /// What a server bound to `addr` answers to: loopback names, the address itself when it
+    /// is a specific one, and the public names, under the scheme it serves.
+    pub fn for_server(addr: std::net::SocketAddr, public_names: &[String], tls: bool) -> Allowed {
+        let port = addr.port();
+        let mut allowed = Allowed::loopback(port);
+        let scheme = if tls { "https" } else { "http" };
+        let mut names: Vec<String> = public_names.to_vec();
+        if !addr.ip().is_loopback() && !addr.ip().is_unspecified() {
+            names.push(match addr.ip() {
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                ip => ip.to_string(),
+            });
+        }
+        let default_port = if tls { 443 } else { 80 };
+        for name in names {
+            let mut forms = vec![format!("{name}:{port}")];
+            if port == default_port {
+                forms.push(name.clone());
+            }
+            for host in forms {
+                allowed.origins.push(format!("{scheme}://{host}"));
+                allowed.hosts.push(host);
+            }
+        }
+        if tls {
+            // The loopback names too, when the server speaks HTTPS there.
+            let loopback: Vec<String> = allowed.hosts.iter().take(3).map(|h| format!("https://{h}")).collect();
+            allowed.origins.extend(loopback);
+        }
+        allowed
+    }
 }
 
 /// CORS for the allowed origins only: what the desktop app's webview needs.
@@ -53,7 +85,9 @@ pub async fn refuse_oversized(req: Request, next: Next) -> Response {
 /// Rejects calls without the token (401) or from foreign hosts or origins (403).
 pub async fn check(State(state): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
     let headers = req.headers();
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    // HTTP/2 (HTTPS clients negotiate it) names the host in the URI's authority, not in Host.
+    let authority = req.uri().authority().map(|a| a.as_str().to_string());
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).or(authority.as_deref()).unwrap_or("");
     if !state.allowed.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
         return ApiError::new(StatusCode::FORBIDDEN, format!("host '{host}' is not this Runwatch server")).into_response();
     }

@@ -76,43 +76,114 @@ impl ApiState {
     }
 }
 
+/// How the server may be reached beyond this machine.
+#[derive(Debug, Clone, Default)]
+pub struct Exposure {
+    /// HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsFiles>,
+    /// Serve plain HTTP off loopback anyway (`--insecure-http`): the user's explicit choice.
+    pub insecure_http: bool,
+    /// Names clients use for this server (`--public-name`), accepted in `Host` and `Origin`.
+    pub public_names: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExposureError {
+    #[error(
+        "refusing to serve plain HTTP on {0}: tokens would cross the network in clear text; pass --tls-cert FILE --tls-key FILE, or --insecure-http on a network you trust"
+    )]
+    ClearTextOffLoopback(SocketAddr),
+    #[error("cannot use the TLS certificate '{cert}' and key '{key}': {source}")]
+    Tls { cert: String, key: String, source: io::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: io::Error },
+}
+
 /// A server bound to its address, ready to serve.
 pub struct Server {
     listener: TcpListener,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    public_names: Vec<String>,
 }
 
 impl Server {
-    /// Binds `addr` (port 0 picks a free port).
+    /// Binds `addr` (port 0 picks a free port), on loopback only.
     pub async fn bind(addr: SocketAddr) -> io::Result<Self> {
-        Ok(Self { listener: TcpListener::bind(addr).await? })
+        Ok(Self { listener: TcpListener::bind(addr).await?, tls: None, public_names: Vec::new() })
+    }
+
+    /// Binds `addr` as `exposure` allows: off loopback only with TLS or an explicit
+    /// `insecure_http`.
+    pub async fn bind_exposed(addr: SocketAddr, exposure: &Exposure) -> Result<Self, ExposureError> {
+        if !addr.ip().is_loopback() && exposure.tls.is_none() && !exposure.insecure_http {
+            return Err(ExposureError::ClearTextOffLoopback(addr));
+        }
+        let tls = match &exposure.tls {
+            Some(files) => Some(axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key).await.map_err(|source| {
+                ExposureError::Tls { cert: files.cert.display().to_string(), key: files.key.display().to_string(), source }
+            })?),
+            None => None,
+        };
+        let listener = TcpListener::bind(addr).await.map_err(|source| ExposureError::Listen { addr, source })?;
+        Ok(Self { listener, tls, public_names: exposure.public_names.clone() })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
+    /// `https` with TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     /// The URL a person opens to see the UI. The token rides in the fragment, which
     /// browsers never send to the server; the page keeps it and strips it from the URL.
     pub fn url(&self, token: &str) -> io::Result<String> {
-        Ok(format!("http://{}/#token={token}", self.local_addr()?))
+        let addr = self.local_addr()?;
+        // A wildcard address is no place to go: name this machine's loopback instead.
+        let shown = if addr.ip().is_unspecified() { SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port()) } else { addr };
+        Ok(format!("{}://{shown}/#token={token}", self.scheme()))
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests and returns.
     pub async fn serve(self, config: ApiConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
-        let port = self.local_addr()?.port();
+        let addr = self.local_addr()?;
         let (changes, _) = broadcast::channel(64);
         let checkpointer = checkpoint::Checkpointer::for_api(&config.store);
         let state = Arc::new(ApiState {
             store: Mutex::new(config.store),
             token: config.token,
-            allowed: guard::Allowed::loopback(port),
+            allowed: guard::Allowed::for_server(addr, &self.public_names, self.tls.is_some()),
             changes,
             clock: config.clock,
             on_stored: config.on_stored,
             checkpointer,
         });
         let watcher = tokio::spawn(watch_store(state.clone()));
-        let result = axum::serve(self.listener, router(state)).with_graceful_shutdown(shutdown).await;
+        let app = router(state);
+        let result = match self.tls {
+            None => axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await,
+            Some(tls) => {
+                let handle = axum_server::Handle::new();
+                let stop = handle.clone();
+                tokio::spawn(async move {
+                    shutdown.await;
+                    stop.graceful_shutdown(None);
+                });
+                axum_server::from_tcp_rustls(self.listener.into_std()?, tls)?.handle(handle).serve(app.into_make_service()).await
+            }
+        };
         watcher.abort();
         result
     }

@@ -170,7 +170,18 @@ impl Client {
 
     fn answer(&self, answer: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Value, ClientError> {
         let unreachable = |reason: String| ClientError::Unreachable { server: self.target.server().to_string(), reason };
-        let mut response = answer.map_err(|e| unreachable(describe(&e)))?;
+        let mut response = answer.map_err(|e| {
+            let text = describe(&e);
+            // A certificate that is not trusted does not become trusted by waiting.
+            if text.contains("certificate") || matches!(e, ureq::Error::Rustls(_) | ureq::Error::Tls(_)) {
+                ClientError::Refused(format!(
+                    "the server {}'s TLS certificate is not accepted ({text}); pass --ca-file with the CA that signed it",
+                    self.target.server()
+                ))
+            } else {
+                unreachable(text)
+            }
+        })?;
         let status = response.status().as_u16();
         let text = response.body_mut().with_config().limit(16 << 20).read_to_string().unwrap_or_default();
         let json: Option<Value> = serde_json::from_str(&text).ok();
