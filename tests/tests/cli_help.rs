@@ -36,6 +36,14 @@ const COMMANDS: &[&[&str]] = &[
     &["send"],
     &["check-in"],
     &["exec"],
+    &["token"],
+    &["spool"],
+    &["remotes"],
+    &["remotes", "add"],
+    &["remotes", "list"],
+    &["remotes", "remove"],
+    &["remotes", "enable"],
+    &["remotes", "disable"],
     &["completions"],
 ];
 

@@ -3,4 +3,9 @@
 /**
  * What to acknowledge: some ids, or everything pending.
  */
-export type AckRequest = { ids: Array<string>, all: boolean, };
+export type AckRequest = { ids: Array<string>, all: boolean, 
+/**
+ * With `all`: only notifications with seq up to this (a follower acknowledging what it
+ * has of this inbox, not what came after).
+ */
+upto: number | null, };

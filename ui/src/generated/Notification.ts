@@ -8,4 +8,8 @@ export type Notification = { id: string, created_at: number, updated_at: number,
 /**
  * How many more identical messages were folded into this one.
  */
-repeat_count: number, acked_at: number | null, expires_at: number | null, };
+repeat_count: number, acked_at: number | null, expires_at: number | null, 
+/**
+ * The remote it came from (its name in `runwatch remotes`); `None` for this instance's own.
+ */
+origin: string | null, };

@@ -29,4 +29,8 @@ rescan_secs: number,
 /**
  * Aim repositories the watcher reads, besides those named on the command line.
  */
-watched_repos: Array<string>, };
+watched_repos: Array<string>, 
+/**
+ * Seconds a followed server may be unreachable before one WARNING says so.
+ */
+unreachable_warn_secs: number, };

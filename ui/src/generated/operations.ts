@@ -2,6 +2,8 @@
 import type { AckRequest } from "./AckRequest";
 import type { AckResult } from "./AckResult";
 import type { AckState } from "./AckState";
+import type { AddRemote } from "./AddRemote";
+import type { Changes } from "./Changes";
 import type { CheckInReport } from "./CheckInReport";
 import type { CheckInResult } from "./CheckInResult";
 import type { Event } from "./Event";
@@ -14,6 +16,8 @@ import type { NotificationDetails } from "./NotificationDetails";
 import type { NotifierPatch } from "./NotifierPatch";
 import type { NotifierView } from "./NotifierView";
 import type { Page } from "./Page";
+import type { Remote } from "./Remote";
+import type { RemotePatch } from "./RemotePatch";
 import type { Run } from "./Run";
 import type { Settings } from "./Settings";
 import type { SettingsPatch } from "./SettingsPatch";
@@ -25,11 +29,12 @@ export const API_PREFIX = "/api/v1";
 
 /** The documented bounds of bodies' numbers (those with a maximum), by type and field. */
 export const bounds = {
-  SettingsPatch: { expiry_days: { minimum: 0, maximum: 36500 }, grace_secs: { minimum: 0, maximum: 604800 }, rescan_secs: { minimum: 1, maximum: 3600 } },
+  SettingsPatch: { expiry_days: { minimum: 0, maximum: 36500 }, grace_secs: { minimum: 0, maximum: 604800 }, rescan_secs: { minimum: 1, maximum: 3600 }, unreachable_warn_secs: { minimum: 1, maximum: 604800 } },
 } as const;
 
 /** Every operation's path, by operation. */
 export const paths = {
+  changes: "/changes",
   checkIn: "/check-ins",
   ingest: "/events",
   ingestBatch: "/events/batch",
@@ -45,6 +50,10 @@ export const paths = {
   getNotifier: "/notifiers/{id}",
   patchNotifier: "/notifiers/{id}",
   testNotifier: "/notifiers/{id}/test",
+  listRemotes: "/remotes",
+  addRemote: "/remotes",
+  deleteRemote: "/remotes/{name}",
+  patchRemote: "/remotes/{name}",
   runs: "/runs",
   getSettings: "/settings",
   patchSettings: "/settings",
@@ -67,6 +76,8 @@ function queryString(query: object): string {
 /** One function per operation that answers JSON (or nothing), on top of `send`. */
 export function client(send: Send) {
   return {
+    /** GET /changes */
+    changes: (query: { after?: string | null; limit?: number | null; wait?: number | null } = {}) => send<Changes>("GET", `/changes${queryString(query)}`),
     /** POST /check-ins */
     checkIn: (body: CheckInReport) => send<CheckInResult>("POST", `/check-ins`, body),
     /** POST /events */
@@ -97,6 +108,14 @@ export function client(send: Send) {
     patchNotifier: (id: string, body: NotifierPatch) => send<NotifierView>("PATCH", `/notifiers/${encodeURIComponent(id)}`, body),
     /** POST /notifiers/{id}/test */
     testNotifier: (id: string) => send<TestResult>("POST", `/notifiers/${encodeURIComponent(id)}/test`),
+    /** GET /remotes */
+    listRemotes: () => send<Array<Remote>>("GET", `/remotes`),
+    /** POST /remotes */
+    addRemote: (body: AddRemote) => send<Remote>("POST", `/remotes`, body),
+    /** DELETE /remotes/{name} */
+    deleteRemote: (name: string) => send<void>("DELETE", `/remotes/${encodeURIComponent(name)}`),
+    /** PATCH /remotes/{name} */
+    patchRemote: (name: string, body: RemotePatch) => send<Remote>("PATCH", `/remotes/${encodeURIComponent(name)}`, body),
     /** GET /runs */
     runs: () => send<Array<Run>>("GET", `/runs`),
     /** GET /settings */

@@ -11,6 +11,7 @@ mod notifications;
 mod notifiers;
 mod output;
 mod remote;
+mod remotes;
 mod send;
 mod start;
 mod summary;
@@ -115,6 +116,9 @@ enum Command {
     Exec(exec::ExecArgs),
     /// Print this data dir's API token (for scripts, and for jobs and followers elsewhere)
     Token,
+    /// Follow other Runwatch servers: their notifications in this inbox, acks both ways
+    #[command(subcommand)]
+    Remotes(remotes::Command),
     /// What waits to be sent to a server (see --server); 'spool flush' sends it now
     Spool(SpoolArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
@@ -193,6 +197,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out.write_all(&script)?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Remotes(_) if cli.remote.server.is_some() => {
+            Err(usage_error("remotes", "--server does not apply: remotes are followed by this data dir's daemon or app"))
+        }
+        Command::Remotes(cmd) => {
+            let mut store = open_store(cli.data_dir.as_deref())?;
+            let done = remotes::run(cmd, &mut store, cli.remote.token_file.as_deref(), cli.remote.ca_file.as_deref(), json)?;
+            Ok(ExitCode::from(summary::after(&store, mode, &done)?))
         }
         Command::Exec(_) if json => Err(usage_error("exec", "--json does not apply: exec passes its command's output through")),
         Command::Token => {

@@ -97,14 +97,36 @@ pub fn run_remote(cmd: Command, remote: &crate::remote::Remote, json: bool) -> a
 /// [`short_ids`].
 /// The level is padded to 5 so DEBUG, INFO and ERROR line up; two spaces follow it.
 pub fn write_item(out: &mut impl Write, n: &Notification, short: &ShortIds) -> anyhow::Result<()> {
+    write_item_from(out, n, short, 0)
+}
+
+/// [`write_item`] with an ORIGIN column `origin_width` wide after the level (when a list
+/// holds notifications of followed servers; see [`origin_width`]): the server's name, or
+/// "local".
+pub fn write_item_from(out: &mut impl Write, n: &Notification, short: &ShortIds, origin_width: usize) -> anyhow::Result<()> {
     let level = paint(output::level_style(n.level), &format!("{:<5}", n.level));
     let mut title = short_title(n);
     if n.acked_at.is_some() {
         title.push_str(&paint(DIM, " (acknowledged)"));
     }
-    writeln!(out, "{} {level}  {title}", output::minute(n.created_at))?;
+    let origin = match origin_width {
+        0 => String::new(),
+        w => format!("{:<w$}  ", n.origin.as_deref().unwrap_or(LOCAL)),
+    };
+    writeln!(out, "{} {level}  {origin}{title}", output::minute(n.created_at))?;
     writeln!(out, "  To see the details: runwatch notifications show {}", short.of(&n.id))?;
     Ok(())
+}
+
+/// The origin of this instance's own notifications in lists.
+pub const LOCAL: &str = "local";
+
+/// How wide the ORIGIN column of a list is: 0 (no column) when all are local.
+pub fn origin_width(items: &[Notification]) -> usize {
+    match items.iter().filter_map(|n| n.origin.as_deref()).map(str::len).max() {
+        None => 0,
+        Some(w) => w.max(LOCAL.len()),
+    }
 }
 
 /// The short ids of some notifications (see the module docs).
@@ -199,6 +221,9 @@ fn show(store: &mut Store, args: &ShowArgs, json: bool) -> anyhow::Result<Finish
         ));
     }
     fields.push(("Source", n.source.clone()));
+    if let Some(origin) = &n.origin {
+        fields.push(("Origin", origin.clone()));
+    }
     fields.push(("Created", output::second(n.created_at)));
     if n.updated_at != n.created_at {
         fields.push(("Updated", output::second(n.updated_at)));
@@ -286,6 +311,10 @@ fn ack(store: &mut Store, args: &AckArgs, json: bool) -> anyhow::Result<Finished
         } else {
             writeln!(out, "All pending notifications have been acknowledged.")?;
         }
+        let followed = store.remotes()?.into_iter().filter(|r| r.enabled).count();
+        if !json && n > 0 && followed > 0 {
+            writeln!(out, "Followed servers are told within seconds (or when they can be reached).")?;
+        }
         return Ok(Finished::ok());
     }
     if args.item.is_empty() {
@@ -366,8 +395,12 @@ fn list(store: &mut Store, args: &ListArgs, json: bool) -> anyhow::Result<Finish
         writeln!(out, "There are no notifications.")?;
     } else {
         let short = short_ids(store, items.iter().map(|n| n.id.as_str()))?;
+        let width = origin_width(&items);
+        if width > 0 {
+            writeln!(out, "{}", paint(DIM, &format!("{:<16} {:<5}  {:<width$}  TITLE", "CREATED", "LEVEL", "ORIGIN")))?;
+        }
         for n in &items {
-            write_item(&mut out, n, &short)?;
+            write_item_from(&mut out, n, &short, width)?;
         }
         if more {
             writeln!(out, "{}", paint(DIM, &format!("(The newest {} are shown; use --limit 0 to list all.)", items.len())))?;

@@ -29,6 +29,9 @@ pub struct Notification {
     pub repeat_count: i64,
     pub acked_at: Option<i64>,
     pub expires_at: Option<i64>,
+    /// The remote it came from (its name in `runwatch remotes`); `None` for this instance's own.
+    #[serde(default)]
+    pub origin: Option<String>,
 }
 
 /// A notification to store; the inbox assigns id and times.
@@ -120,11 +123,11 @@ macro_rules! reached_at {
 }
 
 /// Pending: neither acknowledged on its own nor reached by an "acknowledge all".
-const PENDING: &str = concat!("acked_at IS NULL AND seq > ", acked_upto!());
+pub(crate) const PENDING: &str = concat!("acked_at IS NULL AND seq > ", acked_upto!());
 
 /// A notification as stored, with the acknowledgement an "acknowledge all" gave it read
 /// into `acked_at` and `updated_at`.
-const COLUMNS: &str = concat!(
+pub(crate) const COLUMNS: &str = concat!(
     "id, created_at, ",
     "CASE WHEN acked_at IS NULL THEN COALESCE(max(updated_at, ",
     reached_at!(),
@@ -133,7 +136,7 @@ const COLUMNS: &str = concat!(
     "COALESCE(acked_at, ",
     reached_at!(),
     "), ",
-    "expires_at"
+    "expires_at, origin"
 );
 
 /// Stores a notification (inside the caller's transaction, so it commits with the state
@@ -231,6 +234,7 @@ impl<'t> Inserts<'t> {
             repeat_count: n.repeat_count,
             acked_at: None,
             expires_at,
+            origin: None,
         })))
     }
 
@@ -364,18 +368,31 @@ pub fn last_seq(conn: &Connection) -> Result<i64, StoreError> {
     Ok(conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM notifications", [], |r| r.get(0))?)
 }
 
-/// Acknowledges these notifications; returns how many were pending before.
+/// Acknowledges these notifications; returns how many were pending before. Each
+/// acknowledgement goes to the change feed followers read (`ack_log`), and one of a remote's
+/// notification waits to be sent to its origin (`remote_acks`).
 pub fn ack(conn: &Connection, ids: &[String], now: Millis) -> Result<usize, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!("UPDATE notifications SET acked_at = ?2, updated_at = ?2 WHERE id = ?1 AND {PENDING}"))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE notifications SET acked_at = ?2, updated_at = ?2 WHERE id = ?1 AND {PENDING} RETURNING origin, remote_id"
+    ))?;
     let mut n = 0;
     for id in ids {
-        n += stmt.execute(params![id, now])?;
+        let acked: Option<(Option<String>, Option<String>)> =
+            stmt.query_row(params![id, now], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+        let Some((origin, remote_id)) = acked else { continue };
+        n += 1;
+        conn.prepare_cached("INSERT INTO ack_log (notification_id, at) VALUES (?1, ?2)")?.execute(params![id, now])?;
+        if let (Some(origin), Some(remote_id)) = (origin, remote_id) {
+            conn.prepare_cached("INSERT INTO remote_acks (origin, remote_id, at) VALUES (?1, ?2, ?3)")?
+                .execute(params![origin, remote_id, now])?;
+        }
     }
     Ok(n)
 }
 
-/// Acknowledges every pending notification; returns how many. Writes three small rows
-/// however many there are (see migrations/0005_ack_all.sql).
+/// Acknowledges every pending notification; returns how many. Writes a few small rows
+/// however many there are (see migrations/0005_ack_all.sql): and, for each remote, one
+/// "acknowledge up to" what we have of it, to send to it (migrations/0007_remotes.sql).
 pub fn ack_all(conn: &Connection, now: Millis) -> Result<usize, StoreError> {
     let pending: i64 = conn.query_row("SELECT COALESCE(SUM(n), 0) FROM pending_counts", [], |r| r.get(0))?;
     if pending == 0 {
@@ -386,7 +403,34 @@ pub fn ack_all(conn: &Connection, now: Millis) -> Result<usize, StoreError> {
         [now],
     )?;
     conn.execute("UPDATE pending_counts SET n = 0", [])?;
+    conn.execute(
+        "INSERT INTO remote_acks (origin, upto, at)
+         SELECT origin, upto, ?1 FROM (SELECT name AS origin,
+                                              (SELECT MAX(remote_seq) FROM notifications WHERE origin = remotes.name) AS upto
+                                         FROM remotes)
+          WHERE upto IS NOT NULL",
+        [now],
+    )?;
     Ok(usize::try_from(pending).unwrap_or(0))
+}
+
+/// Acknowledges every pending notification with seq up to `upto` (a follower's "acknowledge
+/// all": what it has of this inbox, not what came after); returns how many. One row in
+/// `ack_alls`; the pending counts are recounted over the rows after `upto` only.
+pub fn ack_upto(conn: &Connection, upto: i64, now: Millis) -> Result<usize, StoreError> {
+    let before: i64 = conn.query_row("SELECT COALESCE(SUM(n), 0) FROM pending_counts", [], |r| r.get(0))?;
+    let upto = upto.min(last_seq(conn)?);
+    let inserted = conn.execute(concat!("INSERT INTO ack_alls (upto, at) SELECT ?1, ?2 WHERE ?1 > ", acked_upto!()), params![upto, now])?;
+    if inserted == 0 {
+        return Ok(0);
+    }
+    conn.execute(
+        "UPDATE pending_counts SET n = (SELECT COUNT(*) FROM notifications
+                                         WHERE seq > ?1 AND acked_at IS NULL AND level = pending_counts.level)",
+        [upto],
+    )?;
+    let after: i64 = conn.query_row("SELECT COALESCE(SUM(n), 0) FROM pending_counts", [], |r| r.get(0))?;
+    Ok(usize::try_from(before - after).unwrap_or(0))
 }
 
 /// Pending counts by level: five rows kept with every insert, acknowledgement and deletion
@@ -417,7 +461,7 @@ pub fn expire(conn: &Connection, now: Millis) -> Result<usize, StoreError> {
     Ok(conn.execute("DELETE FROM notifications WHERE expires_at IS NOT NULL AND expires_at <= ?1", [now])?)
 }
 
-fn from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Notification> {
+pub(crate) fn from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Notification> {
     let level: i64 = r.get(at + 3)?;
     Ok(Notification {
         id: r.get(at)?,
@@ -433,6 +477,7 @@ fn from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Notification> {
         repeat_count: r.get(at + 10)?,
         acked_at: r.get(at + 11)?,
         expires_at: r.get(at + 12)?,
+        origin: r.get(at + 13)?,
     })
 }
 
@@ -457,6 +502,10 @@ impl Store {
 
     pub fn ack_all(&mut self, now: Millis) -> Result<usize, StoreError> {
         self.write(|tx| ack_all(tx, now))
+    }
+
+    pub fn ack_upto(&mut self, upto: i64, now: Millis) -> Result<usize, StoreError> {
+        self.write(|tx| ack_upto(tx, upto, now))
     }
 
     pub fn unread_summary(&self) -> Result<UnreadSummary, StoreError> {

@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod lock;
 pub mod model;
 pub mod notifiers;
+pub mod remotes;
 pub mod runs;
 pub mod settings;
 pub mod store;

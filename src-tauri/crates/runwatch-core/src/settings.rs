@@ -27,6 +27,7 @@ mod key {
     pub const EXPIRY_DAYS: &str = "expiry_days";
     pub const RESCAN_SECS: &str = "rescan_secs";
     pub const WATCHED_REPOS: &str = "watched_repos";
+    pub const UNREACHABLE_WARN_SECS: &str = "unreachable_warn_secs";
     /// Not a setting: the repositories whose history was already taken in (see [`super::known_repos`]).
     pub const KNOWN_REPOS: &str = "known_repos";
 }
@@ -37,6 +38,8 @@ pub const MAX_GRACE_SECS: u64 = 7 * 86_400;
 pub const MAX_EXPIRY_DAYS: u64 = 36_500;
 /// The longest pause between full rescans: an hour.
 pub const MAX_RESCAN_SECS: u64 = 3_600;
+/// The longest a remote may be unreachable before the warning: a week.
+pub const MAX_UNREACHABLE_WARN_SECS: u64 = 7 * 86_400;
 
 /// The user's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, TS)]
@@ -55,6 +58,8 @@ pub struct Settings {
     pub rescan_secs: u64,
     /// Aim repositories the watcher reads, besides those named on the command line.
     pub watched_repos: Vec<String>,
+    /// Seconds a followed server may be unreachable before one WARNING says so.
+    pub unreachable_warn_secs: u64,
 }
 
 impl Default for Settings {
@@ -68,6 +73,7 @@ impl Default for Settings {
             expiry_days: 30,
             rescan_secs: 10,
             watched_repos: Vec::new(),
+            unreachable_warn_secs: 300,
         }
     }
 }
@@ -86,6 +92,8 @@ pub struct SettingsPatch {
     pub rescan_secs: Option<u64>,
     /// Absolute paths.
     pub watched_repos: Option<Vec<String>>,
+    #[schema(minimum = 1, maximum = 604_800)]
+    pub unreachable_warn_secs: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +117,9 @@ impl SettingsPatch {
         }
         if self.rescan_secs.is_some_and(|r| !(1..=MAX_RESCAN_SECS).contains(&r)) {
             return invalid(format!("rescan_secs must be 1 to {MAX_RESCAN_SECS}"));
+        }
+        if self.unreachable_warn_secs.is_some_and(|r| !(1..=MAX_UNREACHABLE_WARN_SECS).contains(&r)) {
+            return invalid(format!("unreachable_warn_secs must be 1 to {MAX_UNREACHABLE_WARN_SECS}"));
         }
         for (i, repo) in self.watched_repos.iter().flatten().enumerate() {
             // A relative path would depend on where the daemon happened to start.
@@ -135,6 +146,7 @@ impl Settings {
             expiry_days: decode(key::EXPIRY_DAYS, raw(key::EXPIRY_DAYS)).unwrap_or(d.expiry_days),
             rescan_secs: decode(key::RESCAN_SECS, raw(key::RESCAN_SECS)).unwrap_or(d.rescan_secs),
             watched_repos: decode(key::WATCHED_REPOS, raw(key::WATCHED_REPOS)).unwrap_or(d.watched_repos),
+            unreachable_warn_secs: decode(key::UNREACHABLE_WARN_SECS, raw(key::UNREACHABLE_WARN_SECS)).unwrap_or(d.unreachable_warn_secs),
         })
     }
 
@@ -176,6 +188,9 @@ pub fn patch(store: &mut Store, patch: &SettingsPatch) -> Result<Settings, Setti
     }
     if let Some(r) = patch.rescan_secs {
         put(key::RESCAN_SECS, serde_json::to_string(&r))?;
+    }
+    if let Some(r) = patch.unreachable_warn_secs {
+        put(key::UNREACHABLE_WARN_SECS, serde_json::to_string(&r))?;
     }
     if let Some(r) = &patch.watched_repos {
         put(key::WATCHED_REPOS, serde_json::to_string(r))?;

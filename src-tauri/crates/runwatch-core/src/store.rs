@@ -60,6 +60,7 @@ const MIGRATION_SQL: &[&str] = &[
     include_str!("../migrations/0004_event_ids.sql"),
     include_str!("../migrations/0005_ack_all.sql"),
     include_str!("../migrations/0006_remote_runs.sql"),
+    include_str!("../migrations/0007_remotes.sql"),
 ];
 
 static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {

@@ -46,6 +46,7 @@ fn a_patch_changes_what_it_names_and_nothing_else() {
         expiry_days: 0,
         rescan_secs: 60,
         watched_repos: vec!["/data/exp/.aim".into()],
+        unreachable_warn_secs: 300,
     };
     assert_eq!(after, expected);
     assert_eq!(after.expiry(), None);
@@ -121,6 +122,7 @@ fn stores_written_by_earlier_versions_keep_their_settings() {
             expiry_days: 7,
             rescan_secs: 5,
             watched_repos: vec!["/a/.aim".into(), "/b/.aim".into()],
+            unreachable_warn_secs: 300,
         }
     );
     assert_eq!(settings::known_repos(&store).unwrap(), ["/a/.aim"]);

@@ -32,6 +32,7 @@ fn empty_file_is_migrated_and_reopening_migrates_idempotently() {
         tables,
         [
             "ack_alls",
+            "ack_log",
             "check_in_reports",
             "checkins",
             "deliveries",
@@ -40,6 +41,8 @@ fn empty_file_is_migrated_and_reopening_migrates_idempotently() {
             "notifications",
             "notifiers",
             "pending_counts",
+            "remote_acks",
+            "remotes",
             "runs",
             "settings",
             "sqlite_sequence"

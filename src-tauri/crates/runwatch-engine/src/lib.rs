@@ -4,6 +4,7 @@
 //! finish the send in flight, join every part — within a bound). [`oneshot`] is the same
 //! dispatcher for a command delivering its own notifications when no engine runs.
 
+mod follow;
 pub mod oneshot;
 
 use std::fmt;
@@ -161,11 +162,11 @@ impl EngineBuilder {
         // The wakes between the parts, all here: what the watcher stores and what the API
         // stores are sent at once. (A feed of other processes' writes would wake the
         // dispatcher here too; until then it polls.)
-        let mut hook = self.on_notification;
-        let wake = deliver.clone();
+        let hook: follow::SharedHook = Arc::new(Mutex::new(self.on_notification));
+        let (wake, watcher_hook) = (deliver.clone(), hook.clone());
         let mut watcher = Watcher::new(Store::open(&data_dir)?, self.repos, clock.clone())?.on_notification(move |n| {
             wake.wake();
-            if let Some(hook) = hook.as_mut() {
+            if let Some(hook) = watcher_hook.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
                 hook(n);
             }
         });
@@ -224,6 +225,15 @@ impl EngineBuilder {
                 return Err(e);
             }
         }
+        // The remotes this instance follows (see `follow`).
+        let follower = match follow::start(&data_dir, clock.clone(), hook, deliver.clone()) {
+            Ok(f) => f,
+            Err(e) => {
+                stop_watcher.stop();
+                deliver.stop();
+                return Err(e);
+            }
+        };
 
         let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let config = ApiConfig { store: api_store, token: token.clone(), clock, on_stored };
@@ -268,6 +278,7 @@ impl EngineBuilder {
             running: Mutex::new(Some(Running {
                 watcher: stop_watcher,
                 dispatcher: deliver,
+                follower,
                 http_stop,
                 done,
                 threads,
@@ -313,6 +324,7 @@ pub struct Engine {
 struct Running {
     watcher: StopHandle,
     dispatcher: DispatcherHandle,
+    follower: follow::Follower,
     http_stop: tokio::sync::oneshot::Sender<()>,
     done: mpsc::Receiver<Part>,
     threads: Vec<(Part, JoinHandle<Option<EngineError>>)>,
@@ -403,6 +415,7 @@ impl Engine {
         };
         let deadline = Instant::now() + self.shutdown_within;
         running.watcher.stop();
+        running.follower.stop();
         let _ = running.http_stop.send(());
         running.dispatcher.stop();
 

@@ -51,7 +51,7 @@ impl ApiError {
         Self { status, message: message.into() }
     }
 
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 
@@ -120,7 +120,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Que
 type ApiResult<T> = Result<axum::Json<T>, ApiError>;
 
 /// Runs store work off the async threads.
-async fn with_store<T: Send + 'static>(
+pub(crate) async fn with_store<T: Send + 'static>(
     state: &Arc<ApiState>,
     f: impl FnOnce(&mut Store) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -202,6 +202,10 @@ pub struct AckRequest {
     pub ids: Vec<String>,
     #[serde(default)]
     pub all: bool,
+    /// With `all`: only notifications with seq up to this (a follower acknowledging what it
+    /// has of this inbox, not what came after).
+    #[serde(default)]
+    pub upto: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema, TS)]
@@ -220,7 +224,17 @@ pub async fn ack(State(state): State<Arc<ApiState>>, Json(req): Json<AckRequest>
     }
     let at = now(&state);
     state.before_write().await;
-    let n = with_store(&state, move |s| Ok(if req.all { s.ack_all(at)? } else { s.ack(&req.ids, at)? })).await?;
+    if req.upto.is_some() && !req.all {
+        return Err(ApiError::bad_request("\"upto\" goes with \"all\": true"));
+    }
+    let n = with_store(&state, move |s| {
+        Ok(match (req.all, req.upto) {
+            (true, Some(upto)) => s.ack_upto(upto, at)?,
+            (true, None) => s.ack_all(at)?,
+            (false, _) => s.ack(&req.ids, at)?,
+        })
+    })
+    .await?;
     state.changed();
     Ok(axum::Json(AckResult { acknowledged: n }))
 }

@@ -4,6 +4,7 @@
 
 pub mod api;
 mod checkpoint;
+pub mod follow;
 pub mod guard;
 mod openapi;
 #[cfg(test)]

@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::{api, ApiState};
+use crate::{api, follow, ApiState};
 
 /// Where the API lives; the handlers' paths are relative to it.
 pub const PREFIX: &str = "/api/v1";
@@ -35,6 +35,9 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(api::test_notifier))
         .routes(routes!(api::get_settings, api::patch_settings))
         .routes(routes!(api::stream))
+        .routes(routes!(follow::changes))
+        .routes(routes!(follow::list_remotes, follow::add_remote))
+        .routes(routes!(follow::patch_remote, follow::delete_remote))
 }
 
 #[derive(OpenApi)]

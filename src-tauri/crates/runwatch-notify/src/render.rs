@@ -134,6 +134,7 @@ mod tests {
             repeat_count: 0,
             acked_at: None,
             expires_at: None,
+            origin: None,
         }
     }
 

@@ -1,0 +1,342 @@
+//! The follower: this instance follows the remotes in its store (`runwatch remotes`). A
+//! supervisor thread starts, for each enabled remote, a thread that reads the remote's
+//! change feed (`GET /api/v1/changes`, long-polled) from the cursor stored with the remote
+//! and stores what it gets in the local inbox, cursor and all in one transaction; and a
+//! thread that sends the local acknowledgements of its notifications to it. The supervisor
+//! also says, once, when a remote has been unreachable for long, and when it is back.
+//!
+//! A remote that cannot be reached is only that: its runs are never called stuck or
+//! crashed here (they are not in this instance's runs at all; the remote's own detector
+//! decides).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use runwatch_core::clock::SharedClock;
+use runwatch_core::remotes::{Changes, RemoteAccess};
+use runwatch_core::{DataDir, Inserted, Level, NewNotification, Notification, Settings, Store};
+use runwatch_notify::dispatcher::DispatcherHandle;
+use runwatch_remote::{Client, ClientError, Target};
+use serde_json::json;
+
+use crate::EngineError;
+
+/// How long one `GET /changes` waits on the remote for something to change. The request
+/// timeout is longer, so an idle remote is one open request, not a stream of them.
+const LONG_POLL_SECS: u64 = 20;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(LONG_POLL_SECS + 15);
+/// How often the supervisor looks at the remotes table (added, removed, disabled) and at
+/// how long each has been unreachable. A change feed of the store can replace this tick.
+const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
+/// How often the ack sender looks for local acknowledgements to send.
+const ACKS_EVERY: Duration = Duration::from_millis(300);
+/// The longest pause between attempts to reach an unreachable remote.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Called with each notification stored for a remote that is pending (the app's popups).
+pub(crate) type SharedHook = Arc<Mutex<Option<Box<dyn FnMut(&Notification) + Send>>>>;
+
+/// A flag to stop on, and a sleep it cuts short.
+#[derive(Clone, Default)]
+struct Stop(Arc<(Mutex<bool>, Condvar)>);
+
+impl Stop {
+    fn stop(&self) {
+        *self.0 .0.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.0 .1.notify_all();
+    }
+
+    fn stopped(&self) -> bool {
+        *self.0 .0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sleeps for `d` or until stopped; true if stopped.
+    fn sleep(&self, d: Duration) -> bool {
+        let guard = self.0 .0.lock().unwrap_or_else(PoisonError::into_inner);
+        let (guard, _) = self.0 .1.wait_timeout_while(guard, d, |stopped| !*stopped).unwrap_or_else(PoisonError::into_inner);
+        *guard
+    }
+}
+
+/// The running follower: stopping it stops every thread it started. Threads waiting for a
+/// remote's answer end when it comes (or times out); they are not joined, as nothing they
+/// do is lost by ending the process (a page of changes is stored with its cursor, or not).
+pub(crate) struct Follower {
+    stop: Stop,
+}
+
+impl Follower {
+    pub(crate) fn stop(&self) {
+        self.stop.stop();
+    }
+}
+
+/// What a follower needs from the engine.
+#[derive(Clone)]
+struct Shared {
+    data_dir: DataDir,
+    clock: SharedClock,
+    hook: SharedHook,
+    wake: DispatcherHandle,
+}
+
+impl Shared {
+    fn stored(&self, new: &[Notification], any: bool) {
+        if any {
+            self.wake.wake();
+        }
+        if new.is_empty() {
+            return;
+        }
+        if let Some(hook) = self.hook.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+            for n in new {
+                hook(n);
+            }
+        }
+    }
+}
+
+pub(crate) fn start(data_dir: &DataDir, clock: SharedClock, hook: SharedHook, wake: DispatcherHandle) -> Result<Follower, EngineError> {
+    let store = Store::open(data_dir)?;
+    let stop = Stop::default();
+    let shared = Shared { data_dir: data_dir.clone(), clock, hook, wake };
+    let s = stop.clone();
+    spawn("follow", move || supervise(store, shared, s))?;
+    Ok(Follower { stop })
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, EngineError> {
+    std::thread::Builder::new().name(name.into()).spawn(f).map_err(|source| EngineError::Spawn { what: "follower", source })
+}
+
+/// What a running follower of one remote was started with (a change restarts it).
+#[derive(PartialEq, Eq)]
+struct Started {
+    url: String,
+    token: String,
+    ca_file: Option<String>,
+    deliver: bool,
+}
+
+fn supervise(mut store: Store, shared: Shared, stop: Stop) {
+    let mut running: HashMap<String, (Started, Stop)> = HashMap::new();
+    loop {
+        if let Err(e) = supervise_once(&mut store, &shared, &stop, &mut running) {
+            tracing::warn!("following remotes: {e}");
+        }
+        if stop.sleep(SUPERVISE_EVERY) {
+            break;
+        }
+    }
+    for (_, (_, s)) in running {
+        s.stop();
+    }
+}
+
+fn supervise_once(
+    store: &mut Store,
+    shared: &Shared,
+    stop: &Stop,
+    running: &mut HashMap<String, (Started, Stop)>,
+) -> Result<(), runwatch_core::StoreError> {
+    let wanted = store.remotes_to_follow()?;
+    running.retain(|name, (started, s)| {
+        let keep = wanted.iter().any(|r| {
+            &r.name == name
+                && *started == Started { url: r.url.clone(), token: r.token.clone(), ca_file: r.ca_file.clone(), deliver: r.deliver }
+        });
+        if !keep {
+            s.stop();
+        }
+        keep
+    });
+    for remote in wanted {
+        if running.contains_key(&remote.name) || stop.stopped() {
+            continue;
+        }
+        let s = Stop::default();
+        let started =
+            Started { url: remote.url.clone(), token: remote.token.clone(), ca_file: remote.ca_file.clone(), deliver: remote.deliver };
+        let name = remote.name.clone();
+        match follow_remote(remote, shared.clone(), s.clone()) {
+            Ok(()) => {
+                running.insert(name, (started, s));
+            }
+            Err(e) => tracing::warn!("cannot follow '{name}': {e}"),
+        }
+    }
+
+    // Unreachable for long: one warning; back: one note.
+    let now = shared.clock.now();
+    let warn_after = runwatch_core::clock::secs(Settings::load(store)?.unreachable_warn_secs);
+    let mut new = Vec::new();
+    for (name, since) in store.remotes_unreachable_since(now - warn_after)? {
+        if store.set_remote_warned(&name, true)? {
+            let minutes = (now - since) / 60_000;
+            let text = format!(
+                "The server '{name}' followed here has been unreachable for {}; its notifications will arrive when it is back.",
+                if minutes >= 1 { format!("{minutes} min") } else { format!("{} s", (now - since) / 1000) }
+            );
+            new.extend(note(
+                store,
+                Level::Warning,
+                &format!("Server '{name}' is unreachable"),
+                &text,
+                &format!("remote-unreachable:{name}:{since}"),
+                now,
+            )?);
+        }
+    }
+    for name in store.remotes_back()? {
+        if store.set_remote_warned(&name, false)? {
+            let text = format!("The server '{name}' can be reached again.");
+            new.extend(note(store, Level::Info, &format!("Server '{name}' is back"), &text, &format!("remote-back:{name}:{now}"), now)?);
+        }
+    }
+    shared.stored(&new, !new.is_empty());
+    Ok(())
+}
+
+fn note(
+    store: &mut Store,
+    level: Level,
+    title: &str,
+    body: &str,
+    key: &str,
+    now: i64,
+) -> Result<Option<Notification>, runwatch_core::StoreError> {
+    let n = NewNotification {
+        level: Some(level),
+        title: title.into(),
+        body: body.into(),
+        source: "follower".into(),
+        dedupe_key: Some(key.into()),
+        ..NewNotification::default()
+    };
+    Ok(match store.insert_notification(&n, now)? {
+        Inserted::New(n) => Some(*n),
+        Inserted::Duplicate(_) => None,
+    })
+}
+
+/// Starts the two threads of one remote.
+fn follow_remote(remote: RemoteAccess, shared: Shared, stop: Stop) -> Result<(), EngineError> {
+    let store = Store::open(&shared.data_dir)?;
+    let acks_store = Store::open(&shared.data_dir)?;
+    let client = match Target::new(&remote.url, Some(&remote.token), None, remote.ca_file.as_deref().map(std::path::Path::new))
+        .and_then(|t| Client::new(t, REQUEST_TIMEOUT))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            // Said in `remotes list`; retried when the remote is changed.
+            let mut store = store;
+            store.remote_unreachable(&remote.name, &e.to_string(), shared.clock.now())?;
+            return Ok(());
+        }
+    };
+    let (name, c, sh, s) = (remote.name.clone(), client.clone(), shared.clone(), stop.clone());
+    spawn(&format!("acks {name}"), move || send_acks(acks_store, &name, &c, &sh, &s))?;
+    spawn(&format!("follow {}", remote.name), move || read_changes(store, remote, &client, &shared, &stop))?;
+    Ok(())
+}
+
+/// Reads the remote's changes from the stored cursor, for ever: at once while there is
+/// more, else one long poll at a time.
+fn read_changes(mut store: Store, remote: RemoteAccess, client: &Client, shared: &Shared, stop: &Stop) {
+    let mut cursor = remote.cursor.to_string();
+    let mut wait = 0;
+    let mut backoff = Duration::from_secs(1);
+    while !stop.stopped() {
+        let wait_s = wait.to_string();
+        let answer = client.get("changes", &[("after", cursor.as_str()), ("wait", wait_s.as_str())]).and_then(|v| {
+            serde_json::from_value::<Changes>(v).map_err(|e| ClientError::Unreachable {
+                server: remote.url.clone(),
+                reason: format!("its answer is not a change feed (is it an older Runwatch?): {e}"),
+            })
+        });
+        if stop.stopped() {
+            break;
+        }
+        let now = shared.clock.now();
+        match answer {
+            Ok(changes) => {
+                backoff = Duration::from_secs(1);
+                match store.apply_changes(&remote.name, remote.deliver, &changes, now) {
+                    Ok(applied) => {
+                        cursor = changes.cursor.clone();
+                        shared.stored(&applied.new_pending, applied.stored > 0 || applied.acked > 0);
+                        wait = if changes.more { 0 } else { LONG_POLL_SECS };
+                    }
+                    Err(e) => {
+                        tracing::warn!("cannot store what '{}' sent: {e}", remote.name);
+                        if stop.sleep(backoff) {
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!("'{}': {e}", remote.name);
+                if let Err(e) = store.remote_unreachable(&remote.name, &e.to_string(), now) {
+                    tracing::warn!("{e}");
+                }
+                wait = 0;
+                if stop.sleep(backoff) {
+                    break;
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Sends local acknowledgements of the remote's notifications to it, oldest first; what
+/// cannot be sent stays queued and is sent when the remote answers again.
+fn send_acks(mut store: Store, name: &str, client: &Client, shared: &Shared, stop: &Stop) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let queued = match store.queued_acks(name, 500) {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::warn!("{e}");
+                Vec::new()
+            }
+        };
+        let Some(last) = queued.last().map(|q| q.seq) else {
+            if stop.sleep(ACKS_EVERY) {
+                return;
+            }
+            continue;
+        };
+        let ids: Vec<&str> = queued.iter().filter_map(|q| q.remote_id.as_deref()).collect();
+        let upto = queued.iter().filter_map(|q| q.upto).max();
+        let mut sent = Ok(());
+        if !ids.is_empty() {
+            sent = client.post("notifications/ack", &json!({ "ids": ids })).map(drop);
+        }
+        if let (Ok(()), Some(upto)) = (&sent, upto) {
+            sent = client.post("notifications/ack", &json!({ "all": true, "upto": upto })).map(drop);
+        }
+        match sent {
+            Ok(()) => {
+                backoff = Duration::from_secs(1);
+                if let Err(e) = store.acks_sent(name, last) {
+                    tracing::warn!("{e}");
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!("acknowledgements for '{name}' wait: {e}");
+                if !e.is_retryable() {
+                    let _ = store.remote_unreachable(name, &e.to_string(), shared.clock.now());
+                }
+            }
+        }
+        if stop.sleep(backoff) {
+            return;
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
