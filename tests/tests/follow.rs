@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use runwatch_core::{DataDir, Store};
-use runwatch_tests::{binary, run_cli, runwatch, token_in, url_in, wait_until, Running};
+use runwatch_tests::fake_http::FakeServer;
+use runwatch_tests::{add_slack_notifier, binary, run_cli, runwatch, token_in, url_in, wait_until, Running};
 use serde_json::{json, Value};
 
 /// A `runwatch start` with its URL and token.
@@ -204,6 +205,8 @@ fn an_unreachable_server_is_said_once_and_its_runs_are_not_called_crashed() {
     let laptop = start(&laptop_dir, 0);
     api(&laptop, "PATCH", "settings", Some(json!({ "unreachable_warn_secs": 1, "grace_secs": 1 })));
     wait_until("connected", || (remotes_json(&laptop_dir)[0]["state"] == "connected").then_some(()));
+    let on_a = api(&a, "POST", "events", Some(json!({ "message": "acked while away" })));
+    let on_laptop = wait_until("the notification on the follower", || find(&laptop, "acked while away"));
 
     a.process.signal_group("KILL");
     drop(a);
@@ -216,10 +219,18 @@ fn an_unreachable_server_is_said_once_and_its_runs_are_not_called_crashed() {
     assert_eq!(warning["level"], "WARNING");
     assert!(warning["origin"].is_null());
 
+    // Acknowledged here while A is away: it waits, and reaches A when A is back.
+    api(&laptop, "POST", &format!("notifications/{}/ack", on_laptop["id"].as_str().unwrap()), Some(json!({})));
+    wait_until("the ack queued", || (remotes_json(&laptop_dir)[0]["acks_waiting"] == 1).then_some(()));
+
     // Back: one note, and still one warning; nothing about A's runs was made up here.
     let a = start(&a_dir, port);
     wait_until("the note that A is back", || find(&laptop, "Server 'a' is back"));
     wait_until("connected again", || (remotes_json(&laptop_dir)[0]["state"] == "connected").then_some(()));
+    wait_until("the queued ack on A", || {
+        api(&a, "GET", &format!("notifications/{}", on_a["id"].as_str().unwrap()), None)["notification"]["acked_at"].as_i64()
+    });
+    wait_until("nothing waiting", || (remotes_json(&laptop_dir)[0]["acks_waiting"] == 0).then_some(()));
     let all = all_notifications(&laptop);
     assert_eq!(all.iter().filter(|n| n["title"] == "Server 'a' is unreachable").count(), 1);
     for n in &all {
@@ -254,6 +265,7 @@ fn what_a_server_sent_while_its_follower_was_down_arrives_exactly_once() {
     let laptop = start(&laptop_dir, 0);
     wait_until("the catch-up under way", || (stored_remote_ids(&laptop_dir).len() > 500).then_some(()));
     laptop.process.signal_group("KILL");
+    eprintln!("killed the follower with {} of 6,500 stored", stored_remote_ids(&laptop_dir).len());
     drop(laptop);
     let laptop = start(&laptop_dir, 0);
     wait_until("all 6,500 on the follower", || (stored_remote_ids(&laptop_dir).len() >= 6500).then_some(()));
@@ -267,6 +279,45 @@ fn what_a_server_sent_while_its_follower_was_down_arrives_exactly_once() {
         stmt.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
     };
     assert_eq!(ids.into_iter().collect::<HashSet<_>>(), on_a);
+}
+
+/// A server's notifications go to the follower's own notifiers only for a remote added
+/// with `--deliver` (the server's notifiers already sent them).
+#[test]
+fn remote_notifications_reach_the_follower_s_notifiers_only_if_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = start(&tmp.path().join("server-a"), 0);
+    let laptop_dir = tmp.path().join("laptop");
+    let slack = FakeServer::start();
+    add_remote(&laptop_dir, "quiet", &a);
+    let token_file = laptop_dir.join("quiet.token");
+    run_cli(
+        runwatch(&laptop_dir)
+            .args(["--notifications", "hidden", "remotes", "add", "loud", &a.url, "--deliver", "--token-file"])
+            .arg(&token_file),
+    )
+    .expect_code(0);
+    add_slack_notifier(&laptop_dir, "slack-1", &slack.url("/hook"));
+    let _laptop = start(&laptop_dir, 0);
+
+    api(&a, "POST", "events", Some(json!({ "message": "gpu 3 is hot", "level": "ERROR" })));
+    let sent = slack.wait_for(1, runwatch_tests::PATIENCE);
+    assert!(sent[0].body.contains("gpu 3 is hot"), "{}", sent[0].body);
+    wait_until("both copies stored", || (stored_remote_ids(&laptop_dir).len() == 2).then_some(()));
+    // Deliveries are queued with the notification, in one transaction: the quiet copy has none.
+    let store = Store::open(&DataDir::at(&laptop_dir)).unwrap();
+    let per_origin: Vec<(String, i64)> = store
+        .conn()
+        .prepare(
+            "SELECT n.origin, (SELECT COUNT(*) FROM deliveries d WHERE d.notification_id = n.id)
+               FROM notifications n WHERE n.origin IS NOT NULL ORDER BY n.origin",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(per_origin, [("loud".to_string(), 1), ("quiet".to_string(), 0)]);
 }
 
 #[test]

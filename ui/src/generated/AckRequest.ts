@@ -8,4 +8,4 @@ export type AckRequest = { ids: Array<string>, all: boolean,
  * With `all`: only notifications with seq up to this (a follower acknowledging what it
  * has of this inbox, not what came after).
  */
-upto: number | null, };
+upto?: number, };

@@ -19,8 +19,8 @@ token: string,
 /**
  * A CA certificate (PEM file on this machine) its HTTPS certificate is signed by.
  */
-ca_file: string | null, 
+ca_file?: string, 
 /**
  * Also send its notifications to this instance's notifiers [default: false].
  */
-deliver: boolean, };
+deliver?: boolean, };

@@ -205,6 +205,7 @@ pub struct AckRequest {
     /// With `all`: only notifications with seq up to this (a follower acknowledging what it
     /// has of this inbox, not what came after).
     #[serde(default)]
+    #[ts(optional)]
     pub upto: Option<i64>,
 }
 

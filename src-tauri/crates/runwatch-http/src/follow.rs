@@ -84,10 +84,11 @@ pub struct AddRemote {
     /// Its API token (write-only: never shown again).
     pub token: String,
     /// A CA certificate (PEM file on this machine) its HTTPS certificate is signed by.
+    #[ts(optional)]
     pub ca_file: Option<String>,
     /// Also send its notifications to this instance's notifiers [default: false].
-    #[serde(default)]
-    pub deliver: bool,
+    #[ts(optional)]
+    pub deliver: Option<bool>,
 }
 
 #[utoipa::path(post, path = "/remotes", request_body = AddRemote,
@@ -103,7 +104,7 @@ pub async fn add_remote(State(state): State<Arc<ApiState>>, Json(req): Json<AddR
         url: url.as_str().trim_end_matches('/').to_string(),
         token,
         ca_file: req.ca_file,
-        deliver: req.deliver,
+        deliver: req.deliver.unwrap_or(false),
     };
     let at = state.clock.now();
     let r = with_store(&state, move |s| Ok(s.add_remote(&new, at)?)).await?;
