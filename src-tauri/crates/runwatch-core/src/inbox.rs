@@ -368,9 +368,9 @@ pub fn last_seq(conn: &Connection) -> Result<i64, StoreError> {
     Ok(conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM notifications", [], |r| r.get(0))?)
 }
 
-/// Acknowledges these notifications; returns how many were pending before. Each
-/// acknowledgement goes to the change feed followers read (`ack_log`), and one of a remote's
-/// notification waits to be sent to its origin (`remote_acks`).
+/// Acknowledges these notifications; returns how many were pending before. The
+/// acknowledgement of one of this instance's own goes to the change feed its followers read
+/// (`ack_log`); one of a remote's waits to be sent to its origin (`remote_acks`).
 pub fn ack(conn: &Connection, ids: &[String], now: Millis) -> Result<usize, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
         "UPDATE notifications SET acked_at = ?2, updated_at = ?2 WHERE id = ?1 AND {PENDING} RETURNING origin, remote_id"
@@ -381,10 +381,14 @@ pub fn ack(conn: &Connection, ids: &[String], now: Millis) -> Result<usize, Stor
             stmt.query_row(params![id, now], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
         let Some((origin, remote_id)) = acked else { continue };
         n += 1;
-        conn.prepare_cached("INSERT INTO ack_log (notification_id, at) VALUES (?1, ?2)")?.execute(params![id, now])?;
-        if let (Some(origin), Some(remote_id)) = (origin, remote_id) {
-            conn.prepare_cached("INSERT INTO remote_acks (origin, remote_id, at) VALUES (?1, ?2, ?3)")?
-                .execute(params![origin, remote_id, now])?;
+        match (origin, remote_id) {
+            (Some(origin), Some(remote_id)) => {
+                conn.prepare_cached("INSERT INTO remote_acks (origin, remote_id, at) VALUES (?1, ?2, ?3)")?
+                    .execute(params![origin, remote_id, now])?;
+            }
+            _ => {
+                conn.prepare_cached("INSERT INTO ack_log (notification_id, at) VALUES (?1, ?2)")?.execute(params![id, now])?;
+            }
         }
     }
     Ok(n)

@@ -94,7 +94,9 @@ impl Changes {
 pub fn changes(conn: &Connection, after: Cursor, limit: usize) -> Result<Changes, StoreError> {
     let limit = limit.clamp(1, MAX_CHANGES);
     let tx = conn.unchecked_transaction()?;
-    let sql = format!("SELECT seq, {COLUMNS} FROM notifications WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+    // This instance's own notifications only: those it has from its remotes are theirs to
+    // tell (two servers following each other would otherwise pass them back and forth).
+    let sql = format!("SELECT seq, {COLUMNS} FROM notifications WHERE seq > ?1 AND origin IS NULL ORDER BY seq LIMIT ?2");
     let mut notifications: Vec<ChangedNotification> = tx
         .prepare_cached(&sql)?
         .query_map(params![after.seq, (limit + 1) as i64], |r| Ok(ChangedNotification { seq: r.get(0)?, notification: from_row(r, 1)? }))?
@@ -357,10 +359,12 @@ impl Store {
         let expires_at = self.expiry()?.map(|e| now.saturating_add(e));
         self.write(|tx| {
             // Removed or disabled meanwhile: store nothing more of it.
-            let enabled: Option<bool> = tx.query_row("SELECT enabled FROM remotes WHERE name = ?1", [remote], |r| r.get(0)).optional()?;
-            if enabled != Some(true) {
-                return Ok(Applied::default());
-            }
+            let stored: Option<(bool, String)> =
+                tx.query_row("SELECT enabled, cursor FROM remotes WHERE name = ?1", [remote], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+            let Some((true, stored)) = stored else { return Ok(Applied::default()) };
+            // Only forward: a page applied again (a retry) does not take the cursor back.
+            let stored: Cursor = stored.parse()?;
+            let cursor = Cursor { seq: cursor.seq.max(stored.seq), ack: cursor.ack.max(stored.ack), all: cursor.all.max(stored.all) };
             let mut applied = Applied::default();
             let recipients = if deliver { crate::deliveries::recipients(tx)? } else { Vec::new() };
             for c in &changes.notifications {
@@ -411,29 +415,18 @@ impl Store {
                     ..n.clone()
                 });
             }
-            let log = |tx: &Connection, id: &str, at: i64| -> Result<(), StoreError> {
-                tx.prepare_cached("INSERT INTO ack_log (notification_id, at) VALUES (?1, ?2)")?.execute(params![id, at])?;
-                Ok(())
-            };
+            // Not written to `ack_log`: the feed holds this instance's own notifications only.
             for a in &changes.acks {
                 let sql = format!(
                     "UPDATE notifications SET acked_at = ?3, updated_at = ?3 WHERE origin = ?1 AND remote_id = ?2 AND {PENDING} RETURNING id"
                 );
-                let ids: Vec<String> = tx.prepare_cached(&sql)?.query_map(params![remote, a.id, a.at], |r| r.get(0))?.collect::<Result<_, _>>()?;
-                for id in ids {
-                    log(tx, &id, a.at)?;
-                    applied.acked += 1;
-                }
+                applied.acked += tx.prepare_cached(&sql)?.query_map(params![remote, a.id, a.at], |r| r.get::<_, String>(0))?.count();
             }
             for a in &changes.ack_alls {
                 let sql = format!(
                     "UPDATE notifications SET acked_at = ?3, updated_at = ?3 WHERE origin = ?1 AND remote_seq <= ?2 AND {PENDING} RETURNING id"
                 );
-                let ids: Vec<String> = tx.prepare_cached(&sql)?.query_map(params![remote, a.upto, a.at], |r| r.get(0))?.collect::<Result<_, _>>()?;
-                for id in ids {
-                    log(tx, &id, a.at)?;
-                    applied.acked += 1;
-                }
+                applied.acked += tx.prepare_cached(&sql)?.query_map(params![remote, a.upto, a.at], |r| r.get::<_, String>(0))?.count();
             }
             tx.execute(
                 "UPDATE remotes SET cursor = ?2, last_sync = ?3, state = 'connected', unreachable_since = NULL, last_error = NULL WHERE name = ?1",
