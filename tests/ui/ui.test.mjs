@@ -497,3 +497,31 @@ test("screenshots of every tab, the details pane and the dark theme", { timeout:
     rmSync(dataDir, { recursive: true, force: true });
   }
 });
+
+test("a followed server's notification shows its origin, filters by it, and an ack reaches the server", { timeout: TEST_TIMEOUT }, async () => {
+  const server = await startDaemon();
+  try {
+    await withSetup({}, async ({ daemon, page, api, browser }) => {
+      await api.post("/remotes", { name: "gpu-a", url: server.base, token: server.token });
+      const [remoteId] = await server.api.events([{ level: "ERROR", title: "NCCL timeout on gpu-a", message: "rank 3 hung" }]);
+      await api.events([{ level: "WARNING", title: "Laptop battery low", message: "12 %" }]);
+
+      await page.goto(daemon.url);
+      await expectTitles(page, ["gpu-a NCCL timeout on gpu-a", "Laptop battery low"], "the server's notification beside the local one");
+      const row = page.locator(".nrow").filter({ hasText: "NCCL timeout" });
+      assert.equal((await row.getByTestId("origin").textContent())?.trim(), "gpu-a");
+      await screenshot(page, "notifications-origin");
+
+      await page.getByLabel("Origin").selectOption("local");
+      await expectTitles(page, ["Laptop battery low"], "this instance's own only");
+      await page.getByLabel("Origin").selectOption("gpu-a");
+      await expectTitles(page, ["gpu-a NCCL timeout on gpu-a"], "the server's only");
+
+      await row.getByRole("button", { name: "Acknowledge “NCCL timeout on gpu-a”" }).click();
+      await waitUntil(async () => (await server.api.get(`/notifications/${remoteId}`)).notification.acked_at !== null, "the ack on the server");
+      browser.assertNoProblems();
+    });
+  } finally {
+    await server.stop();
+  }
+});

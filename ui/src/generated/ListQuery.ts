@@ -17,4 +17,8 @@ state: AckState | null, cursor: string | null,
 /**
  * 1…1000, default 50.
  */
-limit: number | null, };
+limit: number | null, 
+/**
+ * Only from this followed server, or `local` for this instance's own.
+ */
+origin: string | null, };

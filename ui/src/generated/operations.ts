@@ -87,7 +87,7 @@ export function client(send: Send) {
     /** GET /health */
     health: () => send<Health>("GET", `/health`),
     /** GET /notifications */
-    listNotifications: (query: { level?: null | Level; run?: string | null; state?: null | AckState; cursor?: string | null; limit?: number | null } = {}) => send<Page>("GET", `/notifications${queryString(query)}`),
+    listNotifications: (query: { level?: null | Level; run?: string | null; state?: null | AckState; cursor?: string | null; limit?: number | null; origin?: string | null } = {}) => send<Page>("GET", `/notifications${queryString(query)}`),
     /** POST /notifications/ack */
     ack: (body: AckRequest) => send<AckResult>("POST", `/notifications/ack`, body),
     /** GET /notifications/summary */

@@ -41,6 +41,9 @@ pub struct ListArgs {
     /// Only notifications about this run (its id or a unique prefix of it)
     #[arg(long, value_name = "ID")]
     run: Option<String>,
+    /// Only notifications from this followed server ('runwatch remotes'), or 'local'
+    #[arg(long, value_name = "NAME")]
+    origin: Option<String>,
     /// Acknowledge the pending notifications listed
     #[arg(long)]
     auto_ack: bool,
@@ -80,6 +83,9 @@ pub fn run_remote(cmd: Command, remote: &crate::remote::Remote, json: bool) -> a
         Command::List(args) => {
             if args.auto_ack {
                 return Err(crate::usage_error("notifications list", "--auto-ack does not apply with --server; use 'notifications ack'"));
+            }
+            if args.origin.is_some() {
+                return Err(crate::usage_error("notifications list", "--origin does not apply with --server"));
             }
             crate::remote::list(remote, args.all, args.level, args.run.as_deref(), args.limit, json)
         }
@@ -368,6 +374,7 @@ fn list(store: &mut Store, args: &ListArgs, json: bool) -> anyhow::Result<Finish
         state: if args.all { AckState::All } else { AckState::Pending },
         cursor: None,
         limit: Some(want.min(inbox::MAX_PAGE)),
+        origin: args.origin.clone(),
     };
     let mut items: Vec<Notification> = Vec::new();
     let mut more = false;

@@ -72,7 +72,12 @@ pub struct ListFilter {
     pub cursor: Option<String>,
     /// Page size (default 50, at most 1000).
     pub limit: Option<usize>,
+    /// Only from this followed server, or [`LOCAL_ORIGIN`] for this instance's own.
+    pub origin: Option<String>,
 }
+
+/// The origin filter's name for this instance's own notifications (no remote has it).
+pub const LOCAL_ORIGIN: &str = "local";
 
 /// One page of a listing, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, TS)]
@@ -276,12 +281,19 @@ pub fn list(conn: &Connection, filter: &ListFilter) -> Result<Page, StoreError> 
     if cursor.is_some() {
         sql.push_str(" AND seq < ?3");
     }
+    match filter.origin.as_deref() {
+        Some(LOCAL_ORIGIN) => sql.push_str(" AND origin IS NULL AND ?5 IS NOT NULL"),
+        Some(_) => sql.push_str(" AND origin = ?5"),
+        // Named all the same: SQLite counts parameters up to the highest one used.
+        None => sql.push_str(" AND ?5 IS NULL"),
+    }
     sql.push_str(" ORDER BY seq DESC LIMIT ?4");
     let mut stmt = conn.prepare_cached(&sql)?;
-    // Unused numbered parameters are allowed by SQLite only when bound; bind all four.
-    let rows = stmt.query_map(params![filter.min_level.map(Level::number), filter.run_id, cursor, (limit + 1) as i64], |r| {
-        Ok((r.get::<_, i64>(0)?, from_row(r, 1)?))
-    })?;
+    // Unused numbered parameters are allowed by SQLite only when bound; bind all five.
+    let rows = stmt
+        .query_map(params![filter.min_level.map(Level::number), filter.run_id, cursor, (limit + 1) as i64, filter.origin], |r| {
+            Ok((r.get::<_, i64>(0)?, from_row(r, 1)?))
+        })?;
     let mut items = Vec::with_capacity(limit + 1);
     let mut last_seq = None;
     for row in rows {

@@ -194,7 +194,7 @@ impl std::fmt::Debug for RemoteAccess {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
-    #[error("bad remote name '{0}': use letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)")]
+    #[error("bad remote name '{0}': use letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit; not 'local')")]
     BadName(String),
     #[error("there is already a remote named '{0}'; remove it first or pick another name")]
     Exists(String),
@@ -215,7 +215,8 @@ pub fn check_name(name: &str) -> Result<(), RemoteError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && !name.eq_ignore_ascii_case(crate::inbox::LOCAL_ORIGIN);
     if ok {
         Ok(())
     } else {

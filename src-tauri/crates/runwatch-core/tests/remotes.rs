@@ -143,3 +143,21 @@ fn a_disabled_or_removed_remote_stores_nothing_more() {
     assert!(follower.remotes().unwrap().is_empty());
     assert_eq!(pending_titles(&follower), ["one"], "its notifications stay");
 }
+
+#[test]
+fn lists_filter_by_origin() {
+    let (_s, mut server) = store();
+    let (_f, mut follower) = follower();
+    send(&mut server, "theirs", 10);
+    sync(&server, &mut follower, 1000, 20);
+    send(&mut follower, "mine", 30);
+    let titles = |origin: Option<&str>| -> Vec<String> {
+        let filter = runwatch_core::inbox::ListFilter { origin: origin.map(Into::into), ..Default::default() };
+        follower.list_notifications(&filter).unwrap().items.into_iter().map(|n| n.title).collect()
+    };
+    assert_eq!(titles(None), ["mine", "theirs"]);
+    assert_eq!(titles(Some("a")), ["theirs"]);
+    assert_eq!(titles(Some("local")), ["mine"]);
+    assert!(titles(Some("b")).is_empty());
+    assert!(runwatch_core::remotes::check_name("local").is_err(), "the name of this instance's own");
+}

@@ -165,12 +165,21 @@ pub struct ListQuery {
     pub cursor: Option<String>,
     /// 1…1000, default 50.
     pub limit: Option<usize>,
+    /// Only from this followed server, or `local` for this instance's own.
+    pub origin: Option<String>,
 }
 
 #[utoipa::path(get, path = "/notifications", params(ListQuery),
     responses((status = 200, body = Page), (status = 400, body = ErrorBody)))]
 pub async fn list_notifications(State(state): State<Arc<ApiState>>, Query(q): Query<ListQuery>) -> ApiResult<Page> {
-    let filter = ListFilter { min_level: q.level, run_id: q.run, state: q.state.unwrap_or_default(), cursor: q.cursor, limit: q.limit };
+    let filter = ListFilter {
+        min_level: q.level,
+        run_id: q.run,
+        state: q.state.unwrap_or_default(),
+        cursor: q.cursor,
+        limit: q.limit,
+        origin: q.origin,
+    };
     with_store(&state, move |s| Ok(s.list_notifications(&filter)?)).await.map(axum::Json)
 }
 
