@@ -335,6 +335,12 @@ fn bad_remotes_are_one_clear_line() {
     assert!(e.contains("--token-file"), "{e}");
     let e = remotes(&["add", "bad name", "https://gpu-17.lab:8747", "--token-file", token.to_str().unwrap()]).expect_one_line_error(2);
     assert!(e.contains("bad remote name"), "{e}");
+    let e = remotes(&["add", "gpu", "ssh://gpu-17.lab", "--token-file", token.to_str().unwrap()]).expect_one_line_error(2);
+    assert!(e.contains("over ssh the token is read"), "{e}");
+    let e = remotes(&["add", "gpu", "ssh://me:pw@gpu-17.lab"]).expect_one_line_error(1);
+    assert!(e.contains("no password in the URL"), "{e}");
+    remotes(&["add", "gpu-ssh", "ssh://me@gpu-17.lab:2222"]).expect_code(0);
+    remotes(&["remove", "gpu-ssh"]).expect_code(0);
     remotes(&["add", "gpu", "https://gpu-17.lab:8747", "--token-file", token.to_str().unwrap()]).expect_code(0);
     let e = remotes(&["add", "gpu", "https://gpu-18.lab:8747", "--token-file", token.to_str().unwrap()]).expect_one_line_error(1);
     assert!(e.contains("already a remote named 'gpu'"), "{e}");

@@ -9,13 +9,13 @@ export type AddRemote = {
  */
 name: string, 
 /**
- * `https://host[:port]`, or `http://` to this machine.
+ * `ssh://[user@]host[:port]`, `https://host[:port]`, or `http://` to this machine.
  */
 url: string, 
 /**
- * Its API token (write-only: never shown again).
+ * Its API token (write-only: never shown again); not for `ssh://` (read there).
  */
-token: string, 
+token?: string, 
 /**
  * A CA certificate (PEM file on this machine) its HTTPS certificate is signed by.
  */

@@ -211,7 +211,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let data_dir = DataDir::resolve(cli.data_dir.as_deref())?;
             data_dir.ensure().map_err(|e| anyhow::anyhow!("cannot use the data dir '{}': {e}", data_dir.path().display()))?;
             let token = data_dir.api_token().context("cannot read or create the API token")?;
-            writeln!(io::stdout(), "{token}")?;
+            if json {
+                // For followers over ssh: the token and where the daemon here serves the API.
+                let api_url = runwatch_engine::recorded_api_url(&data_dir);
+                writeln!(io::stdout(), "{}", serde_json::json!({ "token": token, "api_url": api_url }))?;
+            } else {
+                writeln!(io::stdout(), "{token}")?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         command => match cli.remote.target()? {

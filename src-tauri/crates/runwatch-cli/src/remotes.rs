@@ -15,7 +15,8 @@ use crate::summary::Finished;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Follow a Runwatch server: https://host[:port] (http:// only to this machine), with
+    /// Follow a Runwatch server: ssh://[user@]host[:port] (through the system ssh, which
+    /// reads the token there), or https://host[:port] (http:// only to this machine) with
     /// its token in --token-file ('runwatch token' on the server prints it)
     Add(AddArgs),
     /// The servers followed: NAME URL STATE LAST-SYNC PENDING
@@ -33,7 +34,7 @@ pub struct AddArgs {
     /// A short name, shown as the origin of its notifications
     #[arg(value_name = "NAME")]
     name: String,
-    /// The server, e.g. https://gpu-server:8747
+    /// The server, e.g. ssh://me@gpu-server or https://gpu-server:8747
     #[arg(value_name = "URL")]
     url: String,
     /// Also send its notifications to this instance's notifiers (the server's own
@@ -54,18 +55,29 @@ pub fn run(cmd: Command, store: &mut Store, token_file: Option<&Path>, ca_file: 
     match cmd {
         Command::Add(args) => {
             runwatch_core::remotes::check_name(&args.name).map_err(|e| crate::usage_error("remotes add", &e.to_string()))?;
-            let Some(token_file) = token_file else {
-                return Err(crate::usage_error(
-                    "remotes add",
-                    "give the server's token with --token-file FILE ('runwatch token' on the server prints it)",
-                ));
+            let (url, token) = if runwatch_remote::ssh::is_ssh(&args.url) {
+                // The token is read over ssh, each time the follower connects.
+                runwatch_remote::ssh::parse_ssh_url(&args.url)?;
+                if token_file.is_some() || ca_file.is_some() {
+                    return Err(crate::usage_error(
+                        "remotes add",
+                        "--token-file and --ca-file are for https:// servers; over ssh the token is read with 'runwatch token' there",
+                    ));
+                }
+                (args.url.trim().trim_end_matches('/').to_string(), String::new())
+            } else {
+                let Some(token_file) = token_file else {
+                    return Err(crate::usage_error(
+                        "remotes add",
+                        "give the server's token with --token-file FILE ('runwatch token' on the server prints it), or use ssh://",
+                    ));
+                };
+                // The same checks as --server: a token never goes in clear text over a network.
+                let target = runwatch_remote::Target::new(&args.url, None, Some(token_file), ca_file)?;
+                (target.server().to_string(), std::fs::read_to_string(token_file)?.trim().to_string())
             };
-            // The same checks as --server: a token never goes in clear text over a network.
-            let target = runwatch_remote::Target::new(&args.url, None, Some(token_file), ca_file)?;
-            let token = std::fs::read_to_string(token_file)?.trim().to_string();
             let ca_file = ca_file.map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string());
-            let r = store
-                .add_remote(&NewRemote { name: args.name, url: target.server().to_string(), token, ca_file, deliver: args.deliver }, now)?;
+            let r = store.add_remote(&NewRemote { name: args.name, url, token, ca_file, deliver: args.deliver }, now)?;
             if json {
                 serde_json::to_writer_pretty(&mut out, &r)?;
                 writeln!(out)?;

@@ -18,6 +18,7 @@ use runwatch_core::clock::SharedClock;
 use runwatch_core::remotes::{Changes, RemoteAccess};
 use runwatch_core::{DataDir, Inserted, Level, NewNotification, Notification, Settings, Store};
 use runwatch_notify::dispatcher::DispatcherHandle;
+use runwatch_remote::ssh::{SshTarget, Tunnel};
 use runwatch_remote::{Client, ClientError, Target};
 use serde_json::json;
 
@@ -34,6 +35,22 @@ const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
 const ACKS_EVERY: Duration = Duration::from_millis(300);
 /// The longest pause between attempts to reach an unreachable remote.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// The file in the data dir that says where its daemon serves the API (for `runwatch
+/// token --json`, which followers over ssh run to find it).
+const API_URL_FILE: &str = "api-url";
+
+/// Records where this engine serves the API; a follower over ssh reads it.
+pub(crate) fn record_api_url(data_dir: &DataDir, url: &str) {
+    if let Err(e) = std::fs::write(data_dir.path().join(API_URL_FILE), format!("{url}\n")) {
+        tracing::warn!("cannot record the API's address for followers over ssh: {e}");
+    }
+}
+
+/// Where the last engine on this data dir served the API, if one ever did.
+pub fn recorded_api_url(data_dir: &DataDir) -> Option<String> {
+    std::fs::read_to_string(data_dir.path().join(API_URL_FILE)).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
 
 /// Called with each notification stored for a remote that is pending (the app's popups).
 pub(crate) type SharedHook = Arc<Mutex<Option<Box<dyn FnMut(&Notification) + Send>>>>;
@@ -221,41 +238,94 @@ fn note(
     })
 }
 
+/// How a follower reaches its remote: a client for `https://`; for `ssh://`, a client
+/// through an `ssh` port forward, started again when it stops working (ssh killed, the
+/// connection dropped, the daemon there restarted on another port).
+enum Link {
+    Http(Client),
+    Ssh { target: SshTarget, tunnel: Mutex<Option<(Tunnel, Client)>> },
+}
+
+impl Link {
+    fn new(remote: &RemoteAccess) -> Result<Link, ClientError> {
+        if runwatch_remote::ssh::is_ssh(&remote.url) {
+            return Ok(Link::Ssh { target: runwatch_remote::ssh::parse_ssh_url(&remote.url)?, tunnel: Mutex::new(None) });
+        }
+        let target = Target::new(&remote.url, Some(&remote.token), None, remote.ca_file.as_deref().map(std::path::Path::new))?;
+        Ok(Link::Http(Client::new(target, REQUEST_TIMEOUT)?))
+    }
+
+    /// A client to the remote, connecting ssh first if needed.
+    fn client(&self) -> Result<Client, ClientError> {
+        match self {
+            Link::Http(client) => Ok(client.clone()),
+            Link::Ssh { target, tunnel } => {
+                let mut tunnel = tunnel.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some((t, client)) = tunnel.as_mut() {
+                    if t.alive() {
+                        return Ok(client.clone());
+                    }
+                }
+                *tunnel = None;
+                let (token, addr) = target.server_token()?;
+                let forward = target.forward(addr)?;
+                let client =
+                    Client::new(Target::new(&forward.url(), Some(&token), None, None)?, REQUEST_TIMEOUT)?.with_host(addr.to_string());
+                *tunnel = Some((forward, client.clone()));
+                Ok(client)
+            }
+        }
+    }
+
+    /// A request through `client` failed: over ssh, connect afresh next time (unless the
+    /// other thread did already).
+    fn failed(&self, client: Option<&Client>) {
+        let (Link::Ssh { tunnel, .. }, Some(failed)) = (self, client) else { return };
+        let mut tunnel = tunnel.lock().unwrap_or_else(PoisonError::into_inner);
+        if tunnel.as_ref().is_some_and(|(_, c)| c.target().server() == failed.target().server()) {
+            *tunnel = None;
+        }
+    }
+}
+
 /// Starts the two threads of one remote.
 fn follow_remote(remote: RemoteAccess, shared: Shared, stop: Stop) -> Result<(), EngineError> {
     let store = Store::open(&shared.data_dir)?;
     let acks_store = Store::open(&shared.data_dir)?;
-    let client = match Target::new(&remote.url, Some(&remote.token), None, remote.ca_file.as_deref().map(std::path::Path::new))
-        .and_then(|t| Client::new(t, REQUEST_TIMEOUT))
-    {
-        Ok(c) => c,
+    let link = match Link::new(&remote) {
+        Ok(link) => Arc::new(link),
         Err(e) => {
-            // Said in `remotes list`; retried when the remote is changed.
+            // Said in `remotes list`; tried again when the remote is changed.
             let mut store = store;
             store.remote_unreachable(&remote.name, &e.to_string(), shared.clock.now())?;
             return Ok(());
         }
     };
-    let (name, c, sh, s) = (remote.name.clone(), client.clone(), shared.clone(), stop.clone());
-    spawn(&format!("acks {name}"), move || send_acks(acks_store, &name, &c, &sh, &s))?;
-    spawn(&format!("follow {}", remote.name), move || read_changes(store, remote, &client, &shared, &stop))?;
+    let (name, l, sh, s) = (remote.name.clone(), link.clone(), shared.clone(), stop.clone());
+    spawn(&format!("acks {name}"), move || send_acks(acks_store, &name, &l, &sh, &s))?;
+    spawn(&format!("follow {}", remote.name), move || read_changes(store, remote, &link, &shared, &stop))?;
     Ok(())
 }
 
 /// Reads the remote's changes from the stored cursor, for ever: at once while there is
 /// more, else one long poll at a time.
-fn read_changes(mut store: Store, remote: RemoteAccess, client: &Client, shared: &Shared, stop: &Stop) {
+fn read_changes(mut store: Store, remote: RemoteAccess, link: &Link, shared: &Shared, stop: &Stop) {
     let mut cursor = remote.cursor.to_string();
     let mut wait = 0;
     let mut backoff = Duration::from_secs(1);
     while !stop.stopped() {
         let wait_s = wait.to_string();
-        let answer = client.get("changes", &[("after", cursor.as_str()), ("wait", wait_s.as_str())]).and_then(|v| {
-            serde_json::from_value::<Changes>(v).map_err(|e| ClientError::Unreachable {
-                server: remote.url.clone(),
-                reason: format!("its answer is not a change feed (is it an older Runwatch?): {e}"),
-            })
-        });
+        let client = link.client();
+        let answer = client
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|c| c.get("changes", &[("after", cursor.as_str()), ("wait", wait_s.as_str())]))
+            .and_then(|v| {
+                serde_json::from_value::<Changes>(v).map_err(|e| ClientError::Unreachable {
+                    server: remote.url.clone(),
+                    reason: format!("its answer is not a change feed (is it an older Runwatch?): {e}"),
+                })
+            });
         if stop.stopped() {
             break;
         }
@@ -279,6 +349,7 @@ fn read_changes(mut store: Store, remote: RemoteAccess, client: &Client, shared:
             }
             Err(e) => {
                 tracing::debug!("'{}': {e}", remote.name);
+                link.failed(client.as_ref().ok());
                 if let Err(e) = store.remote_unreachable(&remote.name, &e.to_string(), now) {
                     tracing::warn!("{e}");
                 }
@@ -294,7 +365,7 @@ fn read_changes(mut store: Store, remote: RemoteAccess, client: &Client, shared:
 
 /// Sends local acknowledgements of the remote's notifications to it, oldest first; what
 /// cannot be sent stays queued and is sent when the remote answers again.
-fn send_acks(mut store: Store, name: &str, client: &Client, shared: &Shared, stop: &Stop) {
+fn send_acks(mut store: Store, name: &str, link: &Link, shared: &Shared, stop: &Stop) {
     let mut backoff = Duration::from_secs(1);
     loop {
         let queued = match store.queued_acks(name, 500) {
@@ -312,11 +383,12 @@ fn send_acks(mut store: Store, name: &str, client: &Client, shared: &Shared, sto
         };
         let ids: Vec<&str> = queued.iter().filter_map(|q| q.remote_id.as_deref()).collect();
         let upto = queued.iter().filter_map(|q| q.upto).max();
-        let mut sent = Ok(());
-        if !ids.is_empty() {
+        let client = link.client();
+        let mut sent = client.as_ref().map(drop).map_err(Clone::clone);
+        if let (Ok(client), false) = (&client, ids.is_empty()) {
             sent = client.post("notifications/ack", &json!({ "ids": ids })).map(drop);
         }
-        if let (Ok(()), Some(upto)) = (&sent, upto) {
+        if let (Ok(client), Ok(()), Some(upto)) = (&client, &sent, upto) {
             sent = client.post("notifications/ack", &json!({ "all": true, "upto": upto })).map(drop);
         }
         match sent {
@@ -329,6 +401,7 @@ fn send_acks(mut store: Store, name: &str, client: &Client, shared: &Shared, sto
             }
             Err(e) => {
                 tracing::debug!("acknowledgements for '{name}' wait: {e}");
+                link.failed(client.as_ref().ok());
                 if !e.is_retryable() {
                     let _ = store.remote_unreachable(name, &e.to_string(), shared.clock.now());
                 }

@@ -7,6 +7,8 @@
 mod follow;
 pub mod oneshot;
 
+pub use follow::recorded_api_url;
+
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -266,8 +268,10 @@ impl EngineBuilder {
             }
         });
 
+        let api_url = format!("{scheme}://{local_addr}");
+        follow::record_api_url(&data_dir, &api_url);
         Ok(Engine {
-            api_url: format!("{scheme}://{local_addr}"),
+            api_url,
             ui_url,
             local_addr,
             token,

@@ -79,10 +79,11 @@ pub async fn list_remotes(State(state): State<Arc<ApiState>>) -> Result<axum::Js
 pub struct AddRemote {
     /// Shown as the origin of its notifications.
     pub name: String,
-    /// `https://host[:port]`, or `http://` to this machine.
+    /// `ssh://[user@]host[:port]`, `https://host[:port]`, or `http://` to this machine.
     pub url: String,
-    /// Its API token (write-only: never shown again).
-    pub token: String,
+    /// Its API token (write-only: never shown again); not for `ssh://` (read there).
+    #[ts(optional)]
+    pub token: Option<String>,
     /// A CA certificate (PEM file on this machine) its HTTPS certificate is signed by.
     #[ts(optional)]
     pub ca_file: Option<String>,
@@ -94,18 +95,18 @@ pub struct AddRemote {
 #[utoipa::path(post, path = "/remotes", request_body = AddRemote,
     responses((status = 200, body = Remote), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn add_remote(State(state): State<Arc<ApiState>>, Json(req): Json<AddRemote>) -> Result<axum::Json<Remote>, ApiError> {
-    let url = runwatch_remote::client::parse_server_url(&req.url).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let token = req.token.trim().to_string();
-    if token.is_empty() || token.contains(char::is_whitespace) {
-        return Err(ApiError::bad_request("\"token\" must be the server's API token ('runwatch token' on it prints it)"));
-    }
-    let new = NewRemote {
-        name: req.name,
-        url: url.as_str().trim_end_matches('/').to_string(),
-        token,
-        ca_file: req.ca_file,
-        deliver: req.deliver.unwrap_or(false),
+    let (url, token) = if runwatch_remote::ssh::is_ssh(&req.url) {
+        runwatch_remote::ssh::parse_ssh_url(&req.url).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        (req.url.trim().trim_end_matches('/').to_string(), String::new())
+    } else {
+        let url = runwatch_remote::client::parse_server_url(&req.url).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let token = req.token.as_deref().unwrap_or_default().trim().to_string();
+        if token.is_empty() || token.contains(char::is_whitespace) {
+            return Err(ApiError::bad_request("\"token\" must be the server's API token ('runwatch token' on it prints it)"));
+        }
+        (url.as_str().trim_end_matches('/').to_string(), token)
     };
+    let new = NewRemote { name: req.name, url, token, ca_file: req.ca_file, deliver: req.deliver.unwrap_or(false) };
     let at = state.clock.now();
     let r = with_store(&state, move |s| Ok(s.add_remote(&new, at)?)).await?;
     state.changed();

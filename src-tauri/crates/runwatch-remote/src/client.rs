@@ -13,7 +13,7 @@ use url::Url;
 /// How long a request may take. Jobs never wait on it: what fails goes to the spool.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
     /// Refused connections, timeouts, 5xx, 429, an answer that is not the API's: what waits
     /// in the spool is sent when this passes.
@@ -118,6 +118,9 @@ fn read_token_file(path: &Path) -> Result<String, ClientError> {
 pub struct Client {
     target: Target,
     agent: ureq::Agent,
+    /// The `Host` to send instead of the URL's: the server's own address when it is reached
+    /// through an ssh port forward (its guard accepts only the names it serves under).
+    host: Option<String>,
 }
 
 impl fmt::Debug for Client {
@@ -135,7 +138,13 @@ impl Client {
         if let Some(ca) = &target.ca_file {
             config = config.tls_config(tls_trusting(ca)?);
         }
-        Ok(Client { target, agent: config.build().into() })
+        Ok(Client { target, agent: config.build().into(), host: None })
+    }
+
+    /// Sends `Host: host` (see the field).
+    pub fn with_host(mut self, host: String) -> Client {
+        self.host = Some(host);
+        self
     }
 
     pub fn target(&self) -> &Target {
@@ -145,12 +154,11 @@ impl Client {
     /// `POST /api/v1/{path}` with a JSON body; the JSON answer.
     pub fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
         let url = self.url(path)?;
-        let answer = self
-            .agent
-            .post(url.as_str())
-            .header("Authorization", format!("Bearer {}", self.target.token))
-            .content_type("application/json")
-            .send(body.to_string());
+        let mut request = self.agent.post(url.as_str()).header("Authorization", format!("Bearer {}", self.target.token));
+        if let Some(host) = &self.host {
+            request = request.header("Host", host);
+        }
+        let answer = request.content_type("application/json").send(body.to_string());
         self.answer(answer)
     }
 
@@ -160,7 +168,11 @@ impl Client {
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
-        let answer = self.agent.get(url.as_str()).header("Authorization", format!("Bearer {}", self.target.token)).call();
+        let mut request = self.agent.get(url.as_str()).header("Authorization", format!("Bearer {}", self.target.token));
+        if let Some(host) = &self.host {
+            request = request.header("Host", host);
+        }
+        let answer = request.call();
         self.answer(answer)
     }
 

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod context;
 pub mod spool;
+pub mod ssh;
 
 use runwatch_core::clock::Millis;
 use runwatch_core::DataDir;
