@@ -135,6 +135,20 @@ fn remote(dir: &Path, name: &str) -> Value {
     remotes(dir).into_iter().find(|r| r["name"] == name).unwrap()
 }
 
+/// The pids of the `ssh -N` processes (port forwards) `pid` started.
+fn forwards(pid: u32) -> Vec<u32> {
+    ssh_children(pid)
+        .into_iter()
+        .filter(|c| std::fs::read(format!("/proc/{c}/cmdline")).is_ok_and(|cmd| cmd.split(|b| *b == 0).any(|w| w == b"-N")))
+        .collect()
+}
+
+/// Whether process `pid` is gone (or a zombie, waiting to be reaped).
+fn gone(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_or(true, |s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+}
+
 /// The pids of the `ssh` processes `pid` started.
 fn ssh_children(pid: u32) -> Vec<u32> {
     let mut found = Vec::new();
@@ -184,7 +198,7 @@ fn a_server_followed_over_ssh() {
     });
 
     // A killed ssh is started again by itself.
-    let before = wait_until("the follower's ssh", || Some(ssh_children(laptop.process.child.id())).filter(|c| !c.is_empty()));
+    let before = wait_until("the follower's ssh", || Some(forwards(laptop.process.child.id())).filter(|c| !c.is_empty()));
     for pid in &before {
         let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
     }
@@ -192,14 +206,35 @@ fn a_server_followed_over_ssh() {
     wait_until("the notification through a new ssh", || find(&laptop, "after the ssh was killed"));
 
     // A host key that does not match, or a login refused: one clear line, never a hang.
-    let wrong = wait_until("the host key refused", || Some(remote(&laptop_dir, "wrong-key")).filter(|r| r["state"] == "unreachable"));
-    assert!(wrong["last_error"].as_str().unwrap().contains("Host key verification failed"), "{wrong}");
-    let refused = wait_until("the login refused", || Some(remote(&laptop_dir, "no-login")).filter(|r| r["state"] == "unreachable"));
-    assert!(refused["last_error"].as_str().unwrap().contains("Permission denied"), "{refused}");
+    let said = |name: &str, what: &str| {
+        Some(remote(&laptop_dir, name))
+            .filter(|r| r["state"] == "unreachable" && r["last_error"].as_str().is_some_and(|e| e.contains(what)))
+    };
+    wait_until("the host key refused", || said("wrong-key", "ssh: Host key verification failed."));
+    wait_until("the login refused", || {
+        said("no-login", "ssh: ").filter(|r| r["last_error"].as_str().unwrap().contains("Permission denied"))
+    });
     let text = run_cli(runwatch(&laptop_dir).args(["--notifications", "hidden", "remotes", "list"]));
     for name in ["wrong-key", "no-login"] {
         let line = text.stdout.lines().find(|l| l.starts_with(name)).unwrap();
         assert!(line.contains("unreachable since") && line.contains("ssh: "), "{line}");
     }
     assert!(!text.stdout.contains(&server.token));
+
+    // Disabling the remote ends its port forward; so does stopping the follower.
+    let tunnels = wait_until("the port forward", || Some(forwards(laptop.process.child.id())).filter(|f| !f.is_empty()));
+    run_cli(runwatch(&laptop_dir).args(["--notifications", "hidden", "remotes", "disable", "gpu"])).expect_code(0);
+    wait_until("the forward ended", || tunnels.iter().all(|p| gone(*p)).then_some(()));
+    run_cli(runwatch(&laptop_dir).args(["--notifications", "hidden", "remotes", "enable", "gpu"])).expect_code(0);
+    let tunnels = wait_until("the port forward again", || Some(forwards(laptop.process.child.id())).filter(|f| !f.is_empty()));
+    laptop.process.signal_process("INT");
+    let (status, _, _) = laptop.process.finish();
+    assert!(status.success(), "{status}");
+    wait_until("no forward left behind", || tunnels.iter().all(|p| gone(*p)).then_some(()));
+
+    // Even a follower killed with -9 (the daemon alone, not its process group) leaves none.
+    let laptop = start(&laptop_dir, Some(&config));
+    let tunnels = wait_until("the port forward", || Some(forwards(laptop.process.child.id())).filter(|f| !f.is_empty()));
+    laptop.process.signal_process("KILL");
+    wait_until("no forward left behind a kill -9", || tunnels.iter().all(|p| gone(*p)).then_some(()));
 }

@@ -82,13 +82,24 @@ impl Stop {
 /// do is lost by ending the process (a page of changes is stored with its cursor, or not).
 pub(crate) struct Follower {
     stop: Stop,
+    links: Links,
 }
 
 impl Follower {
+    /// Stops every thread, and ends the ssh port forwards now (they are processes: they
+    /// would outlive this one).
     pub(crate) fn stop(&self) {
         self.stop.stop();
+        for link in self.links.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
+            if let Some(link) = link.upgrade() {
+                link.close();
+            }
+        }
     }
 }
+
+/// The links of the running followers (to close at the end).
+type Links = Arc<Mutex<Vec<std::sync::Weak<Link>>>>;
 
 /// What a follower needs from the engine.
 #[derive(Clone)]
@@ -97,6 +108,7 @@ struct Shared {
     clock: SharedClock,
     hook: SharedHook,
     wake: DispatcherHandle,
+    links: Links,
 }
 
 impl Shared {
@@ -118,10 +130,11 @@ impl Shared {
 pub(crate) fn start(data_dir: &DataDir, clock: SharedClock, hook: SharedHook, wake: DispatcherHandle) -> Result<Follower, EngineError> {
     let store = Store::open(data_dir)?;
     let stop = Stop::default();
-    let shared = Shared { data_dir: data_dir.clone(), clock, hook, wake };
+    let links = Links::default();
+    let shared = Shared { data_dir: data_dir.clone(), clock, hook, wake, links: links.clone() };
     let s = stop.clone();
     spawn("follow", move || supervise(store, shared, s))?;
-    Ok(Follower { stop })
+    Ok(Follower { stop, links })
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, EngineError> {
@@ -137,8 +150,11 @@ struct Started {
     deliver: bool,
 }
 
+/// A remote being followed: what it was started with, its stop, its link (if it has one).
+type Running = (Started, Stop, Option<Arc<Link>>);
+
 fn supervise(mut store: Store, shared: Shared, stop: Stop) {
-    let mut running: HashMap<String, (Started, Stop)> = HashMap::new();
+    let mut running: HashMap<String, Running> = HashMap::new();
     loop {
         if let Err(e) = supervise_once(&mut store, &shared, &stop, &mut running) {
             tracing::warn!("following remotes: {e}");
@@ -147,8 +163,9 @@ fn supervise(mut store: Store, shared: Shared, stop: Stop) {
             break;
         }
     }
-    for (_, (_, s)) in running {
+    for (_, (_, s, link)) in running {
         s.stop();
+        link.iter().for_each(|l| l.close());
     }
 }
 
@@ -156,16 +173,17 @@ fn supervise_once(
     store: &mut Store,
     shared: &Shared,
     stop: &Stop,
-    running: &mut HashMap<String, (Started, Stop)>,
+    running: &mut HashMap<String, Running>,
 ) -> Result<(), runwatch_core::StoreError> {
     let wanted = store.remotes_to_follow()?;
-    running.retain(|name, (started, s)| {
+    running.retain(|name, (started, s, link)| {
         let keep = wanted.iter().any(|r| {
             &r.name == name
                 && *started == Started { url: r.url.clone(), token: r.token.clone(), ca_file: r.ca_file.clone(), deliver: r.deliver }
         });
         if !keep {
             s.stop();
+            link.iter().for_each(|l| l.close());
         }
         keep
     });
@@ -178,8 +196,8 @@ fn supervise_once(
             Started { url: remote.url.clone(), token: remote.token.clone(), ca_file: remote.ca_file.clone(), deliver: remote.deliver };
         let name = remote.name.clone();
         match follow_remote(remote, shared.clone(), s.clone()) {
-            Ok(()) => {
-                running.insert(name, (started, s));
+            Ok(link) => {
+                running.insert(name, (started, s, link));
             }
             Err(e) => tracing::warn!("cannot follow '{name}': {e}"),
         }
@@ -243,13 +261,17 @@ fn note(
 /// connection dropped, the daemon there restarted on another port).
 enum Link {
     Http(Client),
-    Ssh { target: SshTarget, tunnel: Mutex<Option<(Tunnel, Client)>> },
+    Ssh { target: SshTarget, tunnel: Mutex<Option<(Tunnel, Client)>>, closed: std::sync::atomic::AtomicBool },
 }
 
 impl Link {
     fn new(remote: &RemoteAccess) -> Result<Link, ClientError> {
         if runwatch_remote::ssh::is_ssh(&remote.url) {
-            return Ok(Link::Ssh { target: runwatch_remote::ssh::parse_ssh_url(&remote.url)?, tunnel: Mutex::new(None) });
+            return Ok(Link::Ssh {
+                target: runwatch_remote::ssh::parse_ssh_url(&remote.url)?,
+                tunnel: Mutex::new(None),
+                closed: std::sync::atomic::AtomicBool::new(false),
+            });
         }
         let target = Target::new(&remote.url, Some(&remote.token), None, remote.ca_file.as_deref().map(std::path::Path::new))?;
         Ok(Link::Http(Client::new(target, REQUEST_TIMEOUT)?))
@@ -259,8 +281,11 @@ impl Link {
     fn client(&self) -> Result<Client, ClientError> {
         match self {
             Link::Http(client) => Ok(client.clone()),
-            Link::Ssh { target, tunnel } => {
+            Link::Ssh { target, tunnel, closed } => {
                 let mut tunnel = tunnel.lock().unwrap_or_else(PoisonError::into_inner);
+                if closed.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Err(ClientError::Config("stopped following".into()));
+                }
                 if let Some((t, client)) = tunnel.as_mut() {
                     if t.alive() {
                         return Ok(client.clone());
@@ -277,6 +302,15 @@ impl Link {
         }
     }
 
+    /// Ends the ssh port forward for good.
+    fn close(&self) {
+        if let Link::Ssh { tunnel, closed, .. } = self {
+            let mut tunnel = tunnel.lock().unwrap_or_else(PoisonError::into_inner);
+            closed.store(true, std::sync::atomic::Ordering::SeqCst);
+            *tunnel = None;
+        }
+    }
+
     /// A request through `client` failed: over ssh, connect afresh next time (unless the
     /// other thread did already).
     fn failed(&self, client: Option<&Client>) {
@@ -289,7 +323,7 @@ impl Link {
 }
 
 /// Starts the two threads of one remote.
-fn follow_remote(remote: RemoteAccess, shared: Shared, stop: Stop) -> Result<(), EngineError> {
+fn follow_remote(remote: RemoteAccess, shared: Shared, stop: Stop) -> Result<Option<Arc<Link>>, EngineError> {
     let store = Store::open(&shared.data_dir)?;
     let acks_store = Store::open(&shared.data_dir)?;
     let link = match Link::new(&remote) {
@@ -298,13 +332,15 @@ fn follow_remote(remote: RemoteAccess, shared: Shared, stop: Stop) -> Result<(),
             // Said in `remotes list`; tried again when the remote is changed.
             let mut store = store;
             store.remote_unreachable(&remote.name, &e.to_string(), shared.clock.now())?;
-            return Ok(());
+            return Ok(None);
         }
     };
+    shared.links.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::downgrade(&link));
     let (name, l, sh, s) = (remote.name.clone(), link.clone(), shared.clone(), stop.clone());
     spawn(&format!("acks {name}"), move || send_acks(acks_store, &name, &l, &sh, &s))?;
-    spawn(&format!("follow {}", remote.name), move || read_changes(store, remote, &link, &shared, &stop))?;
-    Ok(())
+    let l = link.clone();
+    spawn(&format!("follow {}", remote.name), move || read_changes(store, remote, &l, &shared, &stop))?;
+    Ok(Some(link))
 }
 
 /// Reads the remote's changes from the stored cursor, for ever: at once while there is

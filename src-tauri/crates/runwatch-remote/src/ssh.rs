@@ -126,6 +126,16 @@ impl SshTarget {
             .arg(self.destination())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        // The forward ends with the follower, even one killed with -9 (which cannot clean up):
+        // the kernel sends ssh SIGTERM when the thread that started it is gone.
+        // SAFETY: prctl is async-signal-safe, as a pre_exec hook must be.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
         let mut child = cmd.spawn().map_err(|e| ClientError::Config(format!("cannot run ssh: {e}")))?;
         let deadline = Instant::now() + CONNECT_TIMEOUT;
         loop {
