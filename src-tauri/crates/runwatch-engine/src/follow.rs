@@ -165,7 +165,9 @@ fn supervise(mut store: Store, shared: Shared, stop: Stop) {
     }
     for (_, (_, s, link)) in running {
         s.stop();
-        link.iter().for_each(|l| l.close());
+        if let Some(l) = &link {
+            l.close();
+        }
     }
 }
 
@@ -183,7 +185,9 @@ fn supervise_once(
         });
         if !keep {
             s.stop();
-            link.iter().for_each(|l| l.close());
+            if let Some(l) = &link {
+                l.close();
+            }
         }
         keep
     });
