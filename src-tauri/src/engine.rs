@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use runwatch_aim::repo::AimRepo;
 use runwatch_core::clock::{SharedClock, SystemClock};
-use runwatch_core::{DataDir, InstanceLock, Store};
+use runwatch_core::{ChangeFeed, DataDir, InstanceLock, Store};
 use runwatch_http::{ApiConfig, Server};
 use runwatch_notify::dispatcher::DispatcherHandle;
 use runwatch_notify::send::{Sender, DEFAULT_TIMEOUT};
@@ -23,8 +23,12 @@ pub struct Engine {
     pub token: String,
     watcher: StopHandle,
     dispatcher: DispatcherHandle,
-    /// Popups and the tray badge are woken here when the watcher stores something.
+    /// Popups and the tray badge are woken here when the watcher stores something, and
+    /// on every commit to the store by any process (from the change feed).
     pub wake: Arc<Mutex<Option<std::sync::mpsc::Sender<()>>>>,
+    /// Commits by any process wake the watcher, the dispatcher, the API's stream and the
+    /// popups; nothing polls the store. Held for the app's life.
+    _store_changes: ChangeFeed,
     _lock: InstanceLock,
 }
 
@@ -49,6 +53,15 @@ impl Engine {
             }
         });
         let stop = watcher.stop_handle();
+        let store_changes = ChangeFeed::watch(&data_dir).context("cannot watch the store for changes")?;
+        let (watcher_wake, dispatcher_wake, popups_wake) = (stop.clone(), deliver.clone(), wake.clone());
+        store_changes.subscribe(move || watcher_wake.wake());
+        store_changes.subscribe(move || dispatcher_wake.wake());
+        store_changes.subscribe(move || {
+            if let Some(tx) = popups_wake.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref() {
+                let _ = tx.send(());
+            }
+        });
         std::thread::Builder::new().name("watcher".into()).spawn(move || {
             if let Err(e) = watcher.run() {
                 tracing::warn!("the watcher stopped: {e}");
@@ -59,7 +72,13 @@ impl Engine {
         let server = tauri::async_runtime::block_on(Server::bind(http)).with_context(|| format!("cannot listen on {http}"))?;
         let api_url = format!("http://{}", server.local_addr()?);
         let deliver_api = deliver.clone();
-        let config = ApiConfig { store, token: token.clone(), clock, on_stored: Box::new(move || deliver_api.wake()) };
+        let config = ApiConfig {
+            store,
+            token: token.clone(),
+            clock,
+            on_stored: Box::new(move || deliver_api.wake()),
+            store_changes: Some(store_changes.clone()),
+        };
         let app = app.clone();
         tauri::async_runtime::spawn(async move {
             if let Err(e) = server.serve(config, std::future::pending()).await {
@@ -68,7 +87,7 @@ impl Engine {
             }
         });
         println!("Runwatch app — data in '{}', API at {api_url}", data_dir.path().display());
-        Ok(Engine { data_dir, api_url, token, watcher: stop, dispatcher: deliver, wake, _lock: lock })
+        Ok(Engine { data_dir, api_url, token, watcher: stop, dispatcher: deliver, wake, _store_changes: store_changes, _lock: lock })
     }
 
     /// Stops taking in events and lets the dispatcher finish the send in flight.

@@ -13,7 +13,7 @@ use anyhow::Context;
 use runwatch_aim::repo::AimRepo;
 use runwatch_core::clock::{Clock, SharedClock, SystemClock};
 use runwatch_core::notifiers::Notifier;
-use runwatch_core::{DataDir, InstanceLock, Level, NotifierStatus, Store};
+use runwatch_core::{ChangeFeed, DataDir, InstanceLock, Level, NotifierStatus, Store};
 use runwatch_http::ApiConfig;
 use runwatch_notify::send::{Sender, DEFAULT_TIMEOUT};
 use runwatch_notify::{Channel, Dispatcher};
@@ -56,6 +56,12 @@ pub fn start(data_dir: &DataDir, repos: &[PathBuf], args: &StartArgs) -> anyhow:
     }
     println!("Tracking {} runs.", watcher.run_count());
     let stop = watcher.stop_handle();
+    // Commits by any process (the CLI's sends, settings, acks) wake the parts that care;
+    // nothing polls. Lives until `start` returns (it ends with its last clone).
+    let store_changes = ChangeFeed::watch(data_dir).context("cannot watch the store for changes")?;
+    let (watcher_wake, dispatcher_wake) = (stop.clone(), deliver.clone());
+    store_changes.subscribe(move || watcher_wake.wake());
+    store_changes.subscribe(move || dispatcher_wake.wake());
     let watcher_thread =
         std::thread::Builder::new().name("watcher".into()).spawn(move || watcher.run()).context("cannot start the watcher thread")?;
     let dispatcher_thread = std::thread::Builder::new()
@@ -68,6 +74,7 @@ pub fn start(data_dir: &DataDir, repos: &[PathBuf], args: &StartArgs) -> anyhow:
         token: data_dir.api_token().context("cannot create the API token")?,
         clock: Arc::new(SystemClock),
         on_stored: Box::new(move || deliver_api.wake()),
+        store_changes: Some(store_changes.clone()),
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let served = runtime.block_on(async move {
@@ -90,7 +97,7 @@ pub fn start(data_dir: &DataDir, repos: &[PathBuf], args: &StartArgs) -> anyhow:
     if dispatcher_thread.join().is_err() {
         eprintln!("runwatch: warning: the dispatcher thread failed");
     }
-    drop(store);
+    drop((store, store_changes));
     served?;
     println!("Stopped.");
     Ok(ExitCode::SUCCESS)

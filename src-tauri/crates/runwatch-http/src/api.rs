@@ -558,6 +558,7 @@ pub struct Change {
 #[utoipa::path(get, path = "/api/v1/stream", responses((status = 200, description = "text/event-stream of `change` events whose data is a Change")))]
 pub async fn stream(State(state): State<Arc<ApiState>>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = state.changes.subscribe();
+    state.stream_joined.notify_one();
     let events = stream::unfold((state, rx, true), |(state, mut rx, first)| async move {
         // Lagging behind only means several changes are reported as one.
         if !first && matches!(rx.recv().await, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
