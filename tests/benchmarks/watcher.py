@@ -50,7 +50,7 @@ AIM_VERSION = "3.29.1"
 RUNS = 10_000
 
 # Targets of the acceptance criteria.
-CPU_RATIO_TARGET = 50  # runwatch idle CPU at most 1/50 of aim-watcher's
+CPU_RATIO_TARGET = 200  # runwatch idle CPU at most 1/200 of aim-watcher's
 RSS_TARGET_MIB = 40
 FINISH_TARGET_S = 2.0
 LATENCY_P99_TARGET_MS = 50.0
@@ -667,9 +667,15 @@ def report(res: dict) -> tuple[str, dict]:
     ok = None if a_cpu is None or r_cpu is None else r_cpu <= a_cpu / CPU_RATIO_TARGET
     verdicts["idle_cpu"] = ok
     window = ri.get("window_s") or ai.get("window_s") or 0
-    rows.append((f"Idle CPU, % of one core ({RUNS:,} runs, {window:.0f} s)", fmt(r_cpu, 2), fmt(a_cpu, 2),
-                 fmt(ratio(a_cpu, r_cpu), 0, "×"),
-                 f"≤ 1/{CPU_RATIO_TARGET} of aim-watcher ({fmt(None if a_cpu is None else a_cpu / CPU_RATIO_TARGET, 2)})", verdict(ok)))
+    cpu_ratio = fmt(ratio(a_cpu, r_cpu), 0, "×")
+    if r_cpu == 0 and a_cpu and ri.get("window_s"):
+        # No clock tick at all in the window: the ratio is at least what one tick would give.
+        cpu_ratio = f"> {a_cpu / (100.0 / CLK_TCK / ri['window_s']):,.0f}× (0 ticks)"
+    cpu_cell = lambda i: "—" if i.get("cpu_pct_of_core") is None else f"{i['cpu_pct_of_core']:.3f} ({i.get('cpu_seconds', 0):.2f} CPU-s)"
+    log(f"idle CPU: runwatch {cpu_cell(ri)}, aim-watcher {cpu_cell(ai)}; aim-watcher / runwatch = {cpu_ratio}")
+    rows.append((f"Idle CPU, % of one core (CPU-s) ({RUNS:,} runs, {window:.0f} s)", cpu_cell(ri), cpu_cell(ai),
+                 cpu_ratio,
+                 f"≤ 1/{CPU_RATIO_TARGET} of aim-watcher ({fmt(None if a_cpu is None else a_cpu / CPU_RATIO_TARGET, 3)})", verdict(ok)))
 
     r_rss, a_rss = ri.get("rss_mib"), ai.get("rss_mib")
     ok = None if r_rss is None else r_rss < RSS_TARGET_MIB

@@ -55,6 +55,9 @@ pub struct ApiState {
     checkpointer: Option<checkpoint::Checkpointer>,
     /// A stream client connected (wakes the polling fallback, see [`watch_store`]).
     stream_joined: tokio::sync::Notify,
+    /// True once the server is shutting down: streams end, so the graceful shutdown does
+    /// not wait forever for a connected page's never-ending stream.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl ApiState {
@@ -106,6 +109,11 @@ impl Server {
         let port = self.local_addr()?.port();
         let (changes, _) = broadcast::channel(64);
         let checkpointer = checkpoint::Checkpointer::for_api(&config.store);
+        let (stop_streams, stopping) = tokio::sync::watch::channel(false);
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop_streams.send(true);
+        };
         let state = Arc::new(ApiState {
             store: Mutex::new(config.store),
             token: config.token,
@@ -115,6 +123,7 @@ impl Server {
             on_stored: config.on_stored,
             checkpointer,
             stream_joined: tokio::sync::Notify::new(),
+            stopping,
         });
         // Held until the server ends: the feed watches for as long as a clone lives.
         let feed = config.store_changes;

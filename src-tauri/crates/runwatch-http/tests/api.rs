@@ -35,7 +35,11 @@ fn start_with(feed: bool) -> Api {
         tokio::runtime::Runtime::new().unwrap().block_on(async move {
             let server = Server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
             addr_tx.send(server.local_addr().unwrap()).unwrap();
-            let config = ApiConfig { store, token: TOKEN.into(), clock: Arc::new(FakeClock::at(1_000_000)), on_stored: Box::new(|| {}),
+            let config = ApiConfig {
+                store,
+                token: TOKEN.into(),
+                clock: Arc::new(FakeClock::at(1_000_000)),
+                on_stored: Box::new(|| {}),
                 store_changes,
             };
             server
