@@ -215,9 +215,10 @@ impl Watcher {
     /// Runs until [`StopHandle::stop`]: a first scan, then file-system events, rescans and
     /// deadlines, each waking the loop exactly when it falls due; [`StopHandle::wake`]
     /// re-reads the settings. Nothing else wakes it: a wall-clock step is noticed at the
-    /// next wake, which still comes on time (waits are measured on the monotonic clock),
-    /// before anything is judged. Store errors are logged and retried; nothing seen is lost, because the
-    /// detector's memory is rebuilt from the store after a failed write.
+    /// next wake, which still comes on time (a wait is a duration, and rescans are planned
+    /// on the monotonic clock), before anything is judged. Store errors are logged and
+    /// retried; nothing seen is lost, because the detector's memory is rebuilt from the
+    /// store after a failed write.
     pub fn run(mut self) -> Result<(), WatcherError> {
         let tx = self.tx.clone();
         let mut fs = notify::recommended_watcher(move |res| {
@@ -226,11 +227,12 @@ impl Watcher {
         let mut watched: HashSet<PathBuf> = HashSet::new();
         self.watch_dirs(&mut fs, &mut watched);
         self.guard(Self::scan);
-        let mut next_rescan = self.clock.now() + self.settings.rescan_every.as_millis() as Millis;
+        // On the monotonic clock; deadlines are on the wall clock (they follow its steps).
+        let mut next_rescan = self.clock.monotonic() + self.settings.rescan_every.as_millis() as Millis;
         loop {
-            let now = self.clock.now();
-            let wake = self.next_deadline().map_or(next_rescan, |d| d.min(next_rescan));
-            match self.rx.recv_timeout(Duration::from_millis((wake - now).max(0) as u64)) {
+            let until_rescan = next_rescan - self.clock.monotonic();
+            let wait = self.next_deadline().map_or(until_rescan, |d| until_rescan.min(d - self.clock.now()));
+            match self.rx.recv_timeout(Duration::from_millis(wait.max(0) as u64)) {
                 Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(Msg::Fs(first)) => {
                     let mut events = vec![first];
@@ -255,12 +257,12 @@ impl Watcher {
             }
             if self.reload_settings_if_changed() {
                 // A shorter rescan_secs applies now, not after the rescan planned under the old one.
-                next_rescan = next_rescan.min(self.clock.now() + self.settings.rescan_every.as_millis() as Millis);
+                next_rescan = next_rescan.min(self.clock.monotonic() + self.settings.rescan_every.as_millis() as Millis);
             }
-            if self.clock.now() >= next_rescan || std::mem::take(&mut self.rescan_soon) {
+            if self.clock.monotonic() >= next_rescan || std::mem::take(&mut self.rescan_soon) {
                 self.watch_dirs(&mut fs, &mut watched);
                 self.guard(Self::scan);
-                next_rescan = self.clock.now() + self.settings.rescan_every.as_millis() as Millis;
+                next_rescan = self.clock.monotonic() + self.settings.rescan_every.as_millis() as Millis;
             }
             self.guard(Self::tick);
         }
