@@ -684,7 +684,9 @@ def report(res: dict) -> tuple[str, dict]:
     # The scheduler's exact figure (ns per live thread): a ratio even when no tick fell.
     r_ms, a_ms = ri.get("sched_cpu_ms"), ai.get("sched_cpu_ms")
     sched_ratio = ratio(a_ms, r_ms)
-    if sched_ratio is not None:
+    if r_ms == 0 and a_ms:
+        cpu_ratio = f"∞: no runwatch thread ran (by ticks {cpu_ratio})"
+    elif sched_ratio is not None:
         cpu_ratio = f"{sched_ratio:,.0f}× (scheduler); by ticks {cpu_ratio}"
         ok = ok and sched_ratio >= CPU_RATIO_TARGET
         verdicts["idle_cpu"] = ok
