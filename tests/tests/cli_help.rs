@@ -36,6 +36,9 @@ const COMMANDS: &[&[&str]] = &[
     &["send"],
     &["check-in"],
     &["exec"],
+    &["token"],
+    &["spool"],
+    &["spool", "flush"],
     &["completions"],
 ];
 

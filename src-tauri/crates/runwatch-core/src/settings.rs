@@ -66,7 +66,7 @@ impl Default for Settings {
             // Aim's own grace.
             grace_secs: 100,
             expiry_days: 30,
-            rescan_secs: 10,
+            rescan_secs: 300,
             watched_repos: Vec::new(),
         }
     }

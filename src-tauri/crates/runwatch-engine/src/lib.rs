@@ -16,6 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use runwatch_aim::repo::AimRepo;
+use runwatch_core::changes::{ChangeFeed, ChangeFeedError};
 use runwatch_core::clock::{SharedClock, SystemClock};
 use runwatch_core::{DataDir, InstanceLock, LockError, Notification, Store, StoreError};
 use runwatch_http::{ApiConfig, Server};
@@ -48,6 +49,8 @@ pub enum EngineError {
     Listen { addr: SocketAddr, source: io::Error },
     #[error(transparent)]
     Exposure(#[from] runwatch_http::ExposureError),
+    #[error(transparent)]
+    ChangeFeed(#[from] ChangeFeedError),
     #[error("the HTTP server failed: {0}")]
     Http(#[source] io::Error),
     #[error("cannot start the {what}: {source}")]
@@ -76,6 +79,7 @@ impl fmt::Display for Part {
 
 type NotificationHook = Box<dyn FnMut(&Notification) + Send>;
 type FailureHook = Box<dyn FnOnce(&EngineError) + Send>;
+type ChangeHook = Box<dyn Fn() + Send + Sync>;
 
 /// An engine being set up; it holds the data dir's instance lock from the start, so the
 /// caller's own setup (adding the logger notifier, say) is done as the one watcher.
@@ -88,6 +92,7 @@ pub struct EngineBuilder {
     runtime: Option<tokio::runtime::Handle>,
     on_notification: Option<NotificationHook>,
     on_failure: Option<FailureHook>,
+    on_change: Option<ChangeHook>,
     send_timeout: Duration,
     shutdown_within: Duration,
 }
@@ -126,6 +131,13 @@ impl EngineBuilder {
         self
     }
 
+    /// Called on the change feed's thread after any process commits to the store (the
+    /// app's badge and popups look then). It must only signal: it runs on the feed's thread.
+    pub fn on_change(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_change = Some(Box::new(hook));
+        self
+    }
+
     /// Called once if a part stops by itself (the HTTP server failing): the caller should
     /// shut the engine down and exit.
     pub fn on_failure(mut self, hook: impl FnOnce(&EngineError) + Send + 'static) -> Self {
@@ -159,8 +171,9 @@ impl EngineBuilder {
         let deliver = dispatcher.handle();
 
         // The wakes between the parts, all here: what the watcher stores and what the API
-        // stores are sent at once. (A feed of other processes' writes would wake the
-        // dispatcher here too; until then it polls.)
+        // stores are sent at once; commits by any process (the CLI's sends, settings, acks,
+        // HTTP check-ins) wake the watcher, the dispatcher, the API's stream and the
+        // caller's hook through the change feed. Nothing polls the store.
         let mut hook = self.on_notification;
         let wake = deliver.clone();
         let mut watcher = Watcher::new(Store::open(&data_dir)?, self.repos, clock.clone())?.on_notification(move |n| {
@@ -171,6 +184,14 @@ impl EngineBuilder {
         });
         let wake = deliver.clone();
         let on_stored = Box::new(move || wake.wake());
+
+        let store_changes = ChangeFeed::watch(&data_dir)?;
+        let (watcher_wake, dispatcher_wake) = (watcher.stop_handle(), deliver.clone());
+        store_changes.subscribe(move || watcher_wake.wake());
+        store_changes.subscribe(move || dispatcher_wake.wake());
+        if let Some(hook) = self.on_change {
+            store_changes.subscribe(hook);
+        }
 
         watcher.scan()?;
         let run_count = watcher.run_count();
@@ -226,7 +247,7 @@ impl EngineBuilder {
         }
 
         let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let config = ApiConfig { store: api_store, token: token.clone(), clock, on_stored };
+        let config = ApiConfig { store: api_store, token: token.clone(), clock, on_stored, store_changes: Some(store_changes.clone()) };
         let (on_failure, failures) = (self.on_failure, errors.clone());
         runtime.spawn(async move {
             let _done = Finished(Part::Http, done_tx);
@@ -273,6 +294,7 @@ impl EngineBuilder {
                 threads,
                 runtime: own_runtime,
                 errors,
+                _store_changes: store_changes,
             })),
             _lock: self.lock,
         })
@@ -318,6 +340,8 @@ struct Running {
     threads: Vec<(Part, JoinHandle<Option<EngineError>>)>,
     runtime: Option<tokio::runtime::Runtime>,
     errors: Arc<Mutex<Vec<EngineError>>>,
+    /// Watches the store while the engine runs; dropped with the rest at shutdown.
+    _store_changes: ChangeFeed,
 }
 
 /// How a shutdown went.
@@ -351,6 +375,7 @@ impl Engine {
             runtime: None,
             on_notification: None,
             on_failure: None,
+            on_change: None,
             send_timeout: DEFAULT_TIMEOUT,
             shutdown_within: SHUTDOWN_WITHIN,
         })
