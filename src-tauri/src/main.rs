@@ -3,6 +3,7 @@
 //! badge, native popups, and the windows. Everything testable lives in the Tauri-free crates.
 
 mod engine;
+mod lean;
 mod popups;
 mod tray;
 
@@ -36,6 +37,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    lean::before_gtk(args.hidden);
     tracing_subscriber::fmt().with_env_filter(runwatch_notify::send::log_filter()).with_writer(std::io::stderr).with_target(false).init();
     let hidden = args.hidden;
     let result = tauri::Builder::default()
