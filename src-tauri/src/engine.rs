@@ -43,6 +43,14 @@ impl Engine {
                     let _ = tx.send(());
                 }
             })
+            .on_change({
+                let popups = wake.clone();
+                move || {
+                    if let Some(tx) = popups.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+                        let _ = tx.send(());
+                    }
+                }
+            })
             .on_failure(move |_| app.exit(1))
             .start()?;
         println!("Runwatch app — data in '{}', API at {}", engine.data_dir().path().display(), engine.api_url());

@@ -3,6 +3,7 @@
 //! badge, native popups, and the windows. Everything testable lives in the Tauri-free crates.
 
 mod engine;
+mod lean;
 mod popups;
 mod tray;
 
@@ -37,6 +38,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    lean::before_gtk(args.hidden);
     // No colour codes in a log file or with NO_COLOR.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()

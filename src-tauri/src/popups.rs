@@ -32,9 +32,6 @@ impl Pause {
     }
 }
 
-/// Looks for changes at least this often (other processes write the store too).
-const POLL: Duration = Duration::from_millis(250);
-
 /// Starts the loop that shows popups and keeps the tray badge current.
 pub fn start(app: AppHandle) {
     app.manage(Pause::default());
@@ -86,8 +83,13 @@ fn run(app: &AppHandle, rx: &mpsc::Receiver<()>) -> anyhow::Result<()> {
         for popup in gate.tick(now) {
             show(app, popup);
         }
-        let wait = gate.next_deadline().map_or(POLL, |d| Duration::from_millis((d - now).clamp(0, POLL.as_millis() as i64) as u64));
-        match rx.recv_timeout(wait) {
+        // No polling: the engine's change feed wakes this loop on every commit to the store
+        // (by the watcher, the API or another process), and a coalesced popup wakes it when due.
+        let woken = match gate.next_deadline() {
+            Some(d) => rx.recv_timeout(Duration::from_millis((d - now).max(0) as u64)),
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match woken {
             Ok(()) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
         }

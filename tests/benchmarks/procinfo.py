@@ -69,6 +69,27 @@ def thread_ticks(pid: int) -> dict[str, int]:
     return out
 
 
+def thread_cpu_ns(pid: int) -> dict[int, tuple[str, int]]:
+    """tid -> (name, nanoseconds on a CPU) of every live thread, from the scheduler's
+    /proc/PID/task/TID/schedstat: exact where utime + stime count 10 ms ticks, which an
+    almost idle process may never be charged. Threads that exited are not included."""
+    out: dict[int, tuple[str, int]] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                ns = int(f.read().split()[0])
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+        except (OSError, ValueError, IndexError):
+            continue
+        out[int(tid)] = (name, ns)
+    return out
+
+
 def status_kib(pid: int, key: str) -> int | None:
     try:
         with open(f"/proc/{pid}/status") as f:

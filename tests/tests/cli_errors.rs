@@ -108,7 +108,7 @@ fn bad_input_gets_one_line_the_right_exit_code_and_changes_nothing() {
         (&[], &["exec"], usage, "give the command to run after '--'"),
         (&[], &["exec", "--"], usage, "give the command to run after '--'"),
         (&[], &["--json", "exec", "--", "true"], usage, "--json does not apply"),
-        (&[], &["check-in", "--run", "job-7"], usage, "<--expect-next-in <SECONDS>|--finished>"),
+        (&[], &["check-in", "--run", "job-7"], usage, "<--expect-next-in <SECONDS>|--finished|--failed>"),
         (&[], &["check-in", "--run", "job-7", "--finished", "--expect-next-in", "5"], usage, "cannot be used with"),
         (&[], &["send"], usage, "<MESSAGE>"),
         (&[], &["send", "  "], usage, "the message is empty"),

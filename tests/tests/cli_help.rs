@@ -38,6 +38,7 @@ const COMMANDS: &[&[&str]] = &[
     &["exec"],
     &["token"],
     &["spool"],
+    &["spool", "flush"],
     &["remotes"],
     &["remotes", "add"],
     &["remotes", "list"],

@@ -472,13 +472,13 @@ test("screenshots of every tab, the details pane and the dark theme", { timeout:
       await grace.fill("300");
       // The server's bounds (from the generated client) and its path rule, before saving too.
       const rescan = page.getByLabel("Rescan (seconds)");
-      assert.equal(await rescan.inputValue(), "10");
+      assert.equal(await rescan.inputValue(), "300");
       await rescan.fill("0");
       await page.getByLabel(/Watched repositories/).fill(`${repo.root}\nexperiments/.aim`);
       await page.getByRole("button", { name: "Save" }).click();
       await page.getByText("Rescan must be a whole number of 1 or more").waitFor();
       await page.getByText('"experiments/.aim" is not an absolute path').waitFor();
-      assert.equal((await api.get("/settings")).rescan_secs, 10, "nothing was sent");
+      assert.equal((await api.get("/settings")).rescan_secs, 300, "nothing was sent");
       await rescan.fill("30");
       await page.getByLabel(/Watched repositories/).fill(`${repo.root}\n/home/me/experiments/.aim`);
       await page.getByLabel("Popup level").selectOption("WARNING");

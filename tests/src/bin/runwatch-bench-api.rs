@@ -513,8 +513,13 @@ fn serve(
 ) -> Result<(String, tokio::sync::oneshot::Sender<()>, Served), Box<dyn std::error::Error>> {
     let server = rt.block_on(Server::bind("127.0.0.1:0".parse()?))?;
     let base = format!("http://{}/api/v1", server.local_addr()?);
-    let config =
-        ApiConfig { store: Store::open(data)?, token: token.to_string(), clock: Arc::new(SystemClock), on_stored: Box::new(|| {}) };
+    let config = ApiConfig {
+        store: Store::open(data)?,
+        token: token.to_string(),
+        clock: Arc::new(SystemClock),
+        on_stored: Box::new(|| {}),
+        store_changes: None,
+    };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let served = rt.spawn(server.serve(config, async move {
         let _ = stop_rx.await;

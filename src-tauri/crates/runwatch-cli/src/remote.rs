@@ -29,14 +29,14 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ServerArgs {
     /// Act on this Runwatch server instead of the local store (send, check-in, exec,
     /// notifications list|show|ack), e.g. https://lab-server:8747
-    #[arg(long, global = true, help_heading = "Global options", value_name = "URL", env = "RUNWATCH_SERVER")]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "URL", env = "RUNWATCH_SERVER", hide_env_values = true)]
     pub server: Option<String>,
     /// A file holding the server's API token ('runwatch token' on the server prints it);
     /// or set the token itself in RUNWATCH_TOKEN
-    #[arg(long, global = true, help_heading = "Global options", value_name = "FILE", env = "RUNWATCH_TOKEN_FILE")]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "FILE", env = "RUNWATCH_TOKEN_FILE", hide_env_values = true)]
     pub token_file: Option<PathBuf>,
     /// Trust this CA certificate (PEM) for the server's HTTPS, besides the usual ones
-    #[arg(long, global = true, help_heading = "Global options", value_name = "FILE", env = "RUNWATCH_CA_FILE")]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "FILE", env = "RUNWATCH_CA_FILE", hide_env_values = true)]
     pub ca_file: Option<PathBuf>,
 }
 

@@ -1,5 +1,6 @@
 //! Runwatch's engine, free of any GUI: the domain model, where data lives, and the store.
 
+pub mod changes;
 pub mod check_ins;
 pub mod clock;
 pub mod data_dir;
@@ -16,6 +17,7 @@ pub mod settings;
 pub mod store;
 pub mod template;
 
+pub use changes::ChangeFeed;
 pub use data_dir::DataDir;
 pub use inbox::{Inserted, NewNotification, Notification};
 pub use lock::{Holder, InstanceLock, LockError};

@@ -71,7 +71,7 @@ impl Default for Settings {
             // Aim's own grace.
             grace_secs: 100,
             expiry_days: 30,
-            rescan_secs: 10,
+            rescan_secs: 300,
             watched_repos: Vec::new(),
             unreachable_warn_secs: 300,
         }

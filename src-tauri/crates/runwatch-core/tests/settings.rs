@@ -15,7 +15,7 @@ fn a_new_store_has_the_defaults() {
     let (_tmp, store) = store();
     let s = Settings::load(&store).unwrap();
     assert_eq!(s, Settings::default());
-    assert_eq!((s.log_level, s.popup_level, s.grace_secs, s.expiry_days, s.rescan_secs), (Level::Warning, Level::Error, 100, 30, 10));
+    assert_eq!((s.log_level, s.popup_level, s.grace_secs, s.expiry_days, s.rescan_secs), (Level::Warning, Level::Error, 100, 30, 300));
     assert!(s.watched_repos.is_empty());
     assert_eq!(s.grace(), 100_000);
     assert_eq!(s.expiry(), Some(30 * 86_400_000));

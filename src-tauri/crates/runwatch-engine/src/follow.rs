@@ -28,11 +28,10 @@ use crate::EngineError;
 /// timeout is longer, so an idle remote is one open request, not a stream of them.
 const LONG_POLL_SECS: u64 = 20;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(LONG_POLL_SECS + 15);
-/// How often the supervisor looks at the remotes table (added, removed, disabled) and at
-/// how long each has been unreachable. A change feed of the store can replace this tick.
-const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
-/// How often the ack sender looks for local acknowledgements to send.
-const ACKS_EVERY: Duration = Duration::from_millis(300);
+/// The supervisor and the ack senders look at the store when the change feed says it
+/// changed (a remote added, an acknowledgement made, by any process); and, in case a wake
+/// was missed, after this long without one.
+const IDLE_LOOK: Duration = Duration::from_secs(60);
 /// The longest pause between attempts to reach an unreachable remote.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -42,7 +41,15 @@ const API_URL_FILE: &str = "api-url";
 
 /// Records where this engine serves the API; a follower over ssh reads it.
 pub(crate) fn record_api_url(data_dir: &DataDir, url: &str) {
-    if let Err(e) = std::fs::write(data_dir.path().join(API_URL_FILE), format!("{url}\n")) {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    // Readable by the user only, as everything in the data dir.
+    let path = data_dir.path().join(API_URL_FILE);
+    let written = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).and_then(|mut f| {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(format!("{url}\n").as_bytes())
+    });
+    if let Err(e) = written {
         tracing::warn!("cannot record the API's address for followers over ssh: {e}");
     }
 }
@@ -77,19 +84,45 @@ impl Stop {
     }
 }
 
+/// Rung on every commit to the store (by the change feed) and on every stop: what the
+/// supervisor and the ack senders wait for.
+#[derive(Clone, Default)]
+pub(crate) struct Bell(Arc<(Mutex<u64>, Condvar)>);
+
+impl Bell {
+    pub(crate) fn ring(&self) {
+        *self.0 .0.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.0 .1.notify_all();
+    }
+
+    /// Waits until rung after `seen` (what the last wait returned), or `timeout`.
+    fn wait(&self, seen: &mut u64, timeout: Duration) {
+        let guard = self.0 .0.lock().unwrap_or_else(PoisonError::into_inner);
+        let (guard, _) = self.0 .1.wait_timeout_while(guard, timeout, |rung| *rung == *seen).unwrap_or_else(PoisonError::into_inner);
+        *seen = *guard;
+    }
+}
+
 /// The running follower: stopping it stops every thread it started. Threads waiting for a
 /// remote's answer end when it comes (or times out); they are not joined, as nothing they
 /// do is lost by ending the process (a page of changes is stored with its cursor, or not).
 pub(crate) struct Follower {
     stop: Stop,
     links: Links,
+    bell: Bell,
 }
 
 impl Follower {
+    /// What the change feed rings.
+    pub(crate) fn bell(&self) -> Bell {
+        self.bell.clone()
+    }
+
     /// Stops every thread, and ends the ssh port forwards now (they are processes: they
     /// would outlive this one).
     pub(crate) fn stop(&self) {
         self.stop.stop();
+        self.bell.ring();
         for link in self.links.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
             if let Some(link) = link.upgrade() {
                 link.close();
@@ -109,6 +142,7 @@ struct Shared {
     hook: SharedHook,
     wake: DispatcherHandle,
     links: Links,
+    bell: Bell,
 }
 
 impl Shared {
@@ -130,11 +164,11 @@ impl Shared {
 pub(crate) fn start(data_dir: &DataDir, clock: SharedClock, hook: SharedHook, wake: DispatcherHandle) -> Result<Follower, EngineError> {
     let store = Store::open(data_dir)?;
     let stop = Stop::default();
-    let links = Links::default();
-    let shared = Shared { data_dir: data_dir.clone(), clock, hook, wake, links: links.clone() };
+    let (links, bell) = (Links::default(), Bell::default());
+    let shared = Shared { data_dir: data_dir.clone(), clock, hook, wake, links: links.clone(), bell: bell.clone() };
     let s = stop.clone();
     spawn("follow", move || supervise(store, shared, s))?;
-    Ok(Follower { stop, links })
+    Ok(Follower { stop, links, bell })
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, EngineError> {
@@ -155,11 +189,20 @@ type Running = (Started, Stop, Option<Arc<Link>>);
 
 fn supervise(mut store: Store, shared: Shared, stop: Stop) {
     let mut running: HashMap<String, Running> = HashMap::new();
+    let mut seen = 0;
     loop {
-        if let Err(e) = supervise_once(&mut store, &shared, &stop, &mut running) {
-            tracing::warn!("following remotes: {e}");
+        let next = match supervise_once(&mut store, &shared, &stop, &mut running) {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::warn!("following remotes: {e}");
+                Some(Duration::from_secs(1))
+            }
+        };
+        if stop.stopped() {
+            break;
         }
-        if stop.sleep(SUPERVISE_EVERY) {
+        shared.bell.wait(&mut seen, next.unwrap_or(IDLE_LOOK).min(IDLE_LOOK));
+        if stop.stopped() {
             break;
         }
     }
@@ -176,7 +219,7 @@ fn supervise_once(
     shared: &Shared,
     stop: &Stop,
     running: &mut HashMap<String, Running>,
-) -> Result<(), runwatch_core::StoreError> {
+) -> Result<Option<Duration>, runwatch_core::StoreError> {
     let wanted = store.remotes_to_follow()?;
     running.retain(|name, (started, s, link)| {
         let keep = wanted.iter().any(|r| {
@@ -185,6 +228,7 @@ fn supervise_once(
         });
         if !keep {
             s.stop();
+            shared.bell.ring();
             if let Some(l) = &link {
                 l.close();
             }
@@ -235,7 +279,9 @@ fn supervise_once(
         }
     }
     shared.stored(&new, !new.is_empty());
-    Ok(())
+    // When the next remote becomes unreachable for long enough to say so.
+    let next = store.remotes_unreachable_since(i64::MAX)?.into_iter().map(|(_, since)| since + warn_after).min();
+    Ok(next.map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0).max(10))))
 }
 
 fn note(
@@ -407,6 +453,7 @@ fn read_changes(mut store: Store, remote: RemoteAccess, link: &Link, shared: &Sh
 /// cannot be sent stays queued and is sent when the remote answers again.
 fn send_acks(mut store: Store, name: &str, link: &Link, shared: &Shared, stop: &Stop) {
     let mut backoff = Duration::from_secs(1);
+    let mut seen = 0;
     loop {
         let queued = match store.queued_acks(name, 500) {
             Ok(q) => q,
@@ -416,7 +463,8 @@ fn send_acks(mut store: Store, name: &str, link: &Link, shared: &Shared, stop: &
             }
         };
         let Some(last) = queued.last().map(|q| q.seq) else {
-            if stop.sleep(ACKS_EVERY) {
+            shared.bell.wait(&mut seen, IDLE_LOOK);
+            if stop.stopped() {
                 return;
             }
             continue;

@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use runwatch_aim::repo::AimRepo;
+use runwatch_core::changes::{ChangeFeed, ChangeFeedError};
 use runwatch_core::clock::{SharedClock, SystemClock};
 use runwatch_core::{DataDir, InstanceLock, LockError, Notification, Store, StoreError};
 use runwatch_http::{ApiConfig, Server};
@@ -51,6 +52,8 @@ pub enum EngineError {
     Listen { addr: SocketAddr, source: io::Error },
     #[error(transparent)]
     Exposure(#[from] runwatch_http::ExposureError),
+    #[error(transparent)]
+    ChangeFeed(#[from] ChangeFeedError),
     #[error("the HTTP server failed: {0}")]
     Http(#[source] io::Error),
     #[error("cannot start the {what}: {source}")]
@@ -79,6 +82,7 @@ impl fmt::Display for Part {
 
 type NotificationHook = Box<dyn FnMut(&Notification) + Send>;
 type FailureHook = Box<dyn FnOnce(&EngineError) + Send>;
+type ChangeHook = Box<dyn Fn() + Send + Sync>;
 
 /// An engine being set up; it holds the data dir's instance lock from the start, so the
 /// caller's own setup (adding the logger notifier, say) is done as the one watcher.
@@ -91,6 +95,7 @@ pub struct EngineBuilder {
     runtime: Option<tokio::runtime::Handle>,
     on_notification: Option<NotificationHook>,
     on_failure: Option<FailureHook>,
+    on_change: Option<ChangeHook>,
     send_timeout: Duration,
     shutdown_within: Duration,
 }
@@ -129,6 +134,13 @@ impl EngineBuilder {
         self
     }
 
+    /// Called on the change feed's thread after any process commits to the store (the
+    /// app's badge and popups look then). It must only signal: it runs on the feed's thread.
+    pub fn on_change(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_change = Some(Box::new(hook));
+        self
+    }
+
     /// Called once if a part stops by itself (the HTTP server failing): the caller should
     /// shut the engine down and exit.
     pub fn on_failure(mut self, hook: impl FnOnce(&EngineError) + Send + 'static) -> Self {
@@ -162,8 +174,9 @@ impl EngineBuilder {
         let deliver = dispatcher.handle();
 
         // The wakes between the parts, all here: what the watcher stores and what the API
-        // stores are sent at once. (A feed of other processes' writes would wake the
-        // dispatcher here too; until then it polls.)
+        // stores are sent at once; commits by any process (the CLI's sends, settings, acks,
+        // HTTP check-ins) wake the watcher, the dispatcher, the API's stream and the
+        // caller's hook through the change feed. Nothing polls the store.
         let hook: follow::SharedHook = Arc::new(Mutex::new(self.on_notification));
         let (wake, watcher_hook) = (deliver.clone(), hook.clone());
         let mut watcher = Watcher::new(Store::open(&data_dir)?, self.repos, clock.clone())?.on_notification(move |n| {
@@ -174,6 +187,14 @@ impl EngineBuilder {
         });
         let wake = deliver.clone();
         let on_stored = Box::new(move || wake.wake());
+
+        let store_changes = ChangeFeed::watch(&data_dir)?;
+        let (watcher_wake, dispatcher_wake) = (watcher.stop_handle(), deliver.clone());
+        store_changes.subscribe(move || watcher_wake.wake());
+        store_changes.subscribe(move || dispatcher_wake.wake());
+        if let Some(hook) = self.on_change {
+            store_changes.subscribe(hook);
+        }
 
         watcher.scan()?;
         let run_count = watcher.run_count();
@@ -227,7 +248,7 @@ impl EngineBuilder {
                 return Err(e);
             }
         }
-        // The remotes this instance follows (see `follow`).
+        // The remotes this instance follows (see `follow`); it looks at the store when told.
         let follower = match follow::start(&data_dir, clock.clone(), hook, deliver.clone()) {
             Ok(f) => f,
             Err(e) => {
@@ -236,9 +257,11 @@ impl EngineBuilder {
                 return Err(e);
             }
         };
+        let bell = follower.bell();
+        store_changes.subscribe(move || bell.ring());
 
         let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let config = ApiConfig { store: api_store, token: token.clone(), clock, on_stored };
+        let config = ApiConfig { store: api_store, token: token.clone(), clock, on_stored, store_changes: Some(store_changes.clone()) };
         let (on_failure, failures) = (self.on_failure, errors.clone());
         runtime.spawn(async move {
             let _done = Finished(Part::Http, done_tx);
@@ -288,6 +311,7 @@ impl EngineBuilder {
                 threads,
                 runtime: own_runtime,
                 errors,
+                _store_changes: store_changes,
             })),
             _lock: self.lock,
         })
@@ -334,6 +358,8 @@ struct Running {
     threads: Vec<(Part, JoinHandle<Option<EngineError>>)>,
     runtime: Option<tokio::runtime::Runtime>,
     errors: Arc<Mutex<Vec<EngineError>>>,
+    /// Watches the store while the engine runs; dropped with the rest at shutdown.
+    _store_changes: ChangeFeed,
 }
 
 /// How a shutdown went.
@@ -367,6 +393,7 @@ impl Engine {
             runtime: None,
             on_notification: None,
             on_failure: None,
+            on_change: None,
             send_timeout: DEFAULT_TIMEOUT,
             shutdown_within: SHUTDOWN_WITHIN,
         })

@@ -560,14 +560,22 @@ pub struct Change {
 #[utoipa::path(get, path = "/stream", responses((status = 200, description = "text/event-stream of `change` events whose data is a Change")))]
 pub async fn stream(State(state): State<Arc<ApiState>>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = state.changes.subscribe();
-    let events = stream::unfold((state, rx, true), |(state, mut rx, first)| async move {
-        // Lagging behind only means several changes are reported as one.
-        if !first && matches!(rx.recv().await, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
-            return None;
+    state.stream_joined.notify_one();
+    let stopping = state.stopping.clone();
+    let events = stream::unfold((state, rx, stopping, true), |(state, mut rx, mut stopping, first)| async move {
+        if !first {
+            tokio::select! {
+                // Lagging behind only means several changes are reported as one.
+                changed = rx.recv() => if matches!(changed, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                    return None;
+                },
+                // The server is stopping: end the stream so its connection can close.
+                _ = stopping.wait_for(|s| *s) => return None,
+            }
         }
         let summary = with_store(&state, |s| Ok(s.unread_summary()?)).await.unwrap_or_default();
         let data = serde_json::to_string(&Change { summary }).unwrap_or_default();
-        Some((Ok(SseEvent::default().event("change").data(data)), (state, rx, false)))
+        Some((Ok(SseEvent::default().event("change").data(data)), (state, rx, stopping, false)))
     });
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

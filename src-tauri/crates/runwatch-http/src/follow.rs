@@ -41,18 +41,24 @@ pub async fn changes(State(state): State<Arc<ApiState>>, Query(q): Query<Changes
         q.after.as_deref().unwrap_or("0.0.0").parse().map_err(|e: runwatch_core::StoreError| ApiError::bad_request(e.to_string()))?;
     let limit = q.limit.unwrap_or(runwatch_core::remotes::MAX_CHANGES);
     let wait = Duration::from_secs(q.wait.unwrap_or(0).min(MAX_WAIT_SECS));
-    // Subscribed before reading, so a change between the read and the wait is not missed.
+    // Subscribed before reading, so a change between the read and the wait is not missed;
+    // a waiting follower is told of changes as a stream client is.
     let mut rx = state.changes.subscribe();
+    state.stream_joined.notify_one();
+    let mut stopping = state.stopping.clone();
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let found = with_store(&state, move |s| Ok(s.changes(after, limit)?)).await?;
         if !found.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok(axum::Json(found));
         }
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            // Waited long enough, or the server is stopping.
-            Err(_) | Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return Ok(axum::Json(found)),
-            Ok(_) => {}
+        tokio::select! {
+            changed = tokio::time::timeout_at(deadline, rx.recv()) => match changed {
+                Err(_) | Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return Ok(axum::Json(found)),
+                Ok(_) => {}
+            },
+            // The server is stopping: answer now, so the graceful shutdown need not wait.
+            _ = stopping.wait_for(|s| *s) => return Ok(axum::Json(found)),
         }
     }
 }

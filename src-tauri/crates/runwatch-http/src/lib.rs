@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use runwatch_core::clock::SharedClock;
-use runwatch_core::Store;
+use runwatch_core::{ChangeFeed, Store};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
@@ -41,6 +41,10 @@ pub struct ApiConfig {
     pub clock: SharedClock,
     /// Called after events are stored (the app and daemon wake the dispatcher here).
     pub on_stored: Box<dyn Fn() + Send + Sync>,
+    /// Commits by other connections and processes (the watcher, the dispatcher, the CLI),
+    /// told to the stream's clients. Without it, the server polls the store's
+    /// `data_version` instead, but only while a stream client is connected.
+    pub store_changes: Option<ChangeFeed>,
 }
 
 /// Shared by every request.
@@ -52,6 +56,11 @@ pub struct ApiState {
     clock: SharedClock,
     on_stored: Box<dyn Fn() + Send + Sync>,
     checkpointer: Option<checkpoint::Checkpointer>,
+    /// A stream client connected (wakes the polling fallback, see [`watch_store`]).
+    stream_joined: tokio::sync::Notify,
+    /// True once the server is shutting down: streams end, so the graceful shutdown does
+    /// not wait forever for a connected page's never-ending stream.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl ApiState {
@@ -162,6 +171,11 @@ impl Server {
         let addr = self.local_addr()?;
         let (changes, _) = broadcast::channel(64);
         let checkpointer = checkpoint::Checkpointer::for_api(&config.store);
+        let (stop_streams, stopping) = tokio::sync::watch::channel(false);
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop_streams.send(true);
+        };
         let state = Arc::new(ApiState {
             store: Mutex::new(config.store),
             token: config.token,
@@ -170,8 +184,24 @@ impl Server {
             clock: config.clock,
             on_stored: config.on_stored,
             checkpointer,
+            stream_joined: tokio::sync::Notify::new(),
+            stopping,
         });
-        let watcher = tokio::spawn(watch_store(state.clone()));
+        // Held until the server ends: the feed watches for as long as a clone lives.
+        let feed = config.store_changes;
+        let watcher = match &feed {
+            Some(feed) => {
+                // Only the stream is told: other commits need no checkpoint from here (their
+                // connections checkpoint themselves), and a checkpoint writes no commit, so
+                // it wakes nothing in turn. A send with no stream client connected is free.
+                let changes = state.changes.clone();
+                feed.subscribe(move || {
+                    let _ = changes.send(());
+                });
+                None
+            }
+            None => Some(tokio::spawn(watch_store(state.clone()))),
+        };
         let app = router(state);
         let result = match self.tls {
             None => axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await,
@@ -185,7 +215,10 @@ impl Server {
                 axum_server::from_tcp_rustls(self.listener.into_std()?, tls)?.handle(handle).serve(app.into_make_service()).await
             }
         };
-        watcher.abort();
+        if let Some(w) = watcher {
+            w.abort();
+        }
+        drop(feed);
         result
     }
 }
@@ -207,11 +240,16 @@ pub fn router(state: Arc<ApiState>) -> Router {
     Router::new().nest(openapi::PREFIX, api).route("/", get(index)).route("/{*path}", get(asset))
 }
 
-/// Notices commits by other connections (the watcher, the dispatcher, the CLI) and tells
-/// the stream: SQLite's `data_version` changes when another connection commits.
+/// Without a change feed: notices commits by other connections (the watcher, the
+/// dispatcher, the CLI) and tells the stream, by polling SQLite's `data_version` (it changes
+/// when another connection commits) — only while a stream client is connected.
 async fn watch_store(state: Arc<ApiState>) {
     let mut last = None;
     loop {
+        if state.changes.receiver_count() == 0 {
+            state.stream_joined.notified().await;
+            continue;
+        }
         let s = state.clone();
         let version = tokio::task::spawn_blocking(move || {
             let store = s.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

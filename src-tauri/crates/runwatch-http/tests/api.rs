@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runwatch_core::clock::FakeClock;
-use runwatch_core::{DataDir, Store};
+use runwatch_core::{ChangeFeed, DataDir, Store};
 use runwatch_http::{ApiConfig, Server};
 use serde_json::{json, Value};
 
@@ -19,16 +19,29 @@ struct Api {
 }
 
 fn start() -> Api {
+    start_with(false)
+}
+
+/// With `feed`, the server learns of other connections' commits from a change feed;
+/// without, by polling while a stream client is connected.
+fn start_with(feed: bool) -> Api {
     let tmp = tempfile::tempdir().unwrap();
     let data = DataDir::at(tmp.path());
     let store = Store::open(&data).unwrap();
+    let store_changes = feed.then(|| ChangeFeed::watch(&data).unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         tokio::runtime::Runtime::new().unwrap().block_on(async move {
             let server = Server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
             addr_tx.send(server.local_addr().unwrap()).unwrap();
-            let config = ApiConfig { store, token: TOKEN.into(), clock: Arc::new(FakeClock::at(1_000_000)), on_stored: Box::new(|| {}) };
+            let config = ApiConfig {
+                store,
+                token: TOKEN.into(),
+                clock: Arc::new(FakeClock::at(1_000_000)),
+                on_stored: Box::new(|| {}),
+                store_changes,
+            };
             server
                 .serve(config, async {
                     let _ = rx.await;
@@ -195,7 +208,7 @@ fn settings_read_and_patch() {
         assert!(body["error"].as_str().unwrap().contains(named), "{patch}: {body}");
     }
     let s = ok(api.call("GET", "/api/v1/settings", None));
-    assert_eq!((s["log_level"].clone(), s["rescan_secs"].clone()), (json!("ERROR"), json!(10)));
+    assert_eq!((s["log_level"].clone(), s["rescan_secs"].clone()), (json!("ERROR"), json!(300)));
     let s = ok(api.call("PATCH", "/api/v1/settings", Some(json!({"rescan_secs": 60}))));
     assert_eq!((s["rescan_secs"].clone(), s["grace_secs"].clone()), (json!(60), json!(30)));
 }
@@ -283,7 +296,15 @@ fn openapi_document_lists_every_route() {
 
 #[test]
 fn the_stream_reports_changes() {
-    let api = start();
+    for feed in [false, true] {
+        stream_reports_changes(feed);
+    }
+}
+
+/// Changes made through the API, then by another connection (as the CLI or the watcher
+/// make them): each reaches a connected stream client.
+fn stream_reports_changes(feed: bool) {
+    let api = start_with(feed);
     let url = format!("{}/api/v1/stream?token={TOKEN}", api.base);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -297,9 +318,19 @@ fn the_stream_reports_changes() {
             }
         }
     });
-    let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    // A change may be reported more than once (the API's own commit reaches the feed too):
+    // wait for the message that shows it.
+    let next = |what: &str, matches: &dyn Fn(&str) -> bool| loop {
+        let line = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|e| panic!("feed {feed}: no message {what}: {e}"));
+        if matches(&line) {
+            return line;
+        }
+    };
+    let first = next("on connecting", &|_| true);
     assert!(first.contains("\"total\":0"), "{first}");
     ok(api.call("POST", "/api/v1/events", Some(json!({"message": "hello", "level": "ERROR"}))));
-    let second = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    assert!(second.contains("\"total\":1") && second.contains("\"highest\":\"ERROR\""), "{second}");
+    next("after the event", &|l| l.contains("\"total\":1") && l.contains("\"highest\":\"ERROR\""));
+    let mut other = Store::open(&api.data).unwrap();
+    assert_eq!(other.ack_all(1_000_001).unwrap(), 1);
+    next("after another connection's ack", &|l| l.contains("\"total\":0"));
 }

@@ -22,8 +22,10 @@ pub const BASE_BACKOFF_MS: Millis = 1000;
 pub const MAX_BACKOFF_MS: Millis = 5 * 60 * 1000;
 /// After this many failed attempts a delivery is failed for good (about an hour of tries).
 pub const MAX_ATTEMPTS: i64 = 20;
-/// How often the dispatcher looks for work that other processes queued.
-pub const POLL: Duration = Duration::from_secs(1);
+/// The longest the dispatcher sleeps with nothing due: a safety net only. Work queued by
+/// other processes (`runwatch send`) is announced by [`DispatcherHandle::wake`], from the
+/// store's change feed ([`runwatch_core::ChangeFeed`]).
+pub const SAFETY_POLL: Duration = Duration::from_secs(300);
 
 enum Msg {
     Wake,
@@ -35,7 +37,8 @@ enum Msg {
 pub struct DispatcherHandle(mpsc::Sender<Msg>);
 
 impl DispatcherHandle {
-    /// New deliveries are queued: look now rather than at the next poll.
+    /// New deliveries may be queued (or notifiers changed): look now. Cheap when nothing
+    /// is due: a step that finds nothing writes nothing.
     pub fn wake(&self) {
         let _ = self.0.send(Msg::Wake);
     }
@@ -160,6 +163,9 @@ impl Dispatcher {
     fn fail_all_due(&mut self, notifier: &Notifier, error: &str) -> Result<(), StoreError> {
         let now = self.clock.now();
         let due = deliveries::due(self.store.conn(), &notifier.id, now, 1000)?;
+        if due.is_empty() {
+            return Ok(()); // no empty transaction on every wake
+        }
         self.store.write(|tx| {
             for d in &due {
                 deliveries::mark_attempt_failed(tx, &d.notification.id, &notifier.id, error, None, now)?;
@@ -201,8 +207,8 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Runs until [`DispatcherHandle::stop`]: steps whenever work is due, woken early by
-    /// [`DispatcherHandle::wake`], and at least every [`POLL`] for work queued elsewhere.
+    /// Runs until [`DispatcherHandle::stop`]: steps when the next delivery falls due, when
+    /// woken by [`DispatcherHandle::wake`], and otherwise only every [`SAFETY_POLL`].
     pub fn run(mut self) {
         loop {
             let next = match self.step() {
@@ -216,7 +222,8 @@ impl Dispatcher {
                 return;
             }
             let now = self.clock.now();
-            let wait = next.map_or(POLL, |t| Duration::from_millis((t - now).clamp(0, POLL.as_millis() as Millis) as u64));
+            let cap = SAFETY_POLL.as_millis() as Millis;
+            let wait = Duration::from_millis(next.map_or(cap, |t| (t - now).clamp(0, cap)) as u64);
             match self.rx.recv_timeout(wait) {
                 Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 Ok(Msg::Wake) | Err(RecvTimeoutError::Timeout) => {}

@@ -28,7 +28,9 @@ pub struct Settings {
     pub grace: Millis,
     /// Aim log records below it are not notified.
     pub log_level: Level,
-    /// Full rescans catch what file-system events miss.
+    /// Setting `rescan_secs` (default 5 minutes, see [`runwatch_core::Settings`]): full rescans catch what
+    /// file-system events miss. Lost events (an overflowed queue) trigger one at once, so
+    /// this is a rare safety net, not how changes are found.
     pub rescan_every: Duration,
 }
 
@@ -47,7 +49,7 @@ pub enum WatcherError {
     Notify(#[from] notify::Error),
 }
 
-/// Stops a running [`Watcher::run`] loop.
+/// Stops or wakes a running [`Watcher::run`] loop.
 #[derive(Debug, Clone)]
 pub struct StopHandle(Sender<Msg>);
 
@@ -55,10 +57,18 @@ impl StopHandle {
     pub fn stop(&self) {
         let _ = self.0.send(Msg::Stop);
     }
+
+    /// The store may have changed (a commit by another process or thread, e.g. from
+    /// [`runwatch_core::ChangeFeed`]): re-read the settings if they did. The loop does not
+    /// poll for this, so without wakes a settings change waits for the next rescan.
+    pub fn wake(&self) {
+        let _ = self.0.send(Msg::Wake);
+    }
 }
 
 enum Msg {
     Fs(notify::Result<notify::Event>),
+    Wake,
     Stop,
 }
 
@@ -235,8 +245,12 @@ impl Watcher {
     }
 
     /// Runs until [`StopHandle::stop`]: a first scan, then file-system events, rescans and
-    /// deadlines. Store errors are logged and retried; nothing seen is lost, because the
-    /// detector's memory is rebuilt from the store after a failed write.
+    /// deadlines, each waking the loop exactly when it falls due; [`StopHandle::wake`]
+    /// re-reads the settings. Nothing else wakes it: a wall-clock step is noticed at the
+    /// next wake, which still comes on time (a wait is a duration, and rescans are planned
+    /// on the monotonic clock), before anything is judged. Store errors are logged and
+    /// retried; nothing seen is lost, because the detector's memory is rebuilt from the
+    /// store after a failed write.
     pub fn run(mut self) -> Result<(), WatcherError> {
         let tx = self.tx.clone();
         let mut fs = notify::recommended_watcher(move |res| {
@@ -246,19 +260,20 @@ impl Watcher {
         self.watch_dirs(&mut fs, &mut watched);
         self.guard(Self::scan);
         self.guard(Self::take_check_ins);
-        let mut next_rescan = self.clock.now() + self.settings.rescan_every.as_millis() as Millis;
+        // On the monotonic clock; deadlines are on the wall clock (they follow its steps).
+        let mut next_rescan = self.clock.monotonic() + self.settings.rescan_every.as_millis() as Millis;
         loop {
-            let now = self.clock.now();
-            let wake = [Some(next_rescan), self.next_deadline(), Some(now + 1000)].into_iter().flatten().min().unwrap();
-            match self.rx.recv_timeout(Duration::from_millis((wake - now).max(0) as u64)) {
+            let until_rescan = next_rescan - self.clock.monotonic();
+            let wait = self.next_deadline().map_or(until_rescan, |d| until_rescan.min(d - self.clock.now()));
+            match self.rx.recv_timeout(Duration::from_millis(wait.max(0) as u64)) {
                 Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(Msg::Fs(first)) => {
-                    let mut paths = Vec::new();
-                    let mut rescan = collect_paths(first, &mut paths);
+                    let mut events = vec![first];
                     let mut stop = false;
-                    while paths.len() < 100_000 {
+                    while events.len() < 100_000 {
                         match self.rx.try_recv() {
-                            Ok(Msg::Fs(res)) => rescan |= collect_paths(res, &mut paths),
+                            Ok(Msg::Fs(res)) => events.push(res),
+                            Ok(Msg::Wake) => {} // the settings are re-read below anyway
                             Ok(Msg::Stop) => {
                                 stop = true;
                                 break;
@@ -266,31 +281,46 @@ impl Watcher {
                             Err(_) => break,
                         }
                     }
-                    if paths.iter().any(|p| self.repos.iter().any(|r| *p == r.check_ins_dir())) {
-                        // check_ins/ was just created: watch it and read what is already there.
-                        self.watch_dirs(&mut fs, &mut watched);
-                        rescan = true;
-                    }
-                    self.guard(|w| w.observe_paths(&paths));
-                    if rescan {
-                        self.guard(Self::scan);
-                    }
+                    self.on_fs_events(events, &mut fs, &mut watched);
                     if stop {
                         break;
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                Ok(Msg::Wake) | Err(RecvTimeoutError::Timeout) => {}
             }
-            self.reload_settings_if_changed();
+            if self.reload_settings_if_changed() {
+                // A shorter rescan_secs applies now, not after the rescan planned under the old one.
+                next_rescan = next_rescan.min(self.clock.monotonic() + self.settings.rescan_every.as_millis() as Millis);
+            }
             self.guard(Self::take_check_ins);
-            if self.clock.now() >= next_rescan || std::mem::take(&mut self.rescan_soon) {
+            if self.clock.monotonic() >= next_rescan || std::mem::take(&mut self.rescan_soon) {
                 self.watch_dirs(&mut fs, &mut watched);
                 self.guard(Self::scan);
-                next_rescan = self.clock.now() + self.settings.rescan_every.as_millis() as Millis;
+                next_rescan = self.clock.monotonic() + self.settings.rescan_every.as_millis() as Millis;
             }
             self.guard(Self::tick);
         }
         Ok(())
+    }
+
+    /// Takes in a batch of file-system events: the check-in files they name and, when
+    /// events were lost (inotify's queue overflowed) or a `check_ins/` directory appeared,
+    /// a full rescan at once rather than at the next periodic one.
+    fn on_fs_events(&mut self, events: Vec<notify::Result<notify::Event>>, fs: &mut impl notify::Watcher, watched: &mut HashSet<PathBuf>) {
+        let mut paths = Vec::new();
+        let mut rescan = false;
+        for res in events {
+            rescan |= collect_paths(res, &mut paths);
+        }
+        if paths.iter().any(|p| self.repos.iter().any(|r| *p == r.check_ins_dir())) {
+            // check_ins/ was just created: watch it and read what is already there.
+            self.watch_dirs(fs, watched);
+            rescan = true;
+        }
+        self.guard(|w| w.observe_paths(&paths));
+        if rescan {
+            self.guard(Self::scan);
+        }
     }
 
     /// Runs one step of the loop; on failure, logs it and forgets what was not stored, so
@@ -320,10 +350,12 @@ impl Watcher {
         }
     }
 
-    fn reload_settings_if_changed(&mut self) {
-        let Ok(v) = data_version(&self.store) else { return };
+    /// Re-reads the settings when another connection committed since the last look; true
+    /// if they were re-read. Only reads: a wake with nothing changed writes nothing.
+    fn reload_settings_if_changed(&mut self) -> bool {
+        let Ok(v) = data_version(&self.store) else { return false };
         if v == self.data_version {
-            return;
+            return false;
         }
         self.data_version = v;
         match Settings::load(&self.store) {
@@ -344,6 +376,7 @@ impl Watcher {
             Ok(_) => {}
             Err(e) => tracing::warn!("cannot read the watched repositories: {e}"),
         }
+        true
     }
 
     fn list(&mut self, repo: &AimRepo) -> Vec<CheckIn> {
@@ -609,5 +642,32 @@ mod tests {
         let created = notify::Event::new(notify::EventKind::Create(notify::event::CreateKind::File)).add_path("a".into());
         assert!(!collect_paths(Ok(created), &mut paths));
         assert_eq!(paths, [PathBuf::from("a")]);
+    }
+
+    /// A check-in whose file event was lost (the queue overflowed) is found by the rescan
+    /// the overflow notice triggers, not left for the periodic one minutes later.
+    #[test]
+    fn an_overflow_notice_rescans_at_once() {
+        use runwatch_core::clock::FakeClock;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("repo");
+        std::fs::create_dir_all(root.join(".aim/check_ins")).unwrap();
+        let repo = AimRepo::open(&root).unwrap();
+        let store = Store::open(&runwatch_core::DataDir::at(tmp.path().join("data"))).unwrap();
+        let clock = FakeClock::at(1_700_000_000_000);
+        let mut w = Watcher::new(store, vec![repo.clone()], std::sync::Arc::new(clock)).unwrap();
+        w.scan().unwrap(); // the repository is known: what appears from now on is news
+        let (mut fs, mut watched) = (notify::recommended_watcher(|_| {}).unwrap(), HashSet::new());
+        let run = "0123456789abcdef01234567";
+        std::fs::write(repo.check_ins_dir().join(format!("{run}-0000000000000001-starting-1700000000.00-00000")), "").unwrap();
+
+        // An unrelated event: the new file stays unseen (its own event was lost).
+        let other = notify::Event::new(notify::EventKind::Create(notify::event::CreateKind::File)).add_path(root.join("elsewhere"));
+        w.on_fs_events(vec![Ok(other)], &mut fs, &mut watched);
+        assert!(w.store().run(run).unwrap().is_none());
+
+        let overflow = notify::Event::new(notify::EventKind::Other).set_flag(notify::event::Flag::Rescan);
+        w.on_fs_events(vec![Ok(overflow)], &mut fs, &mut watched);
+        assert_eq!(w.store().run(run).unwrap().map(|r| r.state), Some(RunState::Running));
     }
 }
