@@ -525,3 +525,41 @@ test("a followed server's notification shows its origin, filters by it, and an a
     await server.stop();
   }
 });
+
+test("Settings → Servers: follow a server, see it connected, disable and remove it", { timeout: TEST_TIMEOUT }, async () => {
+  const server = await startDaemon();
+  try {
+    await withSetup({}, async ({ daemon, page, browser }) => {
+      await page.goto(daemon.url);
+      await page.getByRole("tab", { name: "Settings" }).click();
+      const servers = page.getByTestId("servers");
+      await servers.getByText("No servers are followed.").waitFor();
+
+      // A token in clear text over a network is refused, in words.
+      await servers.getByLabel("Name").fill("gpu-a");
+      await servers.getByLabel("URL").fill("http://gpu-a.lab:8747");
+      await servers.getByLabel("Token").fill("x");
+      await servers.getByRole("button", { name: "Follow" }).click();
+      await servers.getByTestId("servers-result").filter({ hasText: "clear text" }).waitFor();
+
+      await servers.getByLabel("URL").fill(server.base);
+      await servers.getByLabel("Token").fill(server.token);
+      await servers.getByRole("button", { name: "Follow" }).click();
+      await servers.getByTestId("servers-result").filter({ hasText: "Following gpu-a." }).waitFor();
+      const row = servers.locator('tr[data-name="gpu-a"]');
+      await row.locator('[data-state="connected"]').waitFor();
+      assert.ok(!(await servers.textContent()).includes(server.token), "the token is not shown");
+      await screenshot(page, "settings-servers");
+
+      await row.getByRole("button", { name: "Disable" }).click();
+      await row.locator('[data-state="disabled"]').waitFor();
+      await row.getByRole("button", { name: "Remove" }).click();
+      await page.getByRole("dialog").getByRole("button", { name: "Remove" }).click();
+      await servers.getByText("No servers are followed.").waitFor();
+      // The refused one, on purpose.
+      browser.assertNoProblems([/status of 400 \(Bad Request\) \(http:\/\/127\.0\.0\.1:\d+\/api\/v1\/remotes\)/]);
+    });
+  } finally {
+    await server.stop();
+  }
+});
