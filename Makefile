@@ -76,6 +76,7 @@ bench-api: ui
 bench-remote: ui
 	cargo build --release --locked -p runwatch-cli
 	cargo run --release --locked -p runwatch-tests --bin runwatch-bench-remote
+	cargo run --release --locked -p runwatch-tests --bin runwatch-bench-follow
 bench-desktop: ui
 	python3 tests/benchmarks/desktop.py
 

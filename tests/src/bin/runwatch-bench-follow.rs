@@ -1,0 +1,165 @@
+//! Follower benchmark: one `runwatch start` follows others (`runwatch remotes`) over
+//! loopback HTTP.
+//!
+//! 1. Latency: events sent to a server one at a time; from the server's answer (the event is
+//!    stored there) to the notification being in the follower's store (p50, p99, max).
+//! 2. Catch-up: events sent while the follower is stopped, then the time from its start
+//!    until all of them are in its store.
+//! 3. Idle CPU: the follower following three servers, nothing happening (% of one core).
+//!
+//! Run: `make bench-remote` (release binaries). Options: `--events N` (latency samples),
+//! `--catch-up N`, `--idle SECS`. Over ssh the forward adds ssh's own cost; not measured here.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use runwatch_core::{DataDir, Store};
+use serde_json::json;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let opt = |name: &str, default: u64| -> u64 {
+        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    };
+    let (events, catch_up, idle) = (opt("--events", 200), opt("--catch-up", 10_000), opt("--idle", 30));
+    let bin = release_bin("runwatch");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    println!("runwatch-bench-follow: {events} events one at a time; a catch-up of {catch_up}; {idle} s idle with three servers");
+
+    let servers: Vec<Daemon> = (0..3).map(|i| start(&bin, &tmp.path().join(format!("server-{i}")))).collect();
+    let follower_dir = tmp.path().join("follower");
+    for (i, s) in servers.iter().enumerate() {
+        let token_file = tmp.path().join(format!("token-{i}"));
+        std::fs::write(&token_file, &s.token).expect("token file");
+        let ok = Command::new(&bin)
+            .arg("--data-dir")
+            .arg(&follower_dir)
+            .args(["--notifications", "hidden", "remotes", "add", &format!("s{i}"), &s.url, "--token-file"])
+            .arg(&token_file)
+            .stdout(Stdio::null())
+            .status()
+            .expect("remotes add");
+        assert!(ok.success());
+    }
+    let mut follower = start(&bin, &follower_dir);
+    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+    let send = |server: &Daemon, body: serde_json::Value, path: &str| {
+        agent
+            .post(&format!("{}/api/v1/{path}", server.url))
+            .header("Authorization", &format!("Bearer {}", server.token))
+            .content_type("application/json")
+            .send(body.to_string())
+            .expect("send");
+    };
+    let store = Store::open(&DataDir::at(&follower_dir)).expect("follower store");
+    let count = || -> i64 {
+        store.conn().query_row("SELECT COUNT(*) FROM notifications WHERE origin IS NOT NULL", [], |r| r.get(0)).expect("count")
+    };
+    wait_for(&count, 0, Duration::from_secs(30));
+
+    // 1. Latency.
+    let mut lat = Vec::new();
+    for i in 0..events {
+        let before = count();
+        send(&servers[0], json!({ "message": format!("latency {i}") }), "events");
+        let t0 = Instant::now();
+        wait_for(&count, before + 1, Duration::from_secs(30));
+        lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    lat.sort_by(f64::total_cmp);
+    let pct = |q: f64| lat.get(((lat.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
+    println!(
+        "server event -> follower inbox: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} events)",
+        pct(0.5),
+        pct(0.99),
+        lat.last().copied().unwrap_or(f64::NAN),
+        lat.len()
+    );
+
+    // 2. Catch-up after the follower was away.
+    follower.stop();
+    let before = count();
+    for chunk in 0..catch_up.div_ceil(1000) {
+        let n = (catch_up - chunk * 1000).min(1000);
+        let batch: Vec<_> = (0..n).map(|i| json!({ "message": format!("while away {chunk}.{i}") })).collect();
+        send(&servers[1], json!({ "events": batch }), "events/batch");
+    }
+    let t0 = Instant::now();
+    let mut follower = start(&bin, &follower_dir);
+    wait_for(&count, before + catch_up as i64, Duration::from_secs(600));
+    println!("catch-up of {catch_up} notifications (start included): {:.2} s", t0.elapsed().as_secs_f64());
+
+    // 3. Idle CPU with three servers followed.
+    std::thread::sleep(Duration::from_secs(2)); // let the catch-up's last writes settle (a benchmark, not a test)
+    let cpu0 = cpu_seconds(follower.child.id());
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(idle));
+    let cpu = cpu_seconds(follower.child.id()) - cpu0;
+    println!("follower idle with 3 servers: {:.3} % of one core over {idle} s", 100.0 * cpu / t0.elapsed().as_secs_f64());
+    follower.stop();
+    for mut s in servers {
+        s.stop();
+    }
+}
+
+struct Daemon {
+    child: Child,
+    url: String,
+    token: String,
+}
+
+impl Daemon {
+    fn stop(&mut self) {
+        // SAFETY: kill has no preconditions; the pid is our own child's.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for(count: &impl Fn() -> i64, at_least: i64, patience: Duration) {
+    let deadline = Instant::now() + patience;
+    while count() < at_least {
+        assert!(Instant::now() < deadline, "the follower did not get there in {patience:?}");
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+fn start(bin: &Path, dir: &Path) -> Daemon {
+    let mut child = Command::new(bin)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["start", "--http", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("runwatch start");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let ui = loop {
+        let line = lines.next().expect("runwatch start ended").expect("read");
+        if let Some(url) = line.strip_prefix("Serving the UI at ") {
+            break url.to_string();
+        }
+    };
+    // Keep reading, so the daemon never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let (base, token) = ui.split_once("/#token=").expect("token in the URL");
+    Daemon { child, url: base.to_string(), token: token.to_string() }
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    let fields: Vec<&str> = stat.rsplit_once(')').expect("stat").1.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+fn release_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("exe");
+    let path = exe.parent().expect("dir").join(name);
+    assert!(path.exists(), "{} is not built: run `make bench-remote`", path.display());
+    path
+}
