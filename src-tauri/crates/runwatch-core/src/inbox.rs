@@ -395,8 +395,11 @@ pub fn ack(conn: &Connection, ids: &[String], now: Millis) -> Result<usize, Stor
         n += 1;
         match (origin, remote_id) {
             (Some(origin), Some(remote_id)) => {
-                conn.prepare_cached("INSERT INTO remote_acks (origin, remote_id, at) VALUES (?1, ?2, ?3)")?
-                    .execute(params![origin, remote_id, now])?;
+                // Only for a remote still followed (a removed one would keep it for ever).
+                conn.prepare_cached(
+                    "INSERT INTO remote_acks (origin, remote_id, at) SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM remotes WHERE name = ?1)",
+                )?
+                .execute(params![origin, remote_id, now])?;
             }
             _ => {
                 conn.prepare_cached("INSERT INTO ack_log (notification_id, at) VALUES (?1, ?2)")?.execute(params![id, now])?;

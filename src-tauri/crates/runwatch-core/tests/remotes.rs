@@ -161,3 +161,19 @@ fn lists_filter_by_origin() {
     assert!(titles(Some("b")).is_empty());
     assert!(runwatch_core::remotes::check_name("local").is_err(), "the name of this instance's own");
 }
+
+#[test]
+fn acknowledgements_wait_only_for_remotes_still_followed() {
+    let (_s, mut server) = store();
+    let (_f, mut follower) = follower();
+    send(&mut server, "one", 10);
+    send(&mut server, "two", 11);
+    sync(&server, &mut follower, 1000, 20);
+    let ids: Vec<String> = follower.list_notifications(&Default::default()).unwrap().items.into_iter().map(|n| n.id).collect();
+    follower.ack(&ids[..1], 30).unwrap();
+    assert_eq!(follower.queued_acks("a", 10).unwrap().len(), 1);
+    follower.remove_remote("a").unwrap();
+    assert!(follower.queued_acks("a", 10).unwrap().is_empty());
+    follower.ack(&ids[1..], 40).unwrap();
+    assert!(follower.queued_acks("a", 10).unwrap().is_empty(), "nothing queued for a remote no longer followed");
+}
