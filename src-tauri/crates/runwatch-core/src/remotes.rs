@@ -305,10 +305,12 @@ impl Store {
         self.conn().query_row(&sql, [name], remote_from_row).optional()?.ok_or_else(|| RemoteError::NotFound(name.to_string()))
     }
 
-    /// Removes a remote and the acknowledgements waiting for it; its notifications stay.
+    /// Removes a remote and the acknowledgements waiting for it; its notifications stay, no
+    /// longer tied to its seqs (a server added later under the same name has its own).
     pub fn remove_remote(&mut self, name: &str) -> Result<(), RemoteError> {
         let n = self.write(|tx| {
             tx.execute("DELETE FROM remote_acks WHERE origin = ?1", [name])?;
+            tx.execute("UPDATE notifications SET remote_seq = NULL WHERE origin = ?1 AND remote_seq IS NOT NULL", [name])?;
             Ok(tx.execute("DELETE FROM remotes WHERE name = ?1", [name])?)
         })?;
         if n == 0 {
