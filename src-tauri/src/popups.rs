@@ -70,9 +70,12 @@ fn run(app: &AppHandle, rx: &mpsc::Receiver<()>) -> anyhow::Result<()> {
         gate.level = runwatch_core::Settings::load(&store)?.popup_level;
         gate.pause_until(app.state::<Pause>().until());
         let summary = store.unread_summary()?;
-        if shown_summary.as_ref() != Some(&summary) {
-            crate::tray::show(app, &summary);
-            shown_summary = Some(summary);
+        let unreachable: Vec<String> =
+            store.remotes()?.into_iter().filter(|r| r.state == runwatch_core::remotes::RemoteState::Unreachable).map(|r| r.name).collect();
+        let shown = (summary, unreachable);
+        if shown_summary.as_ref() != Some(&shown) {
+            crate::tray::show(app, &shown.0, &shown.1);
+            shown_summary = Some(shown);
         }
         for (seq, n) in inbox::since(store.conn(), last_seq, Level::Debug, 1000)? {
             last_seq = seq;

@@ -4,7 +4,7 @@
 use runwatch_core::clock::{Clock, SystemClock};
 use runwatch_core::inbox::UnreadSummary;
 use runwatch_core::Store;
-use runwatch_desktop::{draw_badge, tooltip, Rgba};
+use runwatch_desktop::{draw_badge, tooltip, tooltip_with_servers, Rgba};
 use tauri::image::Image;
 use tauri::menu::{CheckMenuItem, Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{MouseButton, MouseButtonState, TrayIconBuilder, TrayIconEvent};
@@ -68,11 +68,11 @@ pub fn icon_for(summary: &UnreadSummary) -> Image<'static> {
     Image::new_owned(img.pixels, img.width, img.height)
 }
 
-/// Shows a summary on the tray icon.
-pub fn show(app: &AppHandle, summary: &UnreadSummary) {
+/// Shows a summary on the tray icon, and the followed servers that cannot be reached.
+pub fn show(app: &AppHandle, summary: &UnreadSummary, unreachable: &[String]) {
     if let Some(tray) = app.tray_by_id(TRAY_ID) {
         let _ = tray.set_icon(Some(icon_for(summary)));
-        let _ = tray.set_tooltip(Some(tooltip(summary)));
+        let _ = tray.set_tooltip(Some(tooltip_with_servers(summary, unreachable)));
         let _ = tray.set_title(summary.total.gt(&0).then(|| summary.total.to_string()));
     }
 }

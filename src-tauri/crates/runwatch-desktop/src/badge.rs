@@ -125,6 +125,16 @@ pub fn tooltip(s: &UnreadSummary) -> String {
     format!("Runwatch — {} pending: {}", s.total, parts.join(", "))
 }
 
+/// The tray tooltip with the followed servers that cannot be reached, by name: a server
+/// away is said where the user looks, not only as a notification.
+pub fn tooltip_with_servers(s: &UnreadSummary, unreachable: &[String]) -> String {
+    let mut text = tooltip(s);
+    if !unreachable.is_empty() {
+        text.push_str(&format!("\nUnreachable: {}", unreachable.join(", ")));
+    }
+    text
+}
+
 /// Every glyph is 3 cells wide.
 fn glyph_width(_: char) -> i32 {
     3
@@ -213,5 +223,10 @@ mod tests {
         let s = UnreadSummary { total: 4, error: 1, warning: 2, info: 1, highest: Some(Level::Error), ..Default::default() };
         assert_eq!(tooltip(&s), "Runwatch — 4 pending: 1 error, 2 warning, 1 info");
         assert_eq!(tooltip(&UnreadSummary::default()), "Runwatch — no pending notifications");
+        assert_eq!(tooltip_with_servers(&s, &[]), tooltip(&s));
+        assert_eq!(
+            tooltip_with_servers(&UnreadSummary::default(), &["gpu-a".into(), "gpu-b".into()]),
+            "Runwatch — no pending notifications\nUnreachable: gpu-a, gpu-b"
+        );
     }
 }

@@ -4,5 +4,5 @@
 pub mod badge;
 pub mod popups;
 
-pub use badge::{badge_text, draw_badge, tooltip, Rgba};
+pub use badge::{badge_text, draw_badge, tooltip, tooltip_with_servers, Rgba};
 pub use popups::{Popup, PopupGate};
