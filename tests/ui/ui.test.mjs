@@ -529,11 +529,19 @@ test("a followed server's notification shows its origin, filters by it, and an a
 test("Settings → Servers: follow a server, see it connected, disable and remove it", { timeout: TEST_TIMEOUT }, async () => {
   const server = await startDaemon();
   try {
-    await withSetup({}, async ({ daemon, page, browser }) => {
+    await withSetup({}, async ({ daemon, page, browser, api }) => {
       await page.goto(daemon.url);
       await page.getByRole("tab", { name: "Settings" }).click();
       const servers = page.getByTestId("servers");
       await servers.getByText("No servers are followed.").waitFor();
+
+      // How long a server may be away before one warning says so: a setting like the others.
+      const unreachable = page.getByLabel("Server unreachable warning (seconds)");
+      await waitUntil(async () => (await unreachable.inputValue()) === "300", "the default of 5 minutes");
+      await unreachable.fill("120");
+      await page.getByRole("button", { name: "Save" }).click();
+      await page.getByTestId("settings-result").filter({ hasText: "Settings saved." }).waitFor();
+      assert.equal((await api.get("/settings")).unreachable_warn_secs, 120);
 
       // A token in clear text over a network is refused, in words.
       await servers.getByLabel("Name").fill("gpu-a");
