@@ -133,7 +133,7 @@ pub fn exec(out: Out<'_>, args: ExecArgs) -> anyhow::Result<Finished> {
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     let sink = match out {
         Out::Local(store) => Sink::Local(store),
-        Out::Remote(remote) => Sink::Remote(Box::new(RemoteRun::start(remote, &run_id, &name, &nonce, args.heartbeat)?)),
+        Out::Remote(remote) => Sink::Remote(Box::new(RemoteRun::start(remote, &run_id, &name, &nonce, args.heartbeat)?), remote),
     };
     let mut report = Reporter { sink, run_id, name, nonce, stored: Vec::new(), stalls: 0 };
     report.name_run();
@@ -217,7 +217,7 @@ struct Reporter<'a> {
 /// Where the reporter writes.
 enum Sink<'a> {
     Local(&'a mut Store),
-    Remote(Box<RemoteRun>),
+    Remote(Box<RemoteRun>, &'a Remote),
 }
 
 impl Reporter<'_> {
@@ -231,7 +231,7 @@ impl Reporter<'_> {
     }
 
     fn started(&mut self, shown: &str, pid: u32) {
-        if let Sink::Remote(remote) = &mut self.sink {
+        if let Sink::Remote(remote, _) = &mut self.sink {
             // The server's detector announces the run at its first check-in.
             remote.check_in(json!({ "expect_next_in": remote.expect_next_in() }), "start");
             return;
@@ -259,7 +259,7 @@ impl Reporter<'_> {
                 Ok(Inserted::Duplicate(_)) => {}
                 Err(e) => warn(&format!("cannot record that run '{}' {what}: {e:#}", self.name)),
             },
-            Sink::Remote(remote) => match serde_json::to_value(&event) {
+            Sink::Remote(remote, _) => match serde_json::to_value(&event) {
                 Ok(body) => remote.push(Kind::Event, body),
                 Err(e) => warn(&format!("cannot record that run '{}' {what}: {e}", self.name)),
             },
@@ -270,7 +270,7 @@ impl Reporter<'_> {
     fn deliver_due(&mut self) {
         match &mut self.sink {
             Sink::Local(store) => crate::send::deliver_due_if_no_watcher(store),
-            Sink::Remote(remote) => remote.flush_soon(),
+            Sink::Remote(remote, _) => remote.flush_soon(),
         }
     }
 
@@ -278,7 +278,11 @@ impl Reporter<'_> {
     fn deliver_all(&mut self) {
         match &mut self.sink {
             Sink::Local(store) => crate::send::deliver_if_no_watcher(store),
-            Sink::Remote(remote) => remote.finish(),
+            Sink::Remote(run, remote) => {
+                if !run.finish() {
+                    remote.mark_unreachable();
+                }
+            }
         }
     }
 
@@ -329,7 +333,7 @@ impl Reporter<'_> {
             body.push_str("\n\nLast lines of stderr:\n");
             body.push_str(tail);
         }
-        if let Sink::Remote(remote) = &mut self.sink {
+        if let Sink::Remote(remote, _) = &mut self.sink {
             // One check-in says how it ended; the server's detector makes the notification.
             let check_in = match status {
                 Some(s) if s.success() => json!({ "finished": true }),
@@ -430,14 +434,17 @@ impl RemoteRun {
         let _ = self.wake.send(Flush::Soon);
     }
 
-    fn finish(&self) {
+    /// One last try within [`LAST_SEND`]; false when something still waits in the spool.
+    fn finish(&self) -> bool {
         let _ = self.wake.send(Flush::Last);
         if self.done.recv_timeout(LAST_SEND).is_err() {
             warn(&format!(
                 "the server {} did not answer in time; what is left waits in the spool for the next command or 'runwatch spool flush'",
                 self.server
             ));
+            return false;
         }
+        self.spool.waiting(&self.server).is_ok_and(|n| n == 0)
     }
 }
 

@@ -53,12 +53,20 @@ impl ServerArgs {
 pub struct Remote {
     pub reporter: Reporter,
     pub dir: DataDir,
+    /// A report of this command had to be spooled: the summary does not try the server
+    /// again (a server that times out would hold the job up twice).
+    spooled: std::cell::Cell<bool>,
 }
 
 impl Remote {
     pub fn new(target: Target, dir: DataDir) -> anyhow::Result<Remote> {
         let client = Client::new(target, TIMEOUT)?;
-        Ok(Remote { reporter: Reporter::new(client, dir.clone()), dir })
+        Ok(Remote { reporter: Reporter::new(client, dir.clone()), dir, spooled: std::cell::Cell::new(false) })
+    }
+
+    /// Says that the server could not be reached during this command (see `spooled`).
+    pub fn mark_unreachable(&self) {
+        self.spooled.set(true);
     }
 
     fn client(&self) -> &Client {
@@ -75,6 +83,7 @@ impl Remote {
         match self.reporter.report(kind, body, SystemClock.now())? {
             Report::Sent(answer) => Ok(Some(answer)),
             Report::Spooled { reason } => {
+                self.spooled.set(true);
                 let what = if kind == Kind::CheckIn { "check-in" } else { "event" };
                 writeln!(
                     output::stderr(),
@@ -188,7 +197,7 @@ pub fn ack(remote: &Remote, all: bool, ids: &[String], json: bool) -> anyhow::Re
 /// The pending summary after a command, from the server; nothing if it cannot be reached
 /// (the command already said so).
 pub fn after(remote: &Remote, mode: NoticeMode, done: &Finished) -> u8 {
-    if mode == NoticeMode::Hidden {
+    if mode == NoticeMode::Hidden || remote.spooled.get() {
         return done.code;
     }
     let Ok(summary) = remote.client().get("notifications/summary", &[]).and_then(|v| {
