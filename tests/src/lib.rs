@@ -2,6 +2,7 @@
 //! would, and read what they print.
 
 pub mod fake_http;
+pub mod sshd;
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;

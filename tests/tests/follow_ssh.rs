@@ -3,14 +3,12 @@
 //! its own (given to the follower as `RUNWATCH_SSH_COMMAND="ssh -F FILE"`, the way a user's
 //! `~/.ssh/config` is read): the follower goes through it unchanged.
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use runwatch_tests::sshd::{keygen, Sshd};
 use runwatch_tests::{binary, run_cli, runwatch, token_in, url_in, wait_until, Running};
 use serde_json::{json, Value};
-
-const SSHD: &str = "/usr/sbin/sshd";
 
 struct Daemon {
     process: Running,
@@ -49,77 +47,22 @@ fn find(d: &Daemon, title: &str) -> Option<Value> {
     api(d, "notifications?state=all&limit=1000", None)["items"].as_array().unwrap().iter().find(|n| n["title"] == title).cloned()
 }
 
-fn keygen(path: &Path) -> String {
-    let ok = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "runwatch-test", "-f"]).arg(path).status().unwrap();
-    assert!(ok.success());
-    std::fs::read_to_string(path.with_extension("pub")).unwrap().trim().to_string()
-}
-
-/// An sshd of this test's own on a loopback port; it lets the client key in as this user,
-/// and gives sessions the server's data dir and this build's `runwatch` on the PATH.
-struct Sshd {
-    _process: Running,
-    port: u16,
-    host_key_pub: String,
-}
-
-fn start_sshd(dir: &Path, authorized: &str, server_data: &Path) -> Sshd {
-    std::fs::create_dir_all(dir).unwrap();
-    let host_key = dir.join("host_key");
-    let host_key_pub = keygen(&host_key);
-    std::fs::write(dir.join("authorized_keys"), format!("{authorized}\n")).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let bin_dir = binary("runwatch").parent().unwrap().to_path_buf();
-    let config = format!(
-        "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPasswordAuthentication no\n\
-         KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile none\nPermitRootLogin prohibit-password\n\
-         SetEnv RUNWATCH_HOME={} PATH={}:/usr/local/bin:/usr/bin:/bin\n",
-        host_key.display(),
-        dir.join("authorized_keys").display(),
-        server_data.display(),
-        bin_dir.display()
-    );
-    let config_file = dir.join("sshd_config");
-    std::fs::write(&config_file, config).unwrap();
-    // As root, sshd wants its privilege separation directory (Debian makes it at boot).
-    if is_root() {
-        std::fs::create_dir_all("/run/sshd").unwrap();
-    }
-    let process = Running::spawn(Command::new(SSHD).arg("-D").arg("-e").arg("-f").arg(&config_file));
-    wait_until("sshd listening", || TcpStream::connect(("127.0.0.1", port)).ok());
-    Sshd { _process: process, port, host_key_pub }
-}
-
-fn is_root() -> bool {
-    String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap().trim() == "0"
-}
-
-fn user() -> String {
-    String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap().trim().to_string()
-}
-
 /// The client's ssh config: `gpu-test` as it should be, `gpu-wrong-key` expecting another
 /// host key, `gpu-no-login` with a key the server does not know.
 fn client_config(dir: &Path, sshd: &Sshd, key: &Path, other_key: &Path) -> PathBuf {
-    let known = dir.join("known_hosts");
-    std::fs::write(&known, format!("[127.0.0.1]:{} {}\n", sshd.port, sshd.host_key_pub)).unwrap();
+    let known = sshd.known_hosts(&dir.join("known_hosts"));
     let wrong = dir.join("known_hosts_wrong");
     let impostor = keygen(&dir.join("impostor_host_key"));
     std::fs::write(&wrong, format!("[127.0.0.1]:{} {impostor}\n", sshd.port)).unwrap();
-    let host = |alias: &str, identity: &Path, known: &Path| {
-        format!(
-            "Host {alias}\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  IdentitiesOnly yes\n  \
-             UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  GlobalKnownHostsFile /dev/null\n  IdentityAgent none\n",
-            sshd.port,
-            user(),
-            identity.display(),
-            known.display()
-        )
-    };
     let config = dir.join("ssh_config");
     std::fs::write(
         &config,
-        [host("gpu-test", key, &known), host("gpu-wrong-key", key, &wrong), host("gpu-no-login", other_key, &known)].concat(),
+        [
+            sshd.host_entry("gpu-test", key, &known),
+            sshd.host_entry("gpu-wrong-key", key, &wrong),
+            sshd.host_entry("gpu-no-login", other_key, &known),
+        ]
+        .concat(),
     )
     .unwrap();
     config
@@ -165,9 +108,6 @@ fn ssh_children(pid: u32) -> Vec<u32> {
 
 #[test]
 fn a_server_followed_over_ssh() {
-    if !Path::new(SSHD).exists() {
-        panic!("{SSHD} is missing: install Debian's openssh-server (.ci/bootstrap does)");
-    }
     let tmp = tempfile::tempdir().unwrap();
     let server_dir = tmp.path().join("server");
     let server = start(&server_dir, None);
@@ -175,7 +115,8 @@ fn a_server_followed_over_ssh() {
     let authorized = keygen(&key);
     let stranger = tmp.path().join("stranger_key");
     keygen(&stranger);
-    let sshd = start_sshd(&tmp.path().join("sshd"), &authorized, &server_dir);
+    let bin_dir = binary("runwatch").parent().unwrap().to_path_buf();
+    let sshd = Sshd::start(&tmp.path().join("sshd"), &authorized, &server_dir, &bin_dir);
     let config = client_config(tmp.path(), &sshd, &key, &stranger);
 
     let laptop_dir = tmp.path().join("laptop");

@@ -6,9 +6,11 @@
 //! 2. Catch-up: events sent while the follower is stopped, then the time from its start
 //!    until all of them are in its store.
 //! 3. Idle CPU: the follower following three servers, nothing happening (% of one core).
+//! 4. Latency over ssh: as 1, through `ssh -L` to an sshd of the benchmark's own (when
+//!    Debian's openssh-server is installed).
 //!
 //! Run: `make bench-remote` (release binaries). Options: `--events N` (latency samples),
-//! `--catch-up N`, `--idle SECS`. Over ssh the forward adds ssh's own cost; not measured here.
+//! `--catch-up N`, `--idle SECS`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -99,6 +101,53 @@ fn main() {
     let cpu = cpu_seconds(follower.child.id()) - cpu0;
     println!("follower idle with 3 servers: {:.3} % of one core over {idle} s", 100.0 * cpu / t0.elapsed().as_secs_f64());
     follower.stop();
+
+    // 4. Latency over ssh: another follower, through an sshd of the benchmark's own to
+    // server 2 (skipped without Debian's openssh-server).
+    if Path::new(runwatch_tests::sshd::SSHD).exists() {
+        use runwatch_tests::sshd::{keygen, Sshd};
+        let key = tmp.path().join("client_key");
+        let sshd = Sshd::start(&tmp.path().join("sshd"), &keygen(&key), &tmp.path().join("server-2"), bin.parent().expect("dir"));
+        let known = sshd.known_hosts(&tmp.path().join("known_hosts"));
+        let config = tmp.path().join("ssh_config");
+        std::fs::write(&config, sshd.host_entry("bench-ssh", &key, &known)).expect("ssh config");
+        let ssh_dir = tmp.path().join("ssh-follower");
+        let ok = Command::new(&bin)
+            .arg("--data-dir")
+            .arg(&ssh_dir)
+            .args(["--notifications", "hidden", "remotes", "add", "s2", "ssh://bench-ssh"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("remotes add");
+        assert!(ok.success());
+        let mut ssh_follower = start_with(&bin, &ssh_dir, &[("RUNWATCH_SSH_COMMAND", format!("ssh -F {}", config.display()))]);
+        let ssh_store = Store::open(&DataDir::at(&ssh_dir)).expect("follower store");
+        let ssh_count = || -> i64 {
+            ssh_store.conn().query_row("SELECT COUNT(*) FROM notifications WHERE origin IS NOT NULL", [], |r| r.get(0)).expect("count")
+        };
+        let connected = || i64::from(ssh_store.remotes().expect("remotes")[0].state == runwatch_core::remotes::RemoteState::Connected);
+        wait_for(&connected, 1, Duration::from_secs(60));
+        let mut lat = Vec::new();
+        for i in 0..events {
+            let before = ssh_count();
+            send(&servers[2], json!({ "message": format!("over ssh {i}") }), "events");
+            let t0 = Instant::now();
+            wait_for(&ssh_count, before + 1, Duration::from_secs(30));
+            lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+        lat.sort_by(f64::total_cmp);
+        let pct = |q: f64| lat.get(((lat.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
+        println!(
+            "server event -> follower inbox over ssh: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} events)",
+            pct(0.5),
+            pct(0.99),
+            lat.last().copied().unwrap_or(f64::NAN),
+            lat.len()
+        );
+        ssh_follower.stop();
+    } else {
+        println!("over ssh: skipped ({} is missing)", runwatch_tests::sshd::SSHD);
+    }
     for mut s in servers {
         s.stop();
     }
@@ -127,7 +176,12 @@ fn wait_for(count: &impl Fn() -> i64, at_least: i64, patience: Duration) {
 }
 
 fn start(bin: &Path, dir: &Path) -> Daemon {
+    start_with(bin, dir, &[])
+}
+
+fn start_with(bin: &Path, dir: &Path, env: &[(&str, String)]) -> Daemon {
     let mut child = Command::new(bin)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .arg("--data-dir")
         .arg(dir)
         .args(["start", "--http", "127.0.0.1:0"])
