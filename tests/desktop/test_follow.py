@@ -13,11 +13,16 @@ from test_popups_tray import badge_pixel
 def start_server(data_dir):
     proc = subprocess.Popen([str(TARGET / "debug" / "runwatch"), "--data-dir", str(data_dir), "start", "--http", "127.0.0.1:0"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    m = None
-    while m is None:
-        line = wait_until("the server's URL", proc.stdout.readline)
-        m = re.search(r"Serving the UI at (http://[^/]+)/#token=(\S+)", line)
-    return proc, m.group(1), m.group(2)
+    try:
+        m = None
+        while m is None:
+            line = wait_until("the server's URL", proc.stdout.readline)
+            m = re.search(r"Serving the UI at (http://[^/]+)/#token=(\S+)", line)
+        return proc, m.group(1), m.group(2)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
 
 
 def test_a_followed_server_s_error_pops_up_and_reddens_the_badge(tmp_path, bus, notifications, tray_host, app):

@@ -167,6 +167,15 @@ impl Daemon {
     }
 }
 
+impl Drop for Daemon {
+    /// A benchmark that fails half-way leaves no daemon behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
+
 fn wait_for(count: &impl Fn() -> i64, at_least: i64, patience: Duration) {
     let deadline = Instant::now() + patience;
     while count() < at_least {
