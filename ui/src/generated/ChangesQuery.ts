@@ -13,6 +13,6 @@ after: string | null,
  */
 limit: number | null, 
 /**
- * Seconds to wait when nothing changed yet (0…30, default 0): a long poll.
+ * Seconds to wait when nothing changed yet (0…15, default 0; more counts as 15): a long poll.
  */
 wait: number | null, };

@@ -26,7 +26,7 @@ use crate::EngineError;
 
 /// How long one `GET /changes` waits on the remote for something to change. The request
 /// timeout is longer, so an idle remote is one open request, not a stream of them.
-const LONG_POLL_SECS: u64 = 20;
+const LONG_POLL_SECS: u64 = runwatch_http::follow::MAX_WAIT_SECS;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(LONG_POLL_SECS + 15);
 /// The supervisor and the ack senders look at the store when the change feed says it
 /// changed (a remote added, an acknowledgement made, by any process); and, in case a wake

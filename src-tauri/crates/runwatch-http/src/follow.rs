@@ -16,7 +16,7 @@ use crate::api::{with_store, ApiError, ErrorBody, Json, Query};
 use crate::ApiState;
 
 /// The longest a `GET /changes` waits for something to change.
-pub const MAX_WAIT_SECS: u64 = 30;
+pub const MAX_WAIT_SECS: u64 = 15;
 
 /// Where to read changes from.
 #[derive(Debug, Default, Deserialize, IntoParams, ToSchema, TS)]
@@ -26,7 +26,7 @@ pub struct ChangesQuery {
     pub after: Option<String>,
     /// At most this many notifications (1…1000, default 1000).
     pub limit: Option<usize>,
-    /// Seconds to wait when nothing changed yet (0…30, default 0): a long poll.
+    /// Seconds to wait when nothing changed yet (0…15, default 0; more counts as 15): a long poll.
     pub wait: Option<u64>,
 }
 
