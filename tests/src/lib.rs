@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: find the built binaries, run them as a user
 //! would, and read what they print.
 
+pub mod bench;
 pub mod fake_http;
 pub mod sshd;
 

@@ -8,14 +8,13 @@
 //! Run: `make bench-remote` (release binaries). Options: `--jobs N`, `--window SECS`,
 //! `--spool N`.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use runwatch_core::DataDir;
 use runwatch_remote::{Kind, Spool};
+use runwatch_tests::bench::{cpu_seconds, release_bin, start};
 use serde_json::json;
 
 const PERIOD: Duration = Duration::from_secs(10);
@@ -28,21 +27,22 @@ fn main() {
     let (jobs, window, spool_n) = (opt("--jobs", 1000), opt("--window", 60), opt("--spool", 10_000));
     let bin = release_bin("runwatch");
     let tmp = tempfile::tempdir().expect("temp dir");
-    let (mut server, url, token) = start(&bin, &tmp.path().join("server"));
+    let mut server = start(&bin, &tmp.path().join("server"));
+    let (url, token) = (server.url.clone(), server.token.clone());
     println!("runwatch-bench-remote: {jobs} jobs checking in every {} s for {window} s; a spool of {spool_n} events", PERIOD.as_secs());
 
     // Warm-up: every job's first check-in (creates the runs), not measured.
     let latencies = Arc::new(Mutex::new(Vec::new()));
     run_jobs(&url, &token, jobs, PERIOD, &latencies);
     latencies.lock().unwrap().clear();
-    let cpu0 = cpu_seconds(server.id());
+    let cpu0 = cpu_seconds(server.child.id());
     let t0 = Instant::now();
     let rounds = (window / PERIOD.as_secs()).max(1);
     for _ in 0..rounds {
         run_jobs(&url, &token, jobs, PERIOD, &latencies);
     }
     let wall = t0.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(server.id()) - cpu0;
+    let cpu = cpu_seconds(server.child.id()) - cpu0;
     let mut lat = latencies.lock().unwrap().clone();
     lat.sort_by(f64::total_cmp);
     let pct = |q: f64| lat.get(((lat.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
@@ -76,8 +76,7 @@ fn main() {
     let drain = t.elapsed().as_secs_f64();
     assert!(status.success(), "spool flush failed");
     println!("spool: {spool_n} events drained in {drain:.2} s ({:.0} events/s)", spool_n as f64 / drain);
-    let _ = server.kill();
-    let _ = server.wait();
+    server.stop();
 }
 
 /// One period: every job checks in once, spread evenly over it, from 16 client threads
@@ -114,42 +113,4 @@ fn run_jobs(url: &str, token: &str, jobs: u64, period: Duration, latencies: &Arc
         h.join().expect("client thread");
     }
     std::thread::sleep((start + period).saturating_duration_since(Instant::now()));
-}
-
-fn start(bin: &Path, dir: &Path) -> (Child, String, String) {
-    let mut child = Command::new(bin)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["start", "--http", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("runwatch start");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let ui = loop {
-        let line = lines.next().expect("runwatch start ended").expect("read");
-        if let Some(url) = line.strip_prefix("Serving the UI at ") {
-            break url.to_string();
-        }
-    };
-    // Keep reading, so the daemon never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    let (base, token) = ui.split_once("/#token=").expect("token in the URL");
-    (child, base.to_string(), token.to_string())
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
-    let fields: Vec<&str> = stat.rsplit_once(')').expect("stat").1.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
-}
-
-fn release_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("exe");
-    let path = exe.parent().expect("dir").join(name);
-    assert!(path.exists(), "{} is not built: run `make bench-remote`", path.display());
-    path
 }
