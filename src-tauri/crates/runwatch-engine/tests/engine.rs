@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use runwatch_aim::checkins::{CheckIn, Flag};
 use runwatch_aim::repo::AimRepo;
-use runwatch_core::notifiers::Notifier;
-use runwatch_core::{deliveries, DataDir, Level, LockError, NotifierStatus, Store};
+use runwatch_core::{deliveries, DataDir, Level, LockError, Store};
 use runwatch_engine::{Engine, EngineError, Part};
 
 /// How long a test waits for something to happen before failing.
@@ -17,21 +16,6 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 fn any_port() -> std::net::SocketAddr {
     "127.0.0.1:0".parse().unwrap()
-}
-
-fn add_slack(data: &DataDir, url: &str) {
-    Store::open(data)
-        .unwrap()
-        .add_notifier(&Notifier {
-            id: "5ac4".into(),
-            kind: "slack".into(),
-            status: NotifierStatus::Enabled,
-            config: serde_json::json!({ "url": url }),
-            min_level: Level::Debug,
-            created_at: 0,
-            updated_at: 0,
-        })
-        .unwrap();
 }
 
 /// Reads one HTTP request from `stream`; returns its body.
@@ -89,7 +73,7 @@ fn what_the_watcher_stores_reaches_the_hook_and_slack_and_shutdown_is_clean() {
     let check_ins = tmp.path().join("repo/.aim/check_ins");
     std::fs::create_dir_all(&check_ins).unwrap();
     let (url, requests) = answering_slack();
-    add_slack(&data, &url);
+    runwatch_tests::add_slack_notifier(data.path(), "5ac4", &url);
     let (seen_tx, seen) = mpsc::channel();
     let repo = AimRepo::open(&tmp.path().join("repo")).unwrap();
     let engine = Engine::builder(data.clone())
@@ -148,7 +132,7 @@ fn shutdown_is_bounded_and_an_unanswered_send_stays_pending() {
     let tmp = tempfile::tempdir().unwrap();
     let data = DataDir::at(tmp.path());
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
-    add_slack(&data, &format!("http://{}/services/T/B/SILENT", silent.local_addr().unwrap()));
+    runwatch_tests::add_slack_notifier(data.path(), "5ac4", &format!("http://{}/services/T/B/SILENT", silent.local_addr().unwrap()));
     let engine = Engine::builder(data.clone())
         .unwrap()
         .http(any_port())
@@ -174,7 +158,7 @@ fn one_shot_delivery_sends_what_is_pending_when_no_engine_runs() {
     let tmp = tempfile::tempdir().unwrap();
     let data = DataDir::at(tmp.path());
     let (url, requests) = answering_slack();
-    add_slack(&data, &url);
+    runwatch_tests::add_slack_notifier(data.path(), "5ac4", &url);
     let mut store = Store::open(&data).unwrap();
     let event = runwatch_core::ingest::Event {
         run_id: None,
