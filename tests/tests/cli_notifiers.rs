@@ -183,3 +183,49 @@ fn send_and_exec_deliver_before_exiting_when_no_watcher_runs() {
     let texts: Vec<String> = slack.requests().iter().map(|r| r.json()["text"].as_str().unwrap().to_string()).collect();
     assert!(texts.iter().any(|t| t.contains("job") && t.contains("failed")), "{texts:?}");
 }
+
+#[test]
+fn ntfy_from_flags_with_a_token_file_masked_in_lists_and_tested_for_real() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let ntfy = FakeServer::start();
+    let token_file = tmp.path().join("ntfy-token");
+    std::fs::write(&token_file, "tk_AgQdq7mVBoFD37zQVN29RhuMzNIz2\n").unwrap();
+    let url = ntfy.url("");
+    let out = run_cli(runwatch(&data).args([
+        "notifiers",
+        "add",
+        "ntfy",
+        "--url",
+        &url,
+        "--topic",
+        "runwatch-alerts-7f3a",
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "--click-url",
+        "https://gpu1.lab:8747/",
+    ]));
+    out.expect_code(0);
+    assert!(out.stdout.starts_with("Added ntfy notifier "), "{}", out.stdout);
+    let listed = list_json(&data);
+    assert_eq!(listed[0]["config"]["token"], "****NIz2");
+    assert_eq!(listed[0]["config"]["topic"], "run****");
+    let table = run_cli(runwatch(&data).args(["notifiers", "list"]));
+    assert!(!table.stdout.contains("tk_AgQdq") && !table.stdout.contains("alerts-7f3a"), "{}", table.stdout);
+
+    let id = listed[0]["id"].as_str().unwrap().to_string();
+    run_cli(runwatch(&data).args(["notifiers", "test", &id])).expect_code(0);
+    let r = ntfy.requests();
+    assert_eq!(r.len(), 1);
+    assert_eq!((r[0].method.as_str(), r[0].path.as_str()), ("POST", "/"));
+    assert_eq!(r[0].header("authorization"), Some("Bearer tk_AgQdq7mVBoFD37zQVN29RhuMzNIz2"));
+    let body = r[0].json();
+    assert_eq!((body["topic"].as_str(), body["priority"].as_i64()), (Some("runwatch-alerts-7f3a"), Some(2)), "{body}");
+
+    // A missing token file and a bad topic: one line, nothing stored.
+    let missing = run_cli(runwatch(&data).args(["notifiers", "add", "ntfy", "--topic", "t", "--token-file", "/nonexistent/tok"]));
+    assert!(missing.expect_one_line_error(1).contains("cannot read the token file"), "{}", missing.stderr);
+    let bad = run_cli(runwatch(&data).args(["notifiers", "add", "ntfy", "--topic", "no spaces"]));
+    assert!(bad.expect_one_line_error(2).contains("invalid ntfy topic"), "{}", bad.stderr);
+    assert_eq!(list_json(&data).len(), 1);
+}

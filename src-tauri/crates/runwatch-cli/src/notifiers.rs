@@ -79,7 +79,24 @@ pub enum AddKind {
         #[command(flatten)]
         common: Common,
     },
-    /// A JSON POST to any URL (ntfy, Discord, Teams…)
+    /// Push to a phone through an ntfy server (ntfy.sh or your own)
+    Ntfy {
+        /// The ntfy server
+        #[arg(long, value_name = "URL", default_value = runwatch_notify::channel::NTFY_DEFAULT_SERVER)]
+        url: String,
+        /// The topic the phone subscribes to (without a token, anyone who knows it can read it)
+        #[arg(long, value_name = "TOPIC")]
+        topic: String,
+        /// A file holding an access token (tk_…) for a protected topic
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Runwatch's UI as the phone reaches it: a tap opens the notification's details there
+        #[arg(long, value_name = "URL")]
+        click_url: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// A JSON POST to any URL (Discord, Teams…)
     Webhook {
         #[arg(long, value_name = "URL")]
         url: String,
@@ -114,14 +131,14 @@ pub fn run(cmd: NotifiersCommand, store: &mut Store, repos: &[PathBuf], json: bo
     let now = SystemClock.now();
     match cmd {
         NotifiersCommand::Add { kind: Some(kind) } => {
-            let (channel, min_level) = channel_from_flags(kind);
+            let (channel, min_level) = channel_from_flags(kind)?;
             add(store, channel, min_level, now)?;
         }
         NotifiersCommand::Add { kind: None } => {
             if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
                 bail!(
                     "'notifiers add' asks questions on a terminal; in scripts use 'runwatch notifiers add slack --webhook-url URL', \
-                     'add workplace --group-id ID --access-token TOKEN', 'add logger' or 'add webhook --url URL'"
+                     'add workplace --group-id ID --access-token TOKEN', 'add logger', 'add webhook --url URL' or 'add ntfy --topic TOPIC'"
                 );
             }
             interactive_add(store)?;
@@ -161,8 +178,8 @@ pub fn run(cmd: NotifiersCommand, store: &mut Store, repos: &[PathBuf], json: bo
     Ok(Finished::ok())
 }
 
-fn channel_from_flags(kind: AddKind) -> (Channel, Level) {
-    match kind {
+fn channel_from_flags(kind: AddKind) -> anyhow::Result<(Channel, Level)> {
+    Ok(match kind {
         AddKind::Slack { webhook_url, common } => (Channel::Slack { url: webhook_url, message: common.message }, common.min_level),
         AddKind::Workplace { group_id, access_token, base_url, common } => {
             let base_url = (base_url != runwatch_notify::channel::WORKPLACE_DEFAULT_BASE).then_some(base_url);
@@ -172,7 +189,21 @@ fn channel_from_flags(kind: AddKind) -> (Channel, Level) {
         AddKind::Webhook { url, headers, common } => {
             (Channel::Webhook { url, headers: headers.into_iter().collect(), message: common.message }, common.min_level)
         }
+        AddKind::Ntfy { url, topic, token_file, click_url, common } => {
+            let token = token_file.map(|f| read_token_file(&f)).transpose()?;
+            (Channel::Ntfy { url, topic, token, click_url, message: common.message }, common.min_level)
+        }
+    })
+}
+
+/// A token from a file (never from the command line, where `ps` and the shell's history see it).
+fn read_token_file(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the token file '{}'", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        bail!("the token file '{}' is empty", path.display());
     }
+    Ok(token.to_string())
 }
 
 /// Validates and stores a notifier; nothing is saved when anything is wrong.
@@ -196,7 +227,7 @@ pub(crate) fn interactive_add(store: &mut Store) -> anyhow::Result<()> {
     use dialoguer::{Confirm, Input, Select};
     let theme = dialoguer::theme::ColorfulTheme::default();
     loop {
-        let kinds = ["slack", "workplace", "logger", "webhook"];
+        let kinds = ["slack", "workplace", "logger", "webhook", "ntfy"];
         let pick = Select::with_theme(&theme).with_prompt("Notifier type").items(kinds).default(0).interact()?;
         let message = || -> anyhow::Result<Option<String>> {
             let m: String = Input::with_theme(&theme)
@@ -232,6 +263,24 @@ pub(crate) fn interactive_add(store: &mut Store) -> anyhow::Result<()> {
                 Channel::Workplace { group_id, access_token, base_url: None, message: message()? }
             }
             "logger" => Channel::Logger { message: message()? },
+            "ntfy" => {
+                let ntfy = |url: String, topic: String| Channel::Ntfy { url, topic, token: None, click_url: None, message: None };
+                let url: String = Input::with_theme(&theme)
+                    .with_prompt("ntfy server")
+                    .default(runwatch_notify::channel::NTFY_DEFAULT_SERVER.into())
+                    .validate_with(|u: &String| valid(ntfy(u.clone(), "topic".into())))
+                    .interact_text()?;
+                let topic: String = Input::with_theme(&theme)
+                    .with_prompt("Topic")
+                    .validate_with(|t: &String| valid(ntfy(url.clone(), t.clone())))
+                    .interact_text()?;
+                let token: String = dialoguer::Password::with_theme(&theme)
+                    .with_prompt("Access token (empty for none)")
+                    .allow_empty_password(true)
+                    .interact()?;
+                let token = (!token.trim().is_empty()).then(|| token.trim().to_string());
+                Channel::Ntfy { url, topic, token, click_url: None, message: message()? }
+            }
             _ => {
                 let url: String = Input::with_theme(&theme)
                     .with_prompt("Webhook URL")

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 /// Workplace's Graph API, for notifiers that do not name another base URL.
 pub const WORKPLACE_DEFAULT_BASE: &str = "https://graph.facebook.com";
 
+/// The public ntfy server, for ntfy notifiers that do not name their own.
+pub const NTFY_DEFAULT_SERVER: &str = "https://ntfy.sh";
+
 /// A notifier's type with its settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -34,7 +37,22 @@ pub enum Channel {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
     },
-    /// A generic JSON POST (ntfy, Discord, Teams, anything), with optional headers.
+    /// An ntfy server (phone push without an app of our own): `POST {url}` with ntfy's
+    /// JSON message (topic, title, priority from the level, tags, a click URL).
+    Ntfy {
+        /// The server's base URL, e.g. `https://ntfy.sh`.
+        url: String,
+        topic: String,
+        /// An access token (`tk_…`), sent as `Authorization: Bearer`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        /// Runwatch's UI as the phone reaches it; a tap opens the notification's details there.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        click_url: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// A generic JSON POST (Discord, Teams, anything), with optional headers.
     Webhook {
         url: String,
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -46,7 +64,7 @@ pub enum Channel {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("unknown notifier type '{0}': use slack, workplace, logger or webhook")]
+    #[error("unknown notifier type '{0}': use slack, workplace, logger, webhook or ntfy")]
     UnknownType(String),
     #[error("invalid {kind} notifier settings: {reason}")]
     Invalid { kind: String, reason: String },
@@ -56,6 +74,10 @@ pub enum ConfigError {
     GroupId(String),
     #[error("the Workplace access token is empty")]
     EmptyToken,
+    #[error("invalid ntfy topic '{0}': use 1-64 letters, digits, '-' or '_'")]
+    Topic(String),
+    #[error("the ntfy token is empty")]
+    EmptyNtfyToken,
     #[error("invalid header name '{0}'")]
     HeaderName(String),
     #[error(transparent)]
@@ -63,7 +85,7 @@ pub enum ConfigError {
 }
 
 impl Channel {
-    pub const TYPES: &'static [&'static str] = &["slack", "workplace", "logger", "webhook"];
+    pub const TYPES: &'static [&'static str] = &["slack", "workplace", "logger", "webhook", "ntfy"];
 
     /// Reads a stored notifier's type and config.
     pub fn from_notifier(n: &Notifier) -> Result<Channel, ConfigError> {
@@ -96,6 +118,7 @@ impl Channel {
             Channel::Workplace { .. } => "workplace",
             Channel::Logger { .. } => "logger",
             Channel::Webhook { .. } => "webhook",
+            Channel::Ntfy { .. } => "ntfy",
         }
     }
 
@@ -124,6 +147,18 @@ impl Channel {
                 }
             }
             Channel::Logger { .. } => {}
+            Channel::Ntfy { url, topic, token, click_url, .. } => {
+                check_url(url)?;
+                if topic.is_empty() || topic.len() > 64 || !topic.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                    return Err(ConfigError::Topic(topic.clone()));
+                }
+                if token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+                    return Err(ConfigError::EmptyNtfyToken);
+                }
+                if let Some(click) = click_url {
+                    check_url(click)?;
+                }
+            }
             Channel::Webhook { url, headers, .. } => {
                 check_url(url)?;
                 for name in headers.keys() {
@@ -143,7 +178,8 @@ impl Channel {
             Channel::Slack { message, .. }
             | Channel::Workplace { message, .. }
             | Channel::Logger { message }
-            | Channel::Webhook { message, .. } => message.as_deref(),
+            | Channel::Webhook { message, .. }
+            | Channel::Ntfy { message, .. } => message.as_deref(),
         };
         Template::parse(source.unwrap_or(AIM_STUCK_TEMPLATE))
     }
@@ -152,7 +188,7 @@ impl Channel {
     /// digest. Slack allows about one message per second per webhook.
     pub fn pacing_ms(&self) -> i64 {
         match self {
-            Channel::Slack { .. } | Channel::Workplace { .. } | Channel::Webhook { .. } => 1000,
+            Channel::Slack { .. } | Channel::Workplace { .. } | Channel::Webhook { .. } | Channel::Ntfy { .. } => 1000,
             Channel::Logger { .. } => 0,
         }
     }
@@ -164,6 +200,14 @@ impl Channel {
             Channel::Slack { url, .. } => *url = mask_url(url),
             Channel::Workplace { access_token, .. } => *access_token = mask_secret(access_token),
             Channel::Logger { .. } => {}
+            // Without a token, anyone who knows the topic can read it: the topic is a secret
+            // too. Its first letters stay, so that two ntfy notifiers can be told apart.
+            Channel::Ntfy { topic, token, .. } => {
+                *topic = mask_topic(topic);
+                if let Some(t) = token {
+                    *t = mask_secret(t);
+                }
+            }
             Channel::Webhook { url, headers, .. } => {
                 *url = mask_url(url);
                 for v in headers.values_mut() {
@@ -180,6 +224,7 @@ impl Channel {
             Channel::Slack { url, .. } => vec![url.clone(), url_secret_part(url)],
             Channel::Workplace { access_token, .. } => vec![access_token.clone()],
             Channel::Logger { .. } => vec![],
+            Channel::Ntfy { topic, token, .. } => std::iter::once(topic.clone()).chain(token.iter().cloned()).collect(),
             Channel::Webhook { url, headers, .. } => {
                 let mut s = vec![url.clone(), url_secret_part(url)];
                 s.extend(headers.values().cloned());
@@ -227,6 +272,15 @@ pub fn mask_secret(s: &str) -> String {
     let n = s.chars().count();
     if n >= 16 {
         format!("****{}", s.chars().skip(n - 4).collect::<String>())
+    } else {
+        "****".into()
+    }
+}
+
+/// An ntfy topic as its first 3 characters and `****` (all of it hidden when short).
+fn mask_topic(topic: &str) -> String {
+    if topic.chars().count() >= 8 {
+        format!("{}****", topic.chars().take(3).collect::<String>())
     } else {
         "****".into()
     }

@@ -9,6 +9,8 @@ use runwatch_core::template::Template;
 use runwatch_core::{Level, Notification};
 use serde_json::{json, Value};
 
+use crate::send::Message;
+
 /// At most this many notifications are listed in one digest message.
 pub const DIGEST_MAX: usize = 50;
 
@@ -106,6 +108,37 @@ pub fn webhook_body(text: &str, n: Option<&Notification>, count: usize) -> Value
         }),
         None => json!({"text": text, "count": count}),
     }
+}
+
+/// An ntfy JSON message (published to the server's root URL, so the topic is in the body):
+/// the level sets the priority (CRITICAL 5 … DEBUG 1) and the emoji tag; a tap on a single
+/// notification opens its details in Runwatch's UI at `click_url`.
+pub fn ntfy_body(topic: &str, msg: &Message<'_>, click_url: Option<&str>) -> Value {
+    let (priority, tag) = match msg.level {
+        Level::Critical => (5, "rotating_light"),
+        Level::Error => (4, "x"),
+        Level::Warning => (3, "warning"),
+        Level::Info => (2, "information_source"),
+        Level::Debug => (1, "mag"),
+    };
+    let title = match msg.single {
+        Some(n) => n.title.clone(),
+        None if msg.count > 1 => format!("Runwatch: {} new notifications", msg.count),
+        None => "Runwatch".into(),
+    };
+    let mut body = json!({
+        "topic": topic,
+        "title": title,
+        "message": msg.text,
+        "priority": priority,
+        "tags": [tag, "runwatch"],
+    });
+    if let (Some(base), Some(n)) = (click_url, msg.single) {
+        let base = base.split('#').next().unwrap_or(base);
+        let sep = if base.ends_with('/') { "" } else { "/" };
+        body["click"] = json!(format!("{base}{sep}#/notifications/{}", n.id));
+    }
+    body
 }
 
 /// A logger line: local time, level, text.

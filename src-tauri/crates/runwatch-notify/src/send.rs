@@ -95,6 +95,11 @@ impl Sender {
                 url.query_pairs_mut().append_pair("access_token", access_token);
                 self.post(url.as_str(), &[], &serde_json::json!({ "message": msg.text }))
             }
+            Channel::Ntfy { url, topic, token, click_url, .. } => {
+                let auth = token.as_ref().map(|t| format!("Bearer {}", t.trim()));
+                let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+                self.post(url, &headers, &render::ntfy_body(topic, msg, click_url.as_deref()))
+            }
             Channel::Webhook { url, headers, .. } => {
                 let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 self.post(url, &headers, &render::webhook_body(&msg.text, msg.single, msg.count))

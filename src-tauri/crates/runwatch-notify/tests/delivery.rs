@@ -1,4 +1,4 @@
-//! Delivery against local fake Slack / Workplace / webhook servers: the exact requests,
+//! Delivery against local fake Slack / Workplace / webhook / ntfy servers: the exact requests,
 //! and every fault — 500, 429 with Retry-After, 404, silence, refused connections — under
 //! an injected clock.
 
@@ -170,6 +170,69 @@ fn workplace_posts_to_the_group_feed_with_the_token() {
     assert_eq!(r.path, "/v14.0/1234567890/feed");
     assert_eq!(r.query.as_deref(), Some("access_token=EAAGtokenSECRET"));
     assert_eq!(r.json(), json!({"message": "Run be0ebd0ce55b452d85f692cf stuck"}));
+}
+
+#[test]
+fn ntfy_gets_its_json_message_with_priority_tags_click_and_token() {
+    let server = FakeServer::start();
+    let mut s = setup();
+    let ntfy = |topic: &str, token: Option<&str>, click: Option<&str>| Channel::Ntfy {
+        url: server.url(""),
+        topic: topic.into(),
+        token: token.map(Into::into),
+        click_url: click.map(Into::into),
+        message: None,
+    };
+    s.add(ntfy("runwatch-alerts-7f3a", Some("tk_AgQdq7mVBoFD37zQVN29RhuMzNIz2"), Some("https://gpu1.lab:8747/")), Level::Warning);
+    s.notify(Level::Info, "below the level", "send");
+    let id = s.notify(Level::Critical, "OOM at step 1200", "send");
+    s.step();
+    let r = server.wait_for(1, WAIT).remove(0);
+    assert_eq!((r.method.as_str(), r.path.as_str(), r.query.as_deref()), ("POST", "/", None));
+    assert_eq!(r.header("authorization"), Some("Bearer tk_AgQdq7mVBoFD37zQVN29RhuMzNIz2"));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        r.json(),
+        json!({
+            "topic": "runwatch-alerts-7f3a",
+            "title": "OOM at step 1200",
+            "message": "OOM at step 1200",
+            "priority": 5,
+            "tags": ["rotating_light", "runwatch"],
+            "click": format!("https://gpu1.lab:8747/#/notifications/{id}"),
+        })
+    );
+    assert_eq!(server.requests().len(), 1, "the INFO one is below the notifier's minimum level");
+
+    // No token: no Authorization header; no click URL: no click; the level sets the priority.
+    let server2 = FakeServer::start();
+    s.add(Channel::Ntfy { url: server2.url(""), topic: "open".into(), token: None, click_url: None, message: None }, Level::Debug);
+    s.at_ms(2000).notify(Level::Warning, "loss is NaN", "send");
+    s.step();
+    let r = server2.wait_for(1, WAIT).remove(0);
+    assert_eq!(r.header("authorization"), None);
+    assert_eq!(
+        r.json(),
+        json!({"topic": "open", "title": "loss is NaN", "message": "loss is NaN", "priority": 3, "tags": ["warning", "runwatch"]})
+    );
+}
+
+#[test]
+fn ntfy_settings_are_checked_and_masked() {
+    let ntfy = |url: &str, topic: &str, token: Option<&str>| Channel::Ntfy {
+        url: url.into(),
+        topic: topic.into(),
+        token: token.map(Into::into),
+        click_url: None,
+        message: None,
+    };
+    assert!(ntfy("https://ntfy.sh", "lab_alerts-1", None).validate().is_ok());
+    assert!(ntfy("https://ntfy.sh", "has space", None).validate().is_err());
+    assert!(ntfy("https://ntfy.sh", "", None).validate().is_err());
+    assert!(ntfy("ntfy.sh", "t", None).validate().is_err());
+    assert!(ntfy("https://ntfy.sh", "t", Some(" ")).validate().is_err());
+    let masked = ntfy("https://ntfy.sh", "runwatch-alerts-7f3a", Some("tk_AgQdq7mVBoFD37zQVN29RhuMzNIz2")).masked();
+    assert_eq!(masked, json!({"url": "https://ntfy.sh", "topic": "run****", "token": "****NIz2"}));
 }
 
 #[test]

@@ -114,7 +114,7 @@ fn arguments() -> BoxedStrategy<Value> {
 /// One notifier entry of Aim's config.
 fn entry() -> BoxedStrategy<Value> {
     let kind = prop_oneof![
-        12 => prop::sample::select(vec!["slack", "workplace", "logger", "webhook"]).prop_map(Value::from),
+        12 => prop::sample::select(vec!["slack", "workplace", "logger", "webhook", "ntfy"]).prop_map(Value::from),
         1 => prop::sample::select(vec!["pager", "Slack", "", "desktop"]).prop_map(Value::from),
         1 => any_json(),
     ];
@@ -226,12 +226,19 @@ proptest! {
     #[test]
     fn masked_configs_never_show_a_secret(
         path in secret(), token in secret(), header in secret(), port in prop::option::of(1u16..),
-        which in 0usize..3,
+        which in 0usize..4,
     ) {
         let host = match port { Some(p) => format!("127.0.0.1:{p}"), None => "hooks.slack.com".into() };
         let channel = match which {
             0 => Channel::Slack { url: format!("https://{host}/services/{path}"), message: None },
             1 => Channel::Workplace { group_id: "123".into(), access_token: token.clone(), base_url: Some(format!("http://{host}")), message: None },
+            2 => Channel::Ntfy {
+                url: format!("http://{host}"),
+                topic: path.clone(),
+                token: Some(token.clone()),
+                click_url: Some(format!("https://{host}/")),
+                message: None,
+            },
             _ => Channel::Webhook {
                 url: format!("http://{host}/hook/{path}?key={token}"),
                 headers: BTreeMap::from([("Authorization".to_string(), format!("Bearer {header}"))]),
