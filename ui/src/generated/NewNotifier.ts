@@ -7,6 +7,6 @@ import type { Level } from "./Level";
 export type NewNotifier = { type: string, 
 /**
  * slack: url, message; workplace: group_id, access_token, base_url, message; logger: message;
- * webhook: url, headers, message.
+ * webhook: url, headers, message; ntfy: url, topic, token, click_url, message.
  */
 config: Record<string, unknown>, min_level: Level | null, };

@@ -397,7 +397,7 @@ pub struct NewNotifier {
     #[serde(rename = "type")]
     pub kind: String,
     /// slack: url, message; workplace: group_id, access_token, base_url, message; logger: message;
-    /// webhook: url, headers, message.
+    /// webhook: url, headers, message; ntfy: url, topic, token, click_url, message.
     #[ts(type = "Record<string, unknown>")]
     #[schema(value_type = Object)]
     pub config: serde_json::Value,
