@@ -314,7 +314,7 @@ def build() -> None:
     if not (ui / "node_modules").is_dir():
         run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=ui)
     run(["npm", "run", "--silent", "build"], cwd=ui)
-    run(["cargo", "build", "--release", "--locked", "-p", "runwatch-app"], cwd=ROOT)
+    run(["cargo", "build", "--release", "--locked", "-p", "runwatch-app", "-p", "runwatch-tray"], cwd=ROOT)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
