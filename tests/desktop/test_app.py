@@ -203,3 +203,34 @@ def test_a_hidden_start_makes_no_window_until_a_popup_is_clicked(tmp_path, bus, 
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_start_at_login_registers_the_hidden_start(tmp_path, bus, tray_host):
+    """"Start at login" in the tray menu writes the XDG autostart entry that runs
+    `runwatch-app --hidden` (the file tauri-plugin-autostart wrote before, so an earlier
+    registration is recognised), checks the item, and takes the entry away again."""
+    home = tmp_path / "home"
+    home.mkdir()
+    entry = home / ".config" / "autostart" / "Runwatch.desktop"
+    proc = subprocess.Popen([str(APP), "--hidden"], env=dict(app_env(tmp_path / "data"), HOME=str(home)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        App(proc, tmp_path / "data")
+        item, props = tray_item(bus, tray_host)
+        menu_path = props.Get("org.kde.StatusNotifierItem", "Menu")
+        menu, items = menu_items(bus, item["service"], menu_path)
+
+        def checked():
+            return int(menu.GetProperty(items["Start at login"], "toggle-state"))
+
+        assert not entry.exists() and checked() == 0
+        click(menu, items["Start at login"])
+        wait_until("the autostart entry", entry.exists)
+        assert f"Exec={APP} --hidden" in entry.read_text().splitlines(), entry.read_text()
+        wait_until("the item to be checked", lambda: checked() == 1)
+        click(menu, items["Start at login"])
+        wait_until("the autostart entry to go", lambda: not entry.exists())
+        wait_until("the item to be unchecked", lambda: checked() == 0)
+    finally:
+        proc.kill()
+        proc.wait()
