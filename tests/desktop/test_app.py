@@ -234,3 +234,33 @@ def test_start_at_login_registers_the_hidden_start(tmp_path, bus, tray_host):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_launching_again_opens_a_window_on_the_running_engine(tmp_path, bus, tray_host):
+    """A second launch while the app runs (from the desktop's launcher, say) starts no
+    second engine: it becomes a window on the running one."""
+    d = display.Display()
+    data = tmp_path / "data"
+    first = subprocess.Popen([str(APP), "--hidden"], env=app_env(data), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    second = None
+    try:
+        app = App(first, data)
+        tray_item(bus, tray_host)
+        second = subprocess.Popen([str(APP)], env=app_env(data), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = wait_until("the second launch's line", second.stdout.readline)
+        assert line.startswith("Runwatch is already running"), line
+        window = wait_until("the window", lambda: (w := toplevel(d, "Runwatch")) and is_viewable(w) and w)
+        assert open(f"/proc/{second.pid}/comm").read().strip() == "runwatch-app", "the second launch is the window"
+        port = int(app.api.rsplit(":", 1)[1].strip("/"))
+        wait_until("the window's connection to the engine",
+                   lambda: connected_to([second.pid] + list(descendants(second.pid)), port))
+        assert (data / "watcher.lock").read_text().split()[0] == str(first.pid)
+        close_window(d, window)
+        assert second.wait(timeout=PATIENCE) == 0, second.stderr.read()
+        assert first.poll() is None, "closing the second launch's window quit the app"
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
