@@ -1,18 +1,20 @@
 //! Native popups (notify-rust over D-Bus) for notifications at or above the popup level,
 //! coalesced by [`PopupGate`]; "Open" (also the default click) shows the notification's
-//! details, "Acknowledge" acknowledges it. The same loop keeps the tray badge current.
+//! details in the window, "Acknowledge" acknowledges it. The same loop keeps the tray
+//! badge current.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use notify_rust::{Hint, Timeout, Urgency};
 use runwatch_core::clock::{Clock, Millis, SystemClock};
-use runwatch_core::{inbox, Level, Store};
+use runwatch_core::{inbox, DataDir, Level, Store};
 use runwatch_desktop::{Popup, PopupGate};
-use tauri::{AppHandle, Manager};
 
-use crate::engine::Engine;
+use crate::tray::Handle;
+use crate::{Command, Wake};
 
 /// Popups paused until this time (0: not paused); toggled from the tray menu.
 #[derive(Default)]
@@ -27,40 +29,39 @@ impl Pause {
         !paused
     }
 
-    fn until(&self) -> Option<Millis> {
+    pub fn until(&self) -> Option<Millis> {
         Some(self.0.load(Ordering::SeqCst)).filter(|u| *u > 0)
     }
 }
 
+/// What a popup's buttons need.
+#[derive(Clone)]
+struct Ctx {
+    /// notify-rust's D-Bus connection runs its tasks on this runtime.
+    runtime: tokio::runtime::Handle,
+    data_dir: DataDir,
+    wake: Wake,
+    commands: Sender<Command>,
+}
+
 /// Starts the loop that shows popups and keeps the tray badge current.
-pub fn start(app: AppHandle) {
-    app.manage(Pause::default());
+pub fn start(runtime: tokio::runtime::Handle, data_dir: DataDir, tray: Handle, pause: Arc<Pause>, wake: Wake, commands: Sender<Command>) {
     let (tx, rx) = mpsc::channel();
-    if let Some(engine) = app.try_state::<Engine>() {
-        *engine.wake.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tx);
-    }
+    *wake.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+    let ctx = Ctx { runtime, data_dir, wake, commands };
     std::thread::Builder::new()
         .name("popups".into())
         .spawn(move || {
-            if let Err(e) = run(&app, &rx) {
+            let _in_runtime = ctx.runtime.enter();
+            if let Err(e) = run(&ctx, &tray, &pause, &rx) {
                 tracing::warn!("popups and tray badge stopped: {e}");
             }
         })
         .expect("spawning a thread");
 }
 
-/// Wakes the loop now (after an acknowledgement from the tray, say).
-pub fn wake(app: &AppHandle) {
-    if let Some(engine) = app.try_state::<Engine>() {
-        if let Some(tx) = engine.wake.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-fn run(app: &AppHandle, rx: &mpsc::Receiver<()>) -> anyhow::Result<()> {
-    let engine = app.state::<Engine>();
-    let store = Store::open(engine.data_dir())?;
+fn run(ctx: &Ctx, tray: &Handle, pause: &Pause, rx: &mpsc::Receiver<()>) -> anyhow::Result<()> {
+    let store = Store::open(&ctx.data_dir)?;
     // Only what arrives from now on pops up; what was pending shows in the badge.
     let mut last_seq = inbox::last_seq(store.conn())?;
     let mut gate = PopupGate::new(runwatch_core::Settings::default().popup_level);
@@ -68,23 +69,24 @@ fn run(app: &AppHandle, rx: &mpsc::Receiver<()>) -> anyhow::Result<()> {
     loop {
         let now = SystemClock.now();
         gate.level = runwatch_core::Settings::load(&store)?.popup_level;
-        gate.pause_until(app.state::<Pause>().until());
+        gate.pause_until(pause.until());
         let summary = store.unread_summary()?;
         let unreachable: Vec<String> =
             store.remotes()?.into_iter().filter(|r| r.state == runwatch_core::remotes::RemoteState::Unreachable).map(|r| r.name).collect();
         let shown = (summary, unreachable);
         if shown_summary.as_ref() != Some(&shown) {
-            crate::tray::show(app, &shown.0, &shown.1);
+            let (summary, unreachable) = shown.clone();
+            tray.update(move |t| t.show(summary, unreachable));
             shown_summary = Some(shown);
         }
         for (seq, n) in inbox::since(store.conn(), last_seq, Level::Debug, 1000)? {
             last_seq = seq;
             for popup in gate.offer(&n, now) {
-                show(app, popup);
+                show(ctx, popup);
             }
         }
         for popup in gate.tick(now) {
-            show(app, popup);
+            show(ctx, popup);
         }
         // No polling: the engine's change feed wakes this loop on every commit to the store
         // (by the watcher, the API or another process), and a coalesced popup wakes it when due.
@@ -99,7 +101,7 @@ fn run(app: &AppHandle, rx: &mpsc::Receiver<()>) -> anyhow::Result<()> {
     }
 }
 
-fn show(app: &AppHandle, popup: Popup) {
+fn show(ctx: &Ctx, popup: Popup) {
     let mut n = notify_rust::Notification::new();
     n.appname("Runwatch")
         .summary(&popup.summary())
@@ -123,20 +125,21 @@ fn show(app: &AppHandle, popup: Popup) {
             return;
         }
     };
-    let app = app.clone();
+    let ctx = ctx.clone();
     // Waits for a click or a dismissal, on its own thread (it blocks).
     std::thread::spawn(move || {
+        let _in_runtime = ctx.runtime.enter();
         handle.wait_for_action(|action| match action {
             "default" | "open" => {
                 let route = id.as_ref().map_or("/notifications".to_string(), |id| format!("/notifications/{id}"));
-                crate::show_window(&app, Some(&route));
+                let _ = ctx.commands.send(Command::Open(Some(route)));
             }
             "ack" => {
-                if let (Some(id), Some(engine)) = (&id, app.try_state::<Engine>()) {
-                    if let Err(e) = Store::open(engine.data_dir()).and_then(|mut s| s.ack(std::slice::from_ref(id), SystemClock.now())) {
+                if let Some(id) = &id {
+                    if let Err(e) = Store::open(&ctx.data_dir).and_then(|mut s| s.ack(std::slice::from_ref(id), SystemClock.now())) {
                         tracing::warn!("cannot acknowledge: {e}");
                     }
-                    wake(&app);
+                    crate::wake(&ctx.wake);
                 }
             }
             _ => {}
