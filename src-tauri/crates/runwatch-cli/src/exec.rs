@@ -127,7 +127,8 @@ pub fn exec(out: Out<'_>, args: ExecArgs) -> anyhow::Result<Finished> {
     let tail = Arc::new(Mutex::new(Tail::default()));
     let (drained_tx, drained) = mpsc::channel();
     let (events_tx, events) = mpsc::channel();
-    let alerts = (!args.alert_on.is_empty()).then(|| Arc::new(Alerts { patterns: args.alert_on.clone(), to: Mutex::new(events_tx.clone()) }));
+    let alerts =
+        (!args.alert_on.is_empty()).then(|| Arc::new(Alerts { patterns: args.alert_on.clone(), to: Mutex::new(events_tx.clone()) }));
     let stdout = child.stdout.take().map(|out| pump_stdout(out, started, last_output.clone(), alerts.clone(), drained_tx.clone()));
     let stderr = child.stderr.take().map(|err| pump_stderr(err, started, last_output.clone(), tail.clone(), alerts, drained_tx));
 
@@ -152,7 +153,8 @@ pub fn exec(out: Out<'_>, args: ExecArgs) -> anyhow::Result<Finished> {
         Out::Local(store) => Sink::Local(store),
         Out::Remote(remote) => Sink::Remote(Box::new(RemoteRun::start(remote, &run_id, &name, &nonce, args.heartbeat)?), remote),
     };
-    let mut report = Reporter { sink, run_id, name, nonce, stored: Vec::new(), stalls: 0, bursts: why::Bursts::new(args.alert_burst_gap), burst: None };
+    let mut report =
+        Reporter { sink, run_id, name, nonce, stored: Vec::new(), stalls: 0, bursts: why::Bursts::new(args.alert_burst_gap), burst: None };
     report.name_run();
     report.started(&shown, pid);
     report.deliver_due();
@@ -223,7 +225,11 @@ pub fn exec(out: Out<'_>, args: ExecArgs) -> anyhow::Result<Finished> {
 enum FromCommand {
     Exited(io::Result<ExitStatus>),
     /// A line of output matched an `--alert-on` pattern.
-    Matched { line: String, pattern: String, at: Instant },
+    Matched {
+        line: String,
+        pattern: String,
+        at: Instant,
+    },
 }
 
 /// The `--alert-on` patterns and where matches go (shared by the output pumps).
@@ -235,7 +241,8 @@ struct Alerts {
 impl Alerts {
     fn check(&self, line: &str) {
         if let Some(p) = self.patterns.iter().find(|p| p.is_match(line)) {
-            let _ = lock(&self.to).send(FromCommand::Matched { line: line.to_string(), pattern: p.as_str().to_string(), at: Instant::now() });
+            let _ =
+                lock(&self.to).send(FromCommand::Matched { line: line.to_string(), pattern: p.as_str().to_string(), at: Instant::now() });
         }
     }
 }
@@ -473,7 +480,9 @@ enum Why {
     Code(i32),
     Signal(i32),
     /// SIGKILL, and a memory cgroup's `oom_kill` counter rose ("cgroup … 0→1").
-    OomKiller { rise: String },
+    OomKiller {
+        rise: String,
+    },
     Other,
 }
 

@@ -57,7 +57,11 @@ fn counter_files(cgroups: &str, mounts: &str) -> Vec<PathBuf> {
             let fields: Vec<&str> = left.split(' ').collect();
             let after: Vec<&str> = right.split(' ').collect();
             let (Some(root), Some(point), Some(fstype)) = (fields.get(3), fields.get(4), after.first()) else { continue };
-            let fits = if v2 { *fstype == "cgroup2" } else { *fstype == "cgroup" && after.get(2).is_some_and(|o| o.split(',').any(|c| c == "memory")) };
+            let fits = if v2 {
+                *fstype == "cgroup2"
+            } else {
+                *fstype == "cgroup" && after.get(2).is_some_and(|o| o.split(',').any(|c| c == "memory"))
+            };
             if !fits {
                 continue;
             }

@@ -116,7 +116,8 @@ pub const MAX_PAGE: usize = 1000;
 /// One more occurrence of what notification `id` says (a burst folded into it): its
 /// repeat count goes up; it stays pending.
 pub fn count_repeat(conn: &Connection, id: &str, now: Millis) -> Result<(), StoreError> {
-    conn.prepare_cached("UPDATE notifications SET repeat_count = repeat_count + 1, updated_at = ?2 WHERE id = ?1")?.execute(params![id, now])?;
+    conn.prepare_cached("UPDATE notifications SET repeat_count = repeat_count + 1, updated_at = ?2 WHERE id = ?1")?
+        .execute(params![id, now])?;
     Ok(())
 }
 
