@@ -2,13 +2,18 @@
 # A single-node Slurm cluster for the tests, in one directory: `cluster.sh start DIR` writes
 # munge's key, slurm.conf and cgroup.conf there, starts munged (as the munge user), slurmctld
 # and slurmd on loopback ports, and waits until the node takes jobs; `cluster.sh stop DIR`
-# stops them. Needs root (slurmd runs jobs as their users) and Debian's slurm-wlm and munge.
+# stops them (its jobs first). Needs root (slurmd runs jobs as their users) and Debian's
+# slurm-wlm and munge. A watchdog stops the cluster after RUNWATCH_SLURM_LIFETIME seconds
+# (default 1800) even if the tests that started it were killed.
 set -euo pipefail
 cmd=${1:?start|stop}
 dir=${2:?directory}
 
 stop() {
-  for p in slurmd slurmctld munged; do
+  if [ -s "$dir/slurmctld.pid" ] && [ -f "$dir/slurm.conf" ]; then
+    SLURM_CONF="$dir/slurm.conf" timeout 10 scancel --user="$(id -un)" 2>/dev/null || true
+  fi
+  for p in slurmd slurmctld munged watchdog; do
     if [ -s "$dir/$p.pid" ]; then
       pid=$(cat "$dir/$p.pid")
       kill "$pid" 2>/dev/null || true
@@ -92,6 +97,8 @@ CONF
 export SLURM_CONF="$dir/slurm.conf"
 slurmctld -i -f "$dir/slurm.conf"
 slurmd -f "$dir/slurm.conf"
+setsid bash -c "sleep ${RUNWATCH_SLURM_LIFETIME:-1800}; exec '$(readlink -f "$0")' stop '$dir'" </dev/null >/dev/null 2>&1 &
+echo $! > "$dir/watchdog.pid"
 for _ in $(seq 100); do
   if sinfo -h -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
     echo "$dir/slurm.conf"

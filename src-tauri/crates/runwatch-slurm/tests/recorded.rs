@@ -12,6 +12,8 @@ use runwatch_slurm::{record, track, Change, JobState, Tracker};
 const EARLY: &str = include_str!("recorded/scontrol-early.txt");
 const MID: &str = include_str!("recorded/scontrol-mid.txt");
 const SACCT: &str = include_str!("recorded/sacct.txt");
+/// A job past its 1-minute limit, and one whose node was set DOWN (`scontrol update`).
+const LATE: &str = include_str!("recorded/scontrol-late.txt");
 
 #[test]
 fn scontrol_lines_become_jobs() {
@@ -33,6 +35,20 @@ fn scontrol_lines_become_jobs() {
     let mut ids: Vec<_> = tasks.iter().map(|t| t.array_task_id.clone().unwrap()).collect();
     ids.sort();
     assert_eq!(ids, ["0", "1", "2", "3", "4", "5", "6", "7"]);
+}
+
+#[test]
+fn a_timeout_and_a_node_failure_as_scontrol_prints_them() {
+    let jobs = parse_scontrol(LATE);
+    assert_eq!(jobs.len(), 2);
+    assert_eq!((jobs[0].state.clone(), jobs[0].limit), (JobState::Timeout, Some(60)));
+    assert!(jobs[0].elapsed.unwrap() >= 60);
+    let timeout = track::say(&jobs[0], &Change::Ended).unwrap();
+    assert_eq!((timeout.state, timeout.cause.as_deref()), (Some(RunState::Failed), Some("time limit")));
+    assert!(timeout.title.contains("reached its time limit (1m)"), "{}", timeout.title);
+    assert_eq!(jobs[1].state, JobState::NodeFail);
+    let lost = track::say(&jobs[1], &Change::Ended).unwrap();
+    assert_eq!((lost.state, lost.cause.as_deref()), (Some(RunState::Crashed), Some("node failure (vm)")));
 }
 
 #[test]
