@@ -145,21 +145,25 @@ pub fn parse_scontrol(text: &str) -> Vec<Job> {
 }
 
 fn parse_scontrol_line(line: &str) -> Option<Job> {
-    let mut fields: Vec<(&str, String)> = Vec::with_capacity(64);
-    for word in line.split(' ').filter(|w| !w.is_empty()) {
+    // (key, where its value starts, where it ends) in `line`: no copies of the ~60 fields.
+    let mut fields: Vec<(&str, usize, usize)> = Vec::with_capacity(64);
+    let mut pos = 0;
+    for word in line.split(' ') {
+        let start = pos;
+        pos += word.len() + 1;
         match word.split_once('=') {
-            Some((k, v)) if !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"/:_".contains(&b)) => {
-                fields.push((k, v.to_string()));
+            Some((k, _)) if !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"/:_".contains(&b)) => {
+                fields.push((k, start + k.len() + 1, start + word.len()));
             }
-            _ => {
-                if let Some((_, v)) = fields.last_mut() {
-                    v.push(' ');
-                    v.push_str(word);
+            _ if !word.is_empty() => {
+                if let Some(last) = fields.last_mut() {
+                    last.2 = start + word.len();
                 }
             }
+            _ => {}
         }
     }
-    let get = |key: &str| fields.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str());
+    let get = |key: &str| fields.iter().find(|(k, _, _)| *k == key).map(|&(_, a, b)| &line[a..b]);
     let job_id = get("JobId")?.to_string();
     let (exit_code, signal) = get("ExitCode").map_or((None, None), parse_exit);
     let node = get("BatchHost").or_else(|| get("NodeList")).and_then(first_node);
