@@ -116,8 +116,7 @@ enum Command {
     CheckIn(checkin::CheckInArgs),
     /// Run a command as a watched run: started, finished or failed, stalled
     Exec(exec::ExecArgs),
-    /// The runs known here: state (running, finished, failed, crashed, stuck, ended), why
-    /// they ended, host and labels
+    /// The runs known here: their state, why they ended, host and labels
     Runs,
     /// Print this data dir's API token (for scripts, and for jobs and followers elsewhere)
     Token,
