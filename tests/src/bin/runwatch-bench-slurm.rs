@@ -43,11 +43,11 @@ fn sacct_line(id: usize, state: &str, exit: &str) -> String {
     )
 }
 
-fn answer(line: fn(usize, &str, &str) -> String, ended: usize) -> String {
-    (0..JOBS)
-        .map(|i| if i < ended { line(i + 1, "FAILED", "1:0") } else { line(i + 1, "RUNNING", "0:0") })
-        .collect::<Vec<_>>()
-        .join("\n")
+/// Prints one job's line: (id, state, exit code).
+type Line = fn(usize, &str, &str) -> String;
+
+fn answer(line: Line, ended: usize) -> String {
+    (0..JOBS).map(|i| if i < ended { line(i + 1, "FAILED", "1:0") } else { line(i + 1, "RUNNING", "0:0") }).collect::<Vec<_>>().join("\n")
 }
 
 /// CPU seconds of this process and of its waited-for children.
@@ -70,7 +70,7 @@ fn stand_in(bin: &Path, name: &str, file: &Path) {
 }
 
 fn bench(mode: Mode, tmp: &Path) {
-    let (name, line): (&str, fn(usize, &str, &str) -> String) = match mode {
+    let (name, line): (&str, Line) = match mode {
         Mode::Sacct => ("sacct", sacct_line),
         _ => ("scontrol", scontrol_line),
     };
