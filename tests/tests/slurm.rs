@@ -51,16 +51,17 @@ fn one(data: &Path, job: &str, level: Level, title_has: &str, patience: Duration
     })
 }
 
-fn start_daemon(c: &Cluster, data: &Path) -> Running {
-    let mut daemon = Running::spawn(
-        Command::new(binary("runwatch"))
-            .arg("--data-dir")
-            .arg(data)
-            .args(["start", "--http", "127.0.0.1:0", "--slurm", "--slurm-interval", "1s"])
-            .env("SLURM_CONF", &c.conf)
-            .env("RUNWATCH_LOG", "info"),
-    );
-    daemon.wait_for_line("the daemon to follow Slurm", |l| l.starts_with("Following Slurm jobs"));
+/// `runwatch start`, following Slurm from the start with `--slurm`, or not (until the setting says so).
+fn start_daemon(c: &Cluster, data: &Path, slurm: bool) -> Running {
+    let mut cmd = Command::new(binary("runwatch"));
+    cmd.arg("--data-dir").arg(data).args(["start", "--http", "127.0.0.1:0", "--slurm-interval", "1s"]).env("SLURM_CONF", &c.conf);
+    if slurm {
+        cmd.arg("--slurm");
+    }
+    let mut daemon = Running::spawn(&mut cmd);
+    if slurm {
+        daemon.wait_for_line("the daemon to follow Slurm", |l| l.starts_with("Following Slurm jobs"));
+    }
     daemon.wait_for_line("the daemon to serve", |l| l.starts_with("Serving the UI at "));
     daemon
 }
@@ -83,7 +84,11 @@ fn jobs_on_a_real_cluster_are_runs_that_say_why_they_stopped() {
         // A 1-minute limit (Slurm's smallest) is warned 50 s before.
         settings::patch(&mut s, &SettingsPatch { slurm_near_limit_secs: Some(50), ..Default::default() }).unwrap();
     }
-    let daemon = start_daemon(c, &data);
+    let daemon = start_daemon(c, &data, true);
+    // Another daemon, off until its setting is turned on while it runs (as the UI's toggle does).
+    let toggled = tmp.path().join("toggled");
+    let other = start_daemon(c, &toggled, false);
+    settings::patch(&mut store(&toggled), &SettingsPatch { slurm_enabled: Some(true), ..Default::default() }).unwrap();
     let runwatch = binary("runwatch");
 
     let waiter = c.sbatch(&["-J", "waiter", "-o", "/dev/null", "--begin=now+2", "--wrap", "sleep 1"]);
@@ -108,6 +113,10 @@ fn jobs_on_a_real_cluster_are_runs_that_say_why_they_stopped() {
     assert!(failed.body.contains("Elapsed: ") && failed.body.contains("of no limit"), "{}", failed.body);
     let run = store(&data).run(&format!("slurm-{bad}")).unwrap().unwrap();
     assert_eq!((run.state, run.cause.as_deref(), run.host.as_deref()), (RunState::Failed, Some("exit code 3"), Some(c.node.as_str())));
+    // The toggled daemon's first poll came before the waiter left the queue (2 s after it was submitted).
+    one(&toggled, &waiter, Level::Info, "completed after", MINUTE);
+    other.signal_group("TERM");
+    assert!(other.finish().0.success());
     assert_eq!(run.labels.get("slurm_job_id"), Some(&bad));
     assert_eq!(run.labels.get("slurm_job_name").map(String::as_str), Some("bad"));
 

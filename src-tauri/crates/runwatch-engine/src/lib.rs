@@ -278,6 +278,8 @@ impl EngineBuilder {
                 return Err(e);
             }
         };
+        let slurm_wake = slurm.0.clone();
+        store_changes.subscribe(move || slurm_wake.settings_changed());
 
         let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let config = ApiConfig { store: api_store, token: token.clone(), clock, on_stored, store_changes: Some(store_changes.clone()) };
@@ -374,7 +376,7 @@ struct Running {
     dispatcher: DispatcherHandle,
     follower: follow::Follower,
     /// The Slurm source's stop and thread; a poll in flight is not waited for past the bound.
-    slurm: (slurm::SlurmStop, JoinHandle<()>),
+    slurm: (slurm::SlurmHandle, JoinHandle<()>),
     http_stop: tokio::sync::oneshot::Sender<()>,
     done: mpsc::Receiver<Part>,
     threads: Vec<(Part, JoinHandle<Option<EngineError>>)>,
@@ -471,7 +473,7 @@ impl Engine {
         running.watcher.stop();
         running.follower.stop();
         let (slurm_stop, slurm_thread) = running.slurm;
-        drop(slurm_stop);
+        slurm_stop.stop();
         let _ = running.http_stop.send(());
         running.dispatcher.stop();
 

@@ -1,12 +1,12 @@
 //! The Slurm source on its own thread: while it is on (`runwatch start --slurm`, or the
-//! `slurm_enabled` setting, read before each poll so the UI's toggle takes effect without a
-//! restart), it polls Slurm every interval for all of the user's jobs and stores what
-//! changed (see `runwatch_slurm`); while slurmctld is slow or unreachable the pause grows,
-//! with one logged warning per outage.
+//! `slurm_enabled` setting), it polls Slurm every interval for all of the user's jobs and
+//! stores what changed (see `runwatch_slurm`); while slurmctld is slow or unreachable the
+//! pause grows, with one logged warning per outage. The store's change feed wakes it to
+//! read the settings again (the UI's toggle takes effect at once); while off it only waits.
 
 use std::sync::mpsc;
 use std::sync::PoisonError;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use runwatch_core::clock::SharedClock;
 use runwatch_core::{DataDir, Settings, Store};
@@ -34,8 +34,26 @@ impl Default for SlurmOptions {
     }
 }
 
-/// Stops the thread (dropping it does too).
-pub(crate) struct SlurmStop(#[allow(dead_code)] mpsc::Sender<()>);
+/// What wakes the thread.
+pub(crate) enum Wake {
+    /// The store changed: the settings may have.
+    Settings,
+    Stop,
+}
+
+/// Stops the thread (dropping it does too), or wakes it to read the settings.
+#[derive(Clone)]
+pub(crate) struct SlurmHandle(mpsc::Sender<Wake>);
+
+impl SlurmHandle {
+    pub(crate) fn settings_changed(&self) {
+        let _ = self.0.send(Wake::Settings);
+    }
+
+    pub(crate) fn stop(&self) {
+        let _ = self.0.send(Wake::Stop);
+    }
+}
 
 pub(crate) fn start(
     data_dir: &DataDir,
@@ -43,9 +61,9 @@ pub(crate) fn start(
     clock: SharedClock,
     hook: SharedHook,
     wake: DispatcherHandle,
-) -> Result<(SlurmStop, std::thread::JoinHandle<()>), crate::EngineError> {
+) -> Result<(SlurmHandle, std::thread::JoinHandle<()>), crate::EngineError> {
     let mut store = Store::open(data_dir)?;
-    let (stop, stopped) = mpsc::channel::<()>();
+    let (handle, wakes) = mpsc::channel::<Wake>();
     let thread = std::thread::Builder::new()
         .name("slurm".into())
         .spawn(move || {
@@ -53,7 +71,7 @@ pub(crate) fn start(
             let mut warned = false;
             loop {
                 let settings = Settings::load(&store).unwrap_or_default();
-                let mut wait = options.interval;
+                let mut next_poll = None;
                 if options.forced || settings.slurm_enabled {
                     let near = Duration::from_secs(settings.slurm_near_limit_secs);
                     let s = source.get_or_insert_with(|| {
@@ -87,16 +105,33 @@ pub(crate) fn start(
                             }
                         }
                     }
-                    wait = s.poller.next_wait(options.interval);
-                } else {
-                    source = None;
+                    next_poll = Some(Instant::now() + s.poller.next_wait(options.interval));
+                } else if source.take().is_some() {
+                    tracing::info!("no longer following Slurm jobs");
                 }
-                match stopped.recv_timeout(wait) {
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    _ => return,
+                // Until the next poll (or, while off, until the settings change): a change
+                // of the store only matters if it turned the source on or off.
+                loop {
+                    let wake = match next_poll {
+                        Some(at) => match wakes.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                            Ok(w) => w,
+                            Err(mpsc::RecvTimeoutError::Timeout) => break,
+                            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                        },
+                        None => wakes.recv().unwrap_or(Wake::Stop),
+                    };
+                    match wake {
+                        Wake::Stop => return,
+                        Wake::Settings => {
+                            let on = options.forced || Settings::load(&store).is_ok_and(|s| s.slurm_enabled);
+                            if on != source.is_some() {
+                                break;
+                            }
+                        }
+                    }
                 }
             }
         })
         .map_err(|source| crate::EngineError::Spawn { what: "Slurm source", source })?;
-    Ok((SlurmStop(stop), thread))
+    Ok((SlurmHandle(handle), thread))
 }
