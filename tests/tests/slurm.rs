@@ -154,8 +154,11 @@ fn jobs_on_a_real_cluster_are_runs_that_say_why_they_stopped() {
         notifications(&data).into_iter().find(|n| n.source == "exec" && n.level == Level::Error && n.title.starts_with("Run 'inner'"))
     });
     assert_eq!(from_exec.run_id.as_deref(), Some(format!("slurm-{inner}").as_str()));
-    one(&data, &inner, Level::Error, "failed with exit code 4", MINUTE);
-    let run = store(&data).run(&format!("slurm-{inner}")).unwrap().unwrap();
+    // The Slurm source labels the same run, and does not say "failed" a second time.
+    let run = wait_for("the job's labels on exec's run", MINUTE, || {
+        store(&data).run(&format!("slurm-{inner}")).unwrap().filter(|r| r.labels.get("slurm_job_name").map(String::as_str) == Some("inner"))
+    });
+    assert_eq!((run.state, run.cause.as_deref()), (RunState::Failed, Some("exit code 4")));
     assert_eq!(run.labels.get("slurm_job_id"), Some(&inner));
 
     // The time limit: warned before, then TIMEOUT.
@@ -180,6 +183,12 @@ fn jobs_on_a_real_cluster_are_runs_that_say_why_they_stopped() {
     // Back to service for any later test (Slurm may have done it already: then this fails, harmlessly).
     let _ = c.command("scontrol").args(["update", &format!("NodeName={}", c.node), "State=RESUME"]).output();
 
+    assert!(
+        !notifications(&data)
+            .iter()
+            .any(|n| n.source == "slurm" && n.run_id.as_deref() == Some(format!("slurm-{inner}").as_str()) && n.level == Level::Error),
+        "exec said how the job ended"
+    );
     // Each happening was said once.
     let slurm: Vec<_> = notifications(&data).into_iter().filter(|n| n.source == "slurm").collect();
     let mut keys: Vec<_> = slurm.iter().map(|n| (n.run_id.clone(), n.title.clone())).collect();

@@ -3,7 +3,8 @@
 //! host the job's node. [`Source::poll_once`] asks Slurm once for all of the user's jobs
 //! ([`poll`]), compares with the last answer ([`track`]) and stores what changed: run
 //! states and causes, and notifications (PENDING → RUNNING, every end state, a job near its
-//! time limit), each once (dedupe keys), in one transaction.
+//! time limit), each once (dedupe keys), in one transaction. A job whose `runwatch exec`
+//! already reported its end gets no second "failed"/"completed" from here.
 
 pub mod job;
 pub mod poll;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use runwatch_core::clock::Millis;
 use runwatch_core::runs::{self, Reported};
-use runwatch_core::{inbox, Inserted, NewNotification, Notification, Store, StoreError};
+use runwatch_core::{inbox, Inserted, NewNotification, Notification, RunState, Store, StoreError};
 
 pub use job::{Job, JobState};
 pub use poll::{Mode, Poller, SlurmError};
@@ -86,8 +87,15 @@ pub fn record(store: &mut Store, changes: &[(Job, Change)], now: Millis) -> Resu
                 (Some(s), _) => (s.state, s.cause.clone()),
                 // Already over when first seen: its end, without a notification.
                 (None, _) if job.state.is_final() => track::say(job, &Change::Ended).map_or((None, None), |s| (s.state, s.cause)),
-                (None, _) => (Some(runwatch_core::RunState::Running), None),
+                (None, _) => (Some(RunState::Running), None),
             };
+            // `runwatch exec` in the job already said how it ended (it knows more: the
+            // exception, the stderr tail); Slurm saying "failed" or "completed" again is noise.
+            // What only Slurm knows (a time limit, its memory limit, a node failure, a
+            // cancellation) is still said.
+            let told = matches!(change, Change::Ended)
+                && matches!(job.state, JobState::Completed | JobState::Failed)
+                && runs::get(tx, &id)?.is_some_and(|r| matches!(r.state, RunState::Finished | RunState::Failed));
             let reported = Reported {
                 id: &id,
                 name: Some(job.name.as_str()).filter(|n| !n.is_empty()),
@@ -97,7 +105,7 @@ pub fn record(store: &mut Store, changes: &[(Job, Change)], now: Millis) -> Resu
                 cause: cause.as_deref(),
             };
             runs::save_reported(tx, &reported, now)?;
-            let Some(said) = said else { continue };
+            let Some(said) = said.filter(|_| !told) else { continue };
             let n = NewNotification {
                 level: Some(said.level),
                 title: said.title,

@@ -37,13 +37,23 @@ pub enum Mode {
 pub struct Poller {
     user: String,
     mode: Mode,
+    /// The commands run (`sacct`, `scontrol`; other paths in tests).
+    sacct: String,
+    scontrol: String,
     /// Polls failed in a row (for the back-off).
     failures: u32,
 }
 
 impl Poller {
     pub fn new(user: Option<String>, mode: Mode) -> Poller {
-        Poller { user: user.unwrap_or_else(current_user), mode, failures: 0 }
+        Poller { user: user.unwrap_or_else(current_user), mode, sacct: "sacct".into(), scontrol: "scontrol".into(), failures: 0 }
+    }
+
+    /// Runs these programs instead of `sacct` and `scontrol`.
+    pub fn commands(mut self, sacct: &str, scontrol: &str) -> Poller {
+        self.sacct = sacct.into();
+        self.scontrol = scontrol.into();
+        self
     }
 
     pub fn user(&self) -> &str {
@@ -63,7 +73,7 @@ impl Poller {
 
     fn ask(&mut self) -> Result<Vec<Job>, SlurmError> {
         if self.mode != Mode::Scontrol {
-            match run("sacct", &["-X", "-n", "-P", "-S", "now-2days", "-u", &self.user, "--format", SACCT_FORMAT]) {
+            match run(&self.sacct, &["-X", "-n", "-P", "-S", "now-2days", "-u", &self.user, "--format", SACCT_FORMAT]) {
                 Ok(out) if !no_accounting(&out) => {
                     self.mode = Mode::Sacct;
                     return Ok(parse_sacct(&out));
@@ -75,7 +85,7 @@ impl Poller {
                 }
             }
         }
-        let out = run("scontrol", &["-o", "show", "job"])?;
+        let out = run(&self.scontrol, &["-o", "show", "job"])?;
         let user = self.user.as_str();
         Ok(parse_scontrol(&out).into_iter().filter(|j| j.user == user).collect())
     }
@@ -166,6 +176,47 @@ mod tests {
         assert_eq!(p.next_wait(i), Duration::from_secs(20));
         p.failures = 20;
         assert_eq!(p.next_wait(i), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn polls_back_off_while_slurm_fails_and_recover() {
+        let tmp = tempfile::tempdir().unwrap();
+        let script = tmp.path().join("scontrol");
+        let write = |body: &str| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        write("echo 'slurm_load_jobs error: Unable to contact slurm controller (connect failure)' >&2; exit 1");
+        let path = script.display().to_string();
+        let mut p = Poller::new(Some("root".into()), Mode::Scontrol).commands("sacct", &path);
+        let i = Duration::from_secs(10);
+        let e = p.poll().unwrap_err();
+        assert!(e.to_string().contains("Unable to contact slurm controller"), "{e}");
+        assert!(p.poll().is_err());
+        assert_eq!(p.next_wait(i), Duration::from_secs(40));
+        write("echo 'JobId=7 JobName=a UserId=root(0) JobState=RUNNING Reason=None ExitCode=0:0'");
+        let jobs = p.poll().unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(p.next_wait(i), i);
+    }
+
+    #[test]
+    fn without_accounting_sacct_gives_way_to_scontrol() {
+        let tmp = tempfile::tempdir().unwrap();
+        let make = |name: &str, body: &str| {
+            use std::os::unix::fs::PermissionsExt;
+            let f = tmp.path().join(name);
+            std::fs::write(&f, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+            f.display().to_string()
+        };
+        // What Debian's sacct says on a cluster without slurmdbd (exit 0).
+        let sacct = make("sacct", "echo 'Slurm accounting storage is disabled' >&2");
+        let scontrol = make("scontrol", "echo 'JobId=7 JobName=a UserId=alice(1000) JobState=FAILED Reason=NonZeroExitCode ExitCode=2:0'");
+        let mut p = Poller::new(Some("alice".into()), Mode::Auto).commands(&sacct, &scontrol);
+        assert_eq!(p.poll().unwrap()[0].exit_code, Some(2));
+        assert_eq!(p.mode(), Mode::Scontrol);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use runwatch_core::{DataDir, Level, RunState, Store};
+use runwatch_core::{runs, DataDir, Level, RunState, Store};
 use runwatch_slurm::job::{parse_sacct, parse_scontrol};
 use runwatch_slurm::{record, track, Change, JobState, Tracker};
 
@@ -119,11 +119,15 @@ fn changes_are_stored_as_runs_and_notifications_once() {
     let mut t = Tracker::new(Duration::from_secs(30));
     let first = t.update(parse_scontrol(EARLY));
     assert!(record(&mut store, &first, 1).unwrap().iter().all(|n| n.level < Level::Error));
+    // `runwatch exec` inside job 2 ("bad") reported its failure itself.
+    store.write(|tx| runs::set_end(tx, "slurm-2", RunState::Failed, Some("exit code 3"), 1)).unwrap();
     let changes = t.update(parse_scontrol(MID));
     let stored = record(&mut store, &changes, 2).unwrap();
     // Recording the same changes again (a restart) stores nothing new.
     assert!(record(&mut store, &changes, 3).unwrap().is_empty());
 
+    assert!(!stored.iter().any(|n| n.run_id.as_deref() == Some("slurm-2")), "said once, by exec: {stored:#?}");
+    assert!(stored.iter().any(|n| n.run_id.as_deref() == Some("slurm-4") && n.title.contains("ran out of memory")));
     let failed: Vec<_> = stored.iter().filter(|n| n.title.contains("'sweep'") && n.level == Level::Error).collect();
     assert_eq!(failed.len(), 8, "{stored:#?}");
     let runs = store.runs().unwrap();
