@@ -196,14 +196,14 @@ fn through_a_server_the_cause_and_the_exception_arrive_too() {
     let job = tmp.path().join("job");
     std::fs::create_dir_all(&job).unwrap();
     std::fs::write(job.join("token"), &token).unwrap();
-    let script = "import os, signal\nprint('x', flush=True)\nraise ValueError('loss diverged')";
+    let script = "print('step 1 loss=nan', flush=True)\nraise ValueError('loss diverged')";
     let out = run_cli(
         runwatch(&job)
             .arg("--server")
             .arg(&url)
             .arg("--token-file")
             .arg(job.join("token"))
-            .args(["--notifications", "hidden", "exec", "--name", "trainer", "--", "python3", "-c", script])
+            .args(["--notifications", "hidden", "exec", "--name", "trainer", "--alert-on", "loss[=: ]+nan", "--", "python3", "-c", script])
             .env("SLURM_JOB_ID", "777")
             .env_remove("SLURM_ARRAY_JOB_ID")
             .env_remove("SLURM_ARRAY_TASK_ID"),
@@ -218,4 +218,8 @@ fn through_a_server_the_cause_and_the_exception_arrive_too() {
         notifications(&server_dir).into_iter().find(|n| n.run_id.as_deref() == Some("slurm-777") && n.level == Level::Error)
     });
     assert_eq!(n.title, "Run 'trainer' failed: ValueError: loss diverged");
+    let alert = wait_until("the alert on the server", || {
+        notifications(&server_dir).into_iter().find(|n| n.run_id.as_deref() == Some("slurm-777") && n.level == Level::Warning)
+    });
+    assert_eq!(alert.title, "Run 'trainer': step 1 loss=nan");
 }

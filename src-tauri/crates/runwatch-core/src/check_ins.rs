@@ -286,10 +286,14 @@ mod tests {
             CheckInReport { run_id: "r".into(), finished: true, failed: true, ..Default::default() },
             CheckInReport { run_id: "r".into(), exit_code: Some(1), ..Default::default() },
             CheckInReport { run_id: "r".into(), host: Some("h".repeat(300)), ..Default::default() },
+            CheckInReport { run_id: "r".into(), cause: Some("exit code 3".into()), ..Default::default() },
+            CheckInReport { run_id: "r".into(), failed: true, title: Some("t".repeat(300)), ..Default::default() },
         ];
         for b in bad {
             assert!(b.validate().is_err(), "{b:?}");
         }
         assert!(report("ok_run-1.2").validate().is_ok());
+        let why = CheckInReport { run_id: "r".into(), failed: true, cause: Some("killed by SIGTERM".into()), ..Default::default() };
+        assert!(why.validate().is_ok());
     }
 }
