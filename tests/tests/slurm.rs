@@ -138,7 +138,7 @@ fn jobs_on_a_real_cluster_are_runs_that_say_why_they_stopped() {
     wait_for("8 failed tasks", MINUTE, || {
         let n = notifications(&data)
             .into_iter()
-            .filter(|n| n.source == "slurm" && n.level == Level::Error && n.title.contains(&format!("(job {sweep}_")))
+            .filter(|n| n.source == "slurm" && n.level == Level::Error && n.title.contains(&format!("({sweep}_")))
             .count();
         (n == 8).then_some(())
     });

@@ -124,11 +124,11 @@ impl Job {
         run_id(&self.job_id)
     }
 
-    /// "'train' (job 42)" or "'train' (job 41_7)".
+    /// "'train' (42)" or "'train' (41_7)": "Slurm job 'train' (42) failed …".
     pub fn shown(&self) -> String {
         match (&self.array_job_id, &self.array_task_id) {
-            (Some(a), Some(t)) => format!("'{}' (job {a}_{t})", self.name),
-            _ => format!("'{}' (job {})", self.name, self.job_id),
+            (Some(a), Some(t)) => format!("'{}' ({a}_{t})", self.name),
+            _ => format!("'{}' ({})", self.name, self.job_id),
         }
     }
 }
