@@ -93,9 +93,11 @@ pub fn record(store: &mut Store, changes: &[(Job, Change)], now: Millis) -> Resu
             // exception, the stderr tail); Slurm saying "failed" or "completed" again is noise.
             // What only Slurm knows (a time limit, its memory limit, a node failure, a
             // cancellation) is still said.
-            let told = matches!(change, Change::Ended)
-                && matches!(job.state, JobState::Completed | JobState::Failed)
-                && runs::get(tx, &id)?.is_some_and(|r| matches!(r.state, RunState::Finished | RunState::Failed));
+            let before = runs::get(tx, &id)?.map(|r| r.state);
+            let ended_before = matches!(before, Some(RunState::Finished | RunState::Failed));
+            let told = matches!(change, Change::Ended) && matches!(job.state, JobState::Completed | JobState::Failed) && ended_before;
+            // Slurm may still say RUNNING (or COMPLETING) after exec recorded the end.
+            let state = state.filter(|s| !(*s == RunState::Running && ended_before));
             let reported = Reported {
                 id: &id,
                 name: Some(job.name.as_str()).filter(|n| !n.is_empty()),

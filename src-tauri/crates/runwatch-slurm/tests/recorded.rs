@@ -122,6 +122,11 @@ fn changes_are_stored_as_runs_and_notifications_once() {
     // `runwatch exec` inside job 2 ("bad") reported its failure itself.
     store.write(|tx| runs::set_end(tx, "slurm-2", RunState::Failed, Some("exit code 3"), 1)).unwrap();
     let changes = t.update(parse_scontrol(MID));
+    // Job 3 ("limit") still runs: seen running again after exec said it ended, it stays ended.
+    store.write(|tx| runs::set_end(tx, "slurm-3", RunState::Failed, Some("killed by SIGTERM"), 1)).unwrap();
+    record(&mut store, &[(parse_scontrol(MID).into_iter().find(|j| j.job_id == "3").unwrap(), Change::Started { waited: None })], 2)
+        .unwrap();
+    assert_eq!(store.run("slurm-3").unwrap().unwrap().state, RunState::Failed);
     let stored = record(&mut store, &changes, 2).unwrap();
     // Recording the same changes again (a restart) stores nothing new.
     assert!(record(&mut store, &changes, 3).unwrap().is_empty());
