@@ -222,4 +222,20 @@ fn through_a_server_the_cause_and_the_exception_arrive_too() {
         notifications(&server_dir).into_iter().find(|n| n.run_id.as_deref() == Some("slurm-777") && n.level == Level::Warning)
     });
     assert_eq!(alert.title, "Run 'trainer': step 1 loss=nan");
+
+    // A signal: the same words as locally.
+    let out = run_cli(
+        runwatch(&job)
+            .arg("--server")
+            .arg(&url)
+            .arg("--token-file")
+            .arg(job.join("token"))
+            .args(["--notifications", "hidden", "exec", "--run", "sig", "--", "sh", "-c", "kill -TERM $$"])
+            .env_remove("SLURM_JOB_ID"),
+    );
+    out.expect_code(143);
+    let run = wait_until("the killed run on the server", || store(&server_dir).run("sig").unwrap().filter(|r| r.cause.is_some()));
+    assert_eq!((run.state, run.cause.as_deref()), (RunState::Failed, Some("killed by SIGTERM")));
+    let n = notifications(&server_dir).into_iter().find(|n| n.run_id.as_deref() == Some("sig") && n.level == Level::Error).unwrap();
+    assert!(n.title.starts_with("Run 'sh' was killed by SIGTERM after "), "{}", n.title);
 }

@@ -447,7 +447,7 @@ impl Reporter<'_> {
             let check_in = match status {
                 Some(s) if s.success() => json!({ "finished": true }),
                 Some(s) => {
-                    json!({ "failed": true, "exit_code": i64::from(exit_code(s)), "message": body, "cause": cause, "title": exception.map(|_| &title) })
+                    json!({ "failed": true, "exit_code": i64::from(exit_code(s)), "message": body, "cause": cause, "title": title })
                 }
                 None => json!({ "failed": true, "message": body }),
             };
