@@ -13,7 +13,13 @@ stop() {
   if [ -s "$dir/slurmctld.pid" ] && [ -f "$dir/slurm.conf" ]; then
     SLURM_CONF="$dir/slurm.conf" timeout 10 scancel --user="$(id -un)" 2>/dev/null || true
   fi
-  for p in slurmd slurmctld munged watchdog; do
+  # The watchdog leads its own process group (setsid): its sleep goes with it.
+  # (Unless this is the watchdog, at the end of its sleep.)
+  if [ -s "$dir/watchdog.pid" ] && [ "$(cat "$dir/watchdog.pid")" != "$$" ]; then
+    kill -- "-$(cat "$dir/watchdog.pid")" 2>/dev/null || true
+  fi
+  rm -f "$dir/watchdog.pid"
+  for p in slurmd slurmctld munged; do
     if [ -s "$dir/$p.pid" ]; then
       pid=$(cat "$dir/$p.pid")
       kill "$pid" 2>/dev/null || true
