@@ -69,6 +69,7 @@ soak: build
 # Benchmarks (release builds); results and method in BENCHMARKS.md.
 bench: ui
 	python3 tests/benchmarks/watcher.py
+	cargo run --release --locked -p runwatch-tests --bin runwatch-bench-slurm
 bench-delivery: ui
 	cargo run --release --locked -p runwatch-tests --bin runwatch-bench-delivery
 bench-api: ui

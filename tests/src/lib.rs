@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod fake_http;
+pub mod slurm;
 pub mod sshd;
 
 use std::io::{BufRead, BufReader, Read};

@@ -96,7 +96,8 @@ fn a_failure_reports_the_exit_code_and_the_last_lines_of_stderr() {
     let tail = failed.body.split("Last lines of stderr:\n").nth(1).unwrap_or_else(|| panic!("{}", failed.body));
     let expected: Vec<String> = (12..=30).map(|i| format!("line{i}")).chain(["no newline at the end".to_string()]).collect();
     assert_eq!(tail.lines().collect::<Vec<_>>(), expected);
-    assert_eq!(store(d).run(failed.run_id.as_deref().unwrap()).unwrap().unwrap().state, RunState::Crashed);
+    assert_eq!(store(d).run(failed.run_id.as_deref().unwrap()).unwrap().unwrap().state, RunState::Failed);
+    assert_eq!(store(d).run(failed.run_id.as_deref().unwrap()).unwrap().unwrap().cause.as_deref(), Some("exit code 4"));
 }
 
 /// `runwatch exec` under a test harness: its own process group, stdout read line by line.

@@ -36,6 +36,7 @@ const COMMANDS: &[&[&str]] = &[
     &["send"],
     &["check-in"],
     &["exec"],
+    &["runs"],
     &["token"],
     &["spool"],
     &["spool", "flush"],

@@ -129,7 +129,8 @@ fn a_remote_send_check_in_and_exec_reach_the_server() {
     let failure = wait_until("the failure notification", || {
         notifications(&server).into_iter().find(|n| n["run_id"] == "train-3" && n["level"] == "ERROR")
     });
-    assert_eq!(failure["title"], "Run 'trainer' failed with exit code 3.");
+    // The last line of stderr is an exception: it is the title.
+    assert_eq!(failure["title"], "Run 'trainer' failed: RuntimeError: CUDA out of memory");
     assert!(failure["body"].as_str().unwrap().contains("RuntimeError: CUDA out of memory"), "{failure}");
     assert!(failure["body"].as_str().unwrap().contains("slurm_job_id=4242"), "{failure}");
 

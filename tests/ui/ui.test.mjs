@@ -539,9 +539,22 @@ test("Settings → Servers: follow a server, see it connected, disable and remov
       const unreachable = page.getByLabel("Server unreachable warning (seconds)");
       await waitUntil(async () => (await unreachable.inputValue()) === "300", "the default of 5 minutes");
       await unreachable.fill("120");
+      // Following Slurm jobs: a toggle and how long before a job's time limit to warn.
+      const slurm = page.getByLabel("Follow my Slurm jobs");
+      assert.equal(await slurm.isChecked(), false);
+      await slurm.check();
+      const nearLimit = page.getByLabel("Slurm time limit warning (seconds before)");
+      assert.equal(await nearLimit.inputValue(), "600");
+      await nearLimit.fill("soon");
+      await page.getByRole("button", { name: "Save" }).click();
+      await page.getByText("The time limit warning must be a whole number").waitFor();
+      await nearLimit.fill("900");
       await page.getByRole("button", { name: "Save" }).click();
       await page.getByTestId("settings-result").filter({ hasText: "Settings saved." }).waitFor();
-      assert.equal((await api.get("/settings")).unreachable_warn_secs, 120);
+      const saved = await api.get("/settings");
+      assert.equal(saved.unreachable_warn_secs, 120);
+      assert.equal(saved.slurm_enabled, true);
+      assert.equal(saved.slurm_near_limit_secs, 900);
 
       // A token in clear text over a network is refused, in words.
       await servers.getByLabel("Name").fill("gpu-a");

@@ -29,6 +29,15 @@ failed: boolean, exit_code: number | null,
  */
 message: string | null, 
 /**
+ * Why it failed, e.g. "exit code 3" or "killed by the OOM killer (…)"; kept as the run's
+ * cause (default: "exit code N").
+ */
+cause: string | null, 
+/**
+ * The failure notification's title, e.g. the exception that ended the run.
+ */
+title: string | null, 
+/**
  * The machine the run reports from.
  */
 host: string | null, 

@@ -33,4 +33,12 @@ watched_repos: Array<string>,
 /**
  * Seconds a followed server may be unreachable before one WARNING says so.
  */
-unreachable_warn_secs: number, };
+unreachable_warn_secs: number, 
+/**
+ * Follow this user's Slurm jobs (as `runwatch start --slurm` does).
+ */
+slurm_enabled: boolean, 
+/**
+ * Seconds before a running Slurm job's time limit when one WARNING says so.
+ */
+slurm_near_limit_secs: number, };

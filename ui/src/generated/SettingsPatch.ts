@@ -8,4 +8,4 @@ export type SettingsPatch = { log_level?: Level, popup_level?: Level, grace_secs
 /**
  * Absolute paths.
  */
-watched_repos?: Array<string>, unreachable_warn_secs?: number, };
+watched_repos?: Array<string>, unreachable_warn_secs?: number, slurm_enabled?: boolean, slurm_near_limit_secs?: number, };

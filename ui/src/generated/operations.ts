@@ -29,7 +29,7 @@ export const API_PREFIX = "/api/v1";
 
 /** The documented bounds of bodies' numbers (those with a maximum), by type and field. */
 export const bounds = {
-  SettingsPatch: { expiry_days: { minimum: 0, maximum: 36500 }, grace_secs: { minimum: 0, maximum: 604800 }, rescan_secs: { minimum: 1, maximum: 3600 }, unreachable_warn_secs: { minimum: 1, maximum: 604800 } },
+  SettingsPatch: { expiry_days: { minimum: 0, maximum: 36500 }, grace_secs: { minimum: 0, maximum: 604800 }, rescan_secs: { minimum: 1, maximum: 3600 }, slurm_near_limit_secs: { minimum: 0, maximum: 604800 }, unreachable_warn_secs: { minimum: 1, maximum: 604800 } },
 } as const;
 
 /** Every operation's path, by operation. */

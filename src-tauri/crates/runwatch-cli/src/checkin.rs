@@ -71,6 +71,8 @@ pub fn report(args: &CheckInArgs) -> anyhow::Result<CheckInReport> {
         host: Some(runwatch_remote::context::host_name()),
         labels,
         event_id: None,
+        cause: None,
+        title: None,
     };
     report.validate().map_err(|e| crate::usage_error("check-in", &e))?;
     Ok(report)

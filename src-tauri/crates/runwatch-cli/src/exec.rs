@@ -2,7 +2,11 @@
 //!
 //! It records "started" (INFO), then "finished" (INFO) or "failed" (ERROR, with the exit
 //! code or signal, the duration and the last lines of stderr), and "stalled" (WARNING)
-//! each time the command prints nothing for `--silence-timeout`. The command's stdout and
+//! each time the command prints nothing for `--silence-timeout`. A failure says why (see
+//! `why`): the exit code or signal, the OOM killer when the memory cgroup's `oom_kill`
+//! counter rose, and the Python exception that ended it as the title; the run's state is
+//! then `failed` and its cause recorded. Output lines matching `--alert-on` give a WARNING,
+//! once per burst (later matches of the burst count in its repeat count). The command's stdout and
 //! stderr pass through unchanged (piped, so silence can be seen; `PYTHONUNBUFFERED=1` is
 //! set unless already set, because Python buffers a piped stdout and would look silent);
 //! stdin is inherited. SIGINT, SIGTERM and SIGHUP sent to runwatch are forwarded to the
@@ -13,7 +17,8 @@
 //!
 //! Every event id is unique to this invocation (`exec:<nonce>:<what>`), so a retried write
 //! never stores a notification twice. The command sees its run id in `RUNWATCH_RUN_ID`,
-//! to `runwatch send --run "$RUNWATCH_RUN_ID" …` about itself.
+//! to `runwatch send --run "$RUNWATCH_RUN_ID" …` about itself. Inside a Slurm job the run
+//! id defaults to `slurm-<SLURM_JOB_ID>`, the run the Slurm source (`start --slurm`) follows.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -40,6 +45,7 @@ use serde_json::json;
 use crate::remote::Remote;
 use crate::send::{non_empty, record};
 use crate::summary::Finished;
+use crate::why;
 use crate::ExitWith;
 
 /// How many lines of stderr a failure notification quotes.
@@ -67,9 +73,16 @@ pub struct ExecArgs {
     /// stuck when two check-ins in a row do not come (and its grace has passed)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
     heartbeat: Duration,
-    /// The run's id [default: a new random id]
+    /// The run's id [default: slurm-$SLURM_JOB_ID in a Slurm job, else a new random id]
     #[arg(long, value_name = "ID", value_parser = non_empty("--run"))]
     run: Option<String>,
+    /// A WARNING when a line of output matches this regular expression, e.g.
+    /// 'loss[=: ]+nan'; repeat for several. Matches in a burst give one warning
+    #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
+    alert_on: Vec<regex::Regex>,
+    /// Matches of --alert-on closer together than this are one burst
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1m")]
+    alert_burst_gap: Duration,
     /// The command to run, then its arguments
     #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<OsString>,
@@ -85,7 +98,7 @@ pub fn exec(out: Out<'_>, args: ExecArgs) -> anyhow::Result<Finished> {
     let Some((program, rest)) = args.command.split_first() else {
         return Err(crate::usage_error("exec", "give the command to run after '--', e.g. 'runwatch exec -- python train.py'"));
     };
-    let run_id = args.run.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..24].to_string());
+    let run_id = args.run.or_else(slurm_run_id).unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..24].to_string());
     let name = args.name.unwrap_or_else(|| Path::new(program).file_name().unwrap_or(program).to_string_lossy().into_owned());
     let shown = shell_line(&args.command);
 
@@ -97,6 +110,8 @@ pub fn exec(out: Out<'_>, args: ExecArgs) -> anyhow::Result<Finished> {
     if std::env::var_os("PYTHONUNBUFFERED").is_none() {
         cmd.env("PYTHONUNBUFFERED", "1");
     }
+    // Read before the command starts: a rise after it ended is the kernel's OOM killer.
+    let oom = why::OomCounters::of_this_process();
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|e| {
         let program = program.to_string_lossy();
@@ -111,13 +126,16 @@ pub fn exec(out: Out<'_>, args: ExecArgs) -> anyhow::Result<Finished> {
     let last_output = Arc::new(AtomicU64::new(0));
     let tail = Arc::new(Mutex::new(Tail::default()));
     let (drained_tx, drained) = mpsc::channel();
-    let stdout = child.stdout.take().map(|out| pump_stdout(out, started, last_output.clone(), drained_tx.clone()));
-    let stderr = child.stderr.take().map(|err| pump_stderr(err, started, last_output.clone(), tail.clone(), drained_tx));
+    let (events_tx, events) = mpsc::channel();
+    let alerts =
+        (!args.alert_on.is_empty()).then(|| Arc::new(Alerts { patterns: args.alert_on.clone(), to: Mutex::new(events_tx.clone()) }));
+    let stdout = child.stdout.take().map(|out| pump_stdout(out, started, last_output.clone(), alerts.clone(), drained_tx.clone()));
+    let stderr = child.stderr.take().map(|err| pump_stderr(err, started, last_output.clone(), tail.clone(), alerts, drained_tx));
 
     let reaped = Arc::new(Mutex::new(false));
     let signal_handle = signals.handle();
     forward_signals(signals, pid, reaped.clone());
-    let (exited_tx, exited) = mpsc::channel();
+    let exited_tx = events_tx;
     std::thread::spawn(move || {
         wait_without_reaping(pid);
         // Reaped under the lock the forwarder holds while signalling: it never signals a
@@ -126,7 +144,7 @@ pub fn exec(out: Out<'_>, args: ExecArgs) -> anyhow::Result<Finished> {
         let status = child.wait();
         *done = true;
         drop(done);
-        let _ = exited_tx.send(status);
+        let _ = exited_tx.send(FromCommand::Exited(status));
     });
 
     // Recorded once the output flows: a busy store must not stall the command on a full pipe.
@@ -135,7 +153,8 @@ pub fn exec(out: Out<'_>, args: ExecArgs) -> anyhow::Result<Finished> {
         Out::Local(store) => Sink::Local(store),
         Out::Remote(remote) => Sink::Remote(Box::new(RemoteRun::start(remote, &run_id, &name, &nonce, args.heartbeat)?), remote),
     };
-    let mut report = Reporter { sink, run_id, name, nonce, stored: Vec::new(), stalls: 0 };
+    let mut report =
+        Reporter { sink, run_id, name, nonce, stored: Vec::new(), stalls: 0, bursts: why::Bursts::new(args.alert_burst_gap), burst: None };
     report.name_run();
     report.started(&shown, pid);
     report.deliver_due();
@@ -162,8 +181,12 @@ pub fn exec(out: Out<'_>, args: ExecArgs) -> anyhow::Result<Finished> {
                 }
             }
         };
-        match exited.recv_timeout(timeout) {
-            Ok(status) => break status,
+        match events.recv_timeout(timeout) {
+            Ok(FromCommand::Exited(status)) => break status,
+            Ok(FromCommand::Matched { line, pattern, at }) => {
+                report.alert(&line, &pattern, at);
+                report.deliver_due();
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => break Err(io::Error::other("lost track of the command")),
         }
@@ -180,21 +203,63 @@ pub fn exec(out: Out<'_>, args: ExecArgs) -> anyhow::Result<Finished> {
         }
     }
 
+    // Matches in the last output, printed just before the exit.
+    while let Ok(FromCommand::Matched { line, pattern, at }) = events.try_recv() {
+        report.alert(&line, &pattern, at);
+    }
     let status = match status {
         Ok(status) => status,
         Err(e) => {
-            report.ended(None, duration, &shown, &lock(&tail).text());
+            report.ended(None, None, duration, &shown, &lock(&tail).text());
             return Err(ExitWith::new(1, format!("cannot wait for '{name}': {e}", name = report.name)).into());
         }
     };
-    report.ended(Some(status), duration, &shown, &lock(&tail).text());
+    let oom_rise = oom.rise();
+    report.ended(Some(status), oom_rise, duration, &shown, &lock(&tail).text());
     // The run is over: with no watcher running, its notifications are delivered now.
     report.deliver_all();
     Ok(Finished { code: exit_code(status), stored: report.stored, passthrough: true, shows_inbox: false })
 }
 
+/// What the command's threads tell the main loop.
+enum FromCommand {
+    Exited(io::Result<ExitStatus>),
+    /// A line of output matched an `--alert-on` pattern.
+    Matched {
+        line: String,
+        pattern: String,
+        at: Instant,
+    },
+}
+
+/// The `--alert-on` patterns and where matches go (shared by the output pumps).
+struct Alerts {
+    patterns: Vec<regex::Regex>,
+    to: Mutex<mpsc::Sender<FromCommand>>,
+}
+
+impl Alerts {
+    fn check(&self, line: &str) {
+        if let Some(p) = self.patterns.iter().find(|p| p.is_match(line)) {
+            let _ =
+                lock(&self.to).send(FromCommand::Matched { line: line.to_string(), pattern: p.as_str().to_string(), at: Instant::now() });
+        }
+    }
+}
+
+fn parse_regex(s: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(s).map_err(|e| format!("not a regular expression: {}", e.to_string().lines().last().unwrap_or("invalid")))
+}
+
+/// Inside a Slurm job: the run the Slurm source knows it as.
+fn slurm_run_id() -> Option<String> {
+    let id = std::env::var("SLURM_JOB_ID").ok()?;
+    let id = id.trim();
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())).then(|| runwatch_slurm::job::run_id(id))
+}
+
 /// Parses "30s", "5m", "1h30m", "1h 30m" (humantime); zero is refused.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s.trim()).map_err(|e| format!("{e}; write a duration such as 30s, 5m or 1h30m"))?;
     if d.is_zero() {
         return Err("the timeout must be longer than zero, e.g. 30s".into());
@@ -212,6 +277,9 @@ struct Reporter<'a> {
     stored: Vec<String>,
     /// Silences reported so far: each gets its own event id.
     stalls: u32,
+    bursts: why::Bursts,
+    /// The current burst's warning (stored locally), to count repeats on.
+    burst: Option<String>,
 }
 
 /// Where the reporter writes.
@@ -236,7 +304,7 @@ impl Reporter<'_> {
             remote.check_in(json!({ "expect_next_in": remote.expect_next_in() }), "start");
             return;
         }
-        self.record(
+        let _ = self.record(
             "started",
             Level::Info,
             format!("Run '{}' started.", self.name),
@@ -244,7 +312,8 @@ impl Reporter<'_> {
         );
     }
 
-    fn record(&mut self, what: &str, level: Level, title: String, body: String) {
+    /// The id of the notification stored locally (none over HTTP, or when it failed).
+    fn record(&mut self, what: &str, level: Level, title: String, body: String) -> Option<String> {
         let event = Event {
             run_id: Some(self.run_id.clone()),
             level: Some(level),
@@ -255,7 +324,10 @@ impl Reporter<'_> {
         };
         match &mut self.sink {
             Sink::Local(store) => match record(store, &event) {
-                Ok(Inserted::New(n)) => self.stored.push(n.id),
+                Ok(Inserted::New(n)) => {
+                    self.stored.push(n.id.clone());
+                    return Some(n.id);
+                }
                 Ok(Inserted::Duplicate(_)) => {}
                 Err(e) => warn(&format!("cannot record that run '{}' {what}: {e:#}", self.name)),
             },
@@ -263,6 +335,29 @@ impl Reporter<'_> {
                 Ok(body) => remote.push(Kind::Event, body),
                 Err(e) => warn(&format!("cannot record that run '{}' {what}: {e}", self.name)),
             },
+        }
+        None
+    }
+
+    /// A line matched `--alert-on`: a WARNING for a new burst, a repeat for the current one.
+    fn alert(&mut self, line: &str, pattern: &str, at: Instant) {
+        match self.bursts.matched(at) {
+            why::Match::New(n) => {
+                let shown = runwatch_core::ingest::title_from(line);
+                self.burst = self.record(
+                    &format!("alert-{n}"),
+                    Level::Warning,
+                    format!("Run '{}': {shown}", self.name),
+                    format!("A line of output matched --alert-on '{pattern}':\n{line}\n\nRun id: {}", self.run_id),
+                );
+            }
+            why::Match::Repeat => {
+                let (Sink::Local(store), Some(id)) = (&mut self.sink, &self.burst) else { return };
+                let now = SystemClock.now();
+                if let Err(e) = store.write(|tx| runwatch_core::inbox::count_repeat(tx, id, now)) {
+                    warn(&format!("cannot count a repeated alert of run '{}': {e}", self.run_id));
+                }
+            }
         }
     }
 
@@ -290,7 +385,7 @@ impl Reporter<'_> {
         self.stalls += 1;
         let what = format!("stalled-{}", self.stalls);
         let limit = humantime::format_duration(limit).to_string();
-        self.record(
+        let _ = self.record(
             &what,
             Level::Warning,
             format!("Run '{}' stalled: no output for {limit}.", self.name),
@@ -299,36 +394,50 @@ impl Reporter<'_> {
         self.set_state(RunState::Stuck);
     }
 
-    fn ended(&mut self, status: Option<ExitStatus>, duration: Duration, shown: &str, tail: &str) {
+    fn ended(&mut self, status: Option<ExitStatus>, oom: Option<String>, duration: Duration, shown: &str, tail: &str) {
         let took = format_secs(duration);
         let name = &self.name;
-        let (level, title, outcome, state) = match status {
-            Some(s) if s.success() => {
+        let why = Why::of(status, oom);
+        let (level, mut title, outcome, state) = match (&why, status) {
+            (_, Some(s)) if s.success() => {
                 (Level::Info, format!("Run '{name}' finished without error after {took}."), "Exit code: 0".to_string(), RunState::Finished)
             }
-            Some(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
-                (Some(code), _) => (
+            (Why::Code(code), _) => (
+                Level::Error,
+                format!("Run '{name}' failed with exit code {code} after {took}."),
+                format!("Exit code: {code}"),
+                RunState::Failed,
+            ),
+            (Why::OomKiller { rise }, _) => (
+                Level::Error,
+                format!("Run '{name}' was killed by the OOM killer after {took}."),
+                format!("Killed by the OOM killer ({rise}): the command ran out of memory"),
+                RunState::Failed,
+            ),
+            (Why::Signal(sig), _) => {
+                let sig_name = signal_name(*sig);
+                let possibly = if *sig == libc::SIGKILL { ", possibly the OOM killer (no cgroup counter says so)" } else { "" };
+                (
                     Level::Error,
-                    format!("Run '{name}' failed with exit code {code} after {took}."),
-                    format!("Exit code: {code}"),
-                    RunState::Crashed,
-                ),
-                (None, Some(sig)) => {
-                    let sig_name = signal_name(sig);
-                    (
-                        Level::Error,
-                        format!("Run '{name}' was killed by {sig_name} after {took}."),
-                        format!("Killed by signal {sig} ({sig_name})"),
-                        RunState::Crashed,
-                    )
-                }
-                (None, None) => (Level::Error, format!("Run '{name}' failed after {took}."), format!("Status: {s}"), RunState::Crashed),
-            },
-            None => {
+                    format!("Run '{name}' was killed by {sig_name} after {took}."),
+                    format!("Killed by signal {sig} ({sig_name}){possibly}"),
+                    RunState::Failed,
+                )
+            }
+            (Why::Other, Some(s)) => (Level::Error, format!("Run '{name}' failed after {took}."), format!("Status: {s}"), RunState::Failed),
+            (_, None) => {
                 (Level::Error, format!("Run '{name}' ended in an unknown way after {took}."), "Status: unknown".into(), RunState::Ended)
             }
         };
+        let exception = (level >= Level::Error).then(|| why::exception_line(tail)).flatten();
+        if let Some(e) = &exception {
+            title = format!("Run '{name}' failed: {e}");
+        }
+        let cause = why.cause(status);
         let mut body = format!("Command: {shown}\n{outcome}\nDuration: {took}");
+        if let Some(c) = &cause {
+            body.push_str(&format!("\nCause: {c}"));
+        }
         if level >= Level::Error && !tail.is_empty() {
             body.push_str("\n\nLast lines of stderr:\n");
             body.push_str(tail);
@@ -337,14 +446,24 @@ impl Reporter<'_> {
             // One check-in says how it ended; the server's detector makes the notification.
             let check_in = match status {
                 Some(s) if s.success() => json!({ "finished": true }),
-                Some(s) => json!({ "failed": true, "exit_code": i64::from(exit_code(s)), "message": body }),
+                Some(s) => {
+                    json!({ "failed": true, "exit_code": i64::from(exit_code(s)), "message": body, "cause": cause, "title": title })
+                }
                 None => json!({ "failed": true, "message": body }),
             };
             remote.check_in(check_in, "end");
             return;
         }
-        self.record("ended", level, title, body);
-        self.set_state(state);
+        let _ = self.record("ended", level, title, body);
+        self.set_end(state, cause.as_deref());
+    }
+
+    fn set_end(&mut self, state: RunState, cause: Option<&str>) {
+        let (id, now) = (&self.run_id, SystemClock.now());
+        let Sink::Local(store) = &mut self.sink else { return };
+        if let Err(e) = store.write(|tx| runs::set_end(tx, id, state, cause, now)) {
+            warn(&format!("cannot record the state of run '{}': {e}", self.run_id));
+        }
     }
 
     fn set_state(&mut self, state: RunState) {
@@ -352,6 +471,42 @@ impl Reporter<'_> {
         let Sink::Local(store) = &mut self.sink else { return };
         if let Err(e) = store.write(|tx| runs::set_state(tx, id, state, now)) {
             warn(&format!("cannot record the state of run '{}': {e}", self.run_id));
+        }
+    }
+}
+
+/// Why the command stopped.
+enum Why {
+    Code(i32),
+    Signal(i32),
+    /// SIGKILL, and a memory cgroup's `oom_kill` counter rose ("cgroup … 0→1").
+    OomKiller {
+        rise: String,
+    },
+    Other,
+}
+
+impl Why {
+    fn of(status: Option<ExitStatus>, oom: Option<String>) -> Why {
+        use std::os::unix::process::ExitStatusExt;
+        match status.map(|s| (s.code(), s.signal())) {
+            Some((Some(code), _)) => Why::Code(code),
+            Some((None, Some(libc::SIGKILL))) if oom.is_some() => Why::OomKiller { rise: oom.unwrap_or_default() },
+            Some((None, Some(sig))) => Why::Signal(sig),
+            _ => Why::Other,
+        }
+    }
+
+    /// The run's cause: "exit code 3", "killed by SIGTERM", "killed by the OOM killer (…)",
+    /// "SIGKILL, possibly the OOM killer"; none for a success.
+    fn cause(&self, status: Option<ExitStatus>) -> Option<String> {
+        match self {
+            _ if status.is_some_and(|s| s.success()) => None,
+            Why::Code(code) => Some(format!("exit code {code}")),
+            Why::OomKiller { rise } => Some(format!("killed by the OOM killer ({rise})")),
+            Why::Signal(sig) if *sig == libc::SIGKILL => Some("SIGKILL, possibly the OOM killer".into()),
+            Why::Signal(sig) => Some(format!("killed by {}", signal_name(*sig))),
+            Why::Other => status.map(|s| s.to_string()),
         }
     }
 }
@@ -500,9 +655,17 @@ fn warn(text: &str) {
 
 /// Copies the command's stdout to ours. If ours is closed (`… | head`), stops reading, so
 /// the command gets the broken pipe it would have got without runwatch in between.
-fn pump_stdout(mut from: ChildStdout, start: Instant, last: Arc<AtomicU64>, done: mpsc::Sender<()>) -> JoinHandle<()> {
+fn pump_stdout(
+    mut from: ChildStdout,
+    start: Instant,
+    last: Arc<AtomicU64>,
+    alerts: Option<Arc<Alerts>>,
+    done: mpsc::Sender<()>,
+) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buf = [0u8; 8192];
+        let mut lines = why::Lines::default();
+        let mut open = true;
         loop {
             let n = match from.read(&mut buf) {
                 Ok(0) => break,
@@ -511,10 +674,20 @@ fn pump_stdout(mut from: ChildStdout, start: Instant, last: Arc<AtomicU64>, done
                 Err(_) => break,
             };
             last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
-            let mut out = io::stdout().lock();
-            if out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
-                break;
+            if let Some(a) = &alerts {
+                lines.push(&buf[..n], |l| a.check(l));
             }
+            if open {
+                let mut out = io::stdout().lock();
+                open = out.write_all(&buf[..n]).and_then(|()| out.flush()).is_ok();
+                // With nobody reading, the command gets its broken pipe (unless we must watch its output).
+                if !open && alerts.is_none() {
+                    break;
+                }
+            }
+        }
+        if let Some(a) = &alerts {
+            lines.finish(|l| a.check(l));
         }
         drop(from);
         let _ = done.send(());
@@ -528,10 +701,12 @@ fn pump_stderr(
     start: Instant,
     last: Arc<AtomicU64>,
     tail: Arc<Mutex<Tail>>,
+    alerts: Option<Arc<Alerts>>,
     done: mpsc::Sender<()>,
 ) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buf = [0u8; 8192];
+        let mut lines = why::Lines::default();
         let mut open = true;
         loop {
             let n = match from.read(&mut buf) {
@@ -542,10 +717,16 @@ fn pump_stderr(
             };
             last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
             lock(&tail).push(&buf[..n]);
+            if let Some(a) = &alerts {
+                lines.push(&buf[..n], |l| a.check(l));
+            }
             if open {
                 let mut err = io::stderr().lock();
                 open = err.write_all(&buf[..n]).and_then(|()| err.flush()).is_ok();
             }
+        }
+        if let Some(a) = &alerts {
+            lines.finish(|l| a.check(l));
         }
         let _ = done.send(());
     })

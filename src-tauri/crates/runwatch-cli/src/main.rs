@@ -12,9 +12,11 @@ mod notifiers;
 mod output;
 mod remote;
 mod remotes;
+mod runs;
 mod send;
 mod start;
 mod summary;
+mod why;
 
 use std::fmt;
 use std::io::{self, Write};
@@ -114,6 +116,8 @@ enum Command {
     CheckIn(checkin::CheckInArgs),
     /// Run a command as a watched run: started, finished or failed, stalled
     Exec(exec::ExecArgs),
+    /// The runs known here: their state, why they ended, host and labels
+    Runs,
     /// Print this data dir's API token (for scripts, and for jobs and followers elsewhere)
     Token,
     /// Follow other Runwatch servers: their notifications in this inbox, acks both ways
@@ -271,6 +275,7 @@ fn local(command: Command, data_dir: &Option<PathBuf>, repos: &[PathBuf], mode: 
                 (Command::Notifiers(cmd), Some(store)) => notifiers::run(cmd, store, repos, json)?,
                 (Command::Send(args), Some(store)) => send::send(store, args, json)?,
                 (Command::Exec(args), Some(store)) => exec::exec(exec::Out::Local(store), args)?,
+                (Command::Runs, Some(store)) => runs::list(store, json)?,
                 (Command::CheckIn(args), _) => checkin::check_in(repos, &args, json)?,
                 _ => anyhow::bail!("internal error: the store was not opened"),
             };

@@ -38,6 +38,16 @@ pub struct StartArgs {
     /// repeat for several
     #[arg(long, value_name = "NAME")]
     public_name: Vec<String>,
+    /// Follow Slurm jobs: each job is a run, and its start, end (with why) and nearing its
+    /// time limit are notifications (also on with the setting slurm_enabled)
+    #[arg(long)]
+    slurm: bool,
+    /// Whose Slurm jobs to follow [default: the user runwatch runs as]
+    #[arg(long, value_name = "USER", value_parser = crate::send::non_empty("--slurm-user"))]
+    slurm_user: Option<String>,
+    /// How often to ask Slurm, e.g. 30s, 2m (one squeue/scontrol or sacct call each time)
+    #[arg(long, value_name = "DURATION", value_parser = crate::exec::parse_duration, default_value = "30s")]
+    slurm_interval: std::time::Duration,
 }
 
 impl StartArgs {
@@ -67,12 +77,22 @@ pub fn start(data_dir: &DataDir, repos: &[PathBuf], args: &StartArgs) -> anyhow:
     // after "Press Ctrl+C" is not lost. A failing engine ends the wait too.
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot handle Ctrl+C and SIGTERM")?;
     let wait = signals.handle();
-    let engine = engine.repos(repos.clone()).http(args.http).exposure(args.exposure()).on_failure(move |_| wait.close()).start()?;
+    let slurm = runwatch_engine::SlurmOptions {
+        forced: args.slurm,
+        user: args.slurm_user.clone(),
+        interval: args.slurm_interval,
+        ..Default::default()
+    };
+    let engine =
+        engine.repos(repos.clone()).http(args.http).exposure(args.exposure()).slurm(slurm).on_failure(move |_| wait.close()).start()?;
     if repos.is_empty() {
         println!("Not watching any Aim repository (pass --repo DIR); events sent to Runwatch are still received.");
     }
     for repo in &repos {
         println!("Watching '{}' …", repo.root().display());
+    }
+    if args.slurm {
+        println!("Following Slurm jobs (every {}).", humantime::format_duration(args.slurm_interval));
     }
     println!("Tracking {}.", output::count(engine.run_count() as i64, "run", "runs"));
     println!("Serving the UI at {}", engine.ui_url());

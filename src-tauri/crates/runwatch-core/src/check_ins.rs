@@ -43,6 +43,13 @@ pub struct CheckInReport {
     /// What the run said last, e.g. the tail of its stderr; shown with a failure.
     #[serde(default)]
     pub message: Option<String>,
+    /// Why it failed, e.g. "exit code 3" or "killed by the OOM killer (…)"; kept as the run's
+    /// cause (default: "exit code N").
+    #[serde(default)]
+    pub cause: Option<String>,
+    /// The failure notification's title, e.g. the exception that ended the run.
+    #[serde(default)]
+    pub title: Option<String>,
     /// The machine the run reports from.
     #[serde(default)]
     pub host: Option<String>,
@@ -101,7 +108,13 @@ impl CheckInReport {
         if self.exit_code.is_some() && !self.failed {
             return Err("exit_code: only with failed".into());
         }
+        if (self.cause.is_some() || self.title.is_some()) && !self.failed {
+            return Err("cause and title: only with failed".into());
+        }
         let too_long = |s: &Option<String>| s.as_ref().is_some_and(|s| s.chars().count() > MAX_FIELD_CHARS);
+        if too_long(&self.cause) || self.title.as_ref().is_some_and(|t| t.chars().count() > crate::ingest::MAX_TITLE_CHARS) {
+            return Err(format!("cause: at most {MAX_FIELD_CHARS} characters; title: at most {}", crate::ingest::MAX_TITLE_CHARS));
+        }
         if too_long(&self.name) || too_long(&self.host) || too_long(&self.event_id) {
             return Err(format!("name, host and event_id: at most {MAX_FIELD_CHARS} characters"));
         }
@@ -133,6 +146,8 @@ pub struct QueuedCheckIn {
     pub expect_next_in: u64,
     pub exit_code: Option<i64>,
     pub message: Option<String>,
+    pub cause: Option<String>,
+    pub title: Option<String>,
     pub received_at: Millis,
 }
 
@@ -163,8 +178,8 @@ impl Store {
             .execute(params![report.run_id, report.name, report.host, labels, now])?;
             let message = report.message.as_deref().map(tail_chars);
             tx.prepare_cached(
-                "INSERT INTO check_in_reports (run_id, event_id, kind, expect_next_in, exit_code, message, received_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO check_in_reports (run_id, event_id, kind, expect_next_in, exit_code, message, received_at, cause, title)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 report.run_id,
@@ -173,7 +188,9 @@ impl Store {
                 i64::try_from(report.expect_next_in.unwrap_or(0)).unwrap_or(i64::MAX),
                 report.exit_code,
                 message,
-                now
+                now,
+                report.cause,
+                report.title
             ])?;
             Ok(true)
         })
@@ -183,7 +200,7 @@ impl Store {
 /// The oldest check-ins the detector has not taken yet, at most `limit`.
 pub fn waiting(conn: &Connection, limit: usize) -> Result<Vec<QueuedCheckIn>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, run_id, kind, expect_next_in, exit_code, message, received_at FROM check_in_reports
+        "SELECT seq, run_id, kind, expect_next_in, exit_code, message, received_at, cause, title FROM check_in_reports
          WHERE taken = 0 ORDER BY seq LIMIT ?1",
     )?;
     let rows = stmt
@@ -196,6 +213,8 @@ pub fn waiting(conn: &Connection, limit: usize) -> Result<Vec<QueuedCheckIn>, St
                 exit_code: r.get(4)?,
                 message: r.get(5)?,
                 received_at: r.get(6)?,
+                cause: r.get(7)?,
+                title: r.get(8)?,
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -267,10 +286,14 @@ mod tests {
             CheckInReport { run_id: "r".into(), finished: true, failed: true, ..Default::default() },
             CheckInReport { run_id: "r".into(), exit_code: Some(1), ..Default::default() },
             CheckInReport { run_id: "r".into(), host: Some("h".repeat(300)), ..Default::default() },
+            CheckInReport { run_id: "r".into(), cause: Some("exit code 3".into()), ..Default::default() },
+            CheckInReport { run_id: "r".into(), failed: true, title: Some("t".repeat(300)), ..Default::default() },
         ];
         for b in bad {
             assert!(b.validate().is_err(), "{b:?}");
         }
         assert!(report("ok_run-1.2").validate().is_ok());
+        let why = CheckInReport { run_id: "r".into(), failed: true, cause: Some("killed by SIGTERM".into()), ..Default::default() };
+        assert!(why.validate().is_ok());
     }
 }

@@ -113,6 +113,14 @@ pub enum Inserted {
 pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 1000;
 
+/// One more occurrence of what notification `id` says (a burst folded into it): its
+/// repeat count goes up; it stays pending.
+pub fn count_repeat(conn: &Connection, id: &str, now: Millis) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE notifications SET repeat_count = repeat_count + 1, updated_at = ?2 WHERE id = ?1")?
+        .execute(params![id, now])?;
+    Ok(())
+}
+
 /// The newest seq an "acknowledge all" reached (schema 5): rows up to it are acknowledged.
 macro_rules! acked_upto {
     () => {

@@ -144,6 +144,51 @@ pub fn set_state(conn: &Connection, id: &str, state: RunState, now: Millis) -> R
     Ok(())
 }
 
+/// What a source that watches runs from outside (the Slurm source) knows about one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reported<'a> {
+    pub id: &'a str,
+    pub name: Option<&'a str>,
+    pub state: Option<RunState>,
+    pub host: Option<&'a str>,
+    /// Merged into the run's labels.
+    pub labels: BTreeMap<String, String>,
+    /// Kept only when the run has none yet: the run's own report (`runwatch exec`) knows best.
+    pub cause: Option<&'a str>,
+}
+
+/// Saves what a source reported about a run, creating it if needed.
+pub fn save_reported(conn: &Connection, r: &Reported<'_>, now: Millis) -> Result<(), StoreError> {
+    ensure(conn, r.id, now)?;
+    let labels = if r.labels.is_empty() {
+        None
+    } else {
+        let old: Option<String> = conn.query_row("SELECT labels FROM runs WHERE id = ?1", [r.id], |row| row.get(0))?;
+        let mut merged: BTreeMap<String, String> = old.and_then(|l| serde_json::from_str(&l).ok()).unwrap_or_default();
+        merged.extend(r.labels.clone());
+        Some(serde_json::to_string(&merged).unwrap_or_default())
+    };
+    conn.prepare_cached(
+        "UPDATE runs SET name = coalesce(?2, name), state = coalesce(?3, state), host = coalesce(?4, host),
+                         labels = coalesce(?5, labels), cause = coalesce(cause, ?6), updated_at = ?7
+         WHERE id = ?1",
+    )?
+    .execute(params![r.id, r.name, r.state.map(RunState::as_str), r.host, labels, r.cause, now])?;
+    Ok(())
+}
+
+/// Sets the state and cause of a run that reports its own end (`runwatch exec`).
+pub fn set_end(conn: &Connection, id: &str, state: RunState, cause: Option<&str>, now: Millis) -> Result<(), StoreError> {
+    ensure(conn, id, now)?;
+    conn.prepare_cached("UPDATE runs SET state = ?2, cause = ?3, updated_at = ?4 WHERE id = ?1")?.execute(params![
+        id,
+        state.as_str(),
+        cause,
+        now
+    ])?;
+    Ok(())
+}
+
 pub fn get(conn: &Connection, id: &str) -> Result<Option<Run>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM runs WHERE id = ?1");
     Ok(conn.query_row(&sql, [id], from_row).optional()?)

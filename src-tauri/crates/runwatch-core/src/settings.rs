@@ -28,6 +28,8 @@ mod key {
     pub const RESCAN_SECS: &str = "rescan_secs";
     pub const WATCHED_REPOS: &str = "watched_repos";
     pub const UNREACHABLE_WARN_SECS: &str = "unreachable_warn_secs";
+    pub const SLURM_ENABLED: &str = "slurm_enabled";
+    pub const SLURM_NEAR_LIMIT_SECS: &str = "slurm_near_limit_secs";
     /// Not a setting: the repositories whose history was already taken in (see [`super::known_repos`]).
     pub const KNOWN_REPOS: &str = "known_repos";
 }
@@ -40,6 +42,8 @@ pub const MAX_EXPIRY_DAYS: u64 = 36_500;
 pub const MAX_RESCAN_SECS: u64 = 3_600;
 /// The longest a remote may be unreachable before the warning: a week.
 pub const MAX_UNREACHABLE_WARN_SECS: u64 = 7 * 86_400;
+/// The earliest warning before a Slurm job's time limit: a week.
+pub const MAX_SLURM_NEAR_LIMIT_SECS: u64 = 7 * 86_400;
 
 /// The user's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, TS)]
@@ -60,6 +64,10 @@ pub struct Settings {
     pub watched_repos: Vec<String>,
     /// Seconds a followed server may be unreachable before one WARNING says so.
     pub unreachable_warn_secs: u64,
+    /// Follow this user's Slurm jobs (as `runwatch start --slurm` does).
+    pub slurm_enabled: bool,
+    /// Seconds before a running Slurm job's time limit when one WARNING says so.
+    pub slurm_near_limit_secs: u64,
 }
 
 impl Default for Settings {
@@ -74,6 +82,8 @@ impl Default for Settings {
             rescan_secs: 300,
             watched_repos: Vec::new(),
             unreachable_warn_secs: 300,
+            slurm_enabled: false,
+            slurm_near_limit_secs: 600,
         }
     }
 }
@@ -94,6 +104,9 @@ pub struct SettingsPatch {
     pub watched_repos: Option<Vec<String>>,
     #[schema(minimum = 1, maximum = 604_800)]
     pub unreachable_warn_secs: Option<u64>,
+    pub slurm_enabled: Option<bool>,
+    #[schema(maximum = 604_800)]
+    pub slurm_near_limit_secs: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +134,9 @@ impl SettingsPatch {
         if self.unreachable_warn_secs.is_some_and(|r| !(1..=MAX_UNREACHABLE_WARN_SECS).contains(&r)) {
             return invalid(format!("unreachable_warn_secs must be 1 to {MAX_UNREACHABLE_WARN_SECS}"));
         }
+        if self.slurm_near_limit_secs.is_some_and(|r| r > MAX_SLURM_NEAR_LIMIT_SECS) {
+            return invalid(format!("slurm_near_limit_secs must be at most a week ({MAX_SLURM_NEAR_LIMIT_SECS})"));
+        }
         for (i, repo) in self.watched_repos.iter().flatten().enumerate() {
             // A relative path would depend on where the daemon happened to start.
             if repo.trim() != repo || !std::path::Path::new(repo).is_absolute() || repo.contains('\0') {
@@ -147,6 +163,8 @@ impl Settings {
             rescan_secs: decode(key::RESCAN_SECS, raw(key::RESCAN_SECS)).unwrap_or(d.rescan_secs),
             watched_repos: decode(key::WATCHED_REPOS, raw(key::WATCHED_REPOS)).unwrap_or(d.watched_repos),
             unreachable_warn_secs: decode(key::UNREACHABLE_WARN_SECS, raw(key::UNREACHABLE_WARN_SECS)).unwrap_or(d.unreachable_warn_secs),
+            slurm_enabled: decode(key::SLURM_ENABLED, raw(key::SLURM_ENABLED)).unwrap_or(d.slurm_enabled),
+            slurm_near_limit_secs: decode(key::SLURM_NEAR_LIMIT_SECS, raw(key::SLURM_NEAR_LIMIT_SECS)).unwrap_or(d.slurm_near_limit_secs),
         })
     }
 
@@ -191,6 +209,12 @@ pub fn patch(store: &mut Store, patch: &SettingsPatch) -> Result<Settings, Setti
     }
     if let Some(r) = patch.unreachable_warn_secs {
         put(key::UNREACHABLE_WARN_SECS, serde_json::to_string(&r))?;
+    }
+    if let Some(e) = patch.slurm_enabled {
+        put(key::SLURM_ENABLED, serde_json::to_string(&e))?;
+    }
+    if let Some(r) = patch.slurm_near_limit_secs {
+        put(key::SLURM_NEAR_LIMIT_SECS, serde_json::to_string(&r))?;
     }
     if let Some(r) = &patch.watched_repos {
         put(key::WATCHED_REPOS, serde_json::to_string(r))?;

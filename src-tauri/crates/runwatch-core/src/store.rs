@@ -61,6 +61,7 @@ const MIGRATION_SQL: &[&str] = &[
     include_str!("../migrations/0005_ack_all.sql"),
     include_str!("../migrations/0006_remote_runs.sql"),
     include_str!("../migrations/0007_remotes.sql"),
+    include_str!("../migrations/0009_check_in_causes.sql"),
 ];
 
 static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {

@@ -6,8 +6,11 @@
 
 mod follow;
 pub mod oneshot;
+mod slurm;
 
 pub use follow::recorded_api_url;
+pub use runwatch_slurm::Mode as SlurmMode;
+pub use slurm::SlurmOptions;
 
 use std::fmt;
 use std::io;
@@ -98,9 +101,16 @@ pub struct EngineBuilder {
     on_change: Option<ChangeHook>,
     send_timeout: Duration,
     shutdown_within: Duration,
+    slurm: SlurmOptions,
 }
 
 impl EngineBuilder {
+    /// How the Slurm source runs: on by `forced` or by the `slurm_enabled` setting.
+    pub fn slurm(mut self, options: SlurmOptions) -> Self {
+        self.slurm = options;
+        self
+    }
+
     /// Aim repositories to watch besides those in the settings.
     pub fn repos(mut self, repos: Vec<AimRepo>) -> Self {
         self.repos = repos;
@@ -249,7 +259,7 @@ impl EngineBuilder {
             }
         }
         // The remotes this instance follows (see `follow`); it looks at the store when told.
-        let follower = match follow::start(&data_dir, clock.clone(), hook, deliver.clone()) {
+        let follower = match follow::start(&data_dir, clock.clone(), hook.clone(), deliver.clone()) {
             Ok(f) => f,
             Err(e) => {
                 stop_watcher.stop();
@@ -259,6 +269,17 @@ impl EngineBuilder {
         };
         let bell = follower.bell();
         store_changes.subscribe(move || bell.ring());
+        let slurm = match slurm::start(&data_dir, self.slurm, clock.clone(), hook.clone(), deliver.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                stop_watcher.stop();
+                follower.stop();
+                deliver.stop();
+                return Err(e);
+            }
+        };
+        let slurm_wake = slurm.0.clone();
+        store_changes.subscribe(move || slurm_wake.settings_changed());
 
         let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let config = ApiConfig { store: api_store, token: token.clone(), clock, on_stored, store_changes: Some(store_changes.clone()) };
@@ -306,6 +327,7 @@ impl EngineBuilder {
                 watcher: stop_watcher,
                 dispatcher: deliver,
                 follower,
+                slurm,
                 http_stop,
                 done,
                 threads,
@@ -353,6 +375,8 @@ struct Running {
     watcher: StopHandle,
     dispatcher: DispatcherHandle,
     follower: follow::Follower,
+    /// The Slurm source's stop and thread; a poll in flight is not waited for past the bound.
+    slurm: (slurm::SlurmHandle, JoinHandle<()>),
     http_stop: tokio::sync::oneshot::Sender<()>,
     done: mpsc::Receiver<Part>,
     threads: Vec<(Part, JoinHandle<Option<EngineError>>)>,
@@ -396,6 +420,7 @@ impl Engine {
             on_change: None,
             send_timeout: DEFAULT_TIMEOUT,
             shutdown_within: SHUTDOWN_WITHIN,
+            slurm: SlurmOptions::default(),
         })
     }
 
@@ -447,6 +472,8 @@ impl Engine {
         let deadline = Instant::now() + self.shutdown_within;
         running.watcher.stop();
         running.follower.stop();
+        let (slurm_stop, slurm_thread) = running.slurm;
+        slurm_stop.stop();
         let _ = running.http_stop.send(());
         running.dispatcher.stop();
 
@@ -467,6 +494,12 @@ impl Engine {
                 Ok(Some(e)) => errors.push(e),
                 Err(_) => errors.push(EngineError::Panicked(part)),
             }
+        }
+        while !slurm_thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if slurm_thread.is_finished() && slurm_thread.join().is_err() {
+            tracing::warn!("the Slurm source panicked");
         }
         errors.append(&mut running.errors.lock().unwrap_or_else(PoisonError::into_inner));
         if let Some(runtime) = running.runtime {

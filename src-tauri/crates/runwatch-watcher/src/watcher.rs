@@ -104,7 +104,7 @@ pub struct Watcher {
     clock_ref: Option<(Millis, Millis)>,
     sink: Sink,
     /// Failures reported over HTTP, by run: exit code and last words, for their notification.
-    failures: HashMap<String, (Option<i64>, Option<String>)>,
+    failures: HashMap<String, Failure>,
     tx: Sender<Msg>,
     rx: Receiver<Msg>,
 }
@@ -227,7 +227,10 @@ impl Watcher {
                     CheckInKind::CheckIn => Flag::CheckIn,
                     CheckInKind::Finished => Flag::Finished,
                     CheckInKind::Failed => {
-                        self.failures.insert(q.run_id.clone(), (q.exit_code, q.message.clone()));
+                        self.failures.insert(
+                            q.run_id.clone(),
+                            Failure { exit_code: q.exit_code, message: q.message.clone(), cause: q.cause.clone(), title: q.title.clone() },
+                        );
                         Flag::Failed
                     }
                 };
@@ -566,7 +569,7 @@ fn http_run_text(
     tx: &rusqlite::Transaction<'_>,
     run: &str,
     h: &Happening,
-    failure: Option<&(Option<i64>, Option<String>)>,
+    failure: Option<&Failure>,
 ) -> Result<(String, String), StoreError> {
     let stored = runs::get(tx, run)?;
     let mut body = Vec::new();
@@ -578,18 +581,32 @@ fn http_run_text(
     }
     // Runs reported over HTTP are named by their clients (`exec --name`).
     let mut title = h.title(stored.as_ref().and_then(|r| r.name.as_deref()).unwrap_or(run));
-    if let Some((code, message)) = failure {
-        if let Some(code) = code {
-            let shown = stored.as_ref().and_then(|r| r.name.as_deref()).unwrap_or(run);
+    if let Some(f) = failure {
+        let shown = stored.as_ref().and_then(|r| r.name.as_deref()).unwrap_or(run);
+        if let Some(code) = f.exit_code {
             title = format!("Run '{shown}' failed with exit code {code}.");
-            check_ins::set_cause(tx, run, &format!("exit code {code}"))?;
         }
-        if let Some(m) = message.as_deref().filter(|m| !m.trim().is_empty()) {
+        if let Some(cause) = f.cause.clone().or_else(|| f.exit_code.map(|code| format!("exit code {code}"))) {
+            check_ins::set_cause(tx, run, &cause)?;
+        }
+        if let Some(t) = f.title.as_deref().filter(|t| !t.trim().is_empty()) {
+            title = t.to_string();
+        }
+        if let Some(m) = f.message.as_deref().filter(|m| !m.trim().is_empty()) {
             body.push(String::new());
             body.push(m.trim_end().to_string());
         }
     }
     Ok((title, body.join("\n")))
+}
+
+/// How a run reported over HTTP failed, until its notification is made.
+#[derive(Debug, Clone)]
+struct Failure {
+    exit_code: Option<i64>,
+    message: Option<String>,
+    cause: Option<String>,
+    title: Option<String>,
 }
 
 fn checkin_row(flag: Flag, s: &Seen) -> CheckinRow<'static> {

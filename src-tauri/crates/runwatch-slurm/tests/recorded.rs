@@ -1,0 +1,150 @@
+//! The parser, the tracker and the store on outputs recorded from real Slurm: `scontrol -o
+//! show job` from the test cluster (slurm-wlm 22.05, no accounting), and `sacct -X -n -P`
+//! in the format `--format` asks for (end states hard to cause on one node: PREEMPTED,
+//! NODE_FAIL, and "CANCELLED by UID", which only accounting knows).
+
+use std::time::Duration;
+
+use runwatch_core::{runs, DataDir, Level, RunState, Store};
+use runwatch_slurm::job::{parse_sacct, parse_scontrol};
+use runwatch_slurm::{record, track, Change, JobState, Tracker};
+
+const EARLY: &str = include_str!("recorded/scontrol-early.txt");
+const MID: &str = include_str!("recorded/scontrol-mid.txt");
+const SACCT: &str = include_str!("recorded/sacct.txt");
+/// A job past its 1-minute limit, and one whose node was set DOWN (`scontrol update`).
+const LATE: &str = include_str!("recorded/scontrol-late.txt");
+
+#[test]
+fn scontrol_lines_become_jobs() {
+    let jobs = parse_scontrol(MID);
+    assert_eq!(jobs.len(), 14);
+    let by_name = |n: &str| jobs.iter().find(|j| j.name == n).unwrap_or_else(|| panic!("no job {n}"));
+    let bad = by_name("bad");
+    assert_eq!((bad.state.clone(), bad.exit_code, bad.signal), (JobState::Failed, Some(3), None));
+    assert_eq!(bad.node.as_deref(), Some("vm"));
+    assert_eq!(bad.user, "root");
+    assert_eq!(by_name("oom").state, JobState::OutOfMemory);
+    assert_eq!(by_name("cancelme").state, JobState::Cancelled);
+    assert_eq!(by_name("limit").limit, Some(60));
+    // A name with a space stays whole.
+    assert_eq!(by_name("with space").state, JobState::Completed);
+    let tasks: Vec<_> = jobs.iter().filter(|j| j.name == "sweep").collect();
+    assert_eq!(tasks.len(), 8);
+    assert!(tasks.iter().all(|t| t.array_job_id.as_deref() == Some("6") && t.state == JobState::Failed));
+    let mut ids: Vec<_> = tasks.iter().map(|t| t.array_task_id.clone().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, ["0", "1", "2", "3", "4", "5", "6", "7"]);
+}
+
+#[test]
+fn a_timeout_and_a_node_failure_as_scontrol_prints_them() {
+    let jobs = parse_scontrol(LATE);
+    assert_eq!(jobs.len(), 2);
+    assert_eq!((jobs[0].state.clone(), jobs[0].limit), (JobState::Timeout, Some(60)));
+    assert!(jobs[0].elapsed.unwrap() >= 60);
+    let timeout = track::say(&jobs[0], &Change::Ended).unwrap();
+    assert_eq!((timeout.state, timeout.cause.as_deref()), (Some(RunState::Failed), Some("time limit")));
+    assert!(timeout.title.contains("reached its time limit (1m)"), "{}", timeout.title);
+    assert_eq!(jobs[1].state, JobState::NodeFail);
+    let lost = track::say(&jobs[1], &Change::Ended).unwrap();
+    assert_eq!((lost.state, lost.cause.as_deref()), (Some(RunState::Crashed), Some("node failure (vm)")));
+}
+
+#[test]
+fn sacct_lines_become_jobs() {
+    let jobs = parse_sacct(SACCT);
+    assert_eq!(jobs.len(), 10);
+    let by = |id: &str| jobs.iter().find(|j| j.job_id == id).unwrap();
+    assert_eq!(by("103").state, JobState::Timeout);
+    assert_eq!(by("103").limit, Some(3600));
+    assert_eq!(by("105").state, JobState::Preempted);
+    assert_eq!(by("105").node.as_deref(), Some("gpu04"));
+    assert_eq!(by("106").state, JobState::NodeFail);
+    assert_eq!(by("107").state, JobState::Cancelled);
+    assert_eq!(by("107").cancelled_by.as_deref(), Some("root"));
+    assert_eq!(by("118").array_job_id.as_deref(), Some("110"));
+    assert_eq!(by("118").array_task_id.as_deref(), Some("7"));
+    assert_eq!(by("110").array_task_id, None, "tasks not started yet are not one task");
+    assert_eq!(by("111").limit, None);
+}
+
+#[test]
+fn every_end_state_says_why() {
+    let jobs = parse_sacct(SACCT);
+    let said = |id: &str| track::say(jobs.iter().find(|j| j.job_id == id).unwrap(), &Change::Ended).unwrap();
+    let cases = [
+        ("101", Level::Info, RunState::Finished, "completed", "completed after 2m 5s"),
+        ("102", Level::Error, RunState::Failed, "exit code 3", "failed with exit code 3"),
+        ("103", Level::Error, RunState::Failed, "time limit", "reached its time limit (1h)"),
+        ("104", Level::Error, RunState::Failed, "out of memory", "ran out of memory"),
+        ("105", Level::Warning, RunState::Ended, "preempted", "was preempted"),
+        ("106", Level::Error, RunState::Crashed, "node failure (gpu06)", "its node gpu06 failed"),
+        ("107", Level::Warning, RunState::Ended, "cancelled by root", "was cancelled by root"),
+    ];
+    for (id, level, state, cause, title) in cases {
+        let s = said(id);
+        assert_eq!((s.level, s.state, s.cause.as_deref()), (level, Some(state), Some(cause)), "job {id}: {s:?}");
+        assert!(s.title.contains(title), "job {id}: {}", s.title);
+        assert!(s.body.contains("Elapsed: "), "{}", s.body);
+    }
+}
+
+#[test]
+fn the_tracker_says_each_change_once_and_warns_near_the_limit() {
+    let mut t = Tracker::new(Duration::from_secs(600));
+    // First poll: what already ended is history; the running one near its limit is warned.
+    let first = t.update(parse_sacct(SACCT));
+    assert!(first.iter().filter(|(_, c)| *c == Change::Ended).count() == 0, "{first:?}");
+    let near: Vec<_> = first.iter().filter(|(_, c)| matches!(c, Change::NearLimit { .. })).collect();
+    assert_eq!(near.len(), 1);
+    assert_eq!(near[0].0.job_id, "118");
+    assert_eq!(near[0].1, Change::NearLimit { left: 300 });
+    // The same answer again: nothing new.
+    assert!(t.update(parse_sacct(SACCT)).is_empty());
+
+    // scontrol, early then later: the jobs that started and ended in between say so.
+    let mut t = Tracker::new(Duration::from_secs(30));
+    t.update(parse_scontrol(EARLY));
+    let later = t.update(parse_scontrol(MID));
+    let ended: Vec<_> = later.iter().filter(|(_, c)| *c == Change::Ended).map(|(j, _)| j.name.as_str()).collect();
+    assert!(ended.contains(&"bad") && ended.contains(&"oom") && ended.contains(&"cancelme"), "{ended:?}");
+    assert_eq!(ended.iter().filter(|n| **n == "sweep").count(), 8, "{ended:?}");
+}
+
+#[test]
+fn changes_are_stored_as_runs_and_notifications_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&DataDir::at(tmp.path())).unwrap();
+    let mut t = Tracker::new(Duration::from_secs(30));
+    let first = t.update(parse_scontrol(EARLY));
+    assert!(record(&mut store, &first, 1).unwrap().iter().all(|n| n.level < Level::Error));
+    // `runwatch exec` inside job 2 ("bad") reported its failure itself.
+    store.write(|tx| runs::set_end(tx, "slurm-2", RunState::Failed, Some("exit code 3"), 1)).unwrap();
+    let changes = t.update(parse_scontrol(MID));
+    // Job 3 ("limit") still runs: seen running again after exec said it ended, it stays ended.
+    store.write(|tx| runs::set_end(tx, "slurm-3", RunState::Failed, Some("killed by SIGTERM"), 1)).unwrap();
+    record(&mut store, &[(parse_scontrol(MID).into_iter().find(|j| j.job_id == "3").unwrap(), Change::Started { waited: None })], 2)
+        .unwrap();
+    assert_eq!(store.run("slurm-3").unwrap().unwrap().state, RunState::Failed);
+    let stored = record(&mut store, &changes, 2).unwrap();
+    // Recording the same changes again (a restart) stores nothing new.
+    assert!(record(&mut store, &changes, 3).unwrap().is_empty());
+
+    assert!(!stored.iter().any(|n| n.run_id.as_deref() == Some("slurm-2")), "said once, by exec: {stored:#?}");
+    assert!(stored.iter().any(|n| n.run_id.as_deref() == Some("slurm-4") && n.title.contains("ran out of memory")));
+    let failed: Vec<_> = stored.iter().filter(|n| n.title.contains("'sweep'") && n.level == Level::Error).collect();
+    assert_eq!(failed.len(), 8, "{stored:#?}");
+    let runs = store.runs().unwrap();
+    let sweep: Vec<_> = runs.iter().filter(|r| r.labels.get("slurm_array_job_id").map(String::as_str) == Some("6")).collect();
+    assert_eq!(sweep.len(), 8);
+    assert!(sweep
+        .iter()
+        .all(|r| r.state == RunState::Failed && r.cause.as_deref() == Some("exit code 1") && r.host.as_deref() == Some("vm")));
+    let bad = runs.iter().find(|r| r.name.as_deref() == Some("bad")).unwrap();
+    assert_eq!(bad.id, "slurm-2");
+    assert_eq!(bad.labels.get("slurm_job_id").map(String::as_str), Some("2"));
+    assert_eq!(bad.labels.get("slurm_job_name").map(String::as_str), Some("bad"));
+    let oom = runs.iter().find(|r| r.name.as_deref() == Some("oom")).unwrap();
+    assert_eq!((oom.state, oom.cause.as_deref()), (RunState::Failed, Some("out of memory")));
+}
