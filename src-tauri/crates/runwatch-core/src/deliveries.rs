@@ -161,3 +161,30 @@ pub fn counts(conn: &Connection) -> Result<(i64, i64, i64), StoreError> {
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?)
 }
+
+/// The outbox through the store, on either backend.
+impl crate::Store {
+    /// Every delivery of a notification (see [`of_notification`]).
+    pub fn deliveries_of(&self, notification_id: &str) -> Result<Vec<Delivery>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.deliveries_of(notification_id);
+        }
+        of_notification(self.conn(), notification_id)
+    }
+
+    /// Outbox counts by state: pending, sent, failed (see [`counts`]).
+    pub fn delivery_counts(&self) -> Result<(i64, i64, i64), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.delivery_counts();
+        }
+        counts(self.conn())
+    }
+
+    /// Due deliveries of one notifier (see [`due`]).
+    pub fn due_deliveries(&self, notifier_id: &str, now: Millis, limit: usize) -> Result<Vec<Due>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.due(notifier_id, now, limit);
+        }
+        due(self.conn(), notifier_id, now, limit)
+    }
+}

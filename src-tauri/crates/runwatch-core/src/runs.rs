@@ -201,10 +201,16 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
 
 impl Store {
     pub fn runs(&self) -> Result<Vec<Run>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.runs();
+        }
         list(self.conn())
     }
 
     pub fn run(&self, id: &str) -> Result<Option<Run>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.run(id);
+        }
         get(self.conn(), id)
     }
 }
