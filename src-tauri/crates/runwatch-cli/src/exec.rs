@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use runwatch_core::clock::{Clock, SystemClock};
 use runwatch_core::ingest::Event;
-use runwatch_core::{runs, Inserted, Level, RunState, Store};
+use runwatch_core::{Inserted, Level, RunState, Store};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::iterator::SignalsInfo;
@@ -225,7 +225,7 @@ impl Reporter<'_> {
         let (id, name, now) = (&self.run_id, &self.name, SystemClock.now());
         // Over HTTP the name travels with every check-in.
         let Sink::Local(store) = &mut self.sink else { return };
-        if let Err(e) = store.write(|tx| runs::set_name(tx, id, name, now)) {
+        if let Err(e) = store.set_run_name(id, name, now) {
             warn(&format!("cannot record run '{}': {e}", self.run_id));
         }
     }
@@ -350,7 +350,7 @@ impl Reporter<'_> {
     fn set_state(&mut self, state: RunState) {
         let (id, now) = (&self.run_id, SystemClock.now());
         let Sink::Local(store) = &mut self.sink else { return };
-        if let Err(e) = store.write(|tx| runs::set_state(tx, id, state, now)) {
+        if let Err(e) = store.set_run_state(id, state, now) {
             warn(&format!("cannot record the state of run '{}': {e}", self.run_id));
         }
     }

@@ -571,6 +571,25 @@ impl Store {
         ids_with_prefix(self.conn(), prefix, limit)
     }
 
+    /// Notification ids ending with `suffix` (see [`ids_with_suffix`]).
+    pub fn notification_ids_with_suffix(&self, suffix: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.ids_with_suffix(suffix, limit);
+        }
+        ids_with_suffix(self.conn(), suffix, limit)
+    }
+
+    /// How many notification ids end with each of `suffixes` (see [`suffix_counts`]).
+    pub fn notification_suffix_counts(
+        &self,
+        suffixes: &std::collections::HashSet<String>,
+    ) -> Result<std::collections::HashMap<String, usize>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.suffix_counts(suffixes);
+        }
+        suffix_counts(self.conn(), suffixes)
+    }
+
     /// Notifications after `after_seq` (see [`since`]).
     pub fn notifications_since(&self, after_seq: i64, min_level: Level, limit: usize) -> Result<Vec<(i64, Notification)>, StoreError> {
         if let Some(pg) = self.pg() {

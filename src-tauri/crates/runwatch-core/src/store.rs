@@ -23,6 +23,9 @@ use crate::event_ids::Tail;
 use crate::inbox::Inserts;
 use crate::DataDir;
 
+/// The environment variable `--store` reads.
+pub const STORE_ENV: &str = "RUNWATCH_STORE";
+
 /// How long a writer waits for another process's transaction before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 

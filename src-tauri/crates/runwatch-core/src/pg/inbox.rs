@@ -255,6 +255,29 @@ impl Pg {
         Ok(conn.client.query(&stmt, &[&prefix, &upper, &(limit as i64)])?.iter().map(|r| r.get(0)).collect())
     }
 
+    pub(crate) fn ids_with_suffix(&self, suffix: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        if suffix.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn();
+        let stmt = conn.prepare("SELECT id FROM notifications WHERE right(id, length($1)) = $1 ORDER BY id LIMIT $2")?;
+        Ok(conn.client.query(&stmt, &[&suffix.to_ascii_lowercase(), &(limit as i64)])?.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// As SQLite's: one pass, counted here (the ends asked for are few, the ids many).
+    pub(crate) fn suffix_counts(&self, suffixes: &HashSet<String>) -> Result<HashMap<String, usize>, StoreError> {
+        let mut counts = HashMap::new();
+        let Some(len) = suffixes.iter().next().map(String::len) else { return Ok(counts) };
+        let wanted: Vec<&str> = suffixes.iter().map(String::as_str).collect();
+        let mut conn = self.conn();
+        let stmt = conn.prepare("SELECT right(id, $1::int), COUNT(*) FROM notifications WHERE right(id, $1::int) = ANY($2) GROUP BY 1")?;
+        for r in conn.client.query(&stmt, &[&(len as i32), &wanted])? {
+            let n: i64 = r.get(1);
+            counts.insert(r.get(0), usize::try_from(n).unwrap_or(0));
+        }
+        Ok(counts)
+    }
+
     pub(crate) fn since(&self, after_seq: i64, min_level: Level, limit: usize) -> Result<Vec<(i64, Notification)>, StoreError> {
         let mut conn = self.conn();
         let stmt =

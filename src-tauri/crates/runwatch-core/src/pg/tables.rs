@@ -161,6 +161,30 @@ impl Pg {
         Ok(conn.client.query_opt(&stmt, &[&id])?.as_ref().map(run))
     }
 
+    pub(crate) fn run_ids_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        if prefix.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Run ids sort bytewise (COLLATE "C"), so U+10FFFF bounds the range.
+        let upper = format!("{prefix}\u{10FFFF}");
+        let mut conn = self.conn();
+        let stmt = conn.prepare("SELECT id FROM runs WHERE id >= $1 AND id < $2 ORDER BY id LIMIT $3")?;
+        Ok(conn.client.query(&stmt, &[&prefix, &upper, &(limit as i64)])?.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Sets a run's `name` or `state` (the column, chosen by the caller), creating the run.
+    pub(crate) fn set_run(&self, id: &str, column: &'static str, value: &str, now: Millis) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let mut tx = conn.client.transaction()?;
+        tx.execute(
+            "INSERT INTO runs (id, state, created_at, updated_at) VALUES ($1, 'running', $2, $2) ON CONFLICT (id) DO NOTHING",
+            &[&id, &now],
+        )?;
+        tx.execute(&format!("UPDATE runs SET {column} = $2, updated_at = $3 WHERE id = $1"), &[&id, &value, &now])?;
+        tx.commit()?;
+        Ok(())
+    }
+
     pub(crate) fn record_check_in(&self, report: &CheckInReport, now: Millis) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let mut tx = conn.client.transaction()?;
