@@ -84,3 +84,81 @@ fn two_daemons_store_each_event_once() {
     assert_eq!(new, 2_000);
     assert_eq!(two.unread_summary().unwrap().warning, 2_002);
 }
+
+fn slack(id: &str) -> runwatch_core::notifiers::Notifier {
+    runwatch_core::notifiers::Notifier {
+        id: id.into(),
+        kind: "slack".into(),
+        status: runwatch_core::NotifierStatus::Enabled,
+        config: serde_json::json!({ "webhook_url": "http://127.0.0.1:9/hook" }),
+        min_level: Level::Debug,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+#[test]
+fn each_delivery_is_taken_by_one_daemon_until_its_lease_runs_out() {
+    use runwatch_core::deliveries::Attempt;
+    let url = Cluster::shared().database().unwrap();
+    let mut one = Store::connect(&url).unwrap();
+    let mut two = Store::connect(&url).unwrap();
+    one.add_notifier(&slack("n1")).unwrap();
+    let events: Vec<Event> = (0..30).map(|i| event(&format!("e{i}"))).collect();
+    one.ingest_batch(&events, 1_000).unwrap();
+
+    // Both take at once: every delivery goes to one of them, none to both.
+    let a = one.take_due("n1", 1_000, 20).unwrap();
+    let b = two.take_due("n1", 1_000, 20).unwrap();
+    assert_eq!((a.len(), b.len()), (20, 10));
+    let ids = |d: &[runwatch_core::deliveries::Due]| d.iter().map(|d| d.notification.id.clone()).collect::<Vec<_>>();
+    let (ia, ib) = (ids(&a), ids(&b));
+    assert!(ia.iter().all(|id| !ib.contains(id)));
+    assert!(ia.windows(2).all(|w| w[0] < w[1]), "in the order they were queued");
+    assert!(one.take_due("n1", 1_000, 20).unwrap().len() == 20, "a daemon takes its own leases again");
+    assert!(two.take_due("n1", 1_000, 20).unwrap().len() == 10);
+
+    // `one` sends five and dies with the rest leased: `two` waits for the lease, then takes them.
+    let sent: Vec<(&str, Attempt)> = ia[..5].iter().map(|id| (id.as_str(), Attempt::Sent)).collect();
+    one.record_attempts("n1", &sent, 1_100).unwrap();
+    drop(one);
+    let done: Vec<(&str, Attempt)> = ib.iter().map(|id| (id.as_str(), Attempt::Sent)).collect();
+    two.record_attempts("n1", &done, 1_200).unwrap();
+    let lease_end = 1_000 + runwatch_core::pg::DELIVERY_LEASE_MS;
+    assert!(two.take_due("n1", lease_end - 1, 100).unwrap().is_empty());
+    assert_eq!(two.next_delivery_attempt("n1").unwrap(), Some(lease_end), "wakes when the lease runs out");
+    let left = two.take_due("n1", lease_end, 100).unwrap();
+    assert_eq!(ids(&left), ia[5..].to_vec());
+    let failed: Vec<(&str, Attempt)> = left
+        .iter()
+        .map(|d| (d.notification.id.as_str(), Attempt::Failed { error: "HTTP 500".into(), retry_at: Some(lease_end + 10) }))
+        .collect();
+    two.record_attempts("n1", &failed, lease_end).unwrap();
+    assert_eq!(two.next_delivery_attempt("n1").unwrap(), Some(lease_end + 10));
+    assert_eq!(two.delivery_counts().unwrap(), (15, 15, 0));
+}
+
+#[test]
+fn a_commit_by_another_daemon_wakes_the_feed_and_a_restart_is_survived() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let cluster = Cluster::start().unwrap();
+    let url = cluster.database().unwrap();
+    let mut writer = Store::connect(&url).unwrap();
+    let feed = runwatch_core::ChangeFeed::listen(&url).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    feed.subscribe(move || {
+        let _ = tx.lock().unwrap().send(());
+    });
+    writer.ingest(&event("a"), 1).unwrap();
+    rx.recv_timeout(Duration::from_secs(10)).expect("a wake after the commit");
+    while rx.recv_timeout(Duration::from_millis(300)).is_ok() {}
+
+    cluster.stop().unwrap();
+    cluster.resume().unwrap();
+    while rx.recv_timeout(Duration::from_millis(1500)).is_ok() {} // the loss and the reconnection wake too
+    let mut writer = Store::connect(&url).unwrap();
+    writer.ingest(&event("b"), 2).unwrap();
+    rx.recv_timeout(Duration::from_secs(10)).expect("a wake after the restart");
+}

@@ -6,6 +6,9 @@
 -- - every write that changes the inbox takes one advisory lock first (src/pg/mod.rs), so
 --   seq commits in order: "rows after seq N" and "acknowledge all up to N" stay exact with
 --   several daemons writing;
+-- - a delivery is leased by the daemon that sends it (`lease_until`, `lease_holder`), taken
+--   with FOR UPDATE SKIP LOCKED: each is sent by one daemon, and by another once the lease
+--   of one that died has run out;
 -- - pending counts are kept by statement triggers over transition tables (one update per
 --   statement, not per row), and by the inserts themselves.
 
@@ -83,6 +86,9 @@ CREATE TABLE deliveries (
     updated_at       BIGINT NOT NULL,
     -- Creation order (SQLite's rowid): one notifier's messages go out in order.
     queued           BIGINT GENERATED ALWAYS AS IDENTITY,
+    -- Taken by one daemon until then (several daemons share the outbox; see src/pg/tables.rs).
+    lease_until      BIGINT,
+    lease_holder     TEXT,
     PRIMARY KEY (notification_id, notifier_id)
 );
 CREATE INDEX deliveries_due ON deliveries (notifier_id, queued) WHERE state = 'pending';

@@ -171,6 +171,7 @@ impl Pg {
                 }
             }
         }
+        tx.batch_execute(super::NOTIFY)?;
         tx.commit()?;
         Ok(out)
     }
@@ -315,6 +316,7 @@ impl Pg {
                 }
             }
         }
+        tx.batch_execute(super::NOTIFY)?;
         tx.commit()?;
         Ok(n)
     }
@@ -342,6 +344,7 @@ impl Pg {
               WHERE upto IS NOT NULL",
             &[&now],
         )?;
+        tx.batch_execute(super::NOTIFY)?;
         tx.commit()?;
         Ok(usize::try_from(pending).unwrap_or(0))
     }
@@ -363,6 +366,7 @@ impl Pg {
             &[&upto],
         )?;
         let after: i64 = tx.query_one("SELECT COALESCE(SUM(n), 0)::bigint FROM pending_counts", &[])?.get(0);
+        tx.batch_execute(super::NOTIFY)?;
         tx.commit()?;
         Ok(usize::try_from(before - after).unwrap_or(0))
     }
@@ -392,6 +396,7 @@ impl Pg {
         let mut tx = conn.client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INBOX_LOCK])?;
         let n = tx.execute("DELETE FROM notifications WHERE expires_at IS NOT NULL AND expires_at <= $1", &[&now])?;
+        tx.batch_execute(super::NOTIFY)?;
         tx.commit()?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }

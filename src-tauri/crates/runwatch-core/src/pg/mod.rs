@@ -27,6 +27,11 @@ pub fn latest_schema_version() -> usize {
     MIGRATION_SQL.len()
 }
 
+/// The channel every write notifies on commit: the change feed of daemons and streams
+/// sharing the store ([`crate::ChangeFeed::listen`]).
+pub const CHANNEL: &str = "runwatch_changes";
+pub(crate) const NOTIFY: &str = "NOTIFY runwatch_changes";
+
 /// Advisory lock keys ("RW" and a number): held for a transaction.
 const MIGRATE_LOCK: i64 = 0x5257_0001;
 /// Taken by every write that inserts, acknowledges or deletes notifications.
@@ -107,7 +112,19 @@ impl From<postgres::Error> for StoreError {
 pub struct Pg {
     conn: RefCell<Conn>,
     masked_url: String,
+    /// Who holds the delivery leases this connection takes (random per connection).
+    holder: String,
+    /// How long a taken delivery stays leased.
+    lease_ms: i64,
 }
+
+/// How long a daemon keeps the deliveries it took before another may send them: longer
+/// than a send can take (its timeout), short enough that a dead daemon's wait is brief.
+/// `RUNWATCH_DELIVERY_LEASE_MS` changes it (tests of a daemon killed mid-burst).
+pub const DELIVERY_LEASE_MS: i64 = 60_000;
+pub const LEASE_ENV: &str = "RUNWATCH_DELIVERY_LEASE_MS";
+/// The most deliveries one take leases at once (the rest stay for the others).
+pub(crate) const LEASE_PAGE: usize = 100;
 
 pub(crate) struct Conn {
     pub(crate) client: Client,
@@ -146,7 +163,13 @@ impl Pg {
             config.application_name("runwatch");
         }
         let client = config.connect(NoTls).map_err(|e| unreachable(describe(&e)))?;
-        let pg = Pg { conn: RefCell::new(Conn { client, statements: HashMap::new() }), masked_url: masked_url.clone() };
+        let lease_ms = std::env::var(LEASE_ENV).ok().and_then(|v| v.parse().ok()).filter(|ms| *ms > 0).unwrap_or(DELIVERY_LEASE_MS);
+        let pg = Pg {
+            conn: RefCell::new(Conn { client, statements: HashMap::new() }),
+            masked_url: masked_url.clone(),
+            holder: uuid::Uuid::new_v4().to_string(),
+            lease_ms,
+        };
         if migrate {
             pg.migrate()?;
         } else {

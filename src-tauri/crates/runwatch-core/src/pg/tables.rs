@@ -9,7 +9,7 @@ use postgres::Row;
 use super::Pg;
 use crate::check_ins::CheckInReport;
 use crate::clock::Millis;
-use crate::deliveries::{Delivery, Due};
+use crate::deliveries::{Attempt, Delivery, Due};
 use crate::notifiers::Notifier;
 use crate::runs::Run;
 use crate::store::StoreError;
@@ -78,6 +78,7 @@ impl Pg {
                 &[key, value],
             )?;
         }
+        tx.batch_execute(super::NOTIFY)?;
         tx.commit()?;
         Ok(())
     }
@@ -102,6 +103,7 @@ impl Pg {
                 tx.execute("DELETE FROM settings WHERE key = $1 AND value = 'null'", &[&key])?;
             }
         }
+        tx.batch_execute(super::NOTIFY)?;
         tx.commit()?;
         Ok(())
     }
@@ -128,6 +130,7 @@ impl Pg {
             &format!("INSERT INTO notifiers ({NOTIFIER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
             &[&n.id, &n.kind, &n.status.as_str(), &n.config.to_string(), &n.min_level.number(), &n.created_at, &n.updated_at],
         )?;
+        self.conn().client.batch_execute(super::NOTIFY)?;
         Ok(())
     }
 
@@ -141,12 +144,15 @@ impl Pg {
                 &[&id, &"the notifier was disabled before this was sent", &now],
             )?;
         }
+        tx.batch_execute(super::NOTIFY)?;
         tx.commit()?;
         Ok(changed == 1)
     }
 
     pub(crate) fn remove_notifier(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.conn().client.execute("DELETE FROM notifiers WHERE id = $1", &[&id])? == 1)
+        let removed = self.conn().client.execute("DELETE FROM notifiers WHERE id = $1", &[&id])? == 1;
+        self.conn().client.batch_execute(super::NOTIFY)?;
+        Ok(removed)
     }
 
     pub(crate) fn runs(&self) -> Result<Vec<Run>, StoreError> {
@@ -181,6 +187,7 @@ impl Pg {
             &[&id, &now],
         )?;
         tx.execute(&format!("UPDATE runs SET {column} = $2, updated_at = $3 WHERE id = $1"), &[&id, &value, &now])?;
+        tx.batch_execute(super::NOTIFY)?;
         tx.commit()?;
         Ok(())
     }
@@ -216,6 +223,7 @@ impl Pg {
              WHERE id = $1",
             &[&report.run_id, &report.name, &report.host, &labels, &now],
         )?;
+        tx.batch_execute(super::NOTIFY)?;
         tx.commit()?;
         Ok(true)
     }
@@ -256,6 +264,72 @@ impl Pg {
             &[],
         )?;
         Ok((r.get(0), r.get(1), r.get(2)))
+    }
+
+    /// Takes up to `limit` due deliveries of a notifier for this connection: pending, due,
+    /// and not leased by another daemon (or leased by one whose lease ran out). Rows another
+    /// daemon is taking at this moment are skipped, not waited for (SKIP LOCKED).
+    pub(crate) fn take_due(&self, notifier_id: &str, now: Millis, limit: usize) -> Result<Vec<Due>, StoreError> {
+        let mut taken: Vec<(String, i64, i64)> = {
+            let mut conn = self.conn();
+            let stmt = conn.prepare(
+                "WITH picked AS (
+                    SELECT notification_id, notifier_id FROM deliveries
+                     WHERE notifier_id = $1 AND state = 'pending' AND next_attempt_at <= $2
+                       AND (lease_until IS NULL OR lease_until <= $2 OR lease_holder = $3)
+                     ORDER BY queued LIMIT $4
+                       FOR UPDATE SKIP LOCKED)
+                 UPDATE deliveries d SET lease_until = $2 + $5, lease_holder = $3
+                   FROM picked p
+                  WHERE d.notification_id = p.notification_id AND d.notifier_id = p.notifier_id
+                 RETURNING d.notification_id, d.attempts, d.queued",
+            )?;
+            let limit = limit.min(super::LEASE_PAGE) as i64;
+            conn.client
+                .query(&stmt, &[&notifier_id, &now, &self.holder, &limit, &self.lease_ms])?
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect()
+        };
+        taken.sort_by_key(|t| t.2);
+        let mut out = Vec::with_capacity(taken.len());
+        for (id, attempts, _) in taken {
+            if let Some(notification) = self.notification(&id)? {
+                out.push(Due { notification, attempts });
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn next_attempt(&self, notifier_id: &str) -> Result<Option<Millis>, StoreError> {
+        let mut conn = self.conn();
+        let stmt = conn.prepare(
+            "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_holder <> $2 THEN GREATEST(next_attempt_at, lease_until)
+                             ELSE next_attempt_at END)
+               FROM deliveries WHERE notifier_id = $1 AND state = 'pending'",
+        )?;
+        Ok(conn.client.query_one(&stmt, &[&notifier_id, &self.holder])?.get(0))
+    }
+
+    pub(crate) fn record_attempts(&self, notifier_id: &str, attempts: &[(&str, Attempt)], now: Millis) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let update = conn.prepare(
+            "UPDATE deliveries SET state = $3, attempts = attempts + 1, last_error = $4,
+                    next_attempt_at = COALESCE($5, next_attempt_at), updated_at = $6, lease_until = NULL, lease_holder = NULL
+              WHERE notification_id = $1 AND notifier_id = $2",
+        )?;
+        let mut tx = conn.client.transaction()?;
+        for (id, attempt) in attempts {
+            let (state, error, retry_at) = match attempt {
+                Attempt::Sent => ("sent", None, None),
+                Attempt::Failed { error, retry_at: Some(at) } => ("pending", Some(error.as_str()), Some(*at)),
+                Attempt::Failed { error, retry_at: None } => ("failed", Some(error.as_str()), None),
+            };
+            tx.execute(&update, &[id, &notifier_id, &state, &error, &retry_at, &now])?;
+        }
+        tx.batch_execute(super::NOTIFY)?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// Pending deliveries of a notifier due at `now`, in the order they were queued.
