@@ -200,13 +200,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Start(args) => {
             let data_dir = DataDir::resolve(cli.data_dir.as_deref())?;
-            if location(&data_dir, cli.store.as_deref())?.is_postgres() {
-                return Err(usage_error(
-                    "start",
-                    "--store: the daemon does not run on a PostgreSQL store yet; the commands that read and write the inbox do",
-                ));
+            let at = location(&data_dir, cli.store.as_deref())?;
+            if at.is_postgres() && !cli.repo.is_empty() {
+                return Err(usage_error("start", "--repo: watching Aim repositories on a PostgreSQL store is not available yet"));
             }
-            start::start(&data_dir, &cli.repo, &args)
+            start::start(&data_dir, &at, &cli.repo, &args)
         }
         Command::Store(_) if cli.remote.server.is_some() => {
             Err(usage_error("store", "--server does not apply: 'store' works on the store named by --store or the data dir"))

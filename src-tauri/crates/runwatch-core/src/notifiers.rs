@@ -141,6 +141,33 @@ impl Store {
         self.write(|tx| set_status(tx, id, status, now))
     }
 
+    /// Changes what is given of a notifier's config, minimum level and status, in one
+    /// transaction (see [`set_status`] for what disabling does).
+    pub fn update_notifier(
+        &mut self,
+        id: &str,
+        config: Option<&serde_json::Value>,
+        min_level: Option<Level>,
+        status: Option<NotifierStatus>,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.update_notifier(id, config, min_level, status, now);
+        }
+        self.write(|tx| {
+            if let Some(config) = config {
+                set_config(tx, id, config, now)?;
+            }
+            if let Some(level) = min_level {
+                set_min_level(tx, id, level, now)?;
+            }
+            if let Some(status) = status {
+                set_status(tx, id, status, now)?;
+            }
+            Ok(())
+        })
+    }
+
     pub fn remove_notifier(&mut self, id: &str) -> Result<bool, StoreError> {
         if let Some(pg) = self.pg() {
             return pg.remove_notifier(id);

@@ -15,7 +15,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
 use runwatch_core::check_ins::CheckInReport;
-use runwatch_core::deliveries::{self, Delivery};
+use runwatch_core::deliveries::Delivery;
 use runwatch_core::inbox::{AckState, ListFilter, Page, UnreadSummary};
 use runwatch_core::ingest::Event;
 use runwatch_core::notifiers::{Notifier, NotifierLookupError};
@@ -70,6 +70,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::BadCursor(_) => ApiError::bad_request(e.to_string()),
+            StoreError::Unsupported(_) => ApiError::new(StatusCode::NOT_IMPLEMENTED, e.to_string()),
             other => {
                 tracing::warn!("API store error: {other}");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the store is unavailable: {other}"))
@@ -196,7 +197,7 @@ pub struct NotificationDetails {
 pub async fn show_notification(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> ApiResult<NotificationDetails> {
     with_store(&state, move |s| {
         let notification = s.notification(&id)?.ok_or_else(|| ApiError::not_found(format!("no notification '{id}'")))?;
-        let deliveries = deliveries::of_notification(s.conn(), &id)?;
+        let deliveries = s.deliveries_of(&id)?;
         Ok(NotificationDetails { notification, deliveries })
     })
     .await
@@ -469,18 +470,7 @@ pub async fn patch_notifier(
         } else if patch.config.is_some() {
             return Err(ApiError::bad_request("\"config\" must be an object"));
         }
-        s.write(|tx| {
-            if patch.config.is_some() {
-                runwatch_core::notifiers::set_config(tx, &n.id, &config, at)?;
-            }
-            if let Some(level) = patch.min_level {
-                runwatch_core::notifiers::set_min_level(tx, &n.id, level, at)?;
-            }
-            if let Some(status) = patch.status {
-                runwatch_core::notifiers::set_status(tx, &n.id, status, at)?;
-            }
-            Ok(())
-        })?;
+        s.update_notifier(&n.id, patch.config.is_some().then_some(&config), patch.min_level, patch.status, at)?;
         Ok(view(&s.resolve_notifier(&n.id)?))
     })
     .await?;

@@ -111,6 +111,8 @@ impl From<postgres::Error> for StoreError {
 /// `RefCell` bridges them (the SQLite store is not `Sync` either: one thread at a time).
 pub struct Pg {
     conn: RefCell<Conn>,
+    /// To connect again after losing the server (a restart): see [`Pg::conn`].
+    config: postgres::Config,
     masked_url: String,
     /// Who holds the delivery leases this connection takes (random per connection).
     holder: String,
@@ -163,9 +165,11 @@ impl Pg {
             config.application_name("runwatch");
         }
         let client = config.connect(NoTls).map_err(|e| unreachable(describe(&e)))?;
+        let config = config.clone();
         let lease_ms = std::env::var(LEASE_ENV).ok().and_then(|v| v.parse().ok()).filter(|ms| *ms > 0).unwrap_or(DELIVERY_LEASE_MS);
         let pg = Pg {
             conn: RefCell::new(Conn { client, statements: HashMap::new() }),
+            config,
             masked_url: masked_url.clone(),
             holder: uuid::Uuid::new_v4().to_string(),
             lease_ms,
@@ -182,8 +186,23 @@ impl Pg {
         &self.masked_url
     }
 
+    /// The connection, made again first when the last one was lost (the server restarted):
+    /// the call that lost it failed, and the caller's retry (a client resending its events,
+    /// the dispatcher's next step) finds the store back. If the server is still away, the
+    /// query on the closed connection fails with a clear error.
     pub(crate) fn conn(&self) -> RefMut<'_, Conn> {
-        self.conn.borrow_mut()
+        let mut conn = self.conn.borrow_mut();
+        if conn.client.is_closed() {
+            match self.config.connect(NoTls) {
+                Ok(client) => {
+                    tracing::warn!("connected to the PostgreSQL store {} again", self.masked_url);
+                    conn.client = client;
+                    conn.statements.clear();
+                }
+                Err(e) => tracing::debug!("the PostgreSQL store {} is still unreachable: {}", self.masked_url, describe(&e)),
+            }
+        }
+        conn
     }
 
     /// The schema version recorded in the database (0 before the first migration).

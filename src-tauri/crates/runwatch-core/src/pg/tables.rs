@@ -149,6 +149,36 @@ impl Pg {
         Ok(changed == 1)
     }
 
+    pub(crate) fn update_notifier(
+        &self,
+        id: &str,
+        config: Option<&serde_json::Value>,
+        min_level: Option<Level>,
+        status: Option<NotifierStatus>,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let mut tx = conn.client.transaction()?;
+        if let Some(config) = config {
+            tx.execute("UPDATE notifiers SET config = $2, updated_at = $3 WHERE id = $1", &[&id, &config.to_string(), &now])?;
+        }
+        if let Some(level) = min_level {
+            tx.execute("UPDATE notifiers SET min_level = $2, updated_at = $3 WHERE id = $1", &[&id, &level.number(), &now])?;
+        }
+        if let Some(status) = status {
+            tx.execute("UPDATE notifiers SET status = $2, updated_at = $3 WHERE id = $1", &[&id, &status.as_str(), &now])?;
+            if status == NotifierStatus::Disabled {
+                tx.execute(
+                    "UPDATE deliveries SET state = 'failed', last_error = $2, updated_at = $3 WHERE notifier_id = $1 AND state = 'pending'",
+                    &[&id, &"the notifier was disabled before this was sent", &now],
+                )?;
+            }
+        }
+        tx.batch_execute(super::NOTIFY)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     pub(crate) fn remove_notifier(&self, id: &str) -> Result<bool, StoreError> {
         let removed = self.conn().client.execute("DELETE FROM notifiers WHERE id = $1", &[&id])? == 1;
         self.conn().client.batch_execute(super::NOTIFY)?;
