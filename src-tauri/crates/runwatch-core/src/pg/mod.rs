@@ -110,7 +110,8 @@ impl From<postgres::Error> for StoreError {
 /// The client needs `&mut` for every query while the store's readers take `&self`; a
 /// `RefCell` bridges them (the SQLite store is not `Sync` either: one thread at a time).
 pub struct Pg {
-    conn: RefCell<Conn>,
+    /// `None` only while being dropped (see the `Drop`).
+    conn: RefCell<Option<Conn>>,
     /// To connect again after losing the server (a restart): see [`Pg::conn`].
     config: postgres::Config,
     masked_url: String,
@@ -145,6 +146,20 @@ impl Conn {
     }
 }
 
+/// The client closes its connection on its own runtime, which must not happen on a thread
+/// that drives an async runtime (the API's store is dropped there when the server stops):
+/// it is closed on a thread of its own.
+impl Drop for Pg {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.get_mut().take() {
+            let closing = std::thread::Builder::new().name("store-close".into()).spawn(move || drop(conn));
+            if let Ok(closing) = closing {
+                let _ = closing.join();
+            }
+        }
+    }
+}
+
 impl std::fmt::Debug for Pg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pg").field("url", &self.masked_url).finish_non_exhaustive()
@@ -168,7 +183,7 @@ impl Pg {
         let config = config.clone();
         let lease_ms = std::env::var(LEASE_ENV).ok().and_then(|v| v.parse().ok()).filter(|ms| *ms > 0).unwrap_or(DELIVERY_LEASE_MS);
         let pg = Pg {
-            conn: RefCell::new(Conn { client, statements: HashMap::new() }),
+            conn: RefCell::new(Some(Conn { client, statements: HashMap::new() })),
             config,
             masked_url: masked_url.clone(),
             holder: uuid::Uuid::new_v4().to_string(),
@@ -191,7 +206,7 @@ impl Pg {
     /// the dispatcher's next step) finds the store back. If the server is still away, the
     /// query on the closed connection fails with a clear error.
     pub(crate) fn conn(&self) -> RefMut<'_, Conn> {
-        let mut conn = self.conn.borrow_mut();
+        let mut conn = RefMut::map(self.conn.borrow_mut(), |c| c.as_mut().expect("a PostgreSQL store is used after it was dropped"));
         if conn.client.is_closed() {
             match self.config.connect(NoTls) {
                 Ok(client) => {
