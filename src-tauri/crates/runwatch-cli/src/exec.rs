@@ -252,6 +252,7 @@ impl Reporter<'_> {
             message: body,
             event_id: Some(format!("exec:{}:{what}", self.nonce)),
             source: "exec".into(),
+            to: Vec::new(),
         };
         match &mut self.sink {
             Sink::Local(store) => match record(store, &event) {

@@ -131,6 +131,26 @@ enum Command {
     /// Bring the store's schema up to date, or check it (for a shared PostgreSQL store)
     #[command(subcommand)]
     Store(StoreCommand),
+    /// The users of a team store (--store postgresql://…), each with their own API token
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Add a user and print their API token (shown this once; only its hash is stored)
+    Add {
+        /// Letters, digits, '.', '_' and '-'
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// List the users
+    List,
+    /// Remove a user (their token stops working)
+    Remove {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,6 +230,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Err(usage_error("store", "--server does not apply: 'store' works on the store named by --store or the data dir"))
         }
         Command::Store(cmd) => store_command(&cmd, cli.data_dir.as_deref(), cli.store.as_deref(), json),
+        Command::Users(_) if cli.remote.server.is_some() => {
+            Err(usage_error("users", "--server does not apply: users are kept in the store named by --store"))
+        }
+        Command::Users(cmd) => users_command(cmd, cli.data_dir.as_deref(), cli.store.as_deref(), json),
         Command::Completions(args) => {
             if json {
                 return Err(usage_error("completions", "--json does not apply to completion scripts"));
@@ -364,6 +388,47 @@ fn store_command(cmd: &StoreCommand, data_dir: Option<&Path>, store: Option<&str
         writeln!(out, "The store {} is at schema {found}; this Runwatch needs {latest}: run 'runwatch store migrate'.", at.display())?;
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `runwatch users add|list|remove`.
+fn users_command(cmd: UsersCommand, data_dir: Option<&Path>, store: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let dir = DataDir::resolve(data_dir)?;
+    if !location(&dir, store)?.is_postgres() {
+        return Err(runwatch_core::users::UserError::SingleUser.into());
+    }
+    let mut store = open_store(data_dir, store)?;
+    let mut out = io::stdout().lock();
+    match cmd {
+        UsersCommand::Add { name } => {
+            let token = store.add_user(&name, runwatch_core::clock::Clock::now(&runwatch_core::clock::SystemClock))?;
+            if json {
+                writeln!(out, "{}", serde_json::json!({ "name": name, "token": token }))?;
+            } else {
+                writeln!(out, "{token}")?;
+                let _ = writeln!(
+                    io::stderr(),
+                    "The API token of '{name}', shown this once: give it to them (e.g. in a file for --token-file)."
+                );
+            }
+        }
+        UsersCommand::List => {
+            let users = store.users()?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&users)?)?;
+            } else if users.is_empty() {
+                writeln!(out, "No users yet: add one with 'runwatch users add NAME'.")?;
+            } else {
+                for u in users {
+                    writeln!(out, "{}", u.name)?;
+                }
+            }
+        }
+        UsersCommand::Remove { name } => {
+            store.remove_user(&name)?;
+            writeln!(out, "Removed user '{name}'.")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Opens the store, with a clear message when the data dir cannot hold one.

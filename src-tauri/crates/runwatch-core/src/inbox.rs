@@ -48,6 +48,8 @@ pub struct NewNotification {
     /// [`Store::ingest_batch`], not by [`insert`]).
     pub event_id: Option<String>,
     pub repeat_count: i64,
+    /// Who it is for (a team store): empty for everyone.
+    pub audience: Vec<crate::users::Recipient>,
 }
 
 /// Which notifications to list.

@@ -28,6 +28,10 @@ pub struct Event {
     /// Who reported it: "api", "send", "exec" …
     #[serde(default)]
     pub source: String,
+    /// Who it is for on a team store: users or `user@host`s; empty for everyone (or, sent
+    /// with a user's token, for that user).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to: Vec<String>,
 }
 
 /// Longest title kept; the full text is in the body.
@@ -94,6 +98,7 @@ fn new_notification(event: &Event) -> NewNotification {
         run_id: event.run_id.clone(),
         source: if event.source.is_empty() { "ingest".into() } else { event.source.clone() },
         event_id: event.event_id.clone(),
+        audience: event.to.iter().filter_map(|t| crate::users::Recipient::parse(t).ok()).collect(),
         ..Default::default()
     }
 }

@@ -17,6 +17,7 @@ pub mod runs;
 pub mod settings;
 pub mod store;
 pub mod template;
+pub mod users;
 
 pub use changes::ChangeFeed;
 pub use data_dir::DataDir;

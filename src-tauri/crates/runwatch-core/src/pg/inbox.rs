@@ -75,10 +75,11 @@ impl Pg {
         let mut conn = self.conn();
         let insert = conn.prepare(
             "INSERT INTO notifications (id, created_at, updated_at, level, title, body, run_id, source, dedupe_key,
-                                        event_id, repeat_count, expires_at)
-             SELECT u.id, $1, $1, u.level, u.title, u.body, u.run_id, u.source, u.dedupe_key, u.event_id, u.repeat_count, $2
-               FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[])
-                    WITH ORDINALITY AS u(id, level, title, body, run_id, source, dedupe_key, event_id, repeat_count, ord)
+                                        event_id, repeat_count, expires_at, addressed)
+             SELECT u.id, $1, $1, u.level, u.title, u.body, u.run_id, u.source, u.dedupe_key, u.event_id, u.repeat_count, $2, u.addressed
+               FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[],
+                           $12::bool[])
+                    WITH ORDINALITY AS u(id, level, title, body, run_id, source, dedupe_key, event_id, repeat_count, addressed, ord)
               ORDER BY u.ord",
         )?;
         let deliveries = conn.prepare(
@@ -162,8 +163,18 @@ impl Pg {
                     &cols.dedupe_key,
                     &cols.event_id,
                     &cols.repeat_count,
+                    &cols.addressed,
                 ],
             )?;
+            if !cols.audience.0.is_empty() {
+                tx.execute(
+                    "INSERT INTO audiences (seq, user_name, host)
+                     SELECT n.seq, u.user_name, u.host FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, user_name, host)
+                       JOIN notifications n ON n.id = u.id
+                     ON CONFLICT DO NOTHING",
+                    &[&cols.audience.0, &cols.audience.1, &cols.audience.2],
+                )?;
+            }
             tx.execute(&deliveries, &[&batch.now, &cols.id, &cols.level])?;
             for (level, added) in Level::ALL.iter().zip(pending) {
                 if added > 0 {
@@ -414,6 +425,9 @@ struct Columns {
     dedupe_key: Vec<Option<String>>,
     event_id: Vec<Option<String>>,
     repeat_count: Vec<i64>,
+    addressed: Vec<bool>,
+    /// (notification id, user, host) of each recipient.
+    audience: (Vec<String>, Vec<String>, Vec<String>),
 }
 
 impl Columns {
@@ -427,5 +441,11 @@ impl Columns {
         self.dedupe_key.push(n.dedupe_key.clone());
         self.event_id.push(n.event_id.clone());
         self.repeat_count.push(n.repeat_count);
+        self.addressed.push(!n.audience.is_empty());
+        for r in &n.audience {
+            self.audience.0.push(id.to_string());
+            self.audience.1.push(r.user.clone());
+            self.audience.2.push(r.host.clone());
+        }
     }
 }

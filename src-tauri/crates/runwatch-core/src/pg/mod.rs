@@ -9,6 +9,7 @@
 pub mod fixture;
 mod inbox;
 mod tables;
+mod users;
 
 use std::cell::{RefCell, RefMut};
 use std::collections::HashMap;
@@ -20,7 +21,8 @@ use postgres::{Client, NoTls, Statement};
 use crate::store::StoreError;
 
 /// Schema migrations, in order; the version is the row in `runwatch_schema`.
-const MIGRATION_SQL: &[&str] = &[include_str!("../../migrations/postgres/0001_initial.sql")];
+const MIGRATION_SQL: &[&str] =
+    &[include_str!("../../migrations/postgres/0001_initial.sql"), include_str!("../../migrations/postgres/0002_users.sql")];
 
 /// The schema version of a fully migrated PostgreSQL store.
 pub fn latest_schema_version() -> usize {
