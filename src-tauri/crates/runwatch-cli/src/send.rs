@@ -128,6 +128,10 @@ pub fn deliver_due_if_no_watcher(store: &Store) {
 }
 
 fn deliver_without_watcher(store: &Store, patience: Patience) {
+    // A team store is delivered from by its daemons (woken by the commit), each delivery by one.
+    if store.is_postgres() {
+        return;
+    }
     let Some(dir) = store.path().parent() else { return };
     match runwatch_engine::oneshot::deliver_without_watcher(&DataDir::at(dir), store, patience) {
         Ok(Delivered::Done | Delivered::DueSent(_)) => {}
