@@ -72,8 +72,11 @@ bench: ui
 	cargo run --release --locked -p runwatch-tests --bin runwatch-bench-slurm
 bench-delivery: ui
 	cargo run --release --locked -p runwatch-tests --bin runwatch-bench-delivery
+# SQLite, then PostgreSQL (a throwaway cluster; BENCH_API_ARGS="--store postgresql://…" for
+# another server), side by side in one run.
+BENCH_API_ARGS ?= --store throwaway
 bench-api: ui
-	cargo run --release --locked -p runwatch-tests --bin runwatch-bench-api
+	cargo run --release --locked -p runwatch-tests --bin runwatch-bench-api -- $(BENCH_API_ARGS)
 bench-remote: ui
 	cargo build --release --locked -p runwatch-cli
 	cargo run --release --locked -p runwatch-tests --bin runwatch-bench-remote

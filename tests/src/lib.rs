@@ -178,6 +178,7 @@ pub fn cli_env(cmd: &mut Command) {
         .env("RUST_BACKTRACE", "1")
         .env("COLUMNS", "100")
         .env_remove("RUNWATCH_HOME")
+        .env_remove("RUNWATCH_STORE")
         .env_remove("RUNWATCH_NOTIFICATIONS")
         .env_remove("RUNWATCH_LOG")
         .env_remove("CLICOLOR_FORCE")

@@ -27,6 +27,12 @@
 //!    - `POST /api/v1/notifications/ack {"all": true}`: wall time, on a copy of the store as
 //!      seeded (so the ~500,000 pending of the 1,000,000, not the events ingested since).
 //!
+//! With `--store postgresql://…` (an empty database) the same is measured on that
+//! PostgreSQL store after SQLite, in the same run, and both tables are printed; `--store
+//! throwaway` starts a throwaway cluster for it (Debian's postgresql, see
+//! `runwatch_core::pg::fixture`). Seeding there is by COPY; "ack all" is measured at the
+//! end, on the store as the ingest left it.
+//!
 //! Prints a table with the targets and writes the figures as JSON to
 //! `<target>/bench-api-results.json`. No assertions: the figures are the output.
 
@@ -35,7 +41,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use runwatch_core::clock::{Clock, SystemClock};
-use runwatch_core::{DataDir, Store};
+use runwatch_core::{DataDir, Location, Store};
 use runwatch_http::{ApiConfig, Server};
 use serde_json::{json, Value};
 
@@ -44,7 +50,9 @@ const USAGE: &str = "usage: runwatch-bench-api [--notifications 1000000] [--requ
      \x20                         [--keep] [--seed-only]\n\
      \x20                         [--from DIR] [--only list,summary,ingest,ack]\n\
      --keep: leave the store behind (printed at the end); --seed-only: seed, keep the store, measure nothing;\n\
-     --from DIR: copy the store a --seed-only run left in DIR instead of seeding; --only: measure these parts";
+     \x20                         [--store postgresql://…|throwaway]\n\
+     --from DIR: copy the store a --seed-only run left in DIR instead of seeding; --only: measure these parts;\n\
+     --store: measure a PostgreSQL store too (an empty database, or a throwaway cluster)";
 
 const RUNS: usize = 10_000;
 const DAY_MS: i64 = 86_400_000;
@@ -56,6 +64,8 @@ const LIST_P99_MS: f64 = 20.0;
 const SUMMARY_P99_MS: f64 = 5.0;
 const ACK_ALL_S: f64 = 2.0;
 const INGEST_EVENTS_PER_S: f64 = 50_000.0;
+/// The team store's ingest target (PostgreSQL).
+const PG_INGEST_EVENTS_PER_S: f64 = 20_000.0;
 
 struct Args {
     notifications: usize,
@@ -69,6 +79,8 @@ struct Args {
     from: Option<PathBuf>,
     /// Which parts to measure.
     only: Vec<String>,
+    /// A PostgreSQL store to measure too: a URL, or "throwaway".
+    store: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -82,6 +94,7 @@ fn parse_args() -> Result<Args, String> {
         seed_only: false,
         from: None,
         only: Vec::new(),
+        store: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -98,6 +111,7 @@ fn parse_args() -> Result<Args, String> {
             "--seed-only" => a.seed_only = true,
             "--from" => a.from = Some(it.next().ok_or("--from needs a directory")?.into()),
             "--only" => a.only = it.next().ok_or("--only needs a list")?.split(',').map(String::from).collect(),
+            "--store" => a.store = Some(it.next().ok_or("--store needs a postgresql:// URL or 'throwaway'")?),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument '{other}'\n{USAGE}")),
         }
@@ -127,11 +141,63 @@ fn log(msg: impl AsRef<str>) {
     eprintln!("[bench-api] {}", msg.as_ref());
 }
 
+/// Where one measurement's store lives.
+enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let target = target_dir();
     std::fs::create_dir_all(&target)?;
-    let tmp = tempfile::Builder::new().prefix("bench-api-").tempdir_in(&target)?;
+    let mut reports = vec![run_on(args, &Backend::Sqlite, &target)?];
+    if let Some(store) = &args.store {
+        let cluster;
+        let url = if store == "throwaway" {
+            cluster = runwatch_core::pg::fixture::Cluster::start()?;
+            cluster.database()?
+        } else {
+            store.clone()
+        };
+        reports.push(run_on(args, &Backend::Postgres(url), &target)?);
+    }
+    let machine = machine();
+    let mut docs = Vec::new();
+    for (title, lines, rows, doc) in reports {
+        println!();
+        println!("{title}");
+        println!("machine: {machine}");
+        for l in lines {
+            println!("{l}");
+        }
+        println!();
+        let w = rows.iter().map(|r| r.name.chars().count()).max().unwrap_or(10);
+        let wf = rows.iter().map(|r| r.figure.chars().count()).max().unwrap_or(10);
+        let wt = rows.iter().map(|r| r.target.chars().count()).max().unwrap_or(10);
+        println!("{:<w$}  {:<wf$}  {:<wt$}  result", "measure", "figure", "target");
+        for r in &rows {
+            println!("{:<w$}  {:<wf$}  {:<wt$}  {}", r.name, r.figure, r.target, if r.pass { "PASS" } else { "MISS" });
+        }
+        docs.push(doc);
+    }
+    let out = target.join("bench-api-results.json");
+    let doc = if docs.len() == 1 { docs.remove(0) } else { json!({ "machine": machine, "stores": docs }) };
+    std::fs::write(&out, serde_json::to_string_pretty(&doc)?)?;
+    println!("\nfigures also in {}", out.display());
+    Ok(())
+}
+
+type Report = (String, Vec<String>, Vec<Row>, Value);
+
+fn run_on(args: &Args, backend: &Backend, target: &std::path::Path) -> Result<Report, Box<dyn std::error::Error>> {
+    let tmp = tempfile::Builder::new().prefix("bench-api-").tempdir_in(target)?;
     let data = DataDir::at(tmp.path());
+    let location = match backend {
+        Backend::Sqlite => Location::DataDir(data.clone()),
+        Backend::Postgres(url) => Location::Postgres(url.clone()),
+    };
+    let pg = matches!(backend, Backend::Postgres(_));
+    log(format!("measuring {}", location.display()));
     let load_before = loadavg();
     log(format!("load average before: {load_before}"));
 
@@ -141,28 +207,35 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let part = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
     let now = SystemClock.now();
     let t = Instant::now();
-    let seeded = match &args.from {
-        None => seed(&data, args.notifications, &runs, now, &mut rng)?,
-        Some(from) => copy_seeded(from, &data)?,
+    let seeded = match (&args.from, backend) {
+        (_, Backend::Postgres(url)) => seed_pg(url, args.notifications, &runs, now, &mut rng)?,
+        (None, Backend::Sqlite) => seed(&data, args.notifications, &runs, now, &mut rng)?,
+        (Some(from), Backend::Sqlite) => copy_seeded(from, &data)?,
     };
     let seed_s = t.elapsed().as_secs_f64();
-    let db_bytes = std::fs::metadata(data.store_path())?.len();
-    let stored = count(&data)?;
+    let db_bytes = match backend {
+        Backend::Sqlite => std::fs::metadata(data.store_path())?.len(),
+        Backend::Postgres(url) => pg_client(url)?.query_one("SELECT pg_database_size(current_database())", &[])?.get::<_, i64>(0) as u64,
+    };
+    let stored = match backend {
+        Backend::Sqlite => count(&data)?,
+        Backend::Postgres(url) => pg_client(url)?.query_one("SELECT COUNT(*) FROM notifications", &[])?.get::<_, i64>(0) as usize,
+    };
     log(format!(
         "seeded {stored} notifications ({} pending) in {seed_s:.1} s; store file {:.0} MiB",
         seeded.pending,
         db_bytes as f64 / 1048576.0
     ));
 
-    if args.seed_only {
+    if args.seed_only && !pg {
         println!("store seeded in {}", tmp.keep().display());
-        return Ok(());
+        std::process::exit(0);
     }
 
     // Ack all is measured on a copy of the store as seeded (1M, half of it pending): after
     // the ingest runs it would also acknowledge the events they stored.
     let ack_data = DataDir::at(tmp.path().join("ack"));
-    if part("ack") {
+    if part("ack") && !pg {
         ack_data.ensure()?;
         std::fs::copy(data.store_path(), ack_data.store_path())?;
     }
@@ -170,7 +243,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     // ---- 2. serve ----
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let token = "bench-token".to_string();
-    let (base, stop_tx, served) = serve(&rt, &data, &token)?;
+    let (base, stop_tx, served) = serve(&rt, &location, &token)?;
     let client = Client::new(&base, &token);
     client.get("/health")?;
 
@@ -240,8 +313,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                     if clients == 1 { "" } else { "s at once" }
                 ),
                 figure: format!("{eps:.0} events/s (batch p50 {:.1} ms, p99 {:.1} ms)", bs.p50, bs.p99),
-                target: format!("≥ {INGEST_EVENTS_PER_S:.0} events/s"),
-                pass: eps >= INGEST_EVENTS_PER_S,
+                target: format!("≥ {:.0} events/s", if pg { PG_INGEST_EVENTS_PER_S } else { INGEST_EVENTS_PER_S }),
+                pass: eps >= if pg { PG_INGEST_EVENTS_PER_S } else { INGEST_EVENTS_PER_S },
             });
             if args.clients == 1 {
                 break;
@@ -254,7 +327,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 
     // ---- ack all ----
     if part("ack") {
-        let (base, stop_tx, served) = serve(&rt, &ack_data, &token)?;
+        let ack_location = if pg { location.clone() } else { Location::DataDir(ack_data.clone()) };
+        let (base, stop_tx, served) = serve(&rt, &ack_location, &token)?;
         let client = Client::new(&base, &token);
         let pending: Value = serde_json::from_str(&client.get("/notifications/summary")?)?;
         let pending = pending["total"].as_u64().unwrap_or(0);
@@ -285,33 +359,23 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     log(format!("load average after: {load_after}"));
 
     // ---- report ----
-    let machine = machine();
-    println!();
-    println!("HTTP API with {stored} notifications ({} pending at start)", seeded.pending);
-    println!("machine: {machine}");
-    println!("load average before: {load_before}; after: {load_after}");
-    println!("seeding: {seed_s:.1} s (one transaction); store file {:.0} MiB", db_bytes as f64 / 1048576.0);
-    println!();
-    let w = rows.iter().map(|r| r.name.chars().count()).max().unwrap_or(10);
-    let wf = rows.iter().map(|r| r.figure.chars().count()).max().unwrap_or(10);
-    let wt = rows.iter().map(|r| r.target.chars().count()).max().unwrap_or(10);
-    println!("{:<w$}  {:<wf$}  {:<wt$}  result", "measure", "figure", "target");
-    for r in &rows {
-        println!("{:<w$}  {:<wf$}  {:<wt$}  {}", r.name, r.figure, r.target, if r.pass { "PASS" } else { "MISS" });
-    }
-    let out = target.join("bench-api-results.json");
+    let kind = if pg { "PostgreSQL" } else { "SQLite" };
+    let title = format!("HTTP API on {kind} with {stored} notifications ({} pending at start)", seeded.pending);
+    let lines = vec![
+        format!("store: {}", location.display()),
+        format!("load average before: {load_before}; after: {load_after}"),
+        format!("seeding: {seed_s:.1} s; store size {:.0} MiB", db_bytes as f64 / 1048576.0),
+    ];
     let doc = json!({
-        "notifications": stored, "pending_at_start": seeded.pending, "seed_seconds": seed_s,
-        "store_bytes": db_bytes, "machine": machine, "load_before": load_before, "load_after": load_after,
+        "store": kind, "notifications": stored, "pending_at_start": seeded.pending, "seed_seconds": seed_s,
+        "store_bytes": db_bytes, "load_before": load_before, "load_after": load_after,
         "results": results,
     });
-    std::fs::write(&out, serde_json::to_string_pretty(&doc)?)?;
-    println!("\nfigures also in {}", out.display());
-    if args.keep {
+    if args.keep && !pg {
         let kept = tmp.keep();
-        println!("store kept in {}", kept.display());
+        log(format!("store kept in {}", kept.display()));
     }
-    Ok(())
+    Ok((title, lines, rows, doc))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -424,6 +488,161 @@ fn seed(data: &DataDir, n: usize, runs: &[String], now: i64, rng: &mut fastrand:
     Ok(Seeded { pending: pending_seqs.len(), deep_cursor })
 }
 
+fn pg_client(url: &str) -> Result<postgres::Client, Box<dyn std::error::Error>> {
+    Ok(postgres::Client::connect(url, postgres::NoTls)?)
+}
+
+/// A field of COPY's text format.
+fn copy_field(out: &mut String, v: Option<&str>) {
+    match v {
+        None => out.push_str("\\N"),
+        Some(v) => {
+            for c in v.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\t' => out.push_str("\\t"),
+                    '\r' => out.push_str("\\r"),
+                    c => out.push(c),
+                }
+            }
+        }
+    }
+}
+
+fn copy_row(out: &mut String, fields: &[Option<&str>]) {
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push('\t');
+        }
+        copy_field(out, *f);
+    }
+    out.push('\n');
+}
+
+/// As [`seed`], into an empty PostgreSQL database (migrated here), by COPY: the same rows
+/// from the same random stream, seq assigned in order from 1.
+fn seed_pg(url: &str, n: usize, runs: &[String], now: i64, rng: &mut fastrand::Rng) -> Result<Seeded, Box<dyn std::error::Error>> {
+    use std::io::Write as _;
+    drop(Store::connect(url)?);
+    let mut client = pg_client(url)?;
+    let start = now - 25 * DAY_MS;
+    let step = (25 * DAY_MS) / n.max(1) as i64;
+    let mut pending_seqs = Vec::with_capacity(n / 2 + 1);
+    let mut tx = client.transaction()?;
+    {
+        let mut w = tx.copy_in(
+            "COPY runs (id, repo, name, state, checkin_idx, checkin_flag, checkin_expect_next_in, checkin_first_seen, created_at, updated_at) FROM STDIN",
+        )?;
+        let mut buf = String::new();
+        for (i, id) in runs.iter().enumerate() {
+            let (state, expect) = if i % 2 == 0 { ("finished", "0") } else { ("running", "3600") };
+            let (name, start) = (format!("run-{i}"), start.to_string());
+            copy_row(
+                &mut buf,
+                &[
+                    Some(id),
+                    Some("/data/aim"),
+                    Some(&name),
+                    Some(state),
+                    Some("9"),
+                    Some("progress"),
+                    Some(expect),
+                    Some(&start),
+                    Some(&start),
+                    Some(&start),
+                ],
+            );
+        }
+        w.write_all(buf.as_bytes())?;
+        w.finish()?;
+    }
+    {
+        let mut w = tx.copy_in(
+            "COPY notifications (id, created_at, updated_at, level, title, body, run_id, source, dedupe_key, event_id, repeat_count, acked_at, expires_at) FROM STDIN",
+        )?;
+        let mut buf = String::with_capacity(1 << 20);
+        for i in 0..n {
+            let seq = i as i64 + 1;
+            let created = start + i as i64 * step;
+            let level = pick_level(rng);
+            let run = &runs[rng.usize(0..runs.len())];
+            let kind = rng.u32(0..100);
+            let (title, body, source, dedupe, event_id, repeat) = if kind < 70 {
+                let msg = format!("{} at step {i}: loss={:.4} lr={:.2e}", log_words(level), rng.f64() * 4.0, rng.f64() * 1e-3);
+                let repeat = if rng.u32(0..20) == 0 { rng.i64(1..50) } else { 0 };
+                (
+                    msg.clone(),
+                    format!("{msg}\n  File \"train.py\", line 211, in <module>"),
+                    "aim",
+                    Some(format!("log:{run}:{i}")),
+                    None,
+                    repeat,
+                )
+            } else if kind < 80 {
+                let title = format!("Run '{run}' {}", happening(level));
+                (
+                    title,
+                    "Repository: /data/aim".to_string(),
+                    "detector",
+                    Some(format!("{}:{run}:{i}", happening(level).split(' ').next().unwrap_or("x"))),
+                    None,
+                    0,
+                )
+            } else {
+                let msg = format!("job {run} {} (epoch {})", log_words(level), i % 100);
+                (msg.clone(), msg, "api", None, Some(uuid(rng)), 0)
+            };
+            let acked = rng.bool();
+            let acked_at = acked.then(|| created + rng.i64(1_000..3_600_000));
+            if !acked {
+                pending_seqs.push(seq);
+            }
+            let (id, created_s, updated_s, level_s, repeat_s, acked_s, expires_s) = (
+                uuid_v7(created, rng),
+                created.to_string(),
+                acked_at.unwrap_or(created).to_string(),
+                level.to_string(),
+                repeat.to_string(),
+                acked_at.map(|a| a.to_string()),
+                (created + 30 * DAY_MS).to_string(),
+            );
+            copy_row(
+                &mut buf,
+                &[
+                    Some(&id),
+                    Some(&created_s),
+                    Some(&updated_s),
+                    Some(&level_s),
+                    Some(&title),
+                    Some(&body),
+                    Some(run),
+                    Some(source),
+                    dedupe.as_deref(),
+                    event_id.as_deref(),
+                    Some(&repeat_s),
+                    acked_s.as_deref(),
+                    Some(&expires_s),
+                ],
+            );
+            if buf.len() > 1 << 20 {
+                w.write_all(buf.as_bytes())?;
+                buf.clear();
+            }
+        }
+        w.write_all(buf.as_bytes())?;
+        w.finish()?;
+    }
+    tx.execute(
+        "UPDATE pending_counts SET n = (SELECT COUNT(*) FROM notifications WHERE acked_at IS NULL AND level = pending_counts.level)",
+        &[],
+    )?;
+    tx.commit()?;
+    client.batch_execute("VACUUM ANALYZE")?;
+    let deep_cursor = pending_seqs.get(pending_seqs.len() / 10).copied().unwrap_or(1);
+    Ok(Seeded { pending: pending_seqs.len(), deep_cursor })
+}
+
 /// Copies a store seeded by an earlier `--seed-only` run.
 fn copy_seeded(from: &std::path::Path, data: &DataDir) -> Result<Seeded, Box<dyn std::error::Error>> {
     std::fs::copy(from.join("runwatch.db"), data.store_path())?;
@@ -508,13 +727,13 @@ type Served = tokio::task::JoinHandle<std::io::Result<()>>;
 /// its API base URL, what stops it, and what to wait on after.
 fn serve(
     rt: &tokio::runtime::Runtime,
-    data: &DataDir,
+    data: &Location,
     token: &str,
 ) -> Result<(String, tokio::sync::oneshot::Sender<()>, Served), Box<dyn std::error::Error>> {
     let server = rt.block_on(Server::bind("127.0.0.1:0".parse()?))?;
     let base = format!("http://{}/api/v1", server.local_addr()?);
     let config = ApiConfig {
-        store: Store::open(data)?,
+        store: Store::open_at(data)?,
         token: token.to_string(),
         clock: Arc::new(SystemClock),
         on_stored: Box::new(|| {}),

@@ -24,4 +24,9 @@ event_id: string | null,
 /**
  * Who reported it: "api", "send", "exec" …
  */
-source: string, };
+source: string, 
+/**
+ * Who it is for on a team store: users or `user@host`s; empty for everyone (or, sent
+ * with a user's token, for that user).
+ */
+to?: Array<string>, };

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use runwatch_core::clock::{Clock, SystemClock};
 use runwatch_core::ingest::Event;
-use runwatch_core::{runs, Inserted, Level, RunState, Store};
+use runwatch_core::{Inserted, Level, RunState, Store};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::iterator::SignalsInfo;
@@ -293,7 +293,7 @@ impl Reporter<'_> {
         let (id, name, now) = (&self.run_id, &self.name, SystemClock.now());
         // Over HTTP the name travels with every check-in.
         let Sink::Local(store) = &mut self.sink else { return };
-        if let Err(e) = store.write(|tx| runs::set_name(tx, id, name, now)) {
+        if let Err(e) = store.set_run_name(id, name, now) {
             warn(&format!("cannot record run '{}': {e}", self.run_id));
         }
     }
@@ -321,6 +321,7 @@ impl Reporter<'_> {
             message: body,
             event_id: Some(format!("exec:{}:{what}", self.nonce)),
             source: "exec".into(),
+            to: Vec::new(),
         };
         match &mut self.sink {
             Sink::Local(store) => match record(store, &event) {
@@ -354,7 +355,7 @@ impl Reporter<'_> {
             why::Match::Repeat => {
                 let (Sink::Local(store), Some(id)) = (&mut self.sink, &self.burst) else { return };
                 let now = SystemClock.now();
-                if let Err(e) = store.write(|tx| runwatch_core::inbox::count_repeat(tx, id, now)) {
+                if let Err(e) = store.count_repeat(id, now) {
                     warn(&format!("cannot count a repeated alert of run '{}': {e}", self.run_id));
                 }
             }
@@ -461,7 +462,7 @@ impl Reporter<'_> {
     fn set_end(&mut self, state: RunState, cause: Option<&str>) {
         let (id, now) = (&self.run_id, SystemClock.now());
         let Sink::Local(store) = &mut self.sink else { return };
-        if let Err(e) = store.write(|tx| runs::set_end(tx, id, state, cause, now)) {
+        if let Err(e) = store.set_run_end(id, state, cause, now) {
             warn(&format!("cannot record the state of run '{}': {e}", self.run_id));
         }
     }
@@ -469,7 +470,7 @@ impl Reporter<'_> {
     fn set_state(&mut self, state: RunState) {
         let (id, now) = (&self.run_id, SystemClock.now());
         let Sink::Local(store) = &mut self.sink else { return };
-        if let Err(e) = store.write(|tx| runs::set_state(tx, id, state, now)) {
+        if let Err(e) = store.set_run_state(id, state, now) {
             warn(&format!("cannot record the state of run '{}': {e}", self.run_id));
         }
     }

@@ -26,7 +26,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use runwatch_core::{DataDir, Store};
+use runwatch_core::{DataDir, Location, Store};
 
 use crate::summary::{Finished, NoticeMode};
 
@@ -79,6 +79,11 @@ struct Cli {
     #[arg(long, global = true, help_heading = "Global options", value_name = "DIR", env = runwatch_core::data_dir::HOME_ENV, hide_env_values = true)]
     data_dir: Option<PathBuf>,
 
+    /// The store: a shared PostgreSQL database, postgresql://USER[:PASSWORD]@HOST[:PORT]/DB
+    /// [default: the SQLite file in the data dir]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "URL", env = runwatch_core::store::STORE_ENV, hide_env_values = true)]
+    store: Option<String>,
+
     /// An Aim repository, DIR or DIR/.aim; repeat for several with start [default: ./.aim]
     #[arg(long, global = true, help_heading = "Global options", value_name = "PATH")]
     repo: Vec<PathBuf>,
@@ -127,6 +132,37 @@ enum Command {
     Spool(SpoolArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(CompletionsArgs),
+    /// Bring the store's schema up to date, or check it (for a shared PostgreSQL store)
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// The users of a team store (--store postgresql://…), each with their own API token
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Add a user and print their API token (shown this once; only its hash is stored)
+    Add {
+        /// Letters, digits, '.', '_' and '-'
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// List the users
+    List,
+    /// Remove a user (their token stops working)
+    Remove {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Migrate the store to this Runwatch's schema (once for all daemons sharing it)
+    Migrate,
+    /// Check that the store can be reached and has this Runwatch's schema (exit 1 if not)
+    Check,
 }
 
 #[derive(Debug, Args)]
@@ -188,8 +224,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Start(args) => {
             let data_dir = DataDir::resolve(cli.data_dir.as_deref())?;
-            start::start(&data_dir, &cli.repo, &args)
+            let at = location(&data_dir, cli.store.as_deref())?;
+            if at.is_postgres() && !cli.repo.is_empty() {
+                return Err(usage_error("start", "--repo: watching Aim repositories on a PostgreSQL store is not available yet"));
+            }
+            if at.is_postgres() && args.slurm {
+                return Err(usage_error("start", "--slurm: following Slurm jobs on a PostgreSQL store is not available yet"));
+            }
+            start::start(&data_dir, &at, &cli.repo, &args)
         }
+        Command::Store(_) if cli.remote.server.is_some() => {
+            Err(usage_error("store", "--server does not apply: 'store' works on the store named by --store or the data dir"))
+        }
+        Command::Store(cmd) => store_command(&cmd, cli.data_dir.as_deref(), cli.store.as_deref(), json),
+        Command::Users(_) if cli.remote.server.is_some() => {
+            Err(usage_error("users", "--server does not apply: users are kept in the store named by --store"))
+        }
+        Command::Users(cmd) => users_command(cmd, cli.data_dir.as_deref(), cli.store.as_deref(), json),
         Command::Completions(args) => {
             if json {
                 return Err(usage_error("completions", "--json does not apply to completion scripts"));
@@ -206,7 +257,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Err(usage_error("remotes", "--server does not apply: remotes are followed by this data dir's daemon or app"))
         }
         Command::Remotes(cmd) => {
-            let mut store = open_store(cli.data_dir.as_deref())?;
+            let mut store = open_store(cli.data_dir.as_deref(), cli.store.as_deref())?;
             let done = remotes::run(cmd, &mut store, cli.remote.token_file.as_deref(), cli.remote.ca_file.as_deref(), json)?;
             Ok(ExitCode::from(summary::after(&store, mode, &done)?))
         }
@@ -245,13 +296,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 };
                 Ok(ExitCode::from(remote::after(&remote, mode, &done)))
             }
-            None => local(command, &cli.data_dir, &cli.repo, mode, json),
+            None => local(command, &cli.data_dir, cli.store.as_deref(), &cli.repo, mode, json),
         },
     }
 }
 
 /// A command on the local data dir.
-fn local(command: Command, data_dir: &Option<PathBuf>, repos: &[PathBuf], mode: NoticeMode, json: bool) -> anyhow::Result<ExitCode> {
+fn local(
+    command: Command,
+    data_dir: &Option<PathBuf>,
+    store_url: Option<&str>,
+    repos: &[PathBuf],
+    mode: NoticeMode,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     match command {
         Command::Spool(SpoolArgs { action: None }) => {
             let dir = DataDir::resolve(data_dir.as_deref())?;
@@ -269,7 +327,7 @@ fn local(command: Command, data_dir: &Option<PathBuf>, repos: &[PathBuf], mode: 
         command => {
             // check-in only touches the Aim repository; the store is for the summary.
             let needs_store = !(matches!(command, Command::CheckIn(_)) && mode == NoticeMode::Hidden);
-            let mut store = if needs_store { Some(open_store(data_dir.as_deref())?) } else { None };
+            let mut store = if needs_store { Some(open_store(data_dir.as_deref(), store_url)?) } else { None };
             let done: Finished = match (command, store.as_mut()) {
                 (Command::Notifications(cmd), Some(store)) => notifications::run(cmd, store, json)?,
                 (Command::Notifiers(cmd), Some(store)) => notifiers::run(cmd, store, repos, json)?,
@@ -297,9 +355,96 @@ fn local(command: Command, data_dir: &Option<PathBuf>, repos: &[PathBuf], mode: 
     }
 }
 
+/// Where `--store` (or its absence) puts the store; a value that is not a PostgreSQL URL is
+/// a usage error naming it (password masked).
+fn location(data_dir: &DataDir, store: Option<&str>) -> anyhow::Result<Location> {
+    Location::parse(store, data_dir).map_err(|e| UsageError(e).into())
+}
+
+/// `runwatch store migrate|check`.
+fn store_command(cmd: &StoreCommand, data_dir: Option<&Path>, store: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let dir = DataDir::resolve(data_dir)?;
+    let at = location(&dir, store)?;
+    let latest = match &at {
+        Location::DataDir(_) => runwatch_core::store::latest_schema_version(),
+        Location::Postgres(_) => runwatch_core::pg::latest_schema_version(),
+    };
+    let (found, migrated) = match (cmd, &at) {
+        (StoreCommand::Migrate, _) => {
+            let before = match &at {
+                Location::Postgres(url) => Store::connect_unmigrated(url)?.schema_version()?,
+                Location::DataDir(_) => 0,
+            };
+            let s = match &at {
+                Location::DataDir(_) => open_store(data_dir, store)?,
+                Location::Postgres(url) => Store::connect(url)?,
+            };
+            (s.schema_version()?, before < latest && at.is_postgres())
+        }
+        (StoreCommand::Check, Location::Postgres(url)) => (Store::connect_unmigrated(url)?.schema_version()?, false),
+        (StoreCommand::Check, Location::DataDir(_)) => (open_store(data_dir, store)?.schema_version()?, false),
+    };
+    let ok = found == latest;
+    let mut out = io::stdout().lock();
+    if json {
+        let v = serde_json::json!({ "store": at.display(), "schema": found, "latest": latest, "ok": ok, "migrated": migrated });
+        writeln!(out, "{v}")?;
+    } else if ok {
+        let verb = if migrated { "migrated to" } else { "at" };
+        writeln!(out, "The store {} is reachable, {verb} schema {found} (this Runwatch's).", at.display())?;
+    } else {
+        writeln!(out, "The store {} is at schema {found}; this Runwatch needs {latest}: run 'runwatch store migrate'.", at.display())?;
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `runwatch users add|list|remove`.
+fn users_command(cmd: UsersCommand, data_dir: Option<&Path>, store: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let dir = DataDir::resolve(data_dir)?;
+    if !location(&dir, store)?.is_postgres() {
+        return Err(runwatch_core::users::UserError::SingleUser.into());
+    }
+    let mut store = open_store(data_dir, store)?;
+    let mut out = io::stdout().lock();
+    match cmd {
+        UsersCommand::Add { name } => {
+            let token = store.add_user(&name, runwatch_core::clock::Clock::now(&runwatch_core::clock::SystemClock))?;
+            if json {
+                writeln!(out, "{}", serde_json::json!({ "name": name, "token": token }))?;
+            } else {
+                writeln!(out, "{token}")?;
+                let _ = writeln!(
+                    io::stderr(),
+                    "The API token of '{name}', shown this once: give it to them (e.g. in a file for --token-file)."
+                );
+            }
+        }
+        UsersCommand::List => {
+            let users = store.users()?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&users)?)?;
+            } else if users.is_empty() {
+                writeln!(out, "No users yet: add one with 'runwatch users add NAME'.")?;
+            } else {
+                for u in users {
+                    writeln!(out, "{}", u.name)?;
+                }
+            }
+        }
+        UsersCommand::Remove { name } => {
+            store.remove_user(&name)?;
+            writeln!(out, "Removed user '{name}'.")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Opens the store, with a clear message when the data dir cannot hold one.
-fn open_store(explicit: Option<&Path>) -> anyhow::Result<Store> {
+fn open_store(explicit: Option<&Path>, store: Option<&str>) -> anyhow::Result<Store> {
     let data_dir = DataDir::resolve(explicit)?;
+    if let Location::Postgres(url) = location(&data_dir, store)? {
+        return Ok(Store::connect(&url)?);
+    }
     let path = data_dir.path();
     if path.exists() && !path.is_dir() {
         anyhow::bail!(

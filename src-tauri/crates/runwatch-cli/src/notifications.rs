@@ -12,7 +12,7 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 use runwatch_core::clock::{Clock, SystemClock};
 use runwatch_core::inbox::{self, AckState, ListFilter};
-use runwatch_core::{deliveries, runs, Level, Notification, Store};
+use runwatch_core::{Level, Notification, Store};
 
 use crate::output::{self, paint, BOLD, DIM};
 use crate::summary::Finished;
@@ -157,13 +157,13 @@ pub fn short_ids<'a>(store: &Store, ids: impl IntoIterator<Item = &'a str>) -> a
     let ids: Vec<&str> = ids.into_iter().collect();
     let end = |id: &str, len: usize| id.get(id.len().saturating_sub(len)..).unwrap_or(id).to_string();
     let wanted: HashSet<String> = ids.iter().map(|id| end(id, SHORT_ID)).collect();
-    let counts = inbox::suffix_counts(store.conn(), &wanted)?;
+    let counts = store.notification_suffix_counts(&wanted)?;
     let mut out = HashMap::new();
     for id in ids {
         let mut len = SHORT_ID.min(id.len());
         if counts.get(&end(id, len)).copied().unwrap_or(0) > 1 {
             len += 1;
-            while len < id.len() && inbox::ids_with_suffix(store.conn(), &end(id, len), 2)?.len() > 1 {
+            while len < id.len() && store.notification_ids_with_suffix(&end(id, len), 2)?.len() > 1 {
                 len += 1;
             }
         }
@@ -179,8 +179,8 @@ pub fn resolve(store: &Store, given: &str) -> anyhow::Result<Notification> {
         return Ok(n);
     }
     const SHOWN: usize = 10;
-    let mut ids = inbox::ids_with_prefix(store.conn(), given, SHOWN + 1)?;
-    for id in inbox::ids_with_suffix(store.conn(), given, SHOWN + 1)? {
+    let mut ids = store.notification_ids_with_prefix(given, SHOWN + 1)?;
+    for id in store.notification_ids_with_suffix(given, SHOWN + 1)? {
         if !ids.contains(&id) {
             ids.push(id);
         }
@@ -203,7 +203,7 @@ pub fn resolve(store: &Store, given: &str) -> anyhow::Result<Notification> {
 
 fn show(store: &mut Store, args: &ShowArgs, json: bool) -> anyhow::Result<Finished> {
     let n = resolve(store, &args.id)?;
-    let deliveries = deliveries::of_notification(store.conn(), &n.id)?;
+    let deliveries = store.deliveries_of(&n.id)?;
     let mut out = output::stdout();
     if json {
         let mut value = serde_json::to_value(&n)?;
@@ -445,7 +445,7 @@ fn resolve_run(store: &Store, prefix: &str) -> anyhow::Result<String> {
     if store.run(prefix)?.is_some() {
         return Ok(prefix.to_string());
     }
-    let ids = runs::ids_with_prefix(store.conn(), prefix, 11)?;
+    let ids = store.run_ids_with_prefix(prefix, 11)?;
     match ids.as_slice() {
         [] => bail!("there is no run with id '{prefix}'; runs are known once they check in or report an event"),
         [one] => Ok(one.clone()),

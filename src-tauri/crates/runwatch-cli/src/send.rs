@@ -29,9 +29,17 @@ pub struct SendArgs {
     /// Your id for this event: sending it again stores nothing new (safe retries)
     #[arg(long, value_name = "ID", value_parser = non_empty("--event-id"))]
     event_id: Option<String>,
+    /// Who it is for on a team store (--store postgresql://…): a user, or user@host;
+    /// repeat for several [default: everyone]
+    #[arg(long, value_name = "USER[@HOST]", value_parser = recipient)]
+    to: Vec<String>,
     /// The message; '-' reads it from standard input
     #[arg(value_name = "MESSAGE")]
     message: String,
+}
+
+fn recipient(s: &str) -> Result<String, String> {
+    runwatch_core::users::Recipient::parse(s).map(|_| s.to_string())
 }
 
 /// A value parser rejecting empty (or blank) values of option `what`.
@@ -47,6 +55,15 @@ pub fn non_empty(what: &'static str) -> impl Fn(&str) -> Result<String, String> 
 
 pub fn send(store: &mut Store, args: SendArgs, json: bool) -> anyhow::Result<Finished> {
     let event = event(args)?;
+    if !event.to.is_empty() {
+        let known: Vec<String> = store.users()?.into_iter().map(|u| u.name).collect();
+        for to in &event.to {
+            let user = to.split('@').next().unwrap_or_default();
+            if !known.iter().any(|k| k == user) {
+                anyhow::bail!("--to {to}: there is no user '{user}' on this store; add one with 'runwatch users add {user}'");
+            }
+        }
+    }
     let (id, new) = match record(store, &event)? {
         Inserted::New(n) => (n.id, true),
         Inserted::Duplicate(id) => (id, false),
@@ -77,7 +94,15 @@ pub fn event(args: SendArgs) -> anyhow::Result<Event> {
     if message.trim().is_empty() {
         return Err(crate::usage_error("send", "the message is empty: pass the text to record, or '-' to read it from standard input"));
     }
-    Ok(Event { run_id: args.run, level: Some(args.level), title: args.title, message, event_id: args.event_id, source: "send".into() })
+    Ok(Event {
+        run_id: args.run,
+        level: Some(args.level),
+        title: args.title,
+        message,
+        event_id: args.event_id,
+        source: "send".into(),
+        to: args.to,
+    })
 }
 
 /// Stores an event as a notification (idempotent by its event id).
@@ -103,6 +128,10 @@ pub fn deliver_due_if_no_watcher(store: &Store) {
 }
 
 fn deliver_without_watcher(store: &Store, patience: Patience) {
+    // A team store is delivered from by its daemons (woken by the commit), each delivery by one.
+    if store.is_postgres() {
+        return;
+    }
     let Some(dir) = store.path().parent() else { return };
     match runwatch_engine::oneshot::deliver_without_watcher(&DataDir::at(dir), store, patience) {
         Ok(Delivered::Done | Delivered::DueSent(_)) => {}

@@ -12,7 +12,7 @@ use anyhow::Context;
 use runwatch_aim::repo::AimRepo;
 use runwatch_core::clock::{Clock, SystemClock};
 use runwatch_core::notifiers::Notifier;
-use runwatch_core::{DataDir, Level, NotifierStatus, Store};
+use runwatch_core::{DataDir, Level, Location, NotifierStatus, Store};
 use runwatch_engine::{Engine, EngineError, Part};
 use runwatch_notify::Channel;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -41,7 +41,7 @@ pub struct StartArgs {
     /// Follow Slurm jobs: each job is a run, and its start, end (with why) and nearing its
     /// time limit are notifications (also on with the setting slurm_enabled)
     #[arg(long)]
-    slurm: bool,
+    pub(crate) slurm: bool,
     /// Whose Slurm jobs to follow [default: the user runwatch runs as]
     #[arg(long, value_name = "USER", value_parser = crate::send::non_empty("--slurm-user"))]
     slurm_user: Option<String>,
@@ -60,11 +60,13 @@ impl StartArgs {
     }
 }
 
-pub fn start(data_dir: &DataDir, repos: &[PathBuf], args: &StartArgs) -> anyhow::Result<ExitCode> {
-    let repos = resolve_repos(repos)?;
-    let engine = Engine::builder(data_dir.clone())?;
-    let mut setup = Store::open(data_dir)?;
-    println!("Runwatch {} — data in '{}'", env!("CARGO_PKG_VERSION"), setup.path().display());
+pub fn start(data_dir: &DataDir, location: &Location, repos: &[PathBuf], args: &StartArgs) -> anyhow::Result<ExitCode> {
+    // On a shared PostgreSQL store the daemon serves the API and delivers; it watches no
+    // repository there yet.
+    let repos = if location.is_postgres() { Vec::new() } else { resolve_repos(repos)? };
+    let engine = Engine::builder(data_dir.clone())?.store(location.clone());
+    let mut setup = Store::open_at(location)?;
+    println!("Runwatch {} — data in '{}'", env!("CARGO_PKG_VERSION"), setup.describe());
     if setup.notifiers()?.is_empty() && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
         offer_to_add_a_notifier(&mut setup)?;
     }
@@ -85,7 +87,9 @@ pub fn start(data_dir: &DataDir, repos: &[PathBuf], args: &StartArgs) -> anyhow:
     };
     let engine =
         engine.repos(repos.clone()).http(args.http).exposure(args.exposure()).slurm(slurm).on_failure(move |_| wait.close()).start()?;
-    if repos.is_empty() {
+    if location.is_postgres() {
+        println!("On the shared store: serving the API and delivering; watching repositories is not available there yet.");
+    } else if repos.is_empty() {
         println!("Not watching any Aim repository (pass --repo DIR); events sent to Runwatch are still received.");
     }
     for repo in &repos {

@@ -11,14 +11,21 @@
 //! moment after its last write to the log (once the WAL index is updated in shared memory,
 //! which inotify does not see). A woken subscriber must look at the store and do nothing
 //! when nothing changed for it: its own writes wake it as well.
+//!
+//! On a PostgreSQL store ([`ChangeFeed::listen`]) every write transaction sends a NOTIFY
+//! on [`crate::pg::CHANNEL`], delivered at its commit to every daemon LISTENing, with the
+//! same coalescing. A lost connection (the server restarting) is a wake, then the feed
+//! connects again.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecursiveMode, Watcher as _};
+use postgres::fallible_iterator::FallibleIterator as _;
 
 use crate::DataDir;
 
@@ -31,6 +38,8 @@ pub enum ChangeFeedError {
     Watch { path: PathBuf, source: notify::Error },
     #[error("cannot start the change feed's thread: {0}")]
     Thread(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] crate::StoreError),
 }
 
 type Subscriber = Box<dyn Fn() + Send + Sync>;
@@ -45,9 +54,21 @@ pub struct ChangeFeed {
 
 struct Inner {
     subscribers: Subscribers,
-    /// Kept for its watch; dropping it ends the feed's thread (its channel closes).
-    _watcher: notify::RecommendedWatcher,
+    /// Kept for its watch; dropping it ends the feed's thread (its channel closes). `None`
+    /// on PostgreSQL, whose listener ends when `stop` is set.
+    _watcher: Option<notify::RecommendedWatcher>,
+    stop: Arc<AtomicBool>,
 }
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// How often the PostgreSQL listener looks whether its feed was dropped, and waits before
+/// connecting again after losing the server.
+const LISTEN_TICK: Duration = Duration::from_millis(500);
 
 impl std::fmt::Debug for ChangeFeed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -73,7 +94,29 @@ impl ChangeFeed {
         let subscribers: Subscribers = Arc::default();
         let subs = subscribers.clone();
         std::thread::Builder::new().name("store-changes".into()).spawn(move || relay(&rx, &subs))?;
-        Ok(ChangeFeed { inner: Arc::new(Inner { subscribers, _watcher: watcher }) })
+        Ok(ChangeFeed { inner: Arc::new(Inner { subscribers, _watcher: Some(watcher), stop: Arc::default() }) })
+    }
+
+    /// The feed of the store at `location`: the data dir's file, or a PostgreSQL store.
+    pub fn for_location(location: &crate::Location) -> Result<ChangeFeed, ChangeFeedError> {
+        match location {
+            crate::Location::DataDir(dir) => Self::watch(dir),
+            crate::Location::Postgres(url) => Self::listen(url),
+        }
+    }
+
+    /// Starts listening for commits to a PostgreSQL store (LISTEN on [`crate::pg::CHANNEL`]).
+    /// The first connection is made here, so a wrong URL fails now; later losses are retried.
+    pub fn listen(url: &str) -> Result<ChangeFeed, ChangeFeedError> {
+        let client = listener(url)?;
+        let (tx, rx) = mpsc::channel::<()>();
+        let stop: Arc<AtomicBool> = Arc::default();
+        let (url, halt) = (url.to_string(), stop.clone());
+        std::thread::Builder::new().name("store-listen".into()).spawn(move || listen_loop(client, &url, &tx, &halt))?;
+        let subscribers: Subscribers = Arc::default();
+        let subs = subscribers.clone();
+        std::thread::Builder::new().name("store-changes".into()).spawn(move || relay(&rx, &subs))?;
+        Ok(ChangeFeed { inner: Arc::new(Inner { subscribers, _watcher: None, stop }) })
     }
 
     /// Calls `wake` after commits to the store (coalesced, see the module's notes). It runs
@@ -86,6 +129,68 @@ impl ChangeFeed {
     /// that others must see without waiting for the file event).
     pub fn wake_all(&self) {
         fire(&self.inner.subscribers);
+    }
+}
+
+fn listener(url: &str) -> Result<postgres::Client, crate::StoreError> {
+    let masked = crate::pg::mask_url(url);
+    let unreachable = |e: postgres::Error| crate::StoreError::Unreachable { url: masked.clone(), reason: crate::pg::describe(&e) };
+    let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(unreachable)?;
+    client.batch_execute(&format!("LISTEN {}", crate::pg::CHANNEL)).map_err(unreachable)?;
+    Ok(client)
+}
+
+/// The listener's thread: a signal per notification; a lost connection is a signal too
+/// (something may have committed meanwhile), then it connects again until it can. Returns
+/// when the feed is dropped.
+fn listen_loop(mut client: postgres::Client, url: &str, tx: &mpsc::Sender<()>, stop: &AtomicBool) {
+    let mut warned = false;
+    while !stop.load(Ordering::Relaxed) {
+        let mut lost = false;
+        {
+            let mut notifications = client.notifications();
+            let mut iter = notifications.timeout_iter(LISTEN_TICK);
+            loop {
+                match iter.next() {
+                    Ok(Some(_)) => {
+                        if tx.send(()).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        lost = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if !lost && !client.is_closed() {
+            continue;
+        }
+        let _ = tx.send(());
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(LISTEN_TICK);
+            match listener(url) {
+                Ok(c) => {
+                    client = c;
+                    if warned {
+                        tracing::warn!("the store's change feed is connected again");
+                    }
+                    warned = false;
+                    let _ = tx.send(());
+                    break;
+                }
+                Err(e) if !warned => {
+                    tracing::warn!("the store's change feed lost its connection: {e}; retrying");
+                    warned = true;
+                }
+                Err(_) => {}
+            }
+        }
     }
 }
 

@@ -155,6 +155,9 @@ impl Store {
     /// Stores a check-in for the detector and the run's name, host and labels; `false` if
     /// its event id was stored before (nothing changes then).
     pub fn record_check_in(&mut self, report: &CheckInReport, now: Millis) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.record_check_in(report, now);
+        }
         self.write(|tx| {
             if let Some(id) = &report.event_id {
                 let seen = tx.query_row("SELECT 1 FROM check_in_reports WHERE event_id = ?1", [id], |_| Ok(())).optional()?;
@@ -234,7 +237,7 @@ pub fn set_cause(conn: &Connection, run_id: &str, cause: &str) -> Result<(), Sto
     Ok(())
 }
 
-fn tail_chars(s: &str) -> String {
+pub(crate) fn tail_chars(s: &str) -> String {
     let n = s.chars().count();
     if n <= MAX_MESSAGE_CHARS {
         return s.to_string();

@@ -161,3 +161,77 @@ pub fn counts(conn: &Connection) -> Result<(i64, i64, i64), StoreError> {
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?)
 }
+
+/// What one attempt to deliver came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Sent,
+    /// Failed: retried at `retry_at`, or failed for good when `None`.
+    Failed {
+        error: String,
+        retry_at: Option<Millis>,
+    },
+}
+
+/// The outbox through the store, on either backend.
+impl crate::Store {
+    /// Due deliveries of one notifier, taken for this process to send: on PostgreSQL each is
+    /// leased, so no other daemon sends it until the lease runs out (a daemon that dies
+    /// leaves its deliveries to the others then). On SQLite one daemon owns the store.
+    pub fn take_due(&self, notifier_id: &str, now: Millis, limit: usize) -> Result<Vec<Due>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.take_due(notifier_id, now, limit);
+        }
+        due(self.conn(), notifier_id, now, limit)
+    }
+
+    /// When this process may next have something to send to a notifier: its earliest
+    /// pending attempt, or, for one leased by another daemon, when that lease runs out.
+    pub fn next_delivery_attempt(&self, notifier_id: &str) -> Result<Option<Millis>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.next_attempt(notifier_id);
+        }
+        next_attempt(self.conn(), notifier_id)
+    }
+
+    /// Stores the outcomes of attempts to one notifier, in one transaction (and ends their
+    /// leases).
+    pub fn record_attempts(&mut self, notifier_id: &str, attempts: &[(&str, Attempt)], now: Millis) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.record_attempts(notifier_id, attempts, now);
+        }
+        self.write(|tx| {
+            for (id, attempt) in attempts {
+                match attempt {
+                    Attempt::Sent => mark_sent(tx, id, notifier_id, now)?,
+                    Attempt::Failed { error, retry_at } => mark_attempt_failed(tx, id, notifier_id, error, *retry_at, now)?,
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Every delivery of a notification (see [`of_notification`]).
+    pub fn deliveries_of(&self, notification_id: &str) -> Result<Vec<Delivery>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.deliveries_of(notification_id);
+        }
+        of_notification(self.conn(), notification_id)
+    }
+
+    /// Outbox counts by state: pending, sent, failed (see [`counts`]).
+    pub fn delivery_counts(&self) -> Result<(i64, i64, i64), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.delivery_counts();
+        }
+        counts(self.conn())
+    }
+
+    /// Due deliveries of one notifier (see [`due`]).
+    pub fn due_deliveries(&self, notifier_id: &str, now: Millis, limit: usize) -> Result<Vec<Due>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.due(notifier_id, now, limit);
+        }
+        due(self.conn(), notifier_id, now, limit)
+    }
+}

@@ -48,6 +48,8 @@ pub struct NewNotification {
     /// [`Store::ingest_batch`], not by [`insert`]).
     pub event_id: Option<String>,
     pub repeat_count: i64,
+    /// Who it is for (a team store): empty for everyone.
+    pub audience: Vec<crate::users::Recipient>,
 }
 
 /// Which notifications to list.
@@ -510,32 +512,61 @@ pub(crate) fn from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Notification>
 
 /// The inbox operations on an open store, each in its own transaction.
 impl Store {
+    /// One more occurrence folded into notification `id` (see [`count_repeat`]).
+    pub fn count_repeat(&mut self, id: &str, now: Millis) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.count_repeat(id, now);
+        }
+        self.write(|tx| count_repeat(tx, id, now))
+    }
+
     pub fn insert_notification(&mut self, n: &NewNotification, now: Millis) -> Result<Inserted, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.insert_notification(n, now);
+        }
         let expires_at = self.expiry()?.map(|e| now.saturating_add(e));
         self.write_tracked(|tx, inserts| inserts.insert(tx, n, now, expires_at))
     }
 
     pub fn list_notifications(&self, filter: &ListFilter) -> Result<Page, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.list_notifications(filter);
+        }
         list(self.conn(), filter)
     }
 
     pub fn notification(&self, id: &str) -> Result<Option<Notification>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.notification(id);
+        }
         get(self.conn(), id)
     }
 
     pub fn ack(&mut self, ids: &[String], now: Millis) -> Result<usize, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.ack(ids, now);
+        }
         self.write(|tx| ack(tx, ids, now))
     }
 
     pub fn ack_all(&mut self, now: Millis) -> Result<usize, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.ack_all(now);
+        }
         self.write(|tx| ack_all(tx, now))
     }
 
     pub fn ack_upto(&mut self, upto: i64, now: Millis) -> Result<usize, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.ack_upto(upto, now);
+        }
         self.write(|tx| ack_upto(tx, upto, now))
     }
 
     pub fn unread_summary(&self) -> Result<UnreadSummary, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.unread_summary();
+        }
         unread_summary(self.conn())
     }
 
@@ -544,7 +575,53 @@ impl Store {
     /// rows would be a second copy of every page it changes. It still takes the write lock
     /// up front (a DELETE's first step) and waits for it like `write`.
     pub fn expire(&mut self, now: Millis) -> Result<usize, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.expire(now);
+        }
         expire(self.conn(), now)
+    }
+
+    /// Notification ids equal to `prefix` or starting with it (see [`ids_with_prefix`]).
+    pub fn notification_ids_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.ids_with_prefix(prefix, limit);
+        }
+        ids_with_prefix(self.conn(), prefix, limit)
+    }
+
+    /// Notification ids ending with `suffix` (see [`ids_with_suffix`]).
+    pub fn notification_ids_with_suffix(&self, suffix: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.ids_with_suffix(suffix, limit);
+        }
+        ids_with_suffix(self.conn(), suffix, limit)
+    }
+
+    /// How many notification ids end with each of `suffixes` (see [`suffix_counts`]).
+    pub fn notification_suffix_counts(
+        &self,
+        suffixes: &std::collections::HashSet<String>,
+    ) -> Result<std::collections::HashMap<String, usize>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.suffix_counts(suffixes);
+        }
+        suffix_counts(self.conn(), suffixes)
+    }
+
+    /// Notifications after `after_seq` (see [`since`]).
+    pub fn notifications_since(&self, after_seq: i64, min_level: Level, limit: usize) -> Result<Vec<(i64, Notification)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.since(after_seq, min_level, limit);
+        }
+        since(self.conn(), after_seq, min_level, limit)
+    }
+
+    /// The newest sequence number (see [`last_seq`]).
+    pub fn last_seq(&self) -> Result<i64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.last_seq();
+        }
+        last_seq(self.conn())
     }
 
     /// How long notifications are kept (setting `expiry_days`); `None` = forever.

@@ -59,7 +59,12 @@ pub fn resolve(conn: &Connection, id: &str) -> Result<Notifier, NotifierLookupEr
     if let Some(n) = get(conn, id)? {
         return Ok(n);
     }
-    let matches: Vec<Notifier> = list(conn)?.into_iter().filter(|n| !id.is_empty() && n.id.starts_with(id)).collect();
+    pick(id, list(conn)?)
+}
+
+/// The one notifier whose id starts with `id`.
+fn pick(id: &str, all: Vec<Notifier>) -> Result<Notifier, NotifierLookupError> {
+    let matches: Vec<Notifier> = all.into_iter().filter(|n| !id.is_empty() && n.id.starts_with(id)).collect();
     match matches.len() {
         1 => Ok(matches.into_iter().next().unwrap()),
         0 => Err(NotifierLookupError::Unknown(id.to_string())),
@@ -106,22 +111,67 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Notifier> {
 
 impl Store {
     pub fn notifiers(&self) -> Result<Vec<Notifier>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.notifiers();
+        }
         list(self.conn())
     }
 
     pub fn add_notifier(&mut self, n: &Notifier) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.add_notifier(n);
+        }
         self.write(|tx| insert(tx, n))
     }
 
     pub fn resolve_notifier(&self, id: &str) -> Result<Notifier, NotifierLookupError> {
+        if let Some(pg) = self.pg() {
+            if let Some(n) = pg.notifier(id)? {
+                return Ok(n);
+            }
+            return pick(id, pg.notifiers()?);
+        }
         resolve(self.conn(), id)
     }
 
     pub fn set_notifier_status(&mut self, id: &str, status: NotifierStatus, now: Millis) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.set_notifier_status(id, status, now);
+        }
         self.write(|tx| set_status(tx, id, status, now))
     }
 
+    /// Changes what is given of a notifier's config, minimum level and status, in one
+    /// transaction (see [`set_status`] for what disabling does).
+    pub fn update_notifier(
+        &mut self,
+        id: &str,
+        config: Option<&serde_json::Value>,
+        min_level: Option<Level>,
+        status: Option<NotifierStatus>,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.update_notifier(id, config, min_level, status, now);
+        }
+        self.write(|tx| {
+            if let Some(config) = config {
+                set_config(tx, id, config, now)?;
+            }
+            if let Some(level) = min_level {
+                set_min_level(tx, id, level, now)?;
+            }
+            if let Some(status) = status {
+                set_status(tx, id, status, now)?;
+            }
+            Ok(())
+        })
+    }
+
     pub fn remove_notifier(&mut self, id: &str) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.remove_notifier(id);
+        }
         self.write(|tx| remove(tx, id))
     }
 }

@@ -281,6 +281,9 @@ pub struct Applied {
 
 impl Store {
     pub fn add_remote(&mut self, r: &NewRemote, now: Millis) -> Result<Remote, RemoteError> {
+        if self.is_postgres() {
+            return Err(on_postgres());
+        }
         check_name(&r.name)?;
         let added = self.write(|tx| {
             Ok(tx.execute(
@@ -295,12 +298,18 @@ impl Store {
     }
 
     pub fn remotes(&self) -> Result<Vec<Remote>, StoreError> {
+        if self.is_postgres() {
+            return Err(on_postgres());
+        }
         let mut stmt = self.conn().prepare_cached(&format!("SELECT {REMOTE_COLUMNS} FROM remotes ORDER BY name"))?;
         let rows = stmt.query_map([], remote_from_row)?.collect::<Result<_, _>>()?;
         Ok(rows)
     }
 
     pub fn remote(&self, name: &str) -> Result<Remote, RemoteError> {
+        if self.is_postgres() {
+            return Err(on_postgres());
+        }
         let sql = format!("SELECT {REMOTE_COLUMNS} FROM remotes WHERE name = ?1");
         self.conn().query_row(&sql, [name], remote_from_row).optional()?.ok_or_else(|| RemoteError::NotFound(name.to_string()))
     }
@@ -308,6 +317,9 @@ impl Store {
     /// Removes a remote and the acknowledgements waiting for it; its notifications stay, no
     /// longer tied to its seqs (a server added later under the same name has its own).
     pub fn remove_remote(&mut self, name: &str) -> Result<(), RemoteError> {
+        if self.is_postgres() {
+            return Err(on_postgres());
+        }
         let n = self.write(|tx| {
             tx.execute("DELETE FROM remote_acks WHERE origin = ?1", [name])?;
             tx.execute("UPDATE notifications SET remote_seq = NULL WHERE origin = ?1 AND remote_seq IS NOT NULL", [name])?;
@@ -322,6 +334,9 @@ impl Store {
     /// Enables or disables following a remote, and whether its notifications go to this
     /// instance's notifiers.
     pub fn set_remote(&mut self, name: &str, enabled: Option<bool>, deliver: Option<bool>, now: Millis) -> Result<Remote, RemoteError> {
+        if self.is_postgres() {
+            return Err(on_postgres());
+        }
         let n = self.write(|tx| {
             Ok(tx.execute(
                 "UPDATE remotes SET enabled = COALESCE(?2, enabled), deliver = COALESCE(?3, deliver), updated_at = ?4,
@@ -339,6 +354,9 @@ impl Store {
 
     /// The enabled remotes and how to reach them.
     pub fn remotes_to_follow(&self) -> Result<Vec<RemoteAccess>, StoreError> {
+        if self.is_postgres() {
+            return Err(on_postgres());
+        }
         let mut stmt =
             self.conn().prepare_cached("SELECT name, url, token, ca_file, deliver, cursor FROM remotes WHERE enabled = 1 ORDER BY name")?;
         let rows: Vec<(String, String, String, Option<String>, bool, String)> =
@@ -352,12 +370,18 @@ impl Store {
 
     /// The changes after `after` (the server side of following).
     pub fn changes(&self, after: Cursor, limit: usize) -> Result<Changes, StoreError> {
+        if self.is_postgres() {
+            return Err(on_postgres());
+        }
         changes(self.conn(), after, limit)
     }
 
     /// Stores a remote's changes and its new cursor in one transaction: a crash either
     /// keeps both or neither, so nothing is fetched into a gap or stored twice.
     pub fn apply_changes(&mut self, remote: &str, deliver: bool, changes: &Changes, now: Millis) -> Result<Applied, StoreError> {
+        if self.is_postgres() {
+            return Err(on_postgres());
+        }
         let cursor: Cursor = changes.cursor.parse()?;
         let expires_at = self.expiry()?.map(|e| now.saturating_add(e));
         self.write(|tx| {
@@ -441,6 +465,9 @@ impl Store {
 
     /// Records that a remote could not be reached (`since` kept from the first failure).
     pub fn remote_unreachable(&mut self, remote: &str, error: &str, now: Millis) -> Result<(), StoreError> {
+        if self.is_postgres() {
+            return Err(on_postgres());
+        }
         self.write(|tx| {
             tx.execute(
                 "UPDATE remotes SET state = 'unreachable', unreachable_since = COALESCE(unreachable_since, ?3), last_error = ?2
@@ -453,6 +480,9 @@ impl Store {
 
     /// Records that a remote answered again.
     pub fn remote_reached(&mut self, remote: &str, now: Millis) -> Result<(), StoreError> {
+        if self.is_postgres() {
+            return Err(on_postgres());
+        }
         self.write(|tx| {
             tx.execute(
                 "UPDATE remotes SET state = 'connected', unreachable_since = NULL, last_error = NULL, last_sync = ?2 WHERE name = ?1 AND enabled = 1",
@@ -465,11 +495,17 @@ impl Store {
     /// Sets whether the "unreachable for long" warning was stored for a remote; returns
     /// whether it changed (so each warning and each "back" is stored once).
     pub fn set_remote_warned(&mut self, remote: &str, warned: bool) -> Result<bool, StoreError> {
+        if self.is_postgres() {
+            return Err(on_postgres());
+        }
         self.write(|tx| Ok(tx.execute("UPDATE remotes SET warned = ?2 WHERE name = ?1 AND warned != ?2", params![remote, warned])? > 0))
     }
 
     /// Remotes unreachable since before `before` and not yet warned about.
     pub fn remotes_unreachable_since(&self, before: Millis) -> Result<Vec<(String, Millis)>, StoreError> {
+        if self.is_postgres() {
+            return Err(on_postgres());
+        }
         let mut stmt = self.conn().prepare_cached(
             "SELECT name, unreachable_since FROM remotes WHERE enabled = 1 AND warned = 0 AND unreachable_since IS NOT NULL AND unreachable_since <= ?1",
         )?;
@@ -479,6 +515,9 @@ impl Store {
 
     /// Remotes warned about that are reachable again.
     pub fn remotes_back(&self) -> Result<Vec<String>, StoreError> {
+        if self.is_postgres() {
+            return Err(on_postgres());
+        }
         let mut stmt = self.conn().prepare_cached("SELECT name FROM remotes WHERE warned = 1 AND (state = 'connected' OR enabled = 0)")?;
         let rows = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
         Ok(rows)
@@ -486,6 +525,9 @@ impl Store {
 
     /// Acknowledgements waiting to be sent to `remote`, oldest first.
     pub fn queued_acks(&self, remote: &str, limit: usize) -> Result<Vec<QueuedAck>, StoreError> {
+        if self.is_postgres() {
+            return Err(on_postgres());
+        }
         let mut stmt =
             self.conn().prepare_cached("SELECT seq, remote_id, upto FROM remote_acks WHERE origin = ?1 ORDER BY seq LIMIT ?2")?;
         let rows = stmt
@@ -496,6 +538,9 @@ impl Store {
 
     /// Forgets the queued acknowledgements up to `seq` (they were sent).
     pub fn acks_sent(&mut self, remote: &str, upto_seq: i64) -> Result<(), StoreError> {
+        if self.is_postgres() {
+            return Err(on_postgres());
+        }
         self.write(|tx| {
             tx.execute("DELETE FROM remote_acks WHERE origin = ?1 AND seq <= ?2", params![remote, upto_seq])?;
             Ok(())
@@ -505,3 +550,8 @@ impl Store {
 
 /// The level of the notifications about a remote's reachability.
 pub const UNREACHABLE_LEVEL: Level = Level::Warning;
+
+/// Following remotes (and being followed) is not ported to the PostgreSQL store yet.
+fn on_postgres<E: From<StoreError>>() -> E {
+    StoreError::Unsupported("following remotes").into()
+}

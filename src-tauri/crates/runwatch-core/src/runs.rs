@@ -246,10 +246,48 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
 
 impl Store {
     pub fn runs(&self) -> Result<Vec<Run>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.runs();
+        }
         list(self.conn())
     }
 
+    /// Run ids equal to `prefix` or starting with it (see [`ids_with_prefix`]).
+    pub fn run_ids_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.run_ids_with_prefix(prefix, limit);
+        }
+        ids_with_prefix(self.conn(), prefix, limit)
+    }
+
+    /// Names a run, creating it if needed (see [`set_name`]).
+    pub fn set_run_name(&mut self, id: &str, name: &str, now: Millis) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.set_run(id, "name", name, now);
+        }
+        self.write(|tx| set_name(tx, id, name, now))
+    }
+
+    /// Sets the state of a run that reports its own fate, creating it if needed (see [`set_state`]).
+    pub fn set_run_state(&mut self, id: &str, state: RunState, now: Millis) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.set_run(id, "state", state.as_str(), now);
+        }
+        self.write(|tx| set_state(tx, id, state, now))
+    }
+
+    /// Records how a run that reports its own fate ended (see [`set_end`]).
+    pub fn set_run_end(&mut self, id: &str, state: RunState, cause: Option<&str>, now: Millis) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.set_run_end(id, state.as_str(), cause, now);
+        }
+        self.write(|tx| set_end(tx, id, state, cause, now))
+    }
+
     pub fn run(&self, id: &str) -> Result<Option<Run>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.run(id);
+        }
         get(self.conn(), id)
     }
 }

@@ -151,8 +151,14 @@ impl Settings {
     /// The stored settings, each one that was never set (or holds something unreadable, as
     /// a hand-edited store might) at its default.
     pub fn load(store: &Store) -> Result<Settings, StoreError> {
-        let mut stmt = store.conn().prepare_cached("SELECT key, value FROM settings")?;
-        let rows: HashMap<String, String> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+        let rows: HashMap<String, String> = match store.pg() {
+            Some(pg) => pg.setting_rows()?.into_iter().collect(),
+            None => {
+                let mut stmt = store.conn().prepare_cached("SELECT key, value FROM settings")?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+                rows
+            }
+        };
         let raw = |key: &str| rows.get(key).map(String::as_str);
         let d = Settings::default();
         Ok(Settings {
@@ -219,7 +225,9 @@ pub fn patch(store: &mut Store, patch: &SettingsPatch) -> Result<Settings, Setti
     if let Some(r) = &patch.watched_repos {
         put(key::WATCHED_REPOS, serde_json::to_string(r))?;
     }
-    if !rows.is_empty() {
+    if let Some(pg) = store.pg() {
+        pg.put_settings(&rows)?;
+    } else if !rows.is_empty() {
         store.write(|tx| {
             for (key, value) in &rows {
                 put_row(tx, key, value)?;
@@ -233,14 +241,28 @@ pub fn patch(store: &mut Store, patch: &SettingsPatch) -> Result<Settings, Setti
 /// How long notifications are kept (`None` = forever): the one setting read on every
 /// insert, so read alone.
 pub fn expiry(store: &Store) -> Result<Option<Millis>, StoreError> {
+    if let Some(pg) = store.pg() {
+        return pg.settings_expiry();
+    }
     let raw: Option<String> =
         store.conn().prepare_cached("SELECT value FROM settings WHERE key = ?1")?.query_row([key::EXPIRY_DAYS], |r| r.get(0)).optional()?;
-    Ok(expiry_of(decode(key::EXPIRY_DAYS, raw.as_deref()).unwrap_or(Settings::default().expiry_days)))
+    Ok(expiry_from_raw(raw.as_deref()))
+}
+
+/// The key of the one setting each backend reads on every insert.
+pub(crate) const EXPIRY_DAYS_KEY: &str = key::EXPIRY_DAYS;
+
+/// The expiry a stored `expiry_days` value means.
+pub(crate) fn expiry_from_raw(raw: Option<&str>) -> Option<Millis> {
+    expiry_of(decode(key::EXPIRY_DAYS, raw).unwrap_or(Settings::default().expiry_days))
 }
 
 /// The repositories whose existing check-ins were already taken in (so the first scan of a
 /// new one does not notify its whole history). Engine state, not a setting.
 pub fn known_repos(store: &Store) -> Result<Vec<String>, StoreError> {
+    if let Some(pg) = store.pg() {
+        return Ok(decode(key::KNOWN_REPOS, pg.setting(key::KNOWN_REPOS)?.as_deref()).unwrap_or_default());
+    }
     let raw: Option<String> =
         store.conn().prepare_cached("SELECT value FROM settings WHERE key = ?1")?.query_row([key::KNOWN_REPOS], |r| r.get(0)).optional()?;
     Ok(decode(key::KNOWN_REPOS, raw.as_deref()).unwrap_or_default())
@@ -248,6 +270,16 @@ pub fn known_repos(store: &Store) -> Result<Vec<String>, StoreError> {
 
 /// Adds `repo` to [`known_repos`].
 pub fn remember_repo(store: &mut Store, repo: &str) -> Result<(), StoreError> {
+    if let Some(pg) = store.pg() {
+        return pg.update_setting(key::KNOWN_REPOS, |raw| {
+            let mut known: Vec<String> = decode(key::KNOWN_REPOS, raw.as_deref()).unwrap_or_default();
+            if known.iter().any(|k| k == repo) {
+                return Ok(raw);
+            }
+            known.push(repo.to_string());
+            serde_json::to_string(&known).map(Some).map_err(|source| StoreError::Setting { key: key::KNOWN_REPOS.into(), source })
+        });
+    }
     store.write(|tx| {
         let raw: Option<String> = tx.query_row("SELECT value FROM settings WHERE key = ?1", [key::KNOWN_REPOS], |r| r.get(0)).optional()?;
         let mut known: Vec<String> = decode(key::KNOWN_REPOS, raw.as_deref()).unwrap_or_default();

@@ -1,6 +1,12 @@
-//! The store: one SQLite file per data dir — WAL, a busy timeout, schema migrations, mode 0600.
+//! The store: one facade, [`Store`], over two backends — one SQLite file per data dir (WAL,
+//! a busy timeout, schema migrations, mode 0600; the default), or a shared PostgreSQL
+//! database (`--store postgresql://…`, see [`crate::pg`]) for several daemons and users.
 //!
-//! Every write is an `IMMEDIATE` transaction: it takes the write lock up front, so two
+//! Callers use `Store`'s methods; each one runs the SQLite code below or its PostgreSQL
+//! twin in `crate::pg`. The raw SQLite connection ([`Store::conn`], [`Store::write`]) is
+//! for SQLite-only code paths (the commands refuse a PostgreSQL store before reaching them).
+//!
+//! On SQLite, every write is an `IMMEDIATE` transaction: it takes the write lock up front, so two
 //! processes writing at once wait for each other (busy timeout) instead of failing with
 //! "database is locked" when a read lock cannot be upgraded.
 
@@ -16,6 +22,9 @@ use rusqlite_migration::{Migrations, M};
 use crate::event_ids::Tail;
 use crate::inbox::Inserts;
 use crate::DataDir;
+
+/// The environment variable `--store` reads.
+pub const STORE_ENV: &str = "RUNWATCH_STORE";
 
 /// How long a writer waits for another process's transaction before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,6 +47,14 @@ pub enum StoreError {
     BadCursor(String),
     #[error("setting '{key}' holds invalid JSON: {source}")]
     Setting { key: String, source: serde_json::Error },
+    #[error("cannot reach the PostgreSQL store {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("PostgreSQL store error: {0}")]
+    Postgres(String),
+    #[error("the PostgreSQL store {url} has schema version {found}, newer than this Runwatch understands ({known}); upgrade Runwatch")]
+    PgTooNew { url: String, found: usize, known: usize },
+    #[error("{0} is not available on a PostgreSQL store yet")]
+    Unsupported(&'static str),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -89,13 +106,97 @@ pub fn latest_schema_version() -> usize {
 /// An open, migrated store.
 #[derive(Debug)]
 pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Debug)]
+enum Backend {
+    Sqlite(Sqlite),
+    Postgres(Box<crate::pg::Pg>),
+}
+
+#[derive(Debug)]
+struct Sqlite {
     conn: Connection,
     path: PathBuf,
     /// Event ids after the merge watermark (see [`crate::event_ids`]).
     event_tail: Tail,
 }
 
+/// Where a store lives, as `--store` / `RUNWATCH_STORE` name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// The SQLite file of a data dir (the default).
+    DataDir(DataDir),
+    /// A PostgreSQL database: `postgresql://…` or `postgres://…`.
+    Postgres(String),
+}
+
+impl Location {
+    /// `--store`'s value: a PostgreSQL URL, or (none given) the data dir's SQLite file.
+    pub fn parse(store: Option<&str>, dir: &DataDir) -> Result<Location, String> {
+        match store.map(str::trim).filter(|s| !s.is_empty()) {
+            None => Ok(Location::DataDir(dir.clone())),
+            Some(url) if crate::pg::is_url(url) => Ok(Location::Postgres(url.to_string())),
+            Some(other) => Err(format!(
+                "--store '{}' is not a PostgreSQL URL: give postgresql://USER@HOST:PORT/DATABASE, or leave it out for the SQLite store in the data dir",
+                crate::pg::mask_url(other)
+            )),
+        }
+    }
+
+    /// How to name it in messages: the file, or the URL with its password masked.
+    pub fn display(&self) -> String {
+        match self {
+            Location::DataDir(dir) => dir.store_path().display().to_string(),
+            Location::Postgres(url) => crate::pg::mask_url(url),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Location::Postgres(_))
+    }
+}
+
 impl Store {
+    /// Opens the store at `location`, migrating it to the latest schema.
+    pub fn open_at(location: &Location) -> Result<Self, StoreError> {
+        match location {
+            Location::DataDir(dir) => Self::open(dir),
+            Location::Postgres(url) => Self::connect(url),
+        }
+    }
+
+    /// Connects to a PostgreSQL store and migrates it to the latest schema.
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        Ok(Self { backend: Backend::Postgres(Box::new(crate::pg::Pg::connect(url, true)?)) })
+    }
+
+    /// Connects to a PostgreSQL store without migrating it (`runwatch store check`).
+    pub fn connect_unmigrated(url: &str) -> Result<Self, StoreError> {
+        Ok(Self { backend: Backend::Postgres(Box::new(crate::pg::Pg::connect(url, false)?)) })
+    }
+
+    /// The PostgreSQL backend, when this store is one.
+    pub(crate) fn pg(&self) -> Option<&crate::pg::Pg> {
+        match &self.backend {
+            Backend::Postgres(pg) => Some(pg),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.pg().is_some()
+    }
+
+    /// Where the store is, for messages: the SQLite file, or the masked PostgreSQL URL.
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite(s) => s.path.display().to_string(),
+            Backend::Postgres(pg) => pg.masked_url().to_string(),
+        }
+    }
+
     /// Opens (creating if needed) the store of a data dir and migrates it to the latest schema.
     pub fn open(dir: &DataDir) -> Result<Self, StoreError> {
         dir.ensure().map_err(|source| StoreError::Open { path: dir.path().to_path_buf(), source })?;
@@ -117,26 +218,48 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "OFF")?;
         migrate(&mut conn, path)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        Ok(Self { conn, path: path.to_path_buf(), event_tail: Tail::default() })
+        Ok(Self { backend: Backend::Sqlite(Sqlite { conn, path: path.to_path_buf(), event_tail: Tail::default() }) })
     }
 
+    /// The SQLite file (empty for a PostgreSQL store).
     pub fn path(&self) -> &Path {
-        &self.path
+        match &self.backend {
+            Backend::Sqlite(s) => &s.path,
+            Backend::Postgres(_) => Path::new(""),
+        }
     }
 
-    /// The schema version recorded in the file.
+    /// The schema version recorded in the store.
     pub fn schema_version(&self) -> Result<usize, StoreError> {
-        user_version(&self.conn)
+        match &self.backend {
+            Backend::Sqlite(s) => user_version(&s.conn),
+            Backend::Postgres(pg) => pg.schema_version(),
+        }
     }
 
-    /// The raw connection, for the engine's modules that own their tables.
+    /// The raw SQLite connection, for the engine's modules that own their tables.
+    ///
+    /// # Panics
+    /// On a PostgreSQL store: the code paths that call it are SQLite-only, and every
+    /// command refuses a PostgreSQL store before reaching one (see `crate::pg`).
     pub fn conn(&self) -> &Connection {
-        &self.conn
+        match &self.backend {
+            Backend::Sqlite(s) => &s.conn,
+            Backend::Postgres(_) => panic!("a SQLite-only code path was reached on a PostgreSQL store"),
+        }
+    }
+
+    fn sqlite_mut(&mut self) -> &mut Sqlite {
+        match &mut self.backend {
+            Backend::Sqlite(s) => s,
+            Backend::Postgres(_) => panic!("a SQLite-only code path was reached on a PostgreSQL store"),
+        }
     }
 
     /// Runs `f` in an `IMMEDIATE` transaction (see the module docs), committing on `Ok`.
+    /// SQLite only, like [`Store::conn`].
     pub fn write<T>(&mut self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.sqlite_mut().conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
         Ok(out)
@@ -163,12 +286,12 @@ impl Store {
         &mut self,
         f: impl FnOnce(&rusqlite::Transaction<'_>, &mut Tail) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut tail = std::mem::take(&mut self.event_tail);
+        let mut tail = std::mem::take(&mut self.sqlite_mut().event_tail);
         let out = self.write(|tx| {
             tail.catch_up(tx)?;
             f(tx, &mut tail)
         })?;
-        self.event_tail = tail;
+        self.sqlite_mut().event_tail = tail;
         Ok(out)
     }
 }

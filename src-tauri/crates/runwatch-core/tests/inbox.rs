@@ -1,13 +1,10 @@
-//! Inbox operations on a real store file.
+//! Inbox operations on a real store: a SQLite file, and a PostgreSQL database.
 
+mod common;
+
+use common::{store, Backend};
 use runwatch_core::inbox::{AckState, ListFilter};
-use runwatch_core::{DataDir, Inserted, Level, NewNotification, SettingsPatch, Store};
-
-fn store() -> (tempfile::TempDir, Store) {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(&DataDir::at(tmp.path())).unwrap();
-    (tmp, store)
-}
+use runwatch_core::{Inserted, Level, NewNotification, SettingsPatch, Store};
 
 fn note(level: Level, title: &str, run: Option<&str>) -> NewNotification {
     NewNotification { level: Some(level), title: title.into(), run_id: run.map(Into::into), source: "test".into(), ..Default::default() }
@@ -17,9 +14,8 @@ fn titles(page: &runwatch_core::inbox::Page) -> Vec<&str> {
     page.items.iter().map(|n| n.title.as_str()).collect()
 }
 
-#[test]
-fn dedupe_keys_and_event_ids_store_an_event_once() {
-    let (_tmp, mut store) = store();
+fn dedupe_keys_and_event_ids_store_an_event_once(backend: Backend) {
+    let (_place, mut store) = store(backend);
     let mut n = note(Level::Error, "stuck", Some("r1"));
     n.dedupe_key = Some("stuck:r1:5".into());
     let Inserted::New(first) = store.insert_notification(&n, 1_000).unwrap() else { panic!("first insert") };
@@ -34,9 +30,8 @@ fn dedupe_keys_and_event_ids_store_an_event_once() {
     assert_eq!(first.expires_at, Some(1_000 + 30 * 86_400_000));
 }
 
-#[test]
-fn list_is_newest_first_with_filters_and_cursor_paging() {
-    let (_tmp, mut store) = store();
+fn list_is_newest_first_with_filters_and_cursor_paging(backend: Backend) {
+    let (_place, mut store) = store(backend);
     for i in 0..7 {
         let level = if i % 2 == 0 { Level::Error } else { Level::Info };
         let run = if i < 4 { "a" } else { "b" };
@@ -66,9 +61,8 @@ fn list_is_newest_first_with_filters_and_cursor_paging() {
     assert!(bad.unwrap_err().to_string().contains("invalid cursor"));
 }
 
-#[test]
-fn ack_by_id_ack_all_and_the_unread_summary() {
-    let (_tmp, mut store) = store();
+fn ack_by_id_ack_all_and_the_unread_summary(backend: Backend) {
+    let (_place, mut store) = store(backend);
     let mut ids = vec![];
     for (i, level) in [Level::Info, Level::Warning, Level::Error, Level::Error].into_iter().enumerate() {
         let Inserted::New(n) = store.insert_notification(&note(level, &format!("n{i}"), None), i as i64).unwrap() else { panic!() };
@@ -93,9 +87,8 @@ fn ack_by_id_ack_all_and_the_unread_summary() {
 
 /// "Acknowledge all" writes how far it reached instead of every row (schema 5): what every
 /// reader sees must be as if each row had been acknowledged.
-#[test]
-fn ack_all_acknowledges_what_it_reached_and_nothing_after() {
-    let (_tmp, mut store) = store();
+fn ack_all_acknowledges_what_it_reached_and_nothing_after(backend: Backend) {
+    let (_place, mut store) = store(backend);
     let add = |store: &mut Store, title: &str, at: i64| match store.insert_notification(&note(Level::Error, title, None), at).unwrap() {
         Inserted::New(n) => n.id,
         Inserted::Duplicate(_) => panic!(),
@@ -139,9 +132,8 @@ fn titles_of(page: &runwatch_core::inbox::Page) -> Vec<String> {
     page.items.iter().map(|n| n.title.clone()).collect()
 }
 
-#[test]
-fn old_notifications_expire() {
-    let (_tmp, mut store) = store();
+fn old_notifications_expire(backend: Backend) {
+    let (_place, mut store) = store(backend);
     runwatch_core::settings::patch(&mut store, &SettingsPatch { expiry_days: Some(1), ..Default::default() }).unwrap();
     store.insert_notification(&note(Level::Error, "old", None), 0).unwrap();
     store.insert_notification(&note(Level::Error, "new", None), 86_400_000).unwrap();
@@ -153,3 +145,11 @@ fn old_notifications_expire() {
     let Inserted::New(n) = store.insert_notification(&note(Level::Info, "kept", None), 5).unwrap() else { panic!() };
     assert_eq!(n.expires_at, None);
 }
+
+on_both!(
+    dedupe_keys_and_event_ids_store_an_event_once,
+    list_is_newest_first_with_filters_and_cursor_paging,
+    ack_by_id_ack_all_and_the_unread_summary,
+    ack_all_acknowledges_what_it_reached_and_nothing_after,
+    old_notifications_expire
+);

@@ -1,22 +1,20 @@
 //! The unread summary is read from `pending_counts` (kept by triggers, migration 0003):
 //! after every kind of change it must equal a plain count of the pending notifications.
 
+mod common;
+
+use common::{Backend, Place};
 use runwatch_core::inbox::UnreadSummary;
-use runwatch_core::{DataDir, Inserted, Level, NewNotification, SettingsPatch, Store};
+use runwatch_core::{Inserted, Level, NewNotification, SettingsPatch, Store};
 
 /// The summary as a count over the notifications table, the way it was computed before.
-fn counted(store: &Store) -> UnreadSummary {
+fn counted(place: &Place) -> UnreadSummary {
     let mut s = UnreadSummary::default();
-    let mut stmt = store
-        .conn()
-        .prepare(
-            "SELECT level, COUNT(*) FROM notifications
-             WHERE acked_at IS NULL AND seq > (SELECT COALESCE(MAX(upto), 0) FROM ack_alls) GROUP BY level",
-        )
-        .unwrap();
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))).unwrap();
-    for row in rows {
-        let (level, n) = row.unwrap();
+    let rows = place.pairs(
+        "SELECT level, COUNT(*) FROM notifications
+         WHERE acked_at IS NULL AND seq > (SELECT COALESCE(MAX(upto), 0) FROM ack_alls) GROUP BY level",
+    );
+    for (level, n) in rows {
         let level = Level::from_number(level).unwrap();
         *match level {
             Level::Debug => &mut s.debug,
@@ -35,10 +33,8 @@ fn note(level: Level, i: usize) -> NewNotification {
     NewNotification { level: Some(level), title: format!("n{i}"), source: "test".into(), ..Default::default() }
 }
 
-#[test]
-fn the_summary_follows_inserts_acks_ack_all_and_expiry() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut store = Store::open(&DataDir::at(tmp.path())).unwrap();
+fn the_summary_follows_inserts_acks_ack_all_and_expiry(backend: Backend) {
+    let (place, mut store) = common::store(backend);
     assert_eq!(store.unread_summary().unwrap(), UnreadSummary::default());
 
     let mut ids = Vec::new();
@@ -46,7 +42,7 @@ fn the_summary_follows_inserts_acks_ack_all_and_expiry() {
         let level = Level::ALL[i % 5];
         let Inserted::New(n) = store.insert_notification(&note(level, i), 1_000 + i as i64).unwrap() else { panic!() };
         ids.push(n.id);
-        assert_eq!(store.unread_summary().unwrap(), counted(&store));
+        assert_eq!(store.unread_summary().unwrap(), counted(&place));
     }
     assert_eq!(store.unread_summary().unwrap().total, 40);
     assert_eq!(store.unread_summary().unwrap().highest, Some(Level::Critical));
@@ -56,13 +52,13 @@ fn the_summary_follows_inserts_acks_ack_all_and_expiry() {
     dup.dedupe_key = Some("k".into());
     store.insert_notification(&dup, 2_000).unwrap();
     store.insert_notification(&dup, 2_001).unwrap();
-    assert_eq!(store.unread_summary().unwrap(), counted(&store));
+    assert_eq!(store.unread_summary().unwrap(), counted(&place));
 
     // Acknowledging some (twice: the second time changes nothing).
     let some: Vec<String> = ids.iter().step_by(3).cloned().collect();
     store.ack(&some, 3_000).unwrap();
     store.ack(&some, 3_001).unwrap();
-    assert_eq!(store.unread_summary().unwrap(), counted(&store));
+    assert_eq!(store.unread_summary().unwrap(), counted(&place));
 
     // Events ingested in a batch.
     let events: Vec<_> = (0..10)
@@ -75,19 +71,19 @@ fn the_summary_follows_inserts_acks_ack_all_and_expiry() {
         .collect();
     store.ingest_batch(&events, 4_000).unwrap();
     store.ingest_batch(&events, 4_001).unwrap();
-    assert_eq!(store.unread_summary().unwrap(), counted(&store));
+    assert_eq!(store.unread_summary().unwrap(), counted(&place));
 
     // Expiry deletes pending and acknowledged ones alike.
     const DAY: i64 = 86_400_000;
     runwatch_core::settings::patch(&mut store, &SettingsPatch { expiry_days: Some(1), ..Default::default() }).unwrap();
     store.insert_notification(&note(Level::Warning, 100), 40 * DAY).unwrap();
     assert!(store.expire(35 * DAY).unwrap() > 0);
-    assert_eq!(store.unread_summary().unwrap(), counted(&store));
+    assert_eq!(store.unread_summary().unwrap(), counted(&place));
     assert_eq!(store.unread_summary().unwrap().total, 1);
 
     assert_eq!(store.ack_all(40 * DAY).unwrap(), 1);
     assert_eq!(store.unread_summary().unwrap(), UnreadSummary::default());
-    assert_eq!(counted(&store), UnreadSummary::default());
+    assert_eq!(counted(&place), UnreadSummary::default());
 }
 
 #[test]
@@ -112,23 +108,21 @@ fn migrating_a_full_inbox_counts_what_is_pending() {
         }
     }
     let store = Store::open_path(&path).unwrap();
+    let place = Place::sqlite_file(tmp);
     assert_eq!(store.schema_version().unwrap(), runwatch_core::store::latest_schema_version());
     let s = store.unread_summary().unwrap();
-    assert_eq!(s, counted(&store));
+    assert_eq!(s, counted(&place));
     assert_eq!(s.total, 25 - 7);
 }
 
-#[test]
-fn ack_all_and_expiry_beside_another_writer_never_fail_and_keep_the_counts() {
+fn ack_all_and_expiry_beside_another_writer_never_fail_and_keep_the_counts(backend: Backend) {
     // ack_all and expire run as single statements outside `Store::write`; they must still
     // wait for the write lock like it rather than fail with "database is locked".
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = DataDir::at(tmp.path());
-    let mut acker = Store::open(&dir).unwrap();
+    let (place, mut acker) = common::store(backend);
     let writer = std::thread::spawn({
-        let dir = dir.clone();
+        let location = place.location.clone();
         move || {
-            let mut store = Store::open(&dir).unwrap();
+            let mut store = Store::open_at(&location).unwrap();
             for i in 0..300 {
                 store.insert_notification(&note(Level::ALL[i % 5], i), 1_000 + i as i64).unwrap();
             }
@@ -143,5 +137,7 @@ fn ack_all_and_expiry_beside_another_writer_never_fail_and_keep_the_counts() {
     acked += acker.ack_all(5_000).unwrap();
     assert_eq!(acked, 300);
     assert_eq!(acker.unread_summary().unwrap(), UnreadSummary::default());
-    assert_eq!(counted(&acker), UnreadSummary::default());
+    assert_eq!(counted(&place), UnreadSummary::default());
 }
+
+on_both!(the_summary_follows_inserts_acks_ack_all_and_expiry, ack_all_and_expiry_beside_another_writer_never_fail_and_keep_the_counts);

@@ -1,18 +1,14 @@
 //! Settings: the defaults, patches (validated, all or nothing), the stored format earlier
 //! versions wrote, and the engine state kept beside them.
 
+mod common;
+
+use common::{store, Backend, Place};
 use runwatch_core::settings::{self, SettingsError};
-use runwatch_core::{DataDir, Level, Settings, SettingsPatch, Store};
+use runwatch_core::{Level, Settings, SettingsPatch};
 
-fn store() -> (tempfile::TempDir, Store) {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(&DataDir::at(tmp.path())).unwrap();
-    (tmp, store)
-}
-
-#[test]
-fn a_new_store_has_the_defaults() {
-    let (_tmp, store) = store();
+fn a_new_store_has_the_defaults(backend: Backend) {
+    let (_place, store) = store(backend);
     let s = Settings::load(&store).unwrap();
     assert_eq!(s, Settings::default());
     assert_eq!((s.log_level, s.popup_level, s.grace_secs, s.expiry_days, s.rescan_secs), (Level::Warning, Level::Error, 100, 30, 300));
@@ -22,9 +18,8 @@ fn a_new_store_has_the_defaults() {
     assert_eq!(store.expiry().unwrap(), Some(30 * 86_400_000));
 }
 
-#[test]
-fn a_patch_changes_what_it_names_and_nothing_else() {
-    let (tmp, mut store) = store();
+fn a_patch_changes_what_it_names_and_nothing_else(backend: Backend) {
+    let (place, mut store) = store(backend);
     let after =
         settings::patch(&mut store, &SettingsPatch { log_level: Some(Level::Info), grace_secs: Some(30), ..Default::default() }).unwrap();
     assert_eq!(after, Settings { log_level: Level::Info, grace_secs: 30, ..Settings::default() });
@@ -55,12 +50,11 @@ fn a_patch_changes_what_it_names_and_nothing_else() {
     assert_eq!(store.expiry().unwrap(), None);
     // An empty patch changes nothing; another connection sees the same.
     assert_eq!(settings::patch(&mut store, &SettingsPatch::default()).unwrap(), expected);
-    assert_eq!(Settings::load(&Store::open(&DataDir::at(tmp.path())).unwrap()).unwrap(), expected);
+    assert_eq!(Settings::load(&place.open()).unwrap(), expected);
 }
 
-#[test]
-fn an_invalid_patch_writes_nothing() {
-    let (_tmp, mut store) = store();
+fn an_invalid_patch_writes_nothing(backend: Backend) {
+    let (_place, mut store) = store(backend);
     let bad = [
         SettingsPatch { grace_secs: Some(7 * 86_400 + 1), ..Default::default() },
         SettingsPatch { expiry_days: Some(36_501), ..Default::default() },
@@ -87,22 +81,16 @@ fn an_invalid_patch_writes_nothing() {
 }
 
 /// The rows as earlier versions wrote them (and as a hand-edited store may hold them).
-fn put_raw(store: &mut Store, key: &str, json: &str) {
-    store
-        .write(|tx| {
-            tx.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)", [key, json])?;
-            Ok(())
-        })
-        .unwrap();
+fn put_raw(place: &Place, key: &str, json: &str) {
+    place.execute("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", &[key, json]);
 }
 
-fn raw(store: &Store, key: &str) -> Option<String> {
-    store.conn().query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).ok()
+fn raw(place: &Place, key: &str) -> Option<String> {
+    place.text("SELECT value FROM settings WHERE key = $1", &[key])
 }
 
-#[test]
-fn stores_written_by_earlier_versions_keep_their_settings() {
-    let (_tmp, mut store) = store();
+fn stores_written_by_earlier_versions_keep_their_settings(backend: Backend) {
+    let (place, mut store) = store(backend);
     for (key, json) in [
         ("log_level", r#""ERROR""#),
         ("popup_level", r#""warn""#),
@@ -112,7 +100,7 @@ fn stores_written_by_earlier_versions_keep_their_settings() {
         ("watched_repos", r#"["/a/.aim","/b/.aim"]"#),
         ("known_repos", r#"["/a/.aim"]"#),
     ] {
-        put_raw(&mut store, key, json);
+        put_raw(&place, key, json);
     }
     let s = Settings::load(&store).unwrap();
     assert_eq!(
@@ -133,14 +121,13 @@ fn stores_written_by_earlier_versions_keep_their_settings() {
 
     // What a patch writes is what earlier versions read: the same keys, the same JSON.
     settings::patch(&mut store, &SettingsPatch { log_level: Some(Level::Critical), grace_secs: Some(9), ..Default::default() }).unwrap();
-    assert_eq!(raw(&store, "log_level").as_deref(), Some(r#""CRITICAL""#));
-    assert_eq!(raw(&store, "grace_secs").as_deref(), Some("9"));
-    assert_eq!(raw(&store, "popup_level").as_deref(), Some(r#""warn""#), "untouched rows stay as they were");
+    assert_eq!(raw(&place, "log_level").as_deref(), Some(r#""CRITICAL""#));
+    assert_eq!(raw(&place, "grace_secs").as_deref(), Some("9"));
+    assert_eq!(raw(&place, "popup_level").as_deref(), Some(r#""warn""#), "untouched rows stay as they were");
 }
 
-#[test]
-fn unreadable_values_fall_back_to_the_default() {
-    let (_tmp, mut store) = store();
+fn unreadable_values_fall_back_to_the_default(backend: Backend) {
+    let (place, store) = store(backend);
     for (key, json) in [
         ("log_level", r#""LOUD""#),
         ("popup_level", "40"),
@@ -148,23 +135,31 @@ fn unreadable_values_fall_back_to_the_default() {
         ("expiry_days", "not json"),
         ("watched_repos", r#""/one""#),
     ] {
-        put_raw(&mut store, key, json);
+        put_raw(&place, key, json);
     }
-    put_raw(&mut store, "rescan_secs", "0");
+    put_raw(&place, "rescan_secs", "0");
     let s = Settings::load(&store).unwrap();
     assert_eq!(s, Settings { rescan_secs: 0, ..Settings::default() });
     assert_eq!(s.rescan_every(), std::time::Duration::from_secs(1), "a zero stored by hand still rescans");
     assert_eq!(store.expiry().unwrap(), Settings::default().expiry());
 }
 
-#[test]
-fn known_repos_are_remembered_once_and_are_not_settings() {
-    let (_tmp, mut store) = store();
+fn known_repos_are_remembered_once_and_are_not_settings(backend: Backend) {
+    let (place, mut store) = store(backend);
     assert!(settings::known_repos(&store).unwrap().is_empty());
     settings::remember_repo(&mut store, "/a/.aim").unwrap();
     settings::remember_repo(&mut store, "/b/.aim").unwrap();
     settings::remember_repo(&mut store, "/a/.aim").unwrap();
     assert_eq!(settings::known_repos(&store).unwrap(), ["/a/.aim", "/b/.aim"]);
     assert_eq!(Settings::load(&store).unwrap(), Settings::default());
-    assert_eq!(raw(&store, "known_repos").as_deref(), Some(r#"["/a/.aim","/b/.aim"]"#));
+    assert_eq!(raw(&place, "known_repos").as_deref(), Some(r#"["/a/.aim","/b/.aim"]"#));
 }
+
+on_both!(
+    a_new_store_has_the_defaults,
+    a_patch_changes_what_it_names_and_nothing_else,
+    an_invalid_patch_writes_nothing,
+    stores_written_by_earlier_versions_keep_their_settings,
+    unreadable_values_fall_back_to_the_default,
+    known_repos_are_remembered_once_and_are_not_settings
+);

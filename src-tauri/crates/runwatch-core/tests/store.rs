@@ -4,6 +4,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+mod common;
+
+use common::Backend;
 use runwatch_core::store::latest_schema_version;
 use runwatch_core::NewNotification;
 use runwatch_core::{DataDir, Level, Settings, SettingsPatch, Store, StoreError};
@@ -124,8 +127,8 @@ fn writer_process() {
         return;
     };
     let (path, name) = spec.split_once('|').unwrap();
-    // Both processes open (and so migrate) a brand-new file at the same moment too.
-    let mut store = Store::open_path(Path::new(path)).unwrap();
+    // Both processes open (and so migrate) a brand-new store at the same moment too.
+    let mut store = if runwatch_core::pg::is_url(path) { Store::connect(path) } else { Store::open_path(Path::new(path)) }.unwrap();
     for i in 0..WRITES_PER_PROCESS {
         let n = NewNotification {
             level: Some(Level::Warning),
@@ -140,16 +143,18 @@ fn writer_process() {
     }
 }
 
-#[test]
-fn two_processes_writing_at_once_never_see_database_is_locked() {
-    let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("runwatch.db");
+fn two_processes_writing_at_once_never_see_database_is_locked(backend: Backend) {
+    let place = common::place(backend);
+    let path = match &place.location {
+        runwatch_core::Location::DataDir(dir) => dir.store_path().display().to_string(),
+        runwatch_core::Location::Postgres(url) => url.clone(),
+    };
     let children: Vec<_> = ["alpha", "beta"]
         .iter()
         .map(|name| {
             Command::new(std::env::current_exe().unwrap())
                 .args(["writer_process", "--exact", "--ignored", "--nocapture"])
-                .env(WRITER_ENV, format!("{}|{name}", path.display()))
+                .env(WRITER_ENV, format!("{path}|{name}"))
                 .output_async()
         })
         .collect();
@@ -161,9 +166,11 @@ fn two_processes_writing_at_once_never_see_database_is_locked() {
         assert!(!stdout.contains("locked") && !stderr.contains("locked"), "{stdout}\n{stderr}");
         assert!(stdout.contains("1 passed"), "the writer did not run:\n{stdout}");
     }
-    let store = Store::open_path(&path).unwrap();
+    let store = place.open();
     assert_eq!(store.unread_summary().unwrap().warning, 2 * WRITES_PER_PROCESS as i64);
 }
+
+on_both!(two_processes_writing_at_once_never_see_database_is_locked);
 
 /// `Command::spawn` with piped output, named for what the test does with it.
 trait OutputAsync {

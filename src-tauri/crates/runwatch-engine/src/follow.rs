@@ -161,6 +161,11 @@ impl Shared {
     }
 }
 
+/// No follower: remotes are not followed from a PostgreSQL store yet.
+pub(crate) fn idle() -> Follower {
+    Follower { stop: Stop::default(), links: Links::default(), bell: Bell::default() }
+}
+
 pub(crate) fn start(data_dir: &DataDir, clock: SharedClock, hook: SharedHook, wake: DispatcherHandle) -> Result<Follower, EngineError> {
     let store = Store::open(data_dir)?;
     let stop = Stop::default();

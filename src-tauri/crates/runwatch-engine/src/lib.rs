@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use runwatch_aim::repo::AimRepo;
 use runwatch_core::changes::{ChangeFeed, ChangeFeedError};
 use runwatch_core::clock::{SharedClock, SystemClock};
-use runwatch_core::{DataDir, InstanceLock, LockError, Notification, Store, StoreError};
+use runwatch_core::{DataDir, InstanceLock, Location, LockError, Notification, Store, StoreError};
 use runwatch_http::{ApiConfig, Server};
 use runwatch_notify::dispatcher::DispatcherHandle;
 use runwatch_notify::send::{Sender, DEFAULT_TIMEOUT};
@@ -91,6 +91,7 @@ type ChangeHook = Box<dyn Fn() + Send + Sync>;
 /// caller's own setup (adding the logger notifier, say) is done as the one watcher.
 pub struct EngineBuilder {
     data_dir: DataDir,
+    store: Location,
     lock: InstanceLock,
     repos: Vec<AimRepo>,
     http: SocketAddr,
@@ -108,6 +109,14 @@ impl EngineBuilder {
     /// How the Slurm source runs: on by `forced` or by the `slurm_enabled` setting.
     pub fn slurm(mut self, options: SlurmOptions) -> Self {
         self.slurm = options;
+        self
+    }
+
+    /// The store to work on, when not the data dir's SQLite file: a shared PostgreSQL store.
+    /// There the engine serves the API and delivers (each delivery by one of the daemons
+    /// sharing it); watching repositories and following remotes stay with SQLite for now.
+    pub fn store(mut self, location: Location) -> Self {
+        self.store = location;
         self
     }
 
@@ -176,11 +185,13 @@ impl EngineBuilder {
         let data_dir = self.data_dir;
         let clock: SharedClock = Arc::new(SystemClock);
         let token = data_dir.api_token().map_err(EngineError::Token)?;
-        let api_store = Store::open(&data_dir)?;
+        let location = self.store;
+        let shared = location.is_postgres();
+        let api_store = Store::open_at(&location)?;
         let (done_tx, done) = mpsc::channel();
         let errors: Arc<Mutex<Vec<EngineError>>> = Arc::default();
 
-        let dispatcher = Dispatcher::new(Store::open(&data_dir)?, clock.clone(), Sender::new(self.send_timeout));
+        let dispatcher = Dispatcher::new(Store::open_at(&location)?, clock.clone(), Sender::new(self.send_timeout));
         let deliver = dispatcher.handle();
 
         // The wakes between the parts, all here: what the watcher stores and what the API
@@ -189,27 +200,39 @@ impl EngineBuilder {
         // caller's hook through the change feed. Nothing polls the store.
         let hook: follow::SharedHook = Arc::new(Mutex::new(self.on_notification));
         let (wake, watcher_hook) = (deliver.clone(), hook.clone());
-        let mut watcher = Watcher::new(Store::open(&data_dir)?, self.repos, clock.clone())?.on_notification(move |n| {
-            wake.wake();
-            if let Some(hook) = watcher_hook.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
-                hook(n);
-            }
-        });
+        let mut watcher = if shared {
+            None
+        } else {
+            Some(Watcher::new(Store::open(&data_dir)?, self.repos, clock.clone())?.on_notification(move |n| {
+                wake.wake();
+                if let Some(hook) = watcher_hook.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+                    hook(n);
+                }
+            }))
+        };
         let wake = deliver.clone();
         let on_stored = Box::new(move || wake.wake());
 
-        let store_changes = ChangeFeed::watch(&data_dir)?;
-        let (watcher_wake, dispatcher_wake) = (watcher.stop_handle(), deliver.clone());
+        let store_changes = ChangeFeed::for_location(&location)?;
+        let (stop_watcher, standing_by) = match &watcher {
+            Some(w) => (w.stop_handle(), None),
+            None => {
+                let (handle, body) = runwatch_watcher::standing_by();
+                (handle, Some(body))
+            }
+        };
+        let (watcher_wake, dispatcher_wake) = (stop_watcher.clone(), deliver.clone());
         store_changes.subscribe(move || watcher_wake.wake());
         store_changes.subscribe(move || dispatcher_wake.wake());
         if let Some(hook) = self.on_change {
             store_changes.subscribe(hook);
         }
 
-        watcher.scan()?;
-        let run_count = watcher.run_count();
-        let repos = watcher.repos().iter().map(|r| r.root().to_path_buf()).collect();
-        let stop_watcher = watcher.stop_handle();
+        if let Some(w) = watcher.as_mut() {
+            w.scan()?;
+        }
+        let run_count = watcher.as_ref().map_or(0, Watcher::run_count);
+        let repos = watcher.as_ref().map(|w| w.repos().iter().map(|r| r.root().to_path_buf()).collect()).unwrap_or_default();
 
         // Bound before any thread starts, so a busy port fails the start with nothing to undo.
         let (own_runtime, runtime) = match self.runtime {
@@ -239,10 +262,17 @@ impl EngineBuilder {
             Part::Watcher,
             spawn("watcher", move || {
                 let _done = Finished(Part::Watcher, finished);
-                watcher.run().err().map(|e| {
-                    tracing::warn!("the watcher stopped: {e}");
-                    EngineError::from(e)
-                })
+                match (watcher, standing_by) {
+                    (Some(watcher), _) => watcher.run().err().map(|e| {
+                        tracing::warn!("the watcher stopped: {e}");
+                        EngineError::from(e)
+                    }),
+                    (None, Some(wait)) => {
+                        wait();
+                        None
+                    }
+                    (None, None) => None,
+                }
             })?,
         ));
         let finished = done_tx.clone();
@@ -259,7 +289,8 @@ impl EngineBuilder {
             }
         }
         // The remotes this instance follows (see `follow`); it looks at the store when told.
-        let follower = match follow::start(&data_dir, clock.clone(), hook.clone(), deliver.clone()) {
+        let followed = if shared { Ok(follow::idle()) } else { follow::start(&data_dir, clock.clone(), hook.clone(), deliver.clone()) };
+        let follower = match followed {
             Ok(f) => f,
             Err(e) => {
                 stop_watcher.stop();
@@ -269,7 +300,10 @@ impl EngineBuilder {
         };
         let bell = follower.bell();
         store_changes.subscribe(move || bell.ring());
-        let slurm = match slurm::start(&data_dir, self.slurm, clock.clone(), hook.clone(), deliver.clone()) {
+        // The Slurm source stores through the data dir's SQLite store: not on a shared one yet.
+        let slurm =
+            if shared { Ok(slurm::idle()) } else { slurm::start(&data_dir, self.slurm, clock.clone(), hook.clone(), deliver.clone()) };
+        let slurm = match slurm {
             Ok(s) => s,
             Err(e) => {
                 stop_watcher.stop();
@@ -409,6 +443,7 @@ impl Engine {
         let lock = InstanceLock::acquire(&data_dir)?;
         let http = runwatch_http::DEFAULT_ADDR.parse().expect("the default address parses");
         Ok(EngineBuilder {
+            store: Location::DataDir(data_dir.clone()),
             data_dir,
             lock,
             repos: Vec::new(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runwatch_core::clock::{Clock, SystemClock};
-use runwatch_core::{deliveries, DataDir, Holder, InstanceLock, Store};
+use runwatch_core::{DataDir, Holder, InstanceLock, Store};
 use runwatch_notify::send::{Sender, DEFAULT_TIMEOUT};
 use runwatch_notify::Dispatcher;
 
@@ -35,7 +35,7 @@ pub enum Delivered {
 /// Delivers what the outbox of `data_dir` holds unless a watcher runs there; `store` is
 /// the caller's connection, used to see cheaply whether anything is pending at all.
 pub fn deliver_without_watcher(data_dir: &DataDir, store: &Store, patience: Patience) -> Result<Delivered, EngineError> {
-    let pending = |s: &Store| deliveries::counts(s.conn()).map(|(p, _, _)| p);
+    let pending = |s: &Store| s.delivery_counts().map(|(p, _, _)| p);
     if pending(store)? == 0 {
         return Ok(Delivered::Done); // before taking the lock: most calls have nothing to send
     }

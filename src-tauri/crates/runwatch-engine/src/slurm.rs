@@ -55,6 +55,12 @@ impl SlurmHandle {
     }
 }
 
+/// A source that never runs (on a shared store): its thread ends at once.
+pub(crate) fn idle() -> (SlurmHandle, std::thread::JoinHandle<()>) {
+    let (handle, _) = mpsc::channel::<Wake>();
+    (SlurmHandle(handle), std::thread::spawn(|| {}))
+}
+
 pub(crate) fn start(
     data_dir: &DataDir,
     options: SlurmOptions,

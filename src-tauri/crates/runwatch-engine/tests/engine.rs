@@ -167,6 +167,7 @@ fn one_shot_delivery_sends_what_is_pending_when_no_engine_runs() {
         message: "disk full".into(),
         event_id: None,
         source: "send".into(),
+        to: Vec::new(),
     };
     store.ingest(&event, 1).unwrap();
     use runwatch_engine::oneshot::{deliver_without_watcher, Delivered, Patience};

@@ -13,9 +13,10 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use futures_util::stream::{self, Stream};
 use runwatch_core::check_ins::CheckInReport;
-use runwatch_core::deliveries::{self, Delivery};
+use runwatch_core::deliveries::Delivery;
 use runwatch_core::inbox::{AckState, ListFilter, Page, UnreadSummary};
 use runwatch_core::ingest::Event;
 use runwatch_core::notifiers::{Notifier, NotifierLookupError};
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::guard::Viewer;
 use crate::ApiState;
 
 /// An API error: a status and one clear message.
@@ -70,6 +72,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::BadCursor(_) => ApiError::bad_request(e.to_string()),
+            StoreError::Unsupported(_) => ApiError::new(StatusCode::NOT_IMPLEMENTED, e.to_string()),
             other => {
                 tracing::warn!("API store error: {other}");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the store is unavailable: {other}"))
@@ -171,7 +174,11 @@ pub struct ListQuery {
 
 #[utoipa::path(get, path = "/notifications", params(ListQuery),
     responses((status = 200, body = Page), (status = 400, body = ErrorBody)))]
-pub async fn list_notifications(State(state): State<Arc<ApiState>>, Query(q): Query<ListQuery>) -> ApiResult<Page> {
+pub async fn list_notifications(
+    State(state): State<Arc<ApiState>>,
+    Extension(viewer): Extension<Viewer>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Page> {
     let filter = ListFilter {
         min_level: q.level,
         run_id: q.run,
@@ -180,7 +187,7 @@ pub async fn list_notifications(State(state): State<Arc<ApiState>>, Query(q): Qu
         limit: q.limit,
         origin: q.origin,
     };
-    with_store(&state, move |s| Ok(s.list_notifications(&filter)?)).await.map(axum::Json)
+    with_store(&state, move |s| Ok(s.list_notifications_as(viewer.user(), &filter)?)).await.map(axum::Json)
 }
 
 /// One notification and its deliveries.
@@ -193,10 +200,14 @@ pub struct NotificationDetails {
 
 #[utoipa::path(get, path = "/notifications/{id}", params(("id" = String, Path)),
     responses((status = 200, body = NotificationDetails), (status = 404, body = ErrorBody)))]
-pub async fn show_notification(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> ApiResult<NotificationDetails> {
+pub async fn show_notification(
+    State(state): State<Arc<ApiState>>,
+    Extension(viewer): Extension<Viewer>,
+    Path(id): Path<String>,
+) -> ApiResult<NotificationDetails> {
     with_store(&state, move |s| {
-        let notification = s.notification(&id)?.ok_or_else(|| ApiError::not_found(format!("no notification '{id}'")))?;
-        let deliveries = deliveries::of_notification(s.conn(), &id)?;
+        let notification = s.notification_as(viewer.user(), &id)?.ok_or_else(|| ApiError::not_found(format!("no notification '{id}'")))?;
+        let deliveries = s.deliveries_of(&id)?;
         Ok(NotificationDetails { notification, deliveries })
     })
     .await
@@ -227,7 +238,11 @@ pub struct AckResult {
 
 #[utoipa::path(post, path = "/notifications/ack", request_body = AckRequest,
     responses((status = 200, body = AckResult), (status = 400, body = ErrorBody)))]
-pub async fn ack(State(state): State<Arc<ApiState>>, Json(req): Json<AckRequest>) -> ApiResult<AckResult> {
+pub async fn ack(
+    State(state): State<Arc<ApiState>>,
+    Extension(viewer): Extension<Viewer>,
+    Json(req): Json<AckRequest>,
+) -> ApiResult<AckResult> {
     // Exactly one of the two.
     if req.all != req.ids.is_empty() {
         return Err(ApiError::bad_request("give either \"ids\": [...] or \"all\": true"));
@@ -237,11 +252,15 @@ pub async fn ack(State(state): State<Arc<ApiState>>, Json(req): Json<AckRequest>
     if req.upto.is_some() && !req.all {
         return Err(ApiError::bad_request("\"upto\" goes with \"all\": true"));
     }
+    if req.upto.is_some() && viewer.user().is_some() {
+        return Err(ApiError::bad_request("\"upto\" is for followers, which use the server's own token"));
+    }
     let n = with_store(&state, move |s| {
+        let user = viewer.user();
         Ok(match (req.all, req.upto) {
             (true, Some(upto)) => s.ack_upto(upto, at)?,
-            (true, None) => s.ack_all(at)?,
-            (false, _) => s.ack(&req.ids, at)?,
+            (true, None) => s.ack_all_as(user, at)?,
+            (false, _) => s.ack_as(user, &req.ids, at)?,
         })
     })
     .await?;
@@ -251,11 +270,16 @@ pub async fn ack(State(state): State<Arc<ApiState>>, Json(req): Json<AckRequest>
 
 #[utoipa::path(post, path = "/notifications/{id}/ack", params(("id" = String, Path)),
     responses((status = 200, body = AckResult), (status = 404, body = ErrorBody)))]
-pub async fn ack_one(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> ApiResult<AckResult> {
+pub async fn ack_one(
+    State(state): State<Arc<ApiState>>,
+    Extension(viewer): Extension<Viewer>,
+    Path(id): Path<String>,
+) -> ApiResult<AckResult> {
     let at = now(&state);
     let n = with_store(&state, move |s| {
-        s.notification(&id)?.ok_or_else(|| ApiError::not_found(format!("no notification '{id}'")))?;
-        Ok(s.ack(std::slice::from_ref(&id), at)?)
+        let user = viewer.user();
+        s.notification_as(user, &id)?.ok_or_else(|| ApiError::not_found(format!("no notification '{id}'")))?;
+        Ok(s.ack_as(user, std::slice::from_ref(&id), at)?)
     })
     .await?;
     state.changed();
@@ -263,8 +287,8 @@ pub async fn ack_one(State(state): State<Arc<ApiState>>, Path(id): Path<String>)
 }
 
 #[utoipa::path(get, path = "/notifications/summary", responses((status = 200, body = UnreadSummary)))]
-pub async fn summary(State(state): State<Arc<ApiState>>) -> ApiResult<UnreadSummary> {
-    with_store(&state, |s| Ok(s.unread_summary()?)).await.map(axum::Json)
+pub async fn summary(State(state): State<Arc<ApiState>>, Extension(viewer): Extension<Viewer>) -> ApiResult<UnreadSummary> {
+    with_store(&state, move |s| Ok(s.unread_summary_as(viewer.user())?)).await.map(axum::Json)
 }
 
 // ---- runs ----
@@ -292,6 +316,30 @@ fn validate_event(e: &Event) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Who events are for: as given (each a user of this team store), or, sent with a user's
+/// token, that user. The single-user store has no one to address.
+fn address(s: &Store, viewer: &Viewer, events: &mut [Event]) -> Result<(), ApiError> {
+    if events.iter().all(|e| e.to.is_empty()) && viewer.user().is_none() {
+        return Ok(());
+    }
+    if !s.is_postgres() {
+        return Err(ApiError::bad_request("\"to\" needs a team store (runwatch --store postgresql://… start)"));
+    }
+    let known: Vec<String> = s.users().map_err(|e| ApiError::bad_request(e.to_string()))?.into_iter().map(|u| u.name).collect();
+    for e in events.iter_mut() {
+        if e.to.is_empty() {
+            e.to.extend(viewer.user().map(str::to_string));
+        }
+        for to in &e.to {
+            let r = runwatch_core::users::Recipient::parse(to).map_err(ApiError::bad_request)?;
+            if !known.contains(&r.user) {
+                return Err(ApiError::bad_request(format!("\"to\": there is no user '{}' on this store", r.user)));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn result_of(i: Inserted) -> IngestResult {
     match i {
         Inserted::New(n) => IngestResult { id: n.id, duplicate: false },
@@ -301,12 +349,20 @@ fn result_of(i: Inserted) -> IngestResult {
 
 #[utoipa::path(post, path = "/events", request_body = Event,
     responses((status = 200, body = IngestResult), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
-pub async fn ingest(State(state): State<Arc<ApiState>>, Json(mut event): Json<Event>) -> ApiResult<IngestResult> {
+pub async fn ingest(
+    State(state): State<Arc<ApiState>>,
+    Extension(viewer): Extension<Viewer>,
+    Json(mut event): Json<Event>,
+) -> ApiResult<IngestResult> {
     validate_event(&event)?;
     event.source = "api".into();
     let at = now(&state);
     state.before_write().await;
-    let r = with_store(&state, move |s| Ok(s.ingest(&event, at)?)).await?;
+    let r = with_store(&state, move |s| {
+        address(s, &viewer, std::slice::from_mut(&mut event))?;
+        Ok(s.ingest(&event, at)?)
+    })
+    .await?;
     state.stored();
     Ok(axum::Json(result_of(r)))
 }
@@ -320,7 +376,11 @@ pub struct EventBatch {
 
 #[utoipa::path(post, path = "/events/batch", request_body = EventBatch,
     responses((status = 200, body = Vec<IngestResult>), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
-pub async fn ingest_batch(State(state): State<Arc<ApiState>>, Json(batch): Json<EventBatch>) -> ApiResult<Vec<IngestResult>> {
+pub async fn ingest_batch(
+    State(state): State<Arc<ApiState>>,
+    Extension(viewer): Extension<Viewer>,
+    Json(batch): Json<EventBatch>,
+) -> ApiResult<Vec<IngestResult>> {
     let mut events = batch.events;
     for (i, e) in events.iter_mut().enumerate() {
         validate_event(e).map_err(|err| ApiError::bad_request(format!("event {i}: {}", err.message)))?;
@@ -328,7 +388,11 @@ pub async fn ingest_batch(State(state): State<Arc<ApiState>>, Json(batch): Json<
     }
     let at = now(&state);
     state.before_write().await;
-    let r = with_store(&state, move |s| Ok(s.ingest_batch(&events, at)?)).await?;
+    let r = with_store(&state, move |s| {
+        address(s, &viewer, &mut events)?;
+        Ok(s.ingest_batch(&events, at)?)
+    })
+    .await?;
     state.stored();
     Ok(axum::Json(r.into_iter().map(result_of).collect()))
 }
@@ -354,7 +418,14 @@ pub async fn check_in(State(state): State<Arc<ApiState>>, Json(report): Json<Che
     let at = now(&state);
     let run_id = report.run_id.clone();
     state.before_write().await;
-    let new = with_store(&state, move |s| Ok(s.record_check_in(&report, at)?)).await?;
+    let new = with_store(&state, move |s| {
+        // Stored there, but no detector takes them yet: refused rather than kept unseen.
+        if s.is_postgres() {
+            return Err(StoreError::Unsupported("taking HTTP check-ins (the run detector)").into());
+        }
+        Ok(s.record_check_in(&report, at)?)
+    })
+    .await?;
     state.stored();
     Ok(axum::Json(CheckInResult { run_id, duplicate: !new }))
 }
@@ -469,18 +540,7 @@ pub async fn patch_notifier(
         } else if patch.config.is_some() {
             return Err(ApiError::bad_request("\"config\" must be an object"));
         }
-        s.write(|tx| {
-            if patch.config.is_some() {
-                runwatch_core::notifiers::set_config(tx, &n.id, &config, at)?;
-            }
-            if let Some(level) = patch.min_level {
-                runwatch_core::notifiers::set_min_level(tx, &n.id, level, at)?;
-            }
-            if let Some(status) = patch.status {
-                runwatch_core::notifiers::set_status(tx, &n.id, status, at)?;
-            }
-            Ok(())
-        })?;
+        s.update_notifier(&n.id, patch.config.is_some().then_some(&config), patch.min_level, patch.status, at)?;
         Ok(view(&s.resolve_notifier(&n.id)?))
     })
     .await?;
@@ -558,24 +618,30 @@ pub struct Change {
 }
 
 #[utoipa::path(get, path = "/stream", responses((status = 200, description = "text/event-stream of `change` events whose data is a Change")))]
-pub async fn stream(State(state): State<Arc<ApiState>>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+pub async fn stream(
+    State(state): State<Arc<ApiState>>,
+    Extension(viewer): Extension<Viewer>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = state.changes.subscribe();
     state.stream_joined.notify_one();
     let stopping = state.stopping.clone();
-    let events = stream::unfold((state, rx, stopping, true), |(state, mut rx, mut stopping, first)| async move {
-        if !first {
-            tokio::select! {
-                // Lagging behind only means several changes are reported as one.
-                changed = rx.recv() => if matches!(changed, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
-                    return None;
-                },
-                // The server is stopping: end the stream so its connection can close.
-                _ = stopping.wait_for(|s| *s) => return None,
+    let events = stream::unfold((state, rx, stopping, true), move |(state, mut rx, mut stopping, first)| {
+        let viewer = viewer.clone();
+        async move {
+            if !first {
+                tokio::select! {
+                    // Lagging behind only means several changes are reported as one.
+                    changed = rx.recv() => if matches!(changed, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                        return None;
+                    },
+                    // The server is stopping: end the stream so its connection can close.
+                    _ = stopping.wait_for(|s| *s) => return None,
+                }
             }
+            let summary = with_store(&state, move |s| Ok(s.unread_summary_as(viewer.user())?)).await.unwrap_or_default();
+            let data = serde_json::to_string(&Change { summary }).unwrap_or_default();
+            Some((Ok(SseEvent::default().event("change").data(data)), (state, rx, stopping, false)))
         }
-        let summary = with_store(&state, |s| Ok(s.unread_summary()?)).await.unwrap_or_default();
-        let data = serde_json::to_string(&Change { summary }).unwrap_or_default();
-        Some((Ok(SseEvent::default().event("change").data(data)), (state, rx, stopping, false)))
     });
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

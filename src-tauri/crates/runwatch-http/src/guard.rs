@@ -82,8 +82,19 @@ pub async fn refuse_oversized(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
+/// Who a request acts as: the store as a whole (the data dir's API token), or one user of a
+/// team store (their own token, see `runwatch users add`), who sees what is for them.
+#[derive(Debug, Clone, Default)]
+pub struct Viewer(pub Option<String>);
+
+impl Viewer {
+    pub fn user(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
 /// Rejects calls without the token (401) or from foreign hosts or origins (403).
-pub async fn check(State(state): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+pub async fn check(State(state): State<Arc<ApiState>>, mut req: Request, next: Next) -> Response {
     let headers = req.headers();
     // HTTP/2 (HTTPS clients negotiate it) names the host in the URI's authority, not in Host.
     let authority = req.uri().authority().map(|a| a.as_str().to_string());
@@ -96,14 +107,29 @@ pub async fn check(State(state): State<Arc<ApiState>>, req: Request, next: Next)
             return ApiError::new(StatusCode::FORBIDDEN, format!("cross-origin requests from '{origin}' are not allowed")).into_response();
         }
     }
-    if !has_token(headers, req.uri().query(), &state.token) {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong API token: send 'Authorization: Bearer <token>' (the token is in the data dir's api-token file)",
-        )
-        .into_response();
+    if has_token(headers, req.uri().query(), &state.token) {
+        req.extensions_mut().insert(Viewer(None));
+        return next.run(req).await;
     }
-    next.run(req).await
+    if let Some(given) = given_token(headers, req.uri().query()) {
+        let user = crate::api::with_store(&state, move |s| Ok(s.user_for_token(&given)?)).await;
+        if let Ok(Some(name)) = user {
+            req.extensions_mut().insert(Viewer(Some(name)));
+            return next.run(req).await;
+        }
+    }
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong API token: send 'Authorization: Bearer <token>' (the token is in the data dir's api-token file)",
+    )
+    .into_response()
+}
+
+/// The token a request carries (a user's, on a team store), if any.
+fn given_token(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+    let from_query = query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
+    bearer.or(from_query).filter(|t| !t.is_empty()).map(str::to_string)
 }
 
 /// The token from `Authorization: Bearer`, or from `?token=` (EventSource cannot send headers).

@@ -170,7 +170,8 @@ impl Server {
     pub async fn serve(self, config: ApiConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
         let addr = self.local_addr()?;
         let (changes, _) = broadcast::channel(64);
-        let checkpointer = checkpoint::Checkpointer::for_api(&config.store);
+        // WAL checkpoints are SQLite's; PostgreSQL keeps its own log.
+        let checkpointer = if config.store.is_postgres() { None } else { checkpoint::Checkpointer::for_api(&config.store) };
         let (stop_streams, stopping) = tokio::sync::watch::channel(false);
         let shutdown = async move {
             shutdown.await;
@@ -253,6 +254,10 @@ async fn watch_store(state: Arc<ApiState>) {
         let s = state.clone();
         let version = tokio::task::spawn_blocking(move || {
             let store = s.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // A PostgreSQL store comes with its change feed (LISTEN/NOTIFY): nothing to poll.
+            if store.is_postgres() {
+                return None;
+            }
             store.conn().pragma_query_value(None, "data_version", |r| r.get::<_, i64>(0)).ok()
         })
         .await

@@ -8,8 +8,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 use runwatch_core::clock::{Millis, SharedClock};
-use runwatch_core::deliveries::{self, Due};
-use runwatch_core::notifiers::{self, Notifier};
+use runwatch_core::deliveries::{Attempt, Due};
+use runwatch_core::notifiers::Notifier;
 use runwatch_core::store::StoreError;
 use runwatch_core::{NotifierStatus, Store};
 
@@ -84,7 +84,7 @@ impl Dispatcher {
     pub fn step(&mut self) -> Result<Option<Millis>, StoreError> {
         let mut next: Option<Millis> = None;
         let mut active = Vec::new();
-        for notifier in notifiers::list(self.store.conn())? {
+        for notifier in self.store.notifiers()? {
             if notifier.status != NotifierStatus::Enabled {
                 continue;
             }
@@ -105,12 +105,12 @@ impl Dispatcher {
                 let now = self.clock.now();
                 let paced = self.paced_until.get(&notifier.id).copied().unwrap_or(Millis::MIN);
                 if page.is_empty() && now >= paced {
-                    page.extend(deliveries::due(self.store.conn(), &notifier.id, now, DIGEST_MAX)?);
+                    page.extend(self.store.take_due(&notifier.id, now, DIGEST_MAX)?);
                 }
                 let batch: Vec<Due> =
                     if channel.pacing_ms() > 0 { page.drain(..).collect() } else { page.pop_front().into_iter().collect() };
                 if batch.is_empty() {
-                    let pending = deliveries::next_attempt(self.store.conn(), &notifier.id)?;
+                    let pending = self.store.next_delivery_attempt(&notifier.id)?;
                     next = soonest(next, pending.map(|p| p.max(paced)));
                     done.push(i);
                 } else {
@@ -150,7 +150,7 @@ impl Dispatcher {
                 }
                 if !matches!(outcome, Outcome::Sent) {
                     // Backed off for now; the others go on.
-                    next = soonest(next, deliveries::next_attempt(self.store.conn(), &notifier.id)?);
+                    next = soonest(next, self.store.next_delivery_attempt(&notifier.id)?);
                     done.push(*i);
                 }
             }
@@ -162,16 +162,13 @@ impl Dispatcher {
     /// A notifier whose settings cannot be used fails what is due rather than retrying it.
     fn fail_all_due(&mut self, notifier: &Notifier, error: &str) -> Result<(), StoreError> {
         let now = self.clock.now();
-        let due = deliveries::due(self.store.conn(), &notifier.id, now, 1000)?;
+        let due = self.store.take_due(&notifier.id, now, 1000)?;
         if due.is_empty() {
             return Ok(()); // no empty transaction on every wake
         }
-        self.store.write(|tx| {
-            for d in &due {
-                deliveries::mark_attempt_failed(tx, &d.notification.id, &notifier.id, error, None, now)?;
-            }
-            Ok(())
-        })
+        let failed: Vec<(&str, Attempt)> =
+            due.iter().map(|d| (d.notification.id.as_str(), Attempt::Failed { error: error.to_string(), retry_at: None })).collect();
+        self.store.record_attempts(&notifier.id, &failed, now)
     }
 
     /// Whether [`DispatcherHandle::stop`] was called (looked at between sends).
@@ -185,22 +182,23 @@ impl Dispatcher {
     }
 
     fn record(&mut self, notifier: &Notifier, batch: &[Due], outcome: &Outcome, now: Millis) -> Result<(), StoreError> {
-        self.store.write(|tx| {
-            for d in batch {
-                let id = &d.notification.id;
-                match outcome {
-                    Outcome::Sent => deliveries::mark_sent(tx, id, &notifier.id, now)?,
-                    Outcome::Failed { error } => deliveries::mark_attempt_failed(tx, id, &notifier.id, error, None, now)?,
+        let attempts: Vec<(&str, Attempt)> = batch
+            .iter()
+            .map(|d| {
+                let attempt = match outcome {
+                    Outcome::Sent => Attempt::Sent,
+                    Outcome::Failed { error } => Attempt::Failed { error: error.clone(), retry_at: None },
                     Outcome::Retry { error, after } => {
                         let retry_at = (d.attempts + 1 < MAX_ATTEMPTS).then(|| now + retry_delay(d.attempts, *after));
                         let error =
                             if retry_at.is_none() { format!("{error} (gave up after {MAX_ATTEMPTS} attempts)") } else { error.clone() };
-                        deliveries::mark_attempt_failed(tx, id, &notifier.id, &error, retry_at, now)?;
+                        Attempt::Failed { error, retry_at }
                     }
-                }
-            }
-            Ok(())
-        })?;
+                };
+                (d.notification.id.as_str(), attempt)
+            })
+            .collect();
+        self.store.record_attempts(&notifier.id, &attempts, now)?;
         if let Outcome::Failed { error } | Outcome::Retry { error, .. } = outcome {
             tracing::warn!("delivery to {} notifier {} failed: {error}", notifier.kind, short(&notifier.id));
         }

@@ -53,6 +53,14 @@ pub enum WatcherError {
 #[derive(Debug, Clone)]
 pub struct StopHandle(Sender<Msg>);
 
+/// A watcher that watches nothing, for a store it does not run on yet (PostgreSQL: the
+/// daemon there serves the API and delivers): the returned body waits for
+/// [`StopHandle::stop`].
+pub fn standing_by() -> (StopHandle, impl FnOnce() + Send + 'static) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    (StopHandle(tx), move || while !matches!(rx.recv(), Ok(Msg::Stop) | Err(_)) {})
+}
+
 impl StopHandle {
     pub fn stop(&self) {
         let _ = self.0.send(Msg::Stop);

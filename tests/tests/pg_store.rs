@@ -1,0 +1,65 @@
+//! `--store postgresql://…` (and `RUNWATCH_STORE`) for the commands that read and write the
+//! inbox, `runwatch store migrate|check`, and the one-line errors when PostgreSQL cannot be
+//! reached (password masked), against a throwaway PostgreSQL cluster.
+
+use runwatch_core::pg::fixture::Cluster;
+use runwatch_tests::{run_cli, runwatch};
+
+#[test]
+fn send_list_ack_and_summary_work_on_a_postgresql_store() {
+    let url = Cluster::shared().database().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let rw = |args: &[&str]| run_cli(runwatch(tmp.path()).arg("--store").arg(&url).args(args));
+
+    let check = rw(&["store", "check"]);
+    assert_eq!(check.code, Some(1), "an empty database is not migrated yet: {check:?}");
+    assert!(check.stdout.contains("runwatch store migrate"), "{check:?}");
+    let migrate = rw(&["store", "migrate"]);
+    assert_eq!(migrate.code, Some(0), "{migrate:?}");
+    assert!(migrate.stdout.contains("migrated to schema"), "{migrate:?}");
+    let check = rw(&["store", "check"]);
+    assert_eq!(check.code, Some(0), "{check:?}");
+    assert!(check.stdout.contains("is reachable, at schema"), "{check:?}");
+
+    let sent = rw(&["--notifications", "hidden", "send", "--level", "error", "loss is NaN at step 1200"]);
+    assert_eq!(sent.code, Some(0), "{sent:?}");
+    // The same store through the environment variable, from another data dir.
+    let other = tempfile::tempdir().unwrap();
+    let listed =
+        run_cli(runwatch(other.path()).env("RUNWATCH_STORE", &url).args(["--notifications", "hidden", "--json", "notifications", "list"]));
+    assert_eq!(listed.code, Some(0), "{listed:?}");
+    let items: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let items = items.as_array().or_else(|| items["items"].as_array()).cloned().unwrap_or_default();
+    assert_eq!(items.len(), 1, "{listed:?}");
+    assert_eq!(items[0]["title"], "loss is NaN at step 1200");
+    let id = items[0]["id"].as_str().unwrap().to_string();
+
+    let summary = rw(&["notifications", "list"]);
+    assert_eq!(summary.code, Some(1), "an error is pending: {summary:?}");
+    assert!(summary.stderr.contains("1 pending notification"), "{summary:?}");
+
+    let short = &id[id.len() - 8..];
+    let acked = rw(&["--notifications", "hidden", "notifications", "ack", "--item", short]);
+    assert_eq!(acked.code, Some(0), "{acked:?}");
+    let after = rw(&["notifications", "list"]);
+    assert_eq!(after.code, Some(0), "nothing pending after the ack: {after:?}");
+    assert!(!tmp.path().join("runwatch.db").exists(), "no SQLite store was created beside it");
+}
+
+#[test]
+fn a_store_that_cannot_be_reached_is_one_line_without_the_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("postgresql://alice:hunter2@127.0.0.1:{port}/rw");
+    for args in [&["notifications", "list"][..], &["store", "check"], &["send", "hello"]] {
+        let out = run_cli(runwatch(tmp.path()).arg("--store").arg(&url).args(args));
+        assert_eq!(out.code, Some(1), "{args:?}: {out:?}");
+        assert!(out.stderr.starts_with("runwatch: error: cannot reach the PostgreSQL store"), "{out:?}");
+        assert!(out.stderr.contains("alice:***@127.0.0.1"), "{out:?}");
+        assert_eq!(out.stderr.trim_end().lines().count(), 1, "{out:?}");
+        assert!(!out.stderr.contains("hunter2") && !out.stdout.contains("hunter2"), "{out:?}");
+    }
+    let bad = run_cli(runwatch(tmp.path()).args(["--store", "mysql://bob:pw@db/x", "notifications", "list"]));
+    assert_eq!(bad.code, Some(2), "{bad:?}");
+    assert!(bad.stderr.contains("not a PostgreSQL URL") && !bad.stderr.contains(":pw@"), "{bad:?}");
+}
