@@ -12,6 +12,8 @@ import type { Health } from "./Health";
 import type { IngestResult } from "./IngestResult";
 import type { Level } from "./Level";
 import type { NewNotifier } from "./NewNotifier";
+import type { NewSilence } from "./NewSilence";
+import type { Notification } from "./Notification";
 import type { NotificationDetails } from "./NotificationDetails";
 import type { NotifierPatch } from "./NotifierPatch";
 import type { NotifierView } from "./NotifierView";
@@ -21,6 +23,8 @@ import type { RemotePatch } from "./RemotePatch";
 import type { Run } from "./Run";
 import type { Settings } from "./Settings";
 import type { SettingsPatch } from "./SettingsPatch";
+import type { Silence } from "./Silence";
+import type { SnoozeRequest } from "./SnoozeRequest";
 import type { TestResult } from "./TestResult";
 import type { UnreadSummary } from "./UnreadSummary";
 
@@ -29,7 +33,7 @@ export const API_PREFIX = "/api/v1";
 
 /** The documented bounds of bodies' numbers (those with a maximum), by type and field. */
 export const bounds = {
-  SettingsPatch: { expiry_days: { minimum: 0, maximum: 36500 }, grace_secs: { minimum: 0, maximum: 604800 }, rescan_secs: { minimum: 1, maximum: 3600 }, unreachable_warn_secs: { minimum: 1, maximum: 604800 } },
+  SettingsPatch: { expiry_days: { minimum: 0, maximum: 36500 }, grace_secs: { minimum: 0, maximum: 604800 }, group_window_secs: { minimum: 0, maximum: 3600 }, rescan_secs: { minimum: 1, maximum: 3600 }, unreachable_warn_secs: { minimum: 1, maximum: 604800 } },
 } as const;
 
 /** Every operation's path, by operation. */
@@ -44,6 +48,8 @@ export const paths = {
   summary: "/notifications/summary",
   showNotification: "/notifications/{id}",
   ackOne: "/notifications/{id}/ack",
+  snooze: "/notifications/{id}/snooze",
+  unsnooze: "/notifications/{id}/unsnooze",
   listNotifiers: "/notifiers",
   addNotifier: "/notifiers",
   deleteNotifier: "/notifiers/{id}",
@@ -57,6 +63,9 @@ export const paths = {
   runs: "/runs",
   getSettings: "/settings",
   patchSettings: "/settings",
+  listSilences: "/silences",
+  addSilence: "/silences",
+  expireSilence: "/silences/{id}/expire",
   stream: "/stream",
 } as const;
 
@@ -96,6 +105,10 @@ export function client(send: Send) {
     showNotification: (id: string) => send<NotificationDetails>("GET", `/notifications/${encodeURIComponent(id)}`),
     /** POST /notifications/{id}/ack */
     ackOne: (id: string) => send<AckResult>("POST", `/notifications/${encodeURIComponent(id)}/ack`),
+    /** POST /notifications/{id}/snooze */
+    snooze: (id: string, body: SnoozeRequest) => send<Notification>("POST", `/notifications/${encodeURIComponent(id)}/snooze`, body),
+    /** POST /notifications/{id}/unsnooze */
+    unsnooze: (id: string) => send<Notification>("POST", `/notifications/${encodeURIComponent(id)}/unsnooze`),
     /** GET /notifiers */
     listNotifiers: () => send<Array<NotifierView>>("GET", `/notifiers`),
     /** POST /notifiers */
@@ -122,5 +135,11 @@ export function client(send: Send) {
     getSettings: () => send<Settings>("GET", `/settings`),
     /** PATCH /settings */
     patchSettings: (body: SettingsPatch) => send<Settings>("PATCH", `/settings`, body),
+    /** GET /silences */
+    listSilences: () => send<Array<Silence>>("GET", `/silences`),
+    /** POST /silences */
+    addSilence: (body: NewSilence) => send<Silence>("POST", `/silences`, body),
+    /** POST /silences/{id}/expire */
+    expireSilence: (id: string) => send<Silence>("POST", `/silences/${encodeURIComponent(id)}/expire`),
   };
 }

@@ -375,6 +375,7 @@ fn list(store: &mut Store, args: &ListArgs, json: bool) -> anyhow::Result<Finish
         cursor: None,
         limit: Some(want.min(inbox::MAX_PAGE)),
         origin: args.origin.clone(),
+        now: None,
     };
     let mut items: Vec<Notification> = Vec::new();
     let mut more = false;

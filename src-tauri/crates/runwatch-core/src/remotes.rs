@@ -405,7 +405,7 @@ impl Store {
                 tx.prepare_cached("UPDATE pending_counts SET n = n + 1 WHERE level = ?1")?.execute([n.level.number()])?;
                 for (notifier_id, min_level) in &recipients {
                     if *min_level <= n.level {
-                        crate::deliveries::enqueue(tx, &id, notifier_id, now)?;
+                        crate::deliveries::enqueue(tx, &id, notifier_id, now, now)?;
                     }
                 }
                 applied.new_pending.push(Notification {
@@ -415,6 +415,10 @@ impl Store {
                     origin: Some(remote.to_string()),
                     dedupe_key: None,
                     event_id: None,
+                    snoozed_until: None,
+                    silenced_by: None,
+                    resolved_at: None,
+                    group_key: None,
                     ..n.clone()
                 });
             }

@@ -16,6 +16,7 @@ use ts_rs::TS;
 use utoipa::ToSchema;
 
 use crate::clock::Millis;
+use crate::noise::QuietHours;
 use crate::store::StoreError;
 use crate::{Level, Store};
 
@@ -28,6 +29,9 @@ mod key {
     pub const RESCAN_SECS: &str = "rescan_secs";
     pub const WATCHED_REPOS: &str = "watched_repos";
     pub const UNREACHABLE_WARN_SECS: &str = "unreachable_warn_secs";
+    pub const GROUP_WINDOW_SECS: &str = "group_window_secs";
+    pub const GROUP_BY: &str = "group_by";
+    pub const POPUP_QUIET_HOURS: &str = "popup_quiet_hours";
     /// Not a setting: the repositories whose history was already taken in (see [`super::known_repos`]).
     pub const KNOWN_REPOS: &str = "known_repos";
 }
@@ -40,6 +44,9 @@ pub const MAX_EXPIRY_DAYS: u64 = 36_500;
 pub const MAX_RESCAN_SECS: u64 = 3_600;
 /// The longest a remote may be unreachable before the warning: a week.
 pub const MAX_UNREACHABLE_WARN_SECS: u64 = 7 * 86_400;
+
+/// The longest grouping window: an hour.
+pub const MAX_GROUP_WINDOW_SECS: u64 = 3_600;
 
 /// The user's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, TS)]
@@ -60,6 +67,12 @@ pub struct Settings {
     pub watched_repos: Vec<String>,
     /// Seconds a followed server may be unreachable before one WARNING says so.
     pub unreachable_warn_secs: u64,
+    /// Seconds a group's first notification waits for the rest of its burst (0: no grouping).
+    pub group_window_secs: u64,
+    /// Where group keys come from, first found wins: `label.NAME` (a run label) or `repo`.
+    pub group_by: Vec<String>,
+    /// Quiet hours of the desktop popups.
+    pub popup_quiet_hours: Option<QuietHours>,
 }
 
 impl Default for Settings {
@@ -74,6 +87,9 @@ impl Default for Settings {
             rescan_secs: 300,
             watched_repos: Vec::new(),
             unreachable_warn_secs: 300,
+            group_window_secs: 30,
+            group_by: vec!["label.slurm_array_job_id".into(), "label.sweep".into()],
+            popup_quiet_hours: None,
         }
     }
 }
@@ -94,6 +110,11 @@ pub struct SettingsPatch {
     pub watched_repos: Option<Vec<String>>,
     #[schema(minimum = 1, maximum = 604_800)]
     pub unreachable_warn_secs: Option<u64>,
+    #[schema(maximum = 3_600)]
+    pub group_window_secs: Option<u64>,
+    pub group_by: Option<Vec<String>>,
+    /// Quiet hours of the popups; `start` empty turns them off.
+    pub popup_quiet_hours: Option<QuietHours>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +142,15 @@ impl SettingsPatch {
         if self.unreachable_warn_secs.is_some_and(|r| !(1..=MAX_UNREACHABLE_WARN_SECS).contains(&r)) {
             return invalid(format!("unreachable_warn_secs must be 1 to {MAX_UNREACHABLE_WARN_SECS}"));
         }
+        if self.group_window_secs.is_some_and(|w| w > MAX_GROUP_WINDOW_SECS) {
+            return invalid(format!("group_window_secs must be at most {MAX_GROUP_WINDOW_SECS}"));
+        }
+        for source in self.group_by.iter().flatten() {
+            crate::noise::check_group_source(source).map_err(SettingsError::Invalid)?;
+        }
+        if let Some(q) = self.popup_quiet_hours.as_ref().filter(|q| !q.start.is_empty()) {
+            q.check().map_err(|e| SettingsError::Invalid(format!("popup_quiet_hours: {e}")))?;
+        }
         for (i, repo) in self.watched_repos.iter().flatten().enumerate() {
             // A relative path would depend on where the daemon happened to start.
             if repo.trim() != repo || !std::path::Path::new(repo).is_absolute() || repo.contains('\0') {
@@ -147,6 +177,9 @@ impl Settings {
             rescan_secs: decode(key::RESCAN_SECS, raw(key::RESCAN_SECS)).unwrap_or(d.rescan_secs),
             watched_repos: decode(key::WATCHED_REPOS, raw(key::WATCHED_REPOS)).unwrap_or(d.watched_repos),
             unreachable_warn_secs: decode(key::UNREACHABLE_WARN_SECS, raw(key::UNREACHABLE_WARN_SECS)).unwrap_or(d.unreachable_warn_secs),
+            group_window_secs: decode(key::GROUP_WINDOW_SECS, raw(key::GROUP_WINDOW_SECS)).unwrap_or(d.group_window_secs),
+            group_by: decode(key::GROUP_BY, raw(key::GROUP_BY)).unwrap_or(d.group_by),
+            popup_quiet_hours: decode(key::POPUP_QUIET_HOURS, raw(key::POPUP_QUIET_HOURS)).unwrap_or(d.popup_quiet_hours),
         })
     }
 
@@ -192,6 +225,15 @@ pub fn patch(store: &mut Store, patch: &SettingsPatch) -> Result<Settings, Setti
     if let Some(r) = patch.unreachable_warn_secs {
         put(key::UNREACHABLE_WARN_SECS, serde_json::to_string(&r))?;
     }
+    if let Some(w) = patch.group_window_secs {
+        put(key::GROUP_WINDOW_SECS, serde_json::to_string(&w))?;
+    }
+    if let Some(g) = &patch.group_by {
+        put(key::GROUP_BY, serde_json::to_string(g))?;
+    }
+    if let Some(q) = &patch.popup_quiet_hours {
+        put(key::POPUP_QUIET_HOURS, serde_json::to_string(&Some(q).filter(|q| !q.start.is_empty())))?;
+    }
     if let Some(r) = &patch.watched_repos {
         put(key::WATCHED_REPOS, serde_json::to_string(r))?;
     }
@@ -212,6 +254,17 @@ pub fn expiry(store: &Store) -> Result<Option<Millis>, StoreError> {
     let raw: Option<String> =
         store.conn().prepare_cached("SELECT value FROM settings WHERE key = ?1")?.query_row([key::EXPIRY_DAYS], |r| r.get(0)).optional()?;
     Ok(expiry_of(decode(key::EXPIRY_DAYS, raw.as_deref()).unwrap_or(Settings::default().expiry_days)))
+}
+
+/// What grouping needs on every insert: the key sources and the window in ms.
+pub(crate) fn noise_settings(conn: &rusqlite::Connection) -> Result<(Vec<String>, Millis), StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT key, value FROM settings WHERE key IN (?1, ?2)")?;
+    let rows: HashMap<String, String> =
+        stmt.query_map([key::GROUP_BY, key::GROUP_WINDOW_SECS], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    let d = Settings::default();
+    let group_by = decode(key::GROUP_BY, rows.get(key::GROUP_BY).map(String::as_str)).unwrap_or(d.group_by);
+    let window: u64 = decode(key::GROUP_WINDOW_SECS, rows.get(key::GROUP_WINDOW_SECS).map(String::as_str)).unwrap_or(d.group_window_secs);
+    Ok((group_by, crate::clock::secs(window)))
 }
 
 /// The repositories whose existing check-ins were already taken in (so the first scan of a

@@ -61,6 +61,7 @@ const MIGRATION_SQL: &[&str] = &[
     include_str!("../migrations/0005_ack_all.sql"),
     include_str!("../migrations/0006_remote_runs.sql"),
     include_str!("../migrations/0007_remotes.sql"),
+    include_str!("../migrations/0008_noise.sql"),
 ];
 
 static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
@@ -138,6 +139,14 @@ impl Store {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
+        Ok(out)
+    }
+
+    /// [`Store::write`] for operations with their own error type.
+    pub fn write_with<T, E: From<StoreError>>(&mut self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(StoreError::from)?;
         Ok(out)
     }
 

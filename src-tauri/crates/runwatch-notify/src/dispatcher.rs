@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use runwatch_core::clock::{Millis, SharedClock};
 use runwatch_core::deliveries::{self, Due};
+use runwatch_core::noise::{self, NotifierRules};
 use runwatch_core::notifiers::{self, Notifier};
 use runwatch_core::store::StoreError;
 use runwatch_core::{NotifierStatus, Store};
@@ -57,6 +58,8 @@ pub struct Dispatcher {
     paced_until: HashMap<String, Millis>,
     /// A stop was asked for: finish the send in flight, start no other.
     stopping: bool,
+    /// The user's time zone, for quiet hours.
+    tz: jiff::tz::TimeZone,
     tx: mpsc::Sender<Msg>,
     rx: Receiver<Msg>,
 }
@@ -64,7 +67,13 @@ pub struct Dispatcher {
 impl Dispatcher {
     pub fn new(store: Store, clock: SharedClock, sender: Sender) -> Self {
         let (tx, rx) = mpsc::channel();
-        Self { store, clock, sender, paced_until: HashMap::new(), stopping: false, tx, rx }
+        Self { store, clock, sender, paced_until: HashMap::new(), stopping: false, tz: jiff::tz::TimeZone::system(), tx, rx }
+    }
+
+    /// Quiet hours in this time zone instead of the system's (tests).
+    pub fn with_time_zone(mut self, tz: jiff::tz::TimeZone) -> Self {
+        self.tz = tz;
+        self
     }
 
     pub fn handle(&self) -> DispatcherHandle {
@@ -89,7 +98,10 @@ impl Dispatcher {
                 continue;
             }
             match Channel::from_notifier(&notifier) {
-                Ok(channel) => active.push((notifier, channel, VecDeque::new())),
+                Ok(channel) => {
+                    let rules = noise::rules(self.store.conn(), &notifier.id)?;
+                    active.push((notifier, channel, rules, VecDeque::<Vec<Due>>::new()));
+                }
                 Err(e) => self.fail_all_due(&notifier, &format!("invalid notifier settings: {e}"))?,
             }
         }
@@ -98,17 +110,25 @@ impl Dispatcher {
             // Each notifier's next batch: with pacing, everything that backed up goes as one
             // digest; without, one message at a time, from a page read once (reading the
             // first due delivery sorts all of them: per message, a backlog would be
-            // quadratic). A notifier with nothing to send now is done for this step.
+            // quadratic). The rule engine has its say first (delay, repeat, snooze, quiet
+            // hours); a group, and what quiet hours held, go as one message each. A notifier
+            // with nothing to send now is done for this step.
             let mut round: Vec<(usize, Vec<Due>)> = Vec::new();
             let mut done = Vec::new();
-            for (i, (notifier, channel, page)) in active.iter_mut().enumerate() {
+            for (i, (notifier, channel, rules, page)) in active.iter_mut().enumerate() {
                 let now = self.clock.now();
                 let paced = self.paced_until.get(&notifier.id).copied().unwrap_or(Millis::MIN);
                 if page.is_empty() && now >= paced {
-                    page.extend(deliveries::due(self.store.conn(), &notifier.id, now, DIGEST_MAX)?);
+                    let due = deliveries::due(self.store.conn(), &notifier.id, now, DIGEST_MAX)?;
+                    let send = if due.is_empty() {
+                        due
+                    } else {
+                        let tz = &self.tz;
+                        self.store.write(|tx| deliveries::triage(tx, &notifier.id, rules, due, now, tz))?
+                    };
+                    page.extend(deliveries::batches(send, channel.pacing_ms() > 0));
                 }
-                let batch: Vec<Due> =
-                    if channel.pacing_ms() > 0 { page.drain(..).collect() } else { page.pop_front().into_iter().collect() };
+                let batch: Vec<Due> = if now >= paced { page.pop_front().unwrap_or_default() } else { Vec::new() };
                 if batch.is_empty() {
                     let pending = deliveries::next_attempt(self.store.conn(), &notifier.id)?;
                     next = soonest(next, pending.map(|p| p.max(paced)));
@@ -142,9 +162,9 @@ impl Dispatcher {
                 })
             };
             for ((i, batch), outcome) in round.iter().zip(&outcomes) {
-                let (notifier, channel, _) = &active[*i];
+                let (notifier, channel, rules, _) = &active[*i];
                 let now = self.clock.now();
-                self.record(notifier, batch, outcome, now)?;
+                self.record(notifier, rules, batch, outcome, now)?;
                 if channel.pacing_ms() > 0 {
                     self.paced_until.insert(notifier.id.clone(), now + channel.pacing_ms());
                 }
@@ -184,12 +204,21 @@ impl Dispatcher {
         self.stopping
     }
 
-    fn record(&mut self, notifier: &Notifier, batch: &[Due], outcome: &Outcome, now: Millis) -> Result<(), StoreError> {
+    fn record(
+        &mut self,
+        notifier: &Notifier,
+        rules: &NotifierRules,
+        batch: &[Due],
+        outcome: &Outcome,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        // A repeating notifier hears of it again while it is unacknowledged.
+        let again_at = rules.repeat_ms.map(|r| now + r);
         self.store.write(|tx| {
             for d in batch {
                 let id = &d.notification.id;
                 match outcome {
-                    Outcome::Sent => deliveries::mark_sent(tx, id, &notifier.id, now)?,
+                    Outcome::Sent => deliveries::mark_sent_again_at(tx, id, &notifier.id, again_at, now)?,
                     Outcome::Failed { error } => deliveries::mark_attempt_failed(tx, id, &notifier.id, error, None, now)?,
                     Outcome::Retry { error, after } => {
                         let retry_at = (d.attempts + 1 < MAX_ATTEMPTS).then(|| now + retry_delay(d.attempts, *after));
@@ -241,7 +270,16 @@ fn message<'a>(batch: &'a [Due], channel: &Channel) -> Message<'a> {
         return Message { text: render::message_text(n, &template), level, run: n.run_id.as_deref(), single: Some(n), count: 1 };
     }
     let items: Vec<_> = batch.iter().map(|d| &d.notification).collect();
-    Message { text: render::digest_text(&items), level, run: None, single: None, count: batch.len() }
+    let digest = render::digest_text(&items);
+    let text = match items[0].group_key.as_deref() {
+        _ if batch.iter().all(|d| d.held) => format!("While quiet hours lasted: {digest}"),
+        Some(key) if items.iter().all(|n| n.group_key.as_deref() == Some(key)) => {
+            let list = digest.split_once('\n').map_or("", |(_, rest)| rest);
+            format!("{}\n{list}", noise::group_title(key, &items))
+        }
+        _ => digest,
+    };
+    Message { text, level, run: None, single: None, count: batch.len() }
 }
 
 /// The wait before retry number `attempts + 1`: the server's `Retry-After` if it gave
