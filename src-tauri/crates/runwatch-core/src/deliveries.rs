@@ -160,8 +160,9 @@ pub fn triage(
 
 /// How due deliveries go out: what quiet hours held as one catch-up digest, each group
 /// (same group key) as one message, and the rest together (`together`, a paced notifier's
-/// digest) or one by one.
-pub fn batches(send: Vec<Due>, together: bool) -> Vec<Vec<Due>> {
+/// digest) or one by one. A digest holds at most `digest_max`; a group has no limit (its
+/// message summarises it).
+pub fn batches(send: Vec<Due>, together: bool, digest_max: usize) -> Vec<Vec<Due>> {
     let mut held = Vec::new();
     let mut groups: Vec<Vec<Due>> = Vec::new();
     let mut rest = Vec::new();
@@ -177,14 +178,19 @@ pub fn batches(send: Vec<Due>, together: bool) -> Vec<Vec<Due>> {
             rest.push(d);
         }
     }
-    let mut out: Vec<Vec<Due>> = Vec::new();
-    if !held.is_empty() {
-        out.push(held);
-    }
-    if together {
-        if !rest.is_empty() {
-            out.push(rest);
+    let chunks = |v: Vec<Due>| {
+        let mut out: Vec<Vec<Due>> = Vec::new();
+        for d in v {
+            match out.last_mut() {
+                Some(last) if last.len() < digest_max.max(1) => last.push(d),
+                _ => out.push(vec![d]),
+            }
         }
+        out
+    };
+    let mut out: Vec<Vec<Due>> = chunks(held);
+    if together {
+        out.extend(chunks(rest));
     } else {
         out.extend(rest.into_iter().map(|d| vec![d]));
     }

@@ -338,7 +338,7 @@ fn quiet_hours_hold_escalations_until_they_end_except_the_pass_level_and_send_a_
     assert_eq!(send.len(), 1);
     assert_eq!(send[0].notification.id, a.id);
     assert!(send[0].held);
-    let batches = deliveries::batches(send, false);
+    let batches = deliveries::batches(send, false, 50);
     assert_eq!(batches.len(), 1);
     assert!(deliveries::of_notification(store.conn(), &b.id).unwrap().is_empty(), "b's notifier never heard of it");
     assert_eq!(deliveries::of_notification(store.conn(), &c.id).unwrap()[0].state, runwatch_core::DeliveryState::Sent);
@@ -481,7 +481,7 @@ fn a_burst_with_one_group_key_waits_for_the_window_and_goes_as_one_message() {
     let send = due_now(&mut store, &notifier, T0 + 30_000, &utc());
     assert_eq!(send.len(), 12);
     sent(&mut store, &notifier, &send, T0 + 30_000);
-    let batches = deliveries::batches(send, false);
+    let batches = deliveries::batches(send, false, 50);
     assert_eq!(batches.len(), 1, "one message for the group");
     let items: Vec<&Notification> = batches[0].iter().map(|d| &d.notification).collect();
     assert_eq!(items[0].group_key.as_deref(), Some("slurm_array_job_id=4242"));

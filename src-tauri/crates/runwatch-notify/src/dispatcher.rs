@@ -18,6 +18,11 @@ use crate::channel::Channel;
 use crate::render::{self, DIGEST_MAX};
 use crate::send::{Message, Outcome, Sender};
 
+/// The most due deliveries read at once: a group of up to this many goes as one message.
+pub const GROUP_MAX: usize = 1000;
+/// The lines a group's message lists; the rest are counted.
+const GROUP_LINES: usize = 10;
+
 /// First retry delay; doubled per attempt up to [`MAX_BACKOFF_MS`].
 pub const BASE_BACKOFF_MS: Millis = 1000;
 pub const MAX_BACKOFF_MS: Millis = 5 * 60 * 1000;
@@ -119,14 +124,15 @@ impl Dispatcher {
                 let now = self.clock.now();
                 let paced = self.paced_until.get(&notifier.id).copied().unwrap_or(Millis::MIN);
                 if page.is_empty() && now >= paced {
-                    let due = deliveries::due(self.store.conn(), &notifier.id, now, DIGEST_MAX)?;
+                    // A page large enough for a burst's group to go as one message.
+                    let due = deliveries::due(self.store.conn(), &notifier.id, now, GROUP_MAX)?;
                     let send = if due.is_empty() {
                         due
                     } else {
                         let tz = &self.tz;
                         self.store.write(|tx| deliveries::triage(tx, &notifier.id, rules, due, now, tz))?
                     };
-                    page.extend(deliveries::batches(send, channel.pacing_ms() > 0));
+                    page.extend(deliveries::batches(send, channel.pacing_ms() > 0, DIGEST_MAX));
                 }
                 let batch: Vec<Due> = if now >= paced { page.pop_front().unwrap_or_default() } else { Vec::new() };
                 if batch.is_empty() {
@@ -274,8 +280,14 @@ fn message<'a>(batch: &'a [Due], channel: &Channel) -> Message<'a> {
     let text = match items[0].group_key.as_deref() {
         _ if batch.iter().all(|d| d.held) => format!("While quiet hours lasted: {digest}"),
         Some(key) if items.iter().all(|n| n.group_key.as_deref() == Some(key)) => {
-            let list = digest.split_once('\n').map_or("", |(_, rest)| rest);
-            format!("{}\n{list}", noise::group_title(key, &items))
+            let mut text = noise::group_title(key, &items);
+            for n in items.iter().take(GROUP_LINES) {
+                text.push_str(&format!("\n• [{}] {}", n.level, n.title));
+            }
+            if items.len() > GROUP_LINES {
+                text.push_str(&format!("\n… and {} more", items.len() - GROUP_LINES));
+            }
+            text
         }
         _ => digest,
     };
