@@ -1,7 +1,9 @@
 """Popups and the tray badge, read back over D-Bus: one critical popup per ERROR with
-Open and Acknowledge, none for a WARNING, a burst coalesced, the badge red after an
+Open, Acknowledge and Snooze 1 h, none for a WARNING, a burst coalesced, 64 failures of
+one array job as one popup, the popup's "Snooze 1 h" snoozing it, the badge red after an
 ERROR and gone after "Acknowledge all" from the tray menu."""
 import subprocess
+import time
 
 from conftest import ARTIFACTS, wait_until
 from test_app import click, menu_items, tray_item
@@ -30,7 +32,7 @@ def test_an_error_pops_up_once_a_warning_does_not(bus, notifications, tray_host,
     assert call["summary"] == "Runwatch: ERROR"
     assert call["body"] == "loss is NaN at step 1200"
     assert call["urgency"] == 2, "critical urgency"
-    assert call["actions"] == ["default", "Open", "ack", "Acknowledge"]
+    assert call["actions"] == ["default", "Open", "ack", "Acknowledge", "snooze", "Snooze 1 h"]
 
 
 def test_a_burst_of_ten_errors_makes_at_most_two_popups(bus, notifications, tray_host, app):
@@ -55,3 +57,35 @@ def test_badge_turns_red_on_an_error_and_goes_after_acknowledge_all(bus, notific
     click(menu, items["Acknowledge all"])
     wait_until("the badge to go", lambda: "217,45,32" not in badge_pixel(props)[1].replace(" ", ""))
     assert app.call("GET", "/api/v1/notifications/summary")["total"] == 0
+
+
+def test_the_popups_snooze_action_snoozes_it_for_an_hour(bus, notifications, tray_host, app):
+    tray_item(bus, tray_host)
+    nid = app.event("ERROR", "loss is NaN at step 77")
+    wait_until("a popup", notifications.calls)
+    assert app.call("GET", "/api/v1/notifications/summary")["total"] == 1
+    notifications.click(1, "snooze")  # the mock numbers popups from 1
+    snoozed = wait_until("the notification to be snoozed",
+                         lambda: app.call("GET", "/api/v1/notifications?state=snoozed")["items"])
+    assert [n["id"] for n in snoozed] == [nid]
+    until = snoozed[0]["snoozed_until"]
+    assert 3_500_000 < until - snoozed[0]["created_at"] <= 3_700_000, "an hour"
+    assert app.call("GET", "/api/v1/notifications/summary")["total"] == 0
+    assert app.call("GET", "/api/v1/notifications")["items"] == []
+
+
+def test_sixty_four_failures_of_one_array_job_make_one_popup(bus, notifications, tray_host, app):
+    tray_item(bus, tray_host)
+    app.call("PATCH", "/api/v1/settings", {"group_window_secs": 5})
+    for task in range(64):
+        app.call("POST", "/api/v1/check-ins", {
+            "run_id": f"array-4242-{task}", "failed": True, "exit_code": 1,
+            "labels": {"slurm_array_job_id": "4242", "slurm_array_task_id": str(task)}})
+    wait_until("all 64 in the inbox", lambda: app.call("GET", "/api/v1/notifications/summary")["error"] == 64)
+    calls = wait_until("the group's popup", notifications.calls)
+    assert calls[0]["summary"] == "64 new errors"
+    assert calls[0]["body"].startswith("64 runs of array 4242 failed: "), calls[0]
+    # Proving that nothing else pops up takes real time: a straggler would open a group of
+    # its own, shown when that group's window (5 s) closes.
+    time.sleep(6)
+    assert len(notifications.calls()) == 1, notifications.calls()
