@@ -461,6 +461,10 @@ test("screenshots of every tab, the details pane and the dark theme", { timeout:
 
       await page.getByRole("tab", { name: "Notifiers" }).focus();
       await page.keyboard.press("ArrowRight");
+      await page.getByRole("tab", { name: "Silences", selected: true }).waitFor();
+      await page.getByText("No silences.").waitFor();
+      await page.getByRole("tab", { name: "Silences" }).focus();
+      await page.keyboard.press("ArrowRight");
       await page.getByRole("tab", { name: "Settings", selected: true }).waitFor();
       const grace = page.getByLabel("Grace (seconds)");
       await waitUntil(async () => (await grace.inputValue()) === "0", "the settings form");
