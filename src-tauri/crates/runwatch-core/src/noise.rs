@@ -892,7 +892,7 @@ impl Rules {
             .recipients
             .iter()
             .filter(|(_, min, _)| *min <= level)
-            .map(|(id, _, rules)| (id.as_str(), (now + rules.delay_ms.unwrap_or(0)).max(group_due)))
+            .map(|(id, _, rules)| (id.as_str(), now.saturating_add(rules.delay_ms.unwrap_or(0)).max(group_due)))
             .collect())
     }
 }

@@ -352,7 +352,7 @@ pub async fn add_silence(State(state): State<Arc<ApiState>>, Json(req): Json<New
 }
 
 #[utoipa::path(post, path = "/silences/{id}/expire", params(("id" = String, Path)),
-    responses((status = 200, body = Silence), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Silence), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn expire_silence(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> ApiResult<Silence> {
     let at = now(&state);
     let s = with_store(&state, move |s| Ok(s.expire_silence(&id, at)?)).await?;

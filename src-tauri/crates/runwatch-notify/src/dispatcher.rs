@@ -219,7 +219,7 @@ impl Dispatcher {
         now: Millis,
     ) -> Result<(), StoreError> {
         // A repeating notifier hears of it again while it is unacknowledged.
-        let again_at = rules.repeat_ms.map(|r| now + r);
+        let again_at = rules.repeat_ms.map(|r| now.saturating_add(r));
         self.store.write(|tx| {
             for d in batch {
                 let id = &d.notification.id;
