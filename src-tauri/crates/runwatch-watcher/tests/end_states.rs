@@ -183,7 +183,7 @@ fn hang_is_stuck_then_crashed_when_the_heartbeat_stops_and_recovers_on_a_check_i
     // Snoozed until the run's state changes: back when it crashes.
     let stuck = f.listed(AckState::Pending)[0].clone();
     Store::open(&f.data).unwrap().snooze(std::slice::from_ref(&stuck), SnoozeUntil::RunChange, T0 + 106_000).unwrap();
-    assert_eq!(f.listed(AckState::Snoozed), [stuck.clone()]);
+    assert_eq!(f.listed(AckState::Snoozed), std::slice::from_ref(&stuck));
     for beat in [120.0, 150.0] {
         idx += 1;
         f.at(beat).check_in(RUN, idx, Flag::Progress, 30);
