@@ -504,3 +504,34 @@ fn group_keys_come_from_the_configured_sources_in_order() {
     assert!(runwatch_core::settings::patch(&mut store().1, &SettingsPatch { group_by: Some(vec!["colour".into()]), ..Default::default() })
         .is_err());
 }
+
+// ---- following ----
+
+#[test]
+fn a_notification_silenced_on_its_server_is_not_pending_on_a_follower_either() {
+    use runwatch_core::remotes::NewRemote;
+    let (_a, mut server) = store();
+    let (_b, mut follower) = store();
+    follower
+        .add_remote(
+            &NewRemote { name: "gpu-a".into(), url: "http://127.0.0.1:1".into(), token: "t".into(), ca_file: None, deliver: true },
+            T0,
+        )
+        .unwrap();
+    add_notifier(&mut follower, Level::Debug, NotifierRules::default());
+    server
+        .add_silence(&NewSilence { matchers: vec!["text~plateau".into()], starts_at: None, ends_at: T0 + HOUR, comment: None }, T0)
+        .unwrap();
+    insert(&mut server, &note(Level::Warning, "loss plateau", None), T0);
+    insert(&mut server, &note(Level::Error, "loss is NaN", None), T0);
+    let cursor = follower.remotes_to_follow().unwrap()[0].cursor;
+    let changes = server.changes(cursor, 100).unwrap();
+    let applied = follower.apply_changes("gpu-a", true, &changes, T0 + 1).unwrap();
+    assert_eq!(applied.stored, 2);
+    assert_eq!(applied.new_pending.iter().map(|n| n.title.as_str()).collect::<Vec<_>>(), ["loss is NaN"], "what the popups see");
+    assert_eq!(pending_titles(&follower, T0 + 1), ["loss is NaN"]);
+    assert_eq!(follower.unread_summary_at(T0 + 1).unwrap().total, 1);
+    assert_eq!(list(&follower, AckState::Silenced, T0 + 1), ["loss plateau"]);
+    let (pending, _, _) = deliveries::counts(follower.conn()).unwrap();
+    assert_eq!(pending, 1, "only the unsilenced one is forwarded");
+}
