@@ -655,3 +655,24 @@ test("silences: create one, see what it silenced, expire it", { timeout: TEST_TI
     browser.assertNoProblems([/status of 400/]);
   });
 });
+
+test("notifiers: delay and repeat from the Notifiers page", { timeout: TEST_TIMEOUT }, async () => {
+  await withSetup({}, async ({ daemon, browser, page, api }) => {
+    const n = await api.post("/notifiers", { type: "logger", config: {} });
+    await page.goto(`${daemon.url}&/notifiers`);
+    const card = page.locator(`li.notifier[data-id="${n.id}"]`);
+    await card.getByTestId("notifier-rules").filter({ hasText: "at once" }).waitFor();
+    await card.getByText("Delay and repeat").click();
+    await card.getByLabel("Delay (minutes)").fill("15");
+    await card.getByLabel("Repeat every (minutes)").fill("60");
+    await card.getByRole("button", { name: "Save rules" }).click();
+    await card.getByTestId("notifier-rules").filter({ hasText: "after 15 min if still unacknowledged · again every 1 h until acknowledged" }).waitFor();
+    assert.deepEqual((await api.get(`/notifiers/${n.id}`)).rules, { delay_ms: 900_000, repeat_ms: 3_600_000 });
+    await screenshot(page, "notifier-rules");
+    await card.getByLabel("Delay (minutes)").fill("0");
+    await card.getByRole("button", { name: "Save rules" }).click();
+    await card.getByTestId("notifier-rules").filter({ hasText: /^Sends: again every 1 h until acknowledged$/ }).waitFor();
+    assert.deepEqual((await api.get(`/notifiers/${n.id}`)).rules, { repeat_ms: 3_600_000 });
+    browser.assertNoProblems();
+  });
+});
