@@ -676,3 +676,26 @@ test("notifiers: delay and repeat from the Notifiers page", { timeout: TEST_TIME
     browser.assertNoProblems();
   });
 });
+
+test("settings: the group window and the popups' quiet hours", { timeout: TEST_TIMEOUT }, async () => {
+  await withSetup({}, async ({ daemon, browser, page, api }) => {
+    await page.goto(`${daemon.url}&/settings`);
+    const window = page.getByLabel("Group window (seconds)");
+    await waitUntil(async () => (await window.inputValue()) === "30", "the default window");
+    await window.fill("12");
+    await page.getByLabel("Popup quiet hours").fill("22:00-7:00");
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.getByText("Quiet hours are HH:MM-HH:MM").waitFor();
+    await page.getByLabel("Popup quiet hours").fill("22:00-07:00");
+    await page.getByLabel("Passes quiet hours").selectOption("ERROR");
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.getByTestId("settings-result").filter({ hasText: "Settings saved." }).waitFor();
+    let s = await api.get("/settings");
+    assert.equal(s.group_window_secs, 12);
+    assert.deepEqual(s.popup_quiet_hours, { start: "22:00", end: "07:00", days: [], pass: "ERROR" });
+    await page.getByLabel("Popup quiet hours").fill("");
+    await page.getByRole("button", { name: "Save" }).click();
+    await waitUntil(async () => (await api.get("/settings")).popup_quiet_hours === null, "quiet hours off");
+    browser.assertNoProblems();
+  });
+});
