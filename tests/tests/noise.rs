@@ -98,6 +98,10 @@ fn a_delayed_notifier_hears_only_of_what_is_still_unacknowledged_and_repeats_unt
     let again = slack.wait_for(2, PATIENCE);
     assert!(again[1].json()["text"].as_str().unwrap().contains("left alone"));
     assert!(again[1].at - again[0].at >= Duration::from_millis(2500), "a repeat every 3 s, not sooner");
+    wait_until("'show' to tell the repeats", || {
+        let shown = cli(data, &["notifications", "show", &late]);
+        (shown.contains("pending") && shown.contains(" unless acknowledged")).then_some(())
+    });
     cli(data, &["notifications", "ack", "--item", &late]);
     // At the next repeat's time the dispatcher finds it acknowledged and stops for good.
     wait_until("the repeats to stop", || deliveries_of(data, &late).iter().all(|(state, _)| state == "sent").then_some(()));

@@ -395,6 +395,9 @@ fn show(store: &mut Store, args: &ShowArgs, json: bool) -> anyhow::Result<Finish
             let details = match d.state {
                 runwatch_core::DeliveryState::Sent => String::new(),
                 runwatch_core::DeliveryState::Failed => d.last_error.clone().unwrap_or_default(),
+                runwatch_core::DeliveryState::Pending if d.sends > 0 => {
+                    format!("sent {}; again {} unless acknowledged", times(d.sends), output::second(d.next_attempt_at))
+                }
                 runwatch_core::DeliveryState::Pending => {
                     let next = format!("next attempt {}", output::second(d.next_attempt_at));
                     match &d.last_error {
@@ -476,6 +479,15 @@ fn ack(store: &mut Store, args: &AckArgs, json: bool) -> anyhow::Result<Finished
         writeln!(out, "{line}")?;
     }
     Ok(Finished::ok())
+}
+
+/// "once", "twice", "3 times".
+fn times(n: i64) -> String {
+    match n {
+        1 => "once".into(),
+        2 => "twice".into(),
+        n => format!("{n} times"),
+    }
 }
 
 /// Rejects an empty id at parse time (it would match every notification).

@@ -23,6 +23,9 @@ pub struct Delivery {
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
     pub updated_at: i64,
+    /// How many times it was sent (more than once: a repeating notifier).
+    #[serde(default)]
+    pub sends: i64,
 }
 
 /// A due delivery with what is needed to send it.
@@ -229,7 +232,7 @@ pub fn cancel_pending(conn: &Connection, notifier_id: &str, why: &str, now: Mill
 pub fn of_notification(conn: &Connection, notification_id: &str) -> Result<Vec<Delivery>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT d.notification_id, d.notifier_id, COALESCE(f.type, 'removed'), d.state, d.attempts,
-                d.next_attempt_at, d.last_error, d.updated_at
+                d.next_attempt_at, d.last_error, d.updated_at, d.sends
          FROM deliveries d LEFT JOIN notifiers f ON f.id = d.notifier_id
          WHERE d.notification_id = ?1 ORDER BY f.created_at, d.notifier_id",
     )?;
@@ -245,6 +248,7 @@ pub fn of_notification(conn: &Connection, notification_id: &str) -> Result<Vec<D
                 next_attempt_at: r.get(5)?,
                 last_error: r.get(6)?,
                 updated_at: r.get(7)?,
+                sends: r.get(8)?,
             })
         })?
         .collect::<Result<_, _>>()?;
