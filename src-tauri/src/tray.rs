@@ -20,13 +20,14 @@ const ICON: &[u8] = include_bytes!("../../icons/tray-64.png");
 pub fn build(app: &AppHandle) -> tauri::Result<()> {
     let open = MenuItem::with_id(app, "open", "Open Runwatch", true, None::<&str>)?;
     let ack_all = MenuItem::with_id(app, "ack_all", "Acknowledge all", true, None::<&str>)?;
+    let snooze_all = MenuItem::with_id(app, "snooze_all", "Snooze all for 1 hour", true, None::<&str>)?;
     let pause = MenuItem::with_id(app, "pause", "Pause popups for 1 hour", true, None::<&str>)?;
     let notifiers = MenuItem::with_id(app, "notifiers", "Notifiers…", true, None::<&str>)?;
     let autostart = app.autolaunch().is_enabled().unwrap_or(false);
     let login = CheckMenuItem::with_id(app, "autostart", "Start at login", true, autostart, None::<&str>)?;
     let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
     let sep = || PredefinedMenuItem::separator(app);
-    let menu = Menu::with_items(app, &[&open, &ack_all, &pause, &sep()?, &notifiers, &login, &sep()?, &quit])?;
+    let menu = Menu::with_items(app, &[&open, &ack_all, &snooze_all, &pause, &sep()?, &notifiers, &login, &sep()?, &quit])?;
     let pause_item = pause.clone();
     TrayIconBuilder::with_id(TRAY_ID)
         .icon(icon_for(&UnreadSummary::default()))
@@ -41,6 +42,7 @@ pub fn build(app: &AppHandle) -> tauri::Result<()> {
         .on_menu_event(move |app, event| match event.id.as_ref() {
             "open" => crate::show_window(app, None),
             "ack_all" => acknowledge_all(app),
+            "snooze_all" => snooze_all_for_an_hour(app),
             "pause" => {
                 let pause = app.state::<Pause>();
                 let paused = pause.toggle(SystemClock.now());
@@ -82,6 +84,19 @@ fn acknowledge_all(app: &AppHandle) {
     match Store::open(engine.data_dir()).and_then(|mut s| s.ack_all(SystemClock.now())) {
         Ok(n) => tracing::info!("acknowledged {n} notifications from the tray"),
         Err(e) => tracing::warn!("cannot acknowledge: {e}"),
+    }
+    crate::popups::wake(app);
+}
+
+/// Snoozes everything pending now for an hour: it leaves the badge and comes back then.
+fn snooze_all_for_an_hour(app: &AppHandle) {
+    let Some(engine) = app.try_state::<Engine>() else { return };
+    let now = SystemClock.now();
+    let snoozed =
+        Store::open(engine.data_dir()).map_err(runwatch_core::noise::NoiseError::from).and_then(|mut s| s.snooze_all(now + 3_600_000, now));
+    match snoozed {
+        Ok(n) => tracing::info!("snoozed {n} notifications for an hour from the tray"),
+        Err(e) => tracing::warn!("cannot snooze: {e}"),
     }
     crate::popups::wake(app);
 }

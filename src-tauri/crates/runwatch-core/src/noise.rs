@@ -87,6 +87,24 @@ pub fn snooze(conn: &Connection, ids: &[String], until: SnoozeUntil, now: Millis
     Ok(n)
 }
 
+/// Snoozes every notification pending now until `until` (the tray's "Snooze all"); returns
+/// how many.
+pub fn snooze_all(conn: &Connection, until: Millis, now: Millis) -> Result<usize, NoiseError> {
+    if until <= now {
+        return invalid("a snooze must end in the future");
+    }
+    Ok(conn
+        .execute(
+            &format!(
+                "UPDATE notifications SET snoozed_until = ?1, snooze_state = NULL, updated_at = ?2
+                 WHERE {} AND silenced_by IS NULL AND resolved_at IS NULL AND (snoozed_until IS NULL OR snoozed_until <= ?2)",
+                crate::inbox::PENDING
+            ),
+            params![until, now],
+        )
+        .map_err(StoreError::from)?)
+}
+
 /// Ends snoozes now; returns how many were snoozed. Deliveries held for the snooze go now.
 pub fn unsnooze(conn: &Connection, ids: &[String], now: Millis) -> Result<usize, StoreError> {
     let mut n = 0;
@@ -938,6 +956,10 @@ pub(crate) fn recover(conn: &Connection, run_id: &str, recovery_id: &str, now: M
 impl Store {
     pub fn snooze(&mut self, ids: &[String], until: SnoozeUntil, now: Millis) -> Result<usize, NoiseError> {
         self.write_with(|tx| snooze(tx, ids, until, now))
+    }
+
+    pub fn snooze_all(&mut self, until: Millis, now: Millis) -> Result<usize, NoiseError> {
+        self.write_with(|tx| snooze_all(tx, until, now))
     }
 
     pub fn unsnooze(&mut self, ids: &[String], now: Millis) -> Result<usize, StoreError> {

@@ -149,6 +149,19 @@ fn unsnooze_brings_it_back_at_once_and_an_ack_all_still_reaches_snoozed_ones() {
 }
 
 #[test]
+fn snooze_all_snoozes_what_is_pending_now_only() {
+    let (_tmp, mut store) = store();
+    insert(&mut store, &note(Level::Error, "a", None), T0);
+    let b = insert(&mut store, &note(Level::Warning, "b", None), T0);
+    store.ack(std::slice::from_ref(&b.id), T0).unwrap();
+    assert_eq!(store.snooze_all(T0 + HOUR, T0 + 1).unwrap(), 1);
+    assert_eq!(store.unread_summary_at(T0 + 2).unwrap().total, 0);
+    insert(&mut store, &note(Level::Error, "c", None), T0 + 3);
+    assert_eq!(pending_titles(&store, T0 + 4), ["c"], "what arrives later is news");
+    assert_eq!(pending_titles(&store, T0 + HOUR), ["c", "a"]);
+}
+
+#[test]
 fn snoozed_until_the_run_changes_state_comes_back_with_the_change_only() {
     let (_tmp, mut store) = store();
     store.write(|tx| runs::set_state(tx, "r1", RunState::Stuck, T0)).unwrap();
