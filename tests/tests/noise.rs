@@ -185,3 +185,33 @@ fn snooze_silence_and_their_lists_from_the_command_line() {
         assert!(e.contains(says), "{args:?}: {e}");
     }
 }
+
+#[test]
+fn a_stuck_run_that_checks_in_again_is_resolved_and_the_notifier_that_heard_the_alarm_hears_it_recovered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let slack = FakeServer::start();
+    cli(data, &["notifiers", "add", "slack", "--webhook-url", &slack.url("/services/T/B/STUCK"), "--min-level", "ERROR"]);
+    let mut store = Store::open(&DataDir::at(data)).unwrap();
+    runwatch_core::settings::patch(&mut store, &runwatch_core::SettingsPatch { grace_secs: Some(0), ..Default::default() }).unwrap();
+    drop(store);
+    let (daemon, url) = start(data);
+
+    api(&url, "POST", "check-ins", json!({ "run_id": "train-1", "expect_next_in": 1 }));
+    let alarm = slack.wait_for(1, PATIENCE);
+    assert!(alarm[0].json()["text"].as_str().unwrap().contains("train-1"), "{:?}", slack_texts(&slack));
+    assert_eq!(api(&url, "GET", "notifications/summary", json!({}))["error"], 1);
+
+    api(&url, "POST", "check-ins", json!({ "run_id": "train-1", "expect_next_in": 600 }));
+    let both = slack.wait_for(2, PATIENCE);
+    let text = both[1].json()["text"].as_str().unwrap().to_string();
+    assert!(text.contains("recovered"), "an INFO, below the notifier's level, because it heard the alarm: {text}");
+    let summary = api(&url, "GET", "notifications/summary", json!({}));
+    assert_eq!(summary["error"], 0, "resolved: {summary}");
+    let resolved = api(&url, "GET", "notifications?state=resolved", json!({}));
+    assert_eq!(resolved["items"].as_array().unwrap().len(), 1, "{resolved}");
+    assert!(resolved["items"][0]["title"].as_str().unwrap().contains("is stuck"), "{resolved}");
+    runwatch_tests::wait_for_drained_outbox(data, PATIENCE);
+    assert_eq!(slack.requests().len(), 2, "{:?}", slack_texts(&slack));
+    stop(daemon);
+}
