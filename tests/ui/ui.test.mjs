@@ -610,6 +610,11 @@ test("snooze and unsnooze from the list and the details", { timeout: TEST_TIMEOU
     await expectHeaderTotal(page, 1);
     await page.getByTestId("details").getByRole("button", { name: "Unsnooze" }).click();
     await expectHeaderTotal(page, 2);
+    // The whole run, for an hour: what it reports meanwhile is snoozed too.
+    await page.getByTestId("details").getByRole("button", { name: "Snooze the run 1 h" }).click();
+    await expectHeaderTotal(page, 1);
+    await api.events([{ run_id: "resnet-a1", level: "ERROR", title: "Loss is NaN again", message: "loss=nan at step 1300" }]);
+    assert.equal((await api.summary()).total, 1, "the run's new notification arrived snoozed");
     browser.assertNoProblems();
   });
 });

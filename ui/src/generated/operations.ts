@@ -25,6 +25,7 @@ import type { Settings } from "./Settings";
 import type { SettingsPatch } from "./SettingsPatch";
 import type { Silence } from "./Silence";
 import type { SnoozeRequest } from "./SnoozeRequest";
+import type { SnoozeRunResult } from "./SnoozeRunResult";
 import type { TestResult } from "./TestResult";
 import type { UnreadSummary } from "./UnreadSummary";
 
@@ -61,6 +62,7 @@ export const paths = {
   deleteRemote: "/remotes/{name}",
   patchRemote: "/remotes/{name}",
   runs: "/runs",
+  snoozeRun: "/runs/{id}/snooze",
   getSettings: "/settings",
   patchSettings: "/settings",
   listSilences: "/silences",
@@ -131,6 +133,8 @@ export function client(send: Send) {
     patchRemote: (name: string, body: RemotePatch) => send<Remote>("PATCH", `/remotes/${encodeURIComponent(name)}`, body),
     /** GET /runs */
     runs: () => send<Array<Run>>("GET", `/runs`),
+    /** POST /runs/{id}/snooze */
+    snoozeRun: (id: string, body: SnoozeRequest) => send<SnoozeRunResult>("POST", `/runs/${encodeURIComponent(id)}/snooze`, body),
     /** GET /settings */
     getSettings: () => send<Settings>("GET", `/settings`),
     /** PATCH /settings */

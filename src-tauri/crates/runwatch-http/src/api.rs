@@ -335,6 +335,32 @@ pub async fn unsnooze(State(state): State<Arc<ApiState>>, Path(id): Path<String>
     Ok(axum::Json(n))
 }
 
+/// What snoozing a run did.
+#[derive(Debug, Serialize, Deserialize, ToSchema, TS)]
+#[ts(export)]
+pub struct SnoozeRunResult {
+    /// Its pending notifications snoozed now (those arriving before the snooze ends are too).
+    pub snoozed: usize,
+}
+
+#[utoipa::path(post, path = "/runs/{id}/snooze", params(("id" = String, Path)), request_body = SnoozeRequest,
+    responses((status = 200, body = SnoozeRunResult), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn snooze_run(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    Json(req): Json<SnoozeRequest>,
+) -> ApiResult<SnoozeRunResult> {
+    let at = now(&state);
+    let until = req.until(at)?;
+    let snoozed = with_store(&state, move |s| {
+        s.run(&id)?.ok_or_else(|| ApiError::not_found(format!("no run '{id}'")))?;
+        Ok(s.snooze_run(&id, until, at)?)
+    })
+    .await?;
+    state.changed();
+    Ok(axum::Json(SnoozeRunResult { snoozed }))
+}
+
 // ---- silences ----
 
 #[utoipa::path(get, path = "/silences", responses((status = 200, body = Vec<Silence>)))]

@@ -31,6 +31,7 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(api::list_silences, api::add_silence))
         .routes(routes!(api::expire_silence))
         .routes(routes!(api::runs))
+        .routes(routes!(api::snooze_run))
         .routes(routes!(api::ingest))
         .routes(routes!(api::ingest_batch))
         .routes(routes!(api::check_in))

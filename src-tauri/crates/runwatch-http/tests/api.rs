@@ -363,6 +363,13 @@ fn snooze_unsnooze_and_silences_over_http() {
         assert_eq!(status, 400, "{bad}: {body}");
     }
     assert_eq!(api.call("POST", "/api/v1/notifications/nope/snooze", Some(json!({"for_secs": 60}))).0, 404);
+    // A run: what it has now, and what arrives before the snooze ends.
+    ok(api.call("POST", &format!("/api/v1/notifications/{id}/unsnooze"), Some(json!({}))));
+    let r = ok(api.call("POST", "/api/v1/runs/job-1/snooze", Some(json!({"for_secs": 600}))));
+    assert_eq!(r["snoozed"], 1);
+    ok(api.call("POST", "/api/v1/events", Some(json!({"message": "again", "level": "ERROR", "run_id": "job-1"}))));
+    assert_eq!(ok(api.call("GET", "/api/v1/notifications/summary", None))["total"], 0);
+    assert_eq!(api.call("POST", "/api/v1/runs/nope/snooze", Some(json!({"for_secs": 60}))).0, 404);
 
     let s = ok(api.call(
         "POST",
