@@ -1,7 +1,9 @@
 """Popups and the tray badge, read back over D-Bus: one critical popup per ERROR with
 Open, Acknowledge and Snooze 1 h, none for a WARNING, a burst coalesced, 64 failures of
-one array job as one popup, the popup's "Snooze 1 h" snoozing it, the badge red after an
+one array job as one popup (and one Slack message), the popup's "Snooze 1 h" snoozing it,
+the tray's "Snooze all for 1 hour", the badge red after an
 ERROR and gone after "Acknowledge all" from the tray menu."""
+import json
 import subprocess
 import time
 
@@ -74,8 +76,37 @@ def test_the_popups_snooze_action_snoozes_it_for_an_hour(bus, notifications, tra
     assert app.call("GET", "/api/v1/notifications")["items"] == []
 
 
-def test_sixty_four_failures_of_one_array_job_make_one_popup(bus, notifications, tray_host, app):
+class FakeSlack:
+    """A Slack incoming webhook on loopback that records what it is sent."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        texts = self.texts = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                texts.append(json.loads(body)["text"])
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T/B/ARRAY"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+def test_sixty_four_failures_of_one_array_job_make_one_popup_and_one_slack_message(bus, notifications, tray_host, app):
     tray_item(bus, tray_host)
+    slack = FakeSlack()
+    app.call("POST", "/api/v1/notifiers", {"type": "slack", "config": {"url": slack.url}})
     app.call("PATCH", "/api/v1/settings", {"group_window_secs": 5})
     for task in range(64):
         app.call("POST", "/api/v1/check-ins", {
@@ -89,6 +120,10 @@ def test_sixty_four_failures_of_one_array_job_make_one_popup(bus, notifications,
     # its own, shown when that group's window (5 s) closes.
     time.sleep(6)
     assert len(notifications.calls()) == 1, notifications.calls()
+    wait_until("the Slack message", lambda: slack.texts)
+    assert len(slack.texts) == 1, slack.texts
+    assert slack.texts[0].startswith("64 runs of array 4242 failed: "), slack.texts[0]
+    slack.close()
 
 
 def test_snooze_all_from_the_tray_takes_the_badge_away_for_an_hour(bus, notifications, tray_host, app):
