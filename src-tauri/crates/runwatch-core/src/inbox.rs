@@ -216,8 +216,9 @@ impl<'t> Inserts<'t> {
         if self.rules.is_none() {
             self.rules = Some(crate::noise::Rules::load(tx, now)?);
         }
-        let rules = self.rules.as_ref().expect("loaded above");
+        let rules = self.rules.as_mut().expect("loaded above");
         let arrival = rules.arrive(tx, n, level, now)?;
+        let rules = &*rules;
         // Time-ordered (UUIDv7): new ids go to the end of the id index instead of a random
         // page of it, which at a thousand notifications a batch is most of ingest's cost.
         let id = uuid::Uuid::now_v7().to_string();

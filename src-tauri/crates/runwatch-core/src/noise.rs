@@ -319,7 +319,7 @@ pub struct Subject<'a> {
     pub run: Option<&'a str>,
     pub repo: Option<&'a str>,
     pub host: Option<&'a str>,
-    pub labels: BTreeMap<String, String>,
+    pub labels: &'a BTreeMap<String, String>,
 }
 
 /// A silence: while active, notifications matching all of its matchers are stored as
@@ -810,6 +810,20 @@ pub(crate) struct Rules {
     group_by: Vec<String>,
     group_window: Millis,
     recipients: Vec<(String, Level, NotifierRules)>,
+    /// What the rules need of each run, read once a transaction: a batch of a thousand
+    /// events comes from a few runs.
+    runs: std::collections::HashMap<String, RunFacts>,
+}
+
+/// A run as the rules see it.
+#[derive(Debug, Clone, Default)]
+struct RunFacts {
+    repo: Option<String>,
+    host: Option<String>,
+    labels: BTreeMap<String, String>,
+    group_key: Option<String>,
+    snoozed_until: Option<Millis>,
+    snooze_state: Option<String>,
 }
 
 /// A new notification's fate under the rules.
@@ -840,32 +854,33 @@ impl Rules {
             group_by: settings.0,
             group_window: settings.1,
             recipients,
+            runs: std::collections::HashMap::new(),
         })
     }
 
     /// Silence, group key and run snooze of a notification about to be stored.
-    pub(crate) fn arrive(&self, conn: &Connection, n: &crate::NewNotification, level: Level, now: Millis) -> Result<Arrival, StoreError> {
-        let mut arrival = Arrival::default();
-        let run = match &n.run_id {
-            Some(id) => conn
-                .prepare_cached(
-                    "SELECT r.repo, r.host, r.labels, s.until, s.state FROM runs r LEFT JOIN run_snoozes s ON s.run_id = r.id AND s.until > ?2
-                     WHERE r.id = ?1",
-                )?
-                .query_row(params![id, now], |r| {
-                    Ok((
-                        r.get::<_, Option<String>>(0)?,
-                        r.get::<_, Option<String>>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                        r.get::<_, Option<Millis>>(3)?,
-                        r.get::<_, Option<String>>(4)?,
-                    ))
-                })
-                .optional()?,
-            None => None,
+    pub(crate) fn arrive(
+        &mut self,
+        conn: &Connection,
+        n: &crate::NewNotification,
+        level: Level,
+        now: Millis,
+    ) -> Result<Arrival, StoreError> {
+        let empty = RunFacts::default();
+        let facts = match &n.run_id {
+            Some(id) if !self.runs.contains_key(id) => {
+                let facts = self.run_facts(conn, id, now)?;
+                &*self.runs.entry(id.clone()).or_insert(facts)
+            }
+            Some(id) => &self.runs[id],
+            None => &empty,
         };
-        let (repo, host, labels, snooze, state) = run.unwrap_or_default();
-        let labels: BTreeMap<String, String> = labels.and_then(|l| serde_json::from_str(&l).ok()).unwrap_or_default();
+        let mut arrival = Arrival {
+            group_key: facts.group_key.clone(),
+            snoozed_until: facts.snoozed_until,
+            snooze_state: facts.snooze_state.clone(),
+            ..Arrival::default()
+        };
         if !self.silences.is_empty() {
             let subject = Subject {
                 level,
@@ -873,16 +888,35 @@ impl Rules {
                 body: &n.body,
                 source: &n.source,
                 run: n.run_id.as_deref(),
-                repo: repo.as_deref(),
-                host: host.as_deref(),
-                labels: labels.clone(),
+                repo: facts.repo.as_deref(),
+                host: facts.host.as_deref(),
+                labels: &facts.labels,
             };
             arrival.silenced_by = self.silences.iter().find(|s| s.matches(&subject)).map(|s| s.id.clone());
         }
-        arrival.group_key = group_key(&self.group_by, repo.as_deref(), &labels);
-        arrival.snoozed_until = snooze;
-        arrival.snooze_state = state;
         Ok(arrival)
+    }
+
+    fn run_facts(&self, conn: &Connection, id: &str, now: Millis) -> Result<RunFacts, StoreError> {
+        let run = conn
+            .prepare_cached(
+                "SELECT r.repo, r.host, r.labels, s.until, s.state FROM runs r LEFT JOIN run_snoozes s ON s.run_id = r.id AND s.until > ?2
+                     WHERE r.id = ?1",
+            )?
+            .query_row(params![id, now], |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<Millis>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                ))
+            })
+            .optional()?;
+        let (repo, host, labels, snoozed_until, snooze_state) = run.unwrap_or_default();
+        let labels: BTreeMap<String, String> = labels.and_then(|l| serde_json::from_str(&l).ok()).unwrap_or_default();
+        let group_key = group_key(&self.group_by, repo.as_deref(), &labels);
+        Ok(RunFacts { repo, host, labels, group_key, snoozed_until, snooze_state })
     }
 
     /// The deliveries of a new notification: (notifier, first attempt).
