@@ -1,7 +1,11 @@
 """Popups and the tray badge, read back over D-Bus: one critical popup per ERROR with
-Open and Acknowledge, none for a WARNING, a burst coalesced, the badge red after an
+Open, Acknowledge and Snooze 1 h, none for a WARNING, a burst coalesced, 64 failures of
+one array job as one popup (and one Slack message), the popup's "Snooze 1 h" snoozing it,
+the tray's "Snooze all for 1 hour", the badge red after an
 ERROR and gone after "Acknowledge all" from the tray menu."""
+import json
 import subprocess
+import time
 
 from conftest import ARTIFACTS, wait_until
 from test_app import click, menu_items, tray_item
@@ -36,7 +40,7 @@ def test_an_error_pops_up_once_a_warning_does_not(bus, notifications, tray_host,
     assert call["summary"] == "Runwatch: ERROR"
     assert call["body"] == "loss is NaN at step 1200"
     assert call["urgency"] == 2, "critical urgency"
-    assert call["actions"] == ["default", "Open", "ack", "Acknowledge"]
+    assert call["actions"] == ["default", "Open", "ack", "Acknowledge", "snooze", "Snooze 1 h"]
 
 
 def test_a_burst_of_ten_errors_makes_at_most_two_popups(bus, notifications, tray_host, app):
@@ -63,3 +67,81 @@ def test_badge_turns_red_on_an_error_and_goes_after_acknowledge_all(bus, notific
     click(menu, items["Acknowledge all"])
     wait_until("the badge to go", lambda: badge_pixel(props) != "217,45,32")
     assert app.call("GET", "/api/v1/notifications/summary")["total"] == 0
+
+
+def test_the_popups_snooze_action_snoozes_it_for_an_hour(bus, notifications, tray_host, app):
+    tray_item(bus, tray_host)
+    nid = app.event("ERROR", "loss is NaN at step 77")
+    wait_until("a popup", notifications.calls)
+    assert app.call("GET", "/api/v1/notifications/summary")["total"] == 1
+    notifications.click(1, "snooze")  # the mock numbers popups from 1
+    snoozed = wait_until("the notification to be snoozed",
+                         lambda: app.call("GET", "/api/v1/notifications?state=snoozed")["items"])
+    assert [n["id"] for n in snoozed] == [nid]
+    until = snoozed[0]["snoozed_until"]
+    assert 3_500_000 < until - snoozed[0]["created_at"] <= 3_700_000, "an hour"
+    assert app.call("GET", "/api/v1/notifications/summary")["total"] == 0
+    assert app.call("GET", "/api/v1/notifications")["items"] == []
+
+
+class FakeSlack:
+    """A Slack incoming webhook on loopback that records what it is sent."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        texts = self.texts = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                texts.append(json.loads(body)["text"])
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T/B/ARRAY"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+def test_sixty_four_failures_of_one_array_job_make_one_popup_and_one_slack_message(bus, notifications, tray_host, app):
+    tray_item(bus, tray_host)
+    slack = FakeSlack()
+    app.call("POST", "/api/v1/notifiers", {"type": "slack", "config": {"url": slack.url}})
+    app.call("PATCH", "/api/v1/settings", {"group_window_secs": 5})
+    for task in range(64):
+        app.call("POST", "/api/v1/check-ins", {
+            "run_id": f"array-4242-{task}", "failed": True, "exit_code": 1,
+            "labels": {"slurm_array_job_id": "4242", "slurm_array_task_id": str(task)}})
+    wait_until("all 64 in the inbox", lambda: app.call("GET", "/api/v1/notifications/summary")["error"] == 64)
+    calls = wait_until("the group's popup", notifications.calls)
+    assert calls[0]["summary"] == "64 new errors"
+    assert calls[0]["body"].startswith("64 runs of array 4242 failed: "), calls[0]
+    # Proving that nothing else pops up takes real time: a straggler would open a group of
+    # its own, shown when that group's window (5 s) closes.
+    time.sleep(6)
+    assert len(notifications.calls()) == 1, notifications.calls()
+    wait_until("the Slack message", lambda: slack.texts)
+    assert len(slack.texts) == 1, slack.texts
+    assert slack.texts[0].startswith("64 runs of array 4242 failed: "), slack.texts[0]
+    slack.close()
+
+
+def test_snooze_all_from_the_tray_takes_the_badge_away_for_an_hour(bus, notifications, tray_host, app):
+    item, props = tray_item(bus, tray_host)
+    app.event("ERROR", "boom")
+    wait_until("the red badge", lambda: "217,45,32" in badge_pixel(props)[1].replace(" ", ""))
+    sni = props.GetAll("org.kde.StatusNotifierItem")
+    menu, items = menu_items(bus, item["service"], sni["Menu"])
+    click(menu, items["Snooze all for 1 hour"])
+    wait_until("the badge to go", lambda: "217,45,32" not in badge_pixel(props)[1].replace(" ", ""))
+    assert app.call("GET", "/api/v1/notifications/summary")["total"] == 0
+    snoozed = app.call("GET", "/api/v1/notifications?state=snoozed")["items"]
+    assert [n["title"] for n in snoozed] == ["boom"]

@@ -5,10 +5,10 @@
 //                        and removes it from the address bar at once
 //   /notifications       the Notifications tab (the default)
 //   /notifications/ID    ... with notification ID's details open (desktop popups link here)
-//   /runs  /notifiers  /settings   the other tabs
+//   /runs  /notifiers  /silences  /settings   the other tabs
 // Examples: `#token=abc`, `#/runs`, `#token=abc&/notifications/0b6f…`.
 
-export const TABS = ["notifications", "runs", "notifiers", "settings"] as const;
+export const TABS = ["notifications", "runs", "notifiers", "silences", "settings"] as const;
 export type Tab = (typeof TABS)[number];
 
 export type Route = { tab: Tab; id: string | null };

@@ -3,4 +3,4 @@
 /**
  * Which notifications to list.
  */
-export type AckState = "pending" | "acked" | "all";
+export type AckState = "pending" | "acked" | "all" | "snoozed" | "silenced" | "resolved";

@@ -8,4 +8,8 @@ export type Delivery = { notification_id: string, notifier_id: string,
 /**
  * The notifier's type, for display (it may have been removed since: then "removed").
  */
-notifier_type: string, state: DeliveryState, attempts: number, next_attempt_at: number, last_error: string | null, updated_at: number, };
+notifier_type: string, state: DeliveryState, attempts: number, next_attempt_at: number, last_error: string | null, updated_at: number, 
+/**
+ * How many times it was sent (more than once: a repeating notifier).
+ */
+sends: number, };

@@ -12,4 +12,21 @@ repeat_count: number, acked_at: number | null, expires_at: number | null,
 /**
  * The remote it came from (its name in `runwatch remotes`); `None` for this instance's own.
  */
-origin: string | null, };
+origin: string | null, 
+/**
+ * Hidden from the badge and the pending list until then (the largest time: until its
+ * run's state changes); see [`crate::noise`].
+ */
+snoozed_until: number | null, 
+/**
+ * The silence that matched it on arrival: stored, never popped up nor forwarded.
+ */
+silenced_by: string | null, 
+/**
+ * When its alarm ended by itself (a stuck run checked in again).
+ */
+resolved_at: number | null, 
+/**
+ * Notifications with one group key arriving together make one popup and one message.
+ */
+group_key: string | null, };

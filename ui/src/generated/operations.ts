@@ -12,6 +12,8 @@ import type { Health } from "./Health";
 import type { IngestResult } from "./IngestResult";
 import type { Level } from "./Level";
 import type { NewNotifier } from "./NewNotifier";
+import type { NewSilence } from "./NewSilence";
+import type { Notification } from "./Notification";
 import type { NotificationDetails } from "./NotificationDetails";
 import type { NotifierPatch } from "./NotifierPatch";
 import type { NotifierView } from "./NotifierView";
@@ -21,6 +23,9 @@ import type { RemotePatch } from "./RemotePatch";
 import type { Run } from "./Run";
 import type { Settings } from "./Settings";
 import type { SettingsPatch } from "./SettingsPatch";
+import type { Silence } from "./Silence";
+import type { SnoozeRequest } from "./SnoozeRequest";
+import type { SnoozeRunResult } from "./SnoozeRunResult";
 import type { TestResult } from "./TestResult";
 import type { UnreadSummary } from "./UnreadSummary";
 
@@ -29,7 +34,7 @@ export const API_PREFIX = "/api/v1";
 
 /** The documented bounds of bodies' numbers (those with a maximum), by type and field. */
 export const bounds = {
-  SettingsPatch: { expiry_days: { minimum: 0, maximum: 36500 }, grace_secs: { minimum: 0, maximum: 604800 }, rescan_secs: { minimum: 1, maximum: 3600 }, slurm_near_limit_secs: { minimum: 0, maximum: 604800 }, unreachable_warn_secs: { minimum: 1, maximum: 604800 } },
+  SettingsPatch: { expiry_days: { minimum: 0, maximum: 36500 }, grace_secs: { minimum: 0, maximum: 604800 }, group_window_secs: { minimum: 0, maximum: 3600 }, rescan_secs: { minimum: 1, maximum: 3600 }, slurm_near_limit_secs: { minimum: 0, maximum: 604800 }, unreachable_warn_secs: { minimum: 1, maximum: 604800 } },
 } as const;
 
 /** Every operation's path, by operation. */
@@ -44,6 +49,8 @@ export const paths = {
   summary: "/notifications/summary",
   showNotification: "/notifications/{id}",
   ackOne: "/notifications/{id}/ack",
+  snooze: "/notifications/{id}/snooze",
+  unsnooze: "/notifications/{id}/unsnooze",
   listNotifiers: "/notifiers",
   addNotifier: "/notifiers",
   deleteNotifier: "/notifiers/{id}",
@@ -55,8 +62,12 @@ export const paths = {
   deleteRemote: "/remotes/{name}",
   patchRemote: "/remotes/{name}",
   runs: "/runs",
+  snoozeRun: "/runs/{id}/snooze",
   getSettings: "/settings",
   patchSettings: "/settings",
+  listSilences: "/silences",
+  addSilence: "/silences",
+  expireSilence: "/silences/{id}/expire",
   stream: "/stream",
 } as const;
 
@@ -96,6 +107,10 @@ export function client(send: Send) {
     showNotification: (id: string) => send<NotificationDetails>("GET", `/notifications/${encodeURIComponent(id)}`),
     /** POST /notifications/{id}/ack */
     ackOne: (id: string) => send<AckResult>("POST", `/notifications/${encodeURIComponent(id)}/ack`),
+    /** POST /notifications/{id}/snooze */
+    snooze: (id: string, body: SnoozeRequest) => send<Notification>("POST", `/notifications/${encodeURIComponent(id)}/snooze`, body),
+    /** POST /notifications/{id}/unsnooze */
+    unsnooze: (id: string) => send<Notification>("POST", `/notifications/${encodeURIComponent(id)}/unsnooze`),
     /** GET /notifiers */
     listNotifiers: () => send<Array<NotifierView>>("GET", `/notifiers`),
     /** POST /notifiers */
@@ -118,9 +133,17 @@ export function client(send: Send) {
     patchRemote: (name: string, body: RemotePatch) => send<Remote>("PATCH", `/remotes/${encodeURIComponent(name)}`, body),
     /** GET /runs */
     runs: () => send<Array<Run>>("GET", `/runs`),
+    /** POST /runs/{id}/snooze */
+    snoozeRun: (id: string, body: SnoozeRequest) => send<SnoozeRunResult>("POST", `/runs/${encodeURIComponent(id)}/snooze`, body),
     /** GET /settings */
     getSettings: () => send<Settings>("GET", `/settings`),
     /** PATCH /settings */
     patchSettings: (body: SettingsPatch) => send<Settings>("PATCH", `/settings`, body),
+    /** GET /silences */
+    listSilences: () => send<Array<Silence>>("GET", `/silences`),
+    /** POST /silences */
+    addSilence: (body: NewSilence) => send<Silence>("POST", `/silences`, body),
+    /** POST /silences/{id}/expire */
+    expireSilence: (id: string) => send<Silence>("POST", `/silences/${encodeURIComponent(id)}/expire`),
   };
 }

@@ -7,6 +7,7 @@
 
 mod checkin;
 mod exec;
+mod noise;
 mod notifications;
 mod notifiers;
 mod output;
@@ -115,6 +116,9 @@ enum Command {
     /// Read and acknowledge notifications (the inbox)
     #[command(subcommand)]
     Notifications(notifications::Command),
+    /// Silence notifications that match, for a while (stored, not popped up nor forwarded)
+    #[command(subcommand)]
+    Silences(noise::SilencesCommand),
     /// Record a notification from a job or script
     Send(send::SendArgs),
     /// Check a run in as Aim does, without Aim (for jobs in any language)
@@ -331,6 +335,7 @@ fn local(
             let done: Finished = match (command, store.as_mut()) {
                 (Command::Notifications(cmd), Some(store)) => notifications::run(cmd, store, json)?,
                 (Command::Notifiers(cmd), Some(store)) => notifiers::run(cmd, store, repos, json)?,
+                (Command::Silences(cmd), Some(store)) => noise::run(cmd, store, json)?,
                 (Command::Send(args), Some(store)) => send::send(store, args, json)?,
                 (Command::Exec(args), Some(store)) => exec::exec(exec::Out::Local(store), args)?,
                 (Command::Runs, Some(store)) => runs::list(store, json)?,

@@ -28,6 +28,37 @@ pub enum Command {
     Show(ShowArgs),
     /// Acknowledge notifications, so they are no longer pending
     Ack(AckArgs),
+    /// Snooze notifications (or a run's): out of the badge and the list until they come back
+    Snooze(SnoozeArgs),
+    /// Bring snoozed notifications back now
+    Unsnooze(UnsnoozeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SnoozeArgs {
+    /// The notifications (ids, or unique starts or ends of them)
+    #[arg(value_name = "ID", value_parser = non_empty_id, required_unless_present = "run")]
+    ids: Vec<String>,
+    /// Snooze a run instead: its pending notifications and those that arrive meanwhile
+    #[arg(long, value_name = "RUN", conflicts_with = "ids")]
+    run: Option<String>,
+    /// For this long (e.g. 1h)
+    #[arg(long = "for", value_name = "DUR", value_parser = crate::noise::parse_positive_duration,
+          required_unless_present_any = ["until", "until_change"], conflicts_with_all = ["until", "until_change"])]
+    for_: Option<std::time::Duration>,
+    /// Until this time (HH:MM, 'YYYY-MM-DD HH:MM' or RFC 3339)
+    #[arg(long, value_name = "TIME", conflicts_with = "until_change")]
+    until: Option<String>,
+    /// Until the run's next state change (it checks in again, finishes, fails …)
+    #[arg(long)]
+    until_change: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnsnoozeArgs {
+    /// The notifications (ids, or unique starts or ends of them)
+    #[arg(value_name = "ID", value_parser = non_empty_id, required = true)]
+    ids: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -44,6 +75,12 @@ pub struct ListArgs {
     /// Only notifications from this followed server ('runwatch remotes'), or 'local'
     #[arg(long, value_name = "NAME")]
     origin: Option<String>,
+    /// List the snoozed notifications instead
+    #[arg(long, conflicts_with_all = ["all", "silenced"])]
+    snoozed: bool,
+    /// List the silenced notifications instead (see 'runwatch silences')
+    #[arg(long, conflicts_with_all = ["all", "snoozed"])]
+    silenced: bool,
     /// Acknowledge the pending notifications listed
     #[arg(long)]
     auto_ack: bool,
@@ -74,7 +111,72 @@ pub fn run(cmd: Command, store: &mut Store, json: bool) -> anyhow::Result<Finish
         Command::List(args) => list(store, &args, json),
         Command::Show(args) => show(store, &args, json),
         Command::Ack(args) => ack(store, &args, json),
+        Command::Snooze(args) => snooze(store, &args, json),
+        Command::Unsnooze(args) => unsnooze(store, &args, json),
     }
+}
+
+fn snooze(store: &mut Store, args: &SnoozeArgs, json: bool) -> anyhow::Result<Finished> {
+    use runwatch_core::noise::SnoozeUntil;
+    let now = SystemClock.now();
+    let until = match (&args.for_, &args.until, args.until_change) {
+        (Some(d), _, _) => SnoozeUntil::Time(now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))),
+        (None, Some(t), _) => {
+            SnoozeUntil::Time(crate::noise::parse_time(t, now).map_err(|e| crate::usage_error("notifications snooze", &e))?)
+        }
+        (None, None, _) => SnoozeUntil::RunChange,
+    };
+    let when = match until {
+        SnoozeUntil::Time(t) => format!("until {}", output::second(t)),
+        SnoozeUntil::RunChange => "until its run changes state".into(),
+    };
+    let mut out = output::stdout();
+    if let Some(run) = &args.run {
+        let run = resolve_run(store, run)?;
+        let n = store.snooze_run(&run, until, now)?;
+        if json {
+            writeln!(out, "{}", serde_json::json!({ "run": run, "snoozed": n }))?;
+        } else {
+            writeln!(out, "Run '{run}' snoozed {when} ({}).", output::count(n as i64, "notification", "notifications"))?;
+        }
+        return Ok(Finished::ok());
+    }
+    let ids = resolve_all(store, &args.ids)?;
+    let n = store.snooze(&ids, until, now).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if json {
+        writeln!(out, "{}", serde_json::json!({ "snoozed": n, "ids": ids }))?;
+    } else {
+        let mut line = format!("Snoozed {} {when}.", output::count(n as i64, "notification", "notifications"));
+        if n < ids.len() {
+            line.push_str(&format!(" ({} already acknowledged.)", ids.len() - n));
+        }
+        writeln!(out, "{line}")?;
+    }
+    Ok(Finished::ok())
+}
+
+fn unsnooze(store: &mut Store, args: &UnsnoozeArgs, json: bool) -> anyhow::Result<Finished> {
+    let ids = resolve_all(store, &args.ids)?;
+    let n = store.unsnooze(&ids, SystemClock.now())?;
+    let mut out = output::stdout();
+    if json {
+        writeln!(out, "{}", serde_json::json!({ "unsnoozed": n, "ids": ids }))?;
+    } else {
+        writeln!(out, "{} back.", output::count(n as i64, "notification is", "notifications are"))?;
+    }
+    Ok(Finished::ok())
+}
+
+/// Every id resolved first: one bad id changes nothing.
+fn resolve_all(store: &Store, given: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(given.len());
+    for g in given {
+        let id = resolve(store, g)?.id;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
 }
 
 /// The same commands against a server (`--server`).
@@ -87,9 +189,15 @@ pub fn run_remote(cmd: Command, remote: &crate::remote::Remote, json: bool) -> a
             if args.origin.is_some() {
                 return Err(crate::usage_error("notifications list", "--origin does not apply with --server"));
             }
+            if args.snoozed || args.silenced {
+                return Err(crate::usage_error("notifications list", "--snoozed and --silenced do not apply with --server"));
+            }
             crate::remote::list(remote, args.all, args.level, args.run.as_deref(), args.limit, json)
         }
         Command::Show(args) => crate::remote::show(remote, &args.id, json),
+        Command::Snooze(_) | Command::Unsnooze(_) => {
+            Err(crate::usage_error("notifications snooze", "snoozes are kept in the local inbox: run it without --server"))
+        }
         Command::Ack(args) if !args.all && args.item.is_empty() => {
             Err(crate::usage_error("notifications ack", "name what to acknowledge: --item ID… or --all"))
         }
@@ -114,6 +222,12 @@ pub fn write_item_from(out: &mut impl Write, n: &Notification, short: &ShortIds,
     let mut title = short_title(n);
     if n.acked_at.is_some() {
         title.push_str(&paint(DIM, " (acknowledged)"));
+    } else if n.resolved_at.is_some() {
+        title.push_str(&paint(DIM, " (resolved)"));
+    } else if n.silenced_by.is_some() {
+        title.push_str(&paint(DIM, " (silenced)"));
+    } else if let Some(until) = n.snoozed_until.filter(|u| *u > SystemClock.now()) {
+        title.push_str(&paint(DIM, &format!(" ({})", crate::noise::snoozed_text(until))));
     }
     let origin = match origin_width {
         0 => String::new(),
@@ -234,13 +348,22 @@ fn show(store: &mut Store, args: &ShowArgs, json: bool) -> anyhow::Result<Finish
     if n.updated_at != n.created_at {
         fields.push(("Updated", output::second(n.updated_at)));
     }
+    let now = SystemClock.now();
     fields.push((
         "Status",
-        match n.acked_at {
-            Some(at) => format!("acknowledged at {}", output::second(at)),
-            None => "pending".into(),
+        match (n.acked_at, n.resolved_at, n.snoozed_until) {
+            (Some(at), _, _) => format!("acknowledged at {}", output::second(at)),
+            (None, Some(at), _) => format!("resolved at {} (its run recovered)", output::second(at)),
+            (None, None, Some(until)) if until > now => crate::noise::snoozed_text(until),
+            _ => "pending".into(),
         },
     ));
+    if let Some(silence) = &n.silenced_by {
+        fields.push(("Silenced", format!("by silence {silence} (not popped up nor forwarded)")));
+    }
+    if let Some(key) = &n.group_key {
+        fields.push(("Group", key.clone()));
+    }
     if n.repeat_count > 0 {
         fields.push(("Repeated", format!("{} more messages logged", n.repeat_count)));
     }
@@ -272,6 +395,9 @@ fn show(store: &mut Store, args: &ShowArgs, json: bool) -> anyhow::Result<Finish
             let details = match d.state {
                 runwatch_core::DeliveryState::Sent => String::new(),
                 runwatch_core::DeliveryState::Failed => d.last_error.clone().unwrap_or_default(),
+                runwatch_core::DeliveryState::Pending if d.sends > 0 => {
+                    format!("sent {}; again {} unless acknowledged", times(d.sends), output::second(d.next_attempt_at))
+                }
                 runwatch_core::DeliveryState::Pending => {
                     let next = format!("next attempt {}", output::second(d.next_attempt_at));
                     match &d.last_error {
@@ -355,6 +481,15 @@ fn ack(store: &mut Store, args: &AckArgs, json: bool) -> anyhow::Result<Finished
     Ok(Finished::ok())
 }
 
+/// "once", "twice", "3 times".
+fn times(n: i64) -> String {
+    match n {
+        1 => "once".into(),
+        2 => "twice".into(),
+        n => format!("{n} times"),
+    }
+}
+
 /// Rejects an empty id at parse time (it would match every notification).
 fn non_empty_id(s: &str) -> Result<String, String> {
     let s = s.trim();
@@ -371,10 +506,19 @@ fn list(store: &mut Store, args: &ListArgs, json: bool) -> anyhow::Result<Finish
     let mut filter = ListFilter {
         min_level: args.level,
         run_id,
-        state: if args.all { AckState::All } else { AckState::Pending },
+        state: if args.all {
+            AckState::All
+        } else if args.snoozed {
+            AckState::Snoozed
+        } else if args.silenced {
+            AckState::Silenced
+        } else {
+            AckState::Pending
+        },
         cursor: None,
         limit: Some(want.min(inbox::MAX_PAGE)),
         origin: args.origin.clone(),
+        now: None,
     };
     let mut items: Vec<Notification> = Vec::new();
     let mut more = false;
@@ -399,7 +543,15 @@ fn list(store: &mut Store, args: &ListArgs, json: bool) -> anyhow::Result<Finish
         serde_json::to_writer_pretty(&mut out, &items)?;
         writeln!(out)?;
     } else if items.is_empty() {
-        writeln!(out, "There are no notifications.")?;
+        writeln!(
+            out,
+            "{}",
+            match filter.state {
+                AckState::Snoozed => "There are no snoozed notifications.",
+                AckState::Silenced => "There are no silenced notifications.",
+                _ => "There are no notifications.",
+            }
+        )?;
     } else {
         let short = short_ids(store, items.iter().map(|n| n.id.as_str()))?;
         let width = origin_width(&items);

@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use runwatch_aim::repo::AimRepo;
 use runwatch_core::clock::{Clock, SystemClock};
+use runwatch_core::noise::{NotifierRules, QuietHours};
 use runwatch_core::notifiers::Notifier;
 use runwatch_core::settings::{self, Settings, SettingsPatch};
 use runwatch_core::{Level, NotifierStatus, Store};
@@ -39,6 +40,16 @@ pub enum NotifiersCommand {
     },
     /// Send a test message to a notifier now and report the answer
     Test { id: String },
+    /// Change a notifier's level and rules (delay, repeat, quiet hours); ID 'popups' sets the popups' quiet hours
+    Set {
+        /// The notifier (ID or a unique prefix of it), or 'popups'
+        id: String,
+        /// Send only notifications at or above this level
+        #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
+        min_level: Option<Level>,
+        #[command(flatten)]
+        rules: crate::noise::RuleArgs,
+    },
     /// Set the level from which Aim log records are notified (default WARNING)
     SetLogLevel {
         #[arg(value_parser = parse_level)]
@@ -116,6 +127,8 @@ pub struct Common {
     /// Send only notifications at or above this level
     #[arg(long, value_name = "LEVEL", value_parser = parse_level, default_value = "DEBUG")]
     min_level: Level,
+    #[command(flatten)]
+    rules: crate::noise::RuleArgs,
 }
 
 pub fn parse_level(s: &str) -> Result<Level, String> {
@@ -131,9 +144,17 @@ pub fn run(cmd: NotifiersCommand, store: &mut Store, repos: &[PathBuf], json: bo
     let now = SystemClock.now();
     match cmd {
         NotifiersCommand::Add { kind: Some(kind) } => {
-            let (channel, min_level) = channel_from_flags(kind)?;
-            add(store, channel, min_level, now)?;
+            let (channel, min_level, rule_args) = channel_from_flags(kind)?;
+            let rules = rule_args
+                .apply(NotifierRules::default())
+                .map_err(|e| crate::usage_error(&format!("notifiers add {}", channel.kind()), &e))?;
+            let n = add(store, channel, min_level, now)?;
+            if !rules.is_empty() {
+                store.set_notifier_rules(&n.id, &rules, now)?;
+                println!("Rules: {}.", rules.describe());
+            }
         }
+        NotifiersCommand::Set { id, min_level, rules } => set(store, &id, min_level, &rules, now)?,
         NotifiersCommand::Add { kind: None } => {
             if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
                 bail!(
@@ -178,20 +199,22 @@ pub fn run(cmd: NotifiersCommand, store: &mut Store, repos: &[PathBuf], json: bo
     Ok(Finished::ok())
 }
 
-fn channel_from_flags(kind: AddKind) -> anyhow::Result<(Channel, Level)> {
+fn channel_from_flags(kind: AddKind) -> anyhow::Result<(Channel, Level, crate::noise::RuleArgs)> {
     Ok(match kind {
-        AddKind::Slack { webhook_url, common } => (Channel::Slack { url: webhook_url, message: common.message }, common.min_level),
+        AddKind::Slack { webhook_url, common } => {
+            (Channel::Slack { url: webhook_url, message: common.message }, common.min_level, common.rules)
+        }
         AddKind::Workplace { group_id, access_token, base_url, common } => {
             let base_url = (base_url != runwatch_notify::channel::WORKPLACE_DEFAULT_BASE).then_some(base_url);
-            (Channel::Workplace { group_id, access_token, base_url, message: common.message }, common.min_level)
+            (Channel::Workplace { group_id, access_token, base_url, message: common.message }, common.min_level, common.rules)
         }
-        AddKind::Logger { common } => (Channel::Logger { message: common.message }, common.min_level),
+        AddKind::Logger { common } => (Channel::Logger { message: common.message }, common.min_level, common.rules),
         AddKind::Webhook { url, headers, common } => {
-            (Channel::Webhook { url, headers: headers.into_iter().collect(), message: common.message }, common.min_level)
+            (Channel::Webhook { url, headers: headers.into_iter().collect(), message: common.message }, common.min_level, common.rules)
         }
         AddKind::Ntfy { url, topic, token_file, click_url, common } => {
             let token = token_file.map(|f| read_token_file(&f)).transpose()?;
-            (Channel::Ntfy { url, topic, token, click_url, message: common.message }, common.min_level)
+            (Channel::Ntfy { url, topic, token, click_url, message: common.message }, common.min_level, common.rules)
         }
     })
 }
@@ -204,6 +227,40 @@ fn read_token_file(path: &Path) -> anyhow::Result<String> {
         bail!("the token file '{}' is empty", path.display());
     }
     Ok(token.to_string())
+}
+
+/// `notifiers set ID …`: the level and the rules given; the others stay.
+fn set(store: &mut Store, id: &str, min_level: Option<Level>, args: &crate::noise::RuleArgs, now: i64) -> anyhow::Result<()> {
+    if id == "popups" {
+        if min_level.is_some() {
+            return Err(crate::usage_error("notifiers set", "the popups' level is the setting popup_level, not --min-level"));
+        }
+        if args.quiet_hours.is_none() {
+            return Err(crate::usage_error("notifiers set", "say what to change: --quiet-hours HH:MM-HH:MM (or off)"));
+        }
+        let quiet = args.popup_quiet_hours().map_err(|e| crate::usage_error("notifiers set", &e))?;
+        // An empty start turns them off (see SettingsPatch).
+        let patch = quiet.clone().unwrap_or(QuietHours { start: String::new(), end: String::new(), days: vec![], pass: Level::Critical });
+        settings::patch(store, &SettingsPatch { popup_quiet_hours: Some(patch), ..Default::default() })?;
+        match quiet {
+            Some(q) => println!("Popups are quiet {q}."),
+            None => println!("Popups have no quiet hours."),
+        }
+        return Ok(());
+    }
+    if min_level.is_none() && args.is_empty() {
+        return Err(crate::usage_error("notifiers set", "say what to change: --min-level, --delay, --repeat or --quiet-hours"));
+    }
+    let n = store.resolve_notifier(id)?;
+    let rules = args.apply(store.notifier_rules(&n.id)?).map_err(|e| crate::usage_error("notifiers set", &e))?;
+    if let Some(level) = min_level {
+        store.write(|tx| runwatch_core::notifiers::set_min_level(tx, &n.id, level, now))?;
+    }
+    store.set_notifier_rules(&n.id, &rules, now)?;
+    let level = min_level.unwrap_or(n.min_level);
+    let described = if rules.is_empty() { "no delay, repeat or quiet hours".to_string() } else { rules.describe() };
+    println!("Notifier {} ({}): {level} and above; {described}.", n.id, n.kind);
+    Ok(())
 }
 
 /// Validates and stores a notifier; nothing is saved when anything is wrong.
@@ -325,10 +382,11 @@ fn list(store: &Store, json: bool) -> anyhow::Result<()> {
         .map(|n| (n, Channel::from_notifier(n).map_or_else(|e| serde_json::json!({"error": e.to_string()}), |c| c.masked())))
         .collect();
     if json {
-        let out: Vec<_> = rows
-            .iter()
-            .map(|(n, masked)| serde_json::json!({"id": n.id, "type": n.kind, "status": n.status, "min_level": n.min_level, "config": masked}))
-            .collect();
+        let mut out = Vec::new();
+        for (n, masked) in &rows {
+            let rules = store.notifier_rules(&n.id)?;
+            out.push(serde_json::json!({"id": n.id, "type": n.kind, "status": n.status, "min_level": n.min_level, "config": masked, "rules": rules}));
+        }
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
@@ -338,7 +396,12 @@ fn list(store: &Store, json: bool) -> anyhow::Result<()> {
     }
     println!("{:<36}  {:<9}  {:<8}  {:<9}  SETTINGS", "NOTIFIER ID", "TYPE", "STATUS", "LEVEL");
     for (n, masked) in rows {
-        println!("{:<36}  {:<9}  {:<8}  {:<9}  {}", n.id, n.kind, n.status, n.min_level, settings_line(&masked));
+        let mut line = settings_line(&masked);
+        let rules = store.notifier_rules(&n.id)?;
+        if !rules.is_empty() {
+            line.push_str(&format!(" ({})", rules.describe()));
+        }
+        println!("{:<36}  {:<9}  {:<8}  {:<9}  {line}", n.id, n.kind, n.status, n.min_level);
     }
     Ok(())
 }

@@ -23,6 +23,9 @@ pub struct Delivery {
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
     pub updated_at: i64,
+    /// How many times it was sent (more than once: a repeating notifier).
+    #[serde(default)]
+    pub sends: i64,
 }
 
 /// A due delivery with what is needed to send it.
@@ -30,6 +33,10 @@ pub struct Delivery {
 pub struct Due {
     pub notification: crate::Notification,
     pub attempts: i64,
+    /// How many times it was sent before (a repeat when more than 0).
+    pub sends: i64,
+    /// Held by quiet hours: it goes in the catch-up digest.
+    pub held: bool,
 }
 
 /// The enabled notifiers and their minimum levels: who gets a delivery of a new notification.
@@ -44,13 +51,14 @@ pub(crate) fn recipients(conn: &Connection) -> Result<Vec<(String, Level)>, Stor
     Ok(out)
 }
 
-/// Creates a pending delivery of a new notification (called by `inbox`'s inserts).
-pub(crate) fn enqueue(conn: &Connection, notification_id: &str, notifier_id: &str, now: Millis) -> Result<(), StoreError> {
+/// Creates a pending delivery of a new notification, first tried at `at` (called by
+/// `inbox`'s inserts).
+pub(crate) fn enqueue(conn: &Connection, notification_id: &str, notifier_id: &str, at: Millis, now: Millis) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO deliveries (notification_id, notifier_id, state, attempts, next_attempt_at, updated_at)
-         VALUES (?1, ?2, 'pending', 0, ?3, ?3)",
+         VALUES (?1, ?2, 'pending', 0, ?3, ?4)",
     )?
-    .execute(params![notification_id, notifier_id, now])?;
+    .execute(params![notification_id, notifier_id, at, now])?;
     Ok(())
 }
 
@@ -61,16 +69,17 @@ pub fn due(conn: &Connection, notifier_id: &str, now: Millis, limit: usize) -> R
     // order; the partial index finds the pending ones without touching the others, and
     // only the page's notifications are read.
     let mut stmt = conn.prepare_cached(
-        "SELECT notification_id, attempts FROM deliveries
+        "SELECT notification_id, attempts, sends, held FROM deliveries
          WHERE notifier_id = ?1 AND state = 'pending' AND next_attempt_at <= ?2
          ORDER BY rowid LIMIT ?3",
     )?;
-    let ids: Vec<(String, i64)> =
-        stmt.query_map(params![notifier_id, now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    let ids: Vec<(String, i64, i64, bool)> = stmt
+        .query_map(params![notifier_id, now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
     let mut out = Vec::with_capacity(ids.len());
-    for (id, attempts) in ids {
+    for (id, attempts, sends, held) in ids {
         if let Some(notification) = crate::inbox::get(conn, &id)? {
-            out.push(Due { notification, attempts });
+            out.push(Due { notification, attempts, sends, held });
         }
     }
     Ok(out)
@@ -91,12 +100,105 @@ pub fn notifiers_with_pending(conn: &Connection) -> Result<Vec<String>, StoreErr
 }
 
 pub fn mark_sent(conn: &Connection, notification_id: &str, notifier_id: &str, now: Millis) -> Result<(), StoreError> {
+    mark_sent_again_at(conn, notification_id, notifier_id, None, now)
+}
+
+/// Records a send; with `again_at` (the notifier repeats) the delivery stays pending for
+/// the repeat at that time.
+pub fn mark_sent_again_at(
+    conn: &Connection,
+    notification_id: &str,
+    notifier_id: &str,
+    again_at: Option<Millis>,
+    now: Millis,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "UPDATE deliveries SET state = 'sent', attempts = attempts + 1, last_error = NULL, updated_at = ?3
+        "UPDATE deliveries SET state = CASE WHEN ?3 IS NULL THEN 'sent' ELSE 'pending' END,
+                attempts = CASE WHEN ?3 IS NULL THEN attempts + 1 ELSE 0 END, sends = sends + 1, held = 0,
+                next_attempt_at = COALESCE(?3, next_attempt_at), last_error = NULL, updated_at = ?4
          WHERE notification_id = ?1 AND notifier_id = ?2",
     )?
-    .execute(params![notification_id, notifier_id, now])?;
+    .execute(params![notification_id, notifier_id, again_at, now])?;
     Ok(())
+}
+
+/// Applies the rule engine's verdict on each due delivery of a notifier (see
+/// [`crate::noise::verdict`]) and returns those to send now. Postponed ones wait for their
+/// time; one acknowledged before the notifier was to hear of it is removed (it never
+/// does); a repeat of one acknowledged since is over.
+pub fn triage(
+    conn: &Connection,
+    notifier_id: &str,
+    rules: &crate::noise::NotifierRules,
+    due: Vec<Due>,
+    now: Millis,
+    tz: &jiff::tz::TimeZone,
+) -> Result<Vec<Due>, StoreError> {
+    use crate::noise::Verdict;
+    let mut send = Vec::with_capacity(due.len());
+    for d in due {
+        let id = &d.notification.id;
+        match crate::noise::verdict(&d.notification, d.sends, rules, now, tz) {
+            Verdict::Send => send.push(d),
+            Verdict::Postpone { at, held } => {
+                conn.prepare_cached(
+                    "UPDATE deliveries SET next_attempt_at = ?3, held = ?4, updated_at = ?5 WHERE notification_id = ?1 AND notifier_id = ?2",
+                )?
+                .execute(params![id, notifier_id, at, held || d.held, now])?;
+            }
+            Verdict::Drop => {
+                conn.prepare_cached("DELETE FROM deliveries WHERE notification_id = ?1 AND notifier_id = ?2")?
+                    .execute(params![id, notifier_id])?;
+            }
+            Verdict::Stop => {
+                conn.prepare_cached(
+                    "UPDATE deliveries SET state = 'sent', held = 0, updated_at = ?3 WHERE notification_id = ?1 AND notifier_id = ?2",
+                )?
+                .execute(params![id, notifier_id, now])?;
+            }
+        }
+    }
+    Ok(send)
+}
+
+/// How due deliveries go out: what quiet hours held as one catch-up digest, each group
+/// (same group key) as one message, and the rest together (`together`, a paced notifier's
+/// digest) or one by one. A digest holds at most `digest_max`; a group has no limit (its
+/// message summarises it).
+pub fn batches(send: Vec<Due>, together: bool, digest_max: usize) -> Vec<Vec<Due>> {
+    let mut held = Vec::new();
+    let mut groups: Vec<Vec<Due>> = Vec::new();
+    let mut rest = Vec::new();
+    for d in send {
+        if d.held {
+            held.push(d);
+        } else if let Some(key) = d.notification.group_key.clone() {
+            match groups.iter_mut().find(|g| g[0].notification.group_key.as_deref() == Some(key.as_str())) {
+                Some(g) => g.push(d),
+                None => groups.push(vec![d]),
+            }
+        } else {
+            rest.push(d);
+        }
+    }
+    let chunks = |v: Vec<Due>| {
+        let mut out: Vec<Vec<Due>> = Vec::new();
+        for d in v {
+            match out.last_mut() {
+                Some(last) if last.len() < digest_max.max(1) => last.push(d),
+                _ => out.push(vec![d]),
+            }
+        }
+        out
+    };
+    let mut out: Vec<Vec<Due>> = chunks(held);
+    if together {
+        out.extend(chunks(rest));
+    } else {
+        out.extend(rest.into_iter().map(|d| vec![d]));
+    }
+    out.extend(groups);
+    out
 }
 
 /// Records a failed attempt: retried at `retry_at`, or failed for good when `None`.
@@ -130,7 +232,7 @@ pub fn cancel_pending(conn: &Connection, notifier_id: &str, why: &str, now: Mill
 pub fn of_notification(conn: &Connection, notification_id: &str) -> Result<Vec<Delivery>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT d.notification_id, d.notifier_id, COALESCE(f.type, 'removed'), d.state, d.attempts,
-                d.next_attempt_at, d.last_error, d.updated_at
+                d.next_attempt_at, d.last_error, d.updated_at, d.sends
          FROM deliveries d LEFT JOIN notifiers f ON f.id = d.notifier_id
          WHERE d.notification_id = ?1 ORDER BY f.created_at, d.notifier_id",
     )?;
@@ -146,6 +248,7 @@ pub fn of_notification(conn: &Connection, notification_id: &str) -> Result<Vec<D
                 next_attempt_at: r.get(5)?,
                 last_error: r.get(6)?,
                 updated_at: r.get(7)?,
+                sends: r.get(8)?,
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -185,6 +288,23 @@ impl crate::Store {
         due(self.conn(), notifier_id, now, limit)
     }
 
+    /// What the notifier's rules (delay, repeat, quiet hours) and snoozes make of due
+    /// deliveries: what to send now (see [`triage`]). A PostgreSQL store has no notifier
+    /// rules yet: everything due goes.
+    pub fn triage(
+        &mut self,
+        notifier_id: &str,
+        rules: &crate::noise::NotifierRules,
+        due: Vec<Due>,
+        now: Millis,
+        tz: &jiff::tz::TimeZone,
+    ) -> Result<Vec<Due>, StoreError> {
+        if self.pg().is_some() {
+            return Ok(due);
+        }
+        self.write(|tx| triage(tx, notifier_id, rules, due, now, tz))
+    }
+
     /// When this process may next have something to send to a notifier: its earliest
     /// pending attempt, or, for one leased by another daemon, when that lease runs out.
     pub fn next_delivery_attempt(&self, notifier_id: &str) -> Result<Option<Millis>, StoreError> {
@@ -196,14 +316,22 @@ impl crate::Store {
 
     /// Stores the outcomes of attempts to one notifier, in one transaction (and ends their
     /// leases).
-    pub fn record_attempts(&mut self, notifier_id: &str, attempts: &[(&str, Attempt)], now: Millis) -> Result<(), StoreError> {
+    /// A sent delivery of a repeating notifier stays pending until `again_at` (SQLite only:
+    /// a PostgreSQL store has no notifier rules yet).
+    pub fn record_attempts(
+        &mut self,
+        notifier_id: &str,
+        attempts: &[(&str, Attempt)],
+        again_at: Option<Millis>,
+        now: Millis,
+    ) -> Result<(), StoreError> {
         if let Some(pg) = self.pg() {
             return pg.record_attempts(notifier_id, attempts, now);
         }
         self.write(|tx| {
             for (id, attempt) in attempts {
                 match attempt {
-                    Attempt::Sent => mark_sent(tx, id, notifier_id, now)?,
+                    Attempt::Sent => mark_sent_again_at(tx, id, notifier_id, again_at, now)?,
                     Attempt::Failed { error, retry_at } => mark_attempt_failed(tx, id, notifier_id, error, *retry_at, now)?,
                 }
             }

@@ -32,6 +32,19 @@ pub struct Notification {
     /// The remote it came from (its name in `runwatch remotes`); `None` for this instance's own.
     #[serde(default)]
     pub origin: Option<String>,
+    /// Hidden from the badge and the pending list until then (the largest time: until its
+    /// run's state changes); see [`crate::noise`].
+    #[serde(default)]
+    pub snoozed_until: Option<i64>,
+    /// The silence that matched it on arrival: stored, never popped up nor forwarded.
+    #[serde(default)]
+    pub silenced_by: Option<String>,
+    /// When its alarm ended by itself (a stuck run checked in again).
+    #[serde(default)]
+    pub resolved_at: Option<i64>,
+    /// Notifications with one group key arriving together make one popup and one message.
+    #[serde(default)]
+    pub group_key: Option<String>,
 }
 
 /// A notification to store; the inbox assigns id and times.
@@ -62,6 +75,12 @@ pub enum AckState {
     Pending,
     Acked,
     All,
+    /// Unacknowledged and snoozed now.
+    Snoozed,
+    /// Silenced on arrival (acknowledged or not).
+    Silenced,
+    /// Resolved by themselves (a stuck run that checked in again).
+    Resolved,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -76,6 +95,8 @@ pub struct ListFilter {
     pub limit: Option<usize>,
     /// Only from this followed server, or [`LOCAL_ORIGIN`] for this instance's own.
     pub origin: Option<String>,
+    /// The time snoozes are compared with (default: the system clock's now).
+    pub now: Option<Millis>,
 }
 
 /// The origin filter's name for this instance's own notifications (no remote has it).
@@ -137,8 +158,11 @@ macro_rules! reached_at {
     };
 }
 
-/// Pending: neither acknowledged on its own nor reached by an "acknowledge all".
+/// Unacknowledged: neither acknowledged on its own nor reached by an "acknowledge all".
 pub(crate) const PENDING: &str = concat!("acked_at IS NULL AND seq > ", acked_upto!());
+
+/// Among unacknowledged ones, those pending now (`?6`): not silenced, resolved or snoozed.
+const SHOWN: &str = "silenced_by IS NULL AND resolved_at IS NULL AND (snoozed_until IS NULL OR snoozed_until <= ?6)";
 
 /// A notification as stored, with the acknowledgement an "acknowledge all" gave it read
 /// into `acked_at` and `updated_at`.
@@ -151,7 +175,7 @@ pub(crate) const COLUMNS: &str = concat!(
     "COALESCE(acked_at, ",
     reached_at!(),
     "), ",
-    "expires_at, origin"
+    "expires_at, origin, snoozed_until, silenced_by, resolved_at, group_key"
 );
 
 /// Stores a notification (inside the caller's transaction, so it commits with the state
@@ -173,13 +197,13 @@ pub(crate) struct Inserts<'t> {
     tail: Option<&'t mut Tail>,
     /// New pending notifications by level, in [`Level::ALL`] order.
     pending: [i64; 5],
-    /// Enabled notifiers and their minimum levels, read at the first insert.
-    recipients: Option<Vec<(String, Level)>>,
+    /// Silences, grouping and the notifiers' levels and rules, read at the first insert.
+    rules: Option<crate::noise::Rules>,
 }
 
 impl<'t> Inserts<'t> {
     pub(crate) fn new(tail: Option<&'t mut Tail>) -> Self {
-        Self { tail, pending: [0; 5], recipients: None }
+        Self { tail, pending: [0; 5], rules: None }
     }
 
     /// Stores `n` unless its dedupe key or event id is stored already.
@@ -199,14 +223,20 @@ impl<'t> Inserts<'t> {
             return Ok(Inserted::Duplicate(existing));
         }
         let level = n.level.unwrap_or(Level::Info);
+        if self.rules.is_none() {
+            self.rules = Some(crate::noise::Rules::load(tx, now)?);
+        }
+        let rules = self.rules.as_mut().expect("loaded above");
+        let arrival = rules.arrive(tx, n, level, now)?;
+        let rules = &*rules;
         // Time-ordered (UUIDv7): new ids go to the end of the id index instead of a random
         // page of it, which at a thousand notifications a batch is most of ingest's cost.
         let id = uuid::Uuid::now_v7().to_string();
         // Cached: an ingest batch runs this a thousand times in one transaction.
         tx.prepare_cached(
             "INSERT INTO notifications (id, created_at, updated_at, level, title, body, run_id, source, dedupe_key,
-                                        event_id, repeat_count, expires_at)
-             VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                                        event_id, repeat_count, expires_at, silenced_by, group_key, snoozed_until, snooze_state)
+             VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )?
         .execute(params![
             id,
@@ -219,20 +249,27 @@ impl<'t> Inserts<'t> {
             n.dedupe_key,
             n.event_id,
             n.repeat_count,
-            expires_at
+            expires_at,
+            arrival.silenced_by,
+            arrival.group_key,
+            arrival.snoozed_until,
+            arrival.snooze_state
         ])?;
         if let Some(tail) = self.tail.as_deref_mut() {
             tail.inserted(tx.last_insert_rowid(), n.event_id.as_deref());
         }
-        self.pending[Level::ALL.iter().position(|l| *l == level).unwrap_or(0)] += 1;
-        // The outbox: one delivery per enabled notifier at or below this level, in the same
-        // transaction, so a crash can never store a notification without its deliveries.
-        if self.recipients.is_none() {
-            self.recipients = Some(crate::deliveries::recipients(tx)?);
+        if arrival.silenced_by.is_none() {
+            self.pending[Level::ALL.iter().position(|l| *l == level).unwrap_or(0)] += 1;
         }
-        for (notifier_id, min_level) in self.recipients.iter().flatten() {
-            if *min_level <= level {
-                crate::deliveries::enqueue(tx, &id, notifier_id, now)?;
+        // The outbox: one delivery per enabled notifier at or below this level (none when
+        // silenced; later for a notifier's delay or a group's window), in the same
+        // transaction, so a crash can never store a notification without its deliveries.
+        for (notifier_id, at) in rules.deliveries(tx, level, &arrival, now)? {
+            crate::deliveries::enqueue(tx, &id, notifier_id, at, now)?;
+        }
+        if let (Some(run), Some(key)) = (&n.run_id, &n.dedupe_key) {
+            if key.starts_with("recovered:") {
+                crate::noise::recover(tx, run, &id, now)?;
             }
         }
         Ok(Inserted::New(Box::new(Notification {
@@ -250,6 +287,10 @@ impl<'t> Inserts<'t> {
             acked_at: None,
             expires_at,
             origin: None,
+            snoozed_until: arrival.snoozed_until,
+            silenced_by: arrival.silenced_by,
+            resolved_at: None,
+            group_key: arrival.group_key,
         })))
     }
 
@@ -278,9 +319,12 @@ pub fn list(conn: &Connection, filter: &ListFilter) -> Result<Page, StoreError> 
     };
     let mut sql = format!("SELECT seq, {COLUMNS} FROM notifications WHERE 1 = 1");
     match filter.state {
-        AckState::Pending => sql.push_str(&format!(" AND {PENDING}")),
-        AckState::Acked => sql.push_str(&format!(" AND NOT ({PENDING})")),
-        AckState::All => {}
+        AckState::Pending => sql.push_str(&format!(" AND {PENDING} AND {SHOWN}")),
+        AckState::Acked => sql.push_str(&format!(" AND NOT ({PENDING}) AND ?6 IS NOT NULL")),
+        AckState::All => sql.push_str(" AND ?6 IS NOT NULL"),
+        AckState::Snoozed => sql.push_str(&format!(" AND {PENDING} AND snoozed_until > ?6")),
+        AckState::Silenced => sql.push_str(" AND silenced_by IS NOT NULL AND ?6 IS NOT NULL"),
+        AckState::Resolved => sql.push_str(" AND resolved_at IS NOT NULL AND ?6 IS NOT NULL"),
     }
     if filter.min_level.is_some() {
         sql.push_str(" AND level >= ?1");
@@ -299,9 +343,10 @@ pub fn list(conn: &Connection, filter: &ListFilter) -> Result<Page, StoreError> 
     }
     sql.push_str(" ORDER BY seq DESC LIMIT ?4");
     let mut stmt = conn.prepare_cached(&sql)?;
-    // Unused numbered parameters are allowed by SQLite only when bound; bind all five.
+    // Unused numbered parameters are allowed by SQLite only when bound; bind all six.
+    let now = filter.now.unwrap_or_else(|| crate::clock::Clock::now(&crate::clock::SystemClock));
     let rows = stmt
-        .query_map(params![filter.min_level.map(Level::number), filter.run_id, cursor, (limit + 1) as i64, filter.origin], |r| {
+        .query_map(params![filter.min_level.map(Level::number), filter.run_id, cursor, (limit + 1) as i64, filter.origin, now], |r| {
             Ok((r.get::<_, i64>(0)?, from_row(r, 1)?))
         })?;
     let mut items = Vec::with_capacity(limit + 1);
@@ -455,7 +500,8 @@ pub fn ack_upto(conn: &Connection, upto: i64, now: Millis) -> Result<usize, Stor
     }
     conn.execute(
         "UPDATE pending_counts SET n = (SELECT COUNT(*) FROM notifications
-                                         WHERE seq > ?1 AND acked_at IS NULL AND level = pending_counts.level)",
+                                         WHERE seq > ?1 AND acked_at IS NULL AND silenced_by IS NULL AND resolved_at IS NULL
+                                           AND level = pending_counts.level)",
         [upto],
     )?;
     let after: i64 = conn.query_row("SELECT COALESCE(SUM(n), 0) FROM pending_counts", [], |r| r.get(0))?;
@@ -463,12 +509,27 @@ pub fn ack_upto(conn: &Connection, upto: i64, now: Millis) -> Result<usize, Stor
 }
 
 /// Pending counts by level: five rows kept with every insert, acknowledgement and deletion
-/// (migrations 0003–0005), not a count.
-pub fn unread_summary(conn: &Connection) -> Result<UnreadSummary, StoreError> {
+/// (migrations 0003–0005, 0008), less the notifications snoozed at `now` (few, and found
+/// by their own index), not a count.
+pub fn unread_summary(conn: &Connection, now: Millis) -> Result<UnreadSummary, StoreError> {
+    let mut counts: std::collections::BTreeMap<i64, i64> = std::collections::BTreeMap::new();
     let mut stmt = conn.prepare_cached("SELECT level, n FROM pending_counts WHERE n > 0")?;
-    let mut s = UnreadSummary::default();
     for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))? {
-        let (level, count) = row?;
+        let (level, n) = row?;
+        counts.insert(level, n);
+    }
+    if !counts.is_empty() {
+        let mut snoozed = conn.prepare_cached(&format!(
+            "SELECT level, COUNT(*) FROM notifications WHERE snoozed_until > ?1 AND silenced_by IS NULL AND resolved_at IS NULL AND {PENDING}
+             GROUP BY level"
+        ))?;
+        for row in snoozed.query_map([now], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))? {
+            let (level, n) = row?;
+            *counts.entry(level).or_default() -= n;
+        }
+    }
+    let mut s = UnreadSummary::default();
+    for (level, count) in counts.into_iter().filter(|(_, n)| *n > 0) {
         let Some(level) = Level::from_number(level) else {
             continue;
         };
@@ -507,6 +568,10 @@ pub(crate) fn from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Notification>
         acked_at: r.get(at + 11)?,
         expires_at: r.get(at + 12)?,
         origin: r.get(at + 13)?,
+        snoozed_until: r.get(at + 14)?,
+        silenced_by: r.get(at + 15)?,
+        resolved_at: r.get(at + 16)?,
+        group_key: r.get(at + 17)?,
     })
 }
 
@@ -563,11 +628,17 @@ impl Store {
         self.write(|tx| ack_upto(tx, upto, now))
     }
 
+    /// The unread summary now, by the system clock.
     pub fn unread_summary(&self) -> Result<UnreadSummary, StoreError> {
+        self.unread_summary_at(crate::clock::Clock::now(&crate::clock::SystemClock))
+    }
+
+    /// The unread summary at `now` (snoozes end with time).
+    pub fn unread_summary_at(&self, now: Millis) -> Result<UnreadSummary, StoreError> {
         if let Some(pg) = self.pg() {
             return pg.unread_summary();
         }
-        unread_summary(self.conn())
+        unread_summary(self.conn(), now)
     }
 
     /// One statement, run on its own rather than in [`Store::write`]'s transaction: as its

@@ -10,6 +10,7 @@ pub mod inbox;
 pub mod ingest;
 pub mod lock;
 pub mod model;
+pub mod noise;
 pub mod notifiers;
 pub mod pg;
 pub mod remotes;

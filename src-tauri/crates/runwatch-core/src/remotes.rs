@@ -400,8 +400,8 @@ impl Store {
                 let inserted = tx
                     .prepare_cached(
                         "INSERT OR IGNORE INTO notifications (id, created_at, updated_at, level, title, body, run_id, source, repeat_count,
-                                                          acked_at, expires_at, origin, remote_id, remote_seq)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                                                          acked_at, expires_at, origin, remote_id, remote_seq, silenced_by, resolved_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                     )?
                     .execute(params![
                         id,
@@ -417,19 +417,22 @@ impl Store {
                         expires_at,
                         remote,
                         n.id,
-                        c.seq
+                        c.seq,
+                        n.silenced_by,
+                        n.resolved_at
                     ])?;
                 if inserted == 0 {
                     continue;
                 }
                 applied.stored += 1;
-                if n.acked_at.is_some() {
+                // Silenced or resolved on its origin: kept, never pending here either.
+                if n.acked_at.is_some() || n.silenced_by.is_some() || n.resolved_at.is_some() {
                     continue;
                 }
                 tx.prepare_cached("UPDATE pending_counts SET n = n + 1 WHERE level = ?1")?.execute([n.level.number()])?;
                 for (notifier_id, min_level) in &recipients {
                     if *min_level <= n.level {
-                        crate::deliveries::enqueue(tx, &id, notifier_id, now)?;
+                        crate::deliveries::enqueue(tx, &id, notifier_id, now, now)?;
                     }
                 }
                 applied.new_pending.push(Notification {
@@ -439,6 +442,10 @@ impl Store {
                     origin: Some(remote.to_string()),
                     dedupe_key: None,
                     event_id: None,
+                    snoozed_until: None,
+                    silenced_by: None,
+                    resolved_at: None,
+                    group_key: None,
                     ..n.clone()
                 });
             }

@@ -84,6 +84,7 @@ pub fn save_detected(
         deadline,
         now
     ])?;
+    crate::noise::run_state_saved(conn, id, state, now)?;
     Ok(())
 }
 
@@ -141,6 +142,7 @@ pub fn set_name(conn: &Connection, id: &str, name: &str, now: Millis) -> Result<
 pub fn set_state(conn: &Connection, id: &str, state: RunState, now: Millis) -> Result<(), StoreError> {
     ensure(conn, id, now)?;
     conn.prepare_cached("UPDATE runs SET state = ?2, updated_at = ?3 WHERE id = ?1")?.execute(params![id, state.as_str(), now])?;
+    crate::noise::run_state_saved(conn, id, state, now)?;
     Ok(())
 }
 

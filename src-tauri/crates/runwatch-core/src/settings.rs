@@ -16,6 +16,7 @@ use ts_rs::TS;
 use utoipa::ToSchema;
 
 use crate::clock::Millis;
+use crate::noise::QuietHours;
 use crate::store::StoreError;
 use crate::{Level, Store};
 
@@ -30,6 +31,9 @@ mod key {
     pub const UNREACHABLE_WARN_SECS: &str = "unreachable_warn_secs";
     pub const SLURM_ENABLED: &str = "slurm_enabled";
     pub const SLURM_NEAR_LIMIT_SECS: &str = "slurm_near_limit_secs";
+    pub const GROUP_WINDOW_SECS: &str = "group_window_secs";
+    pub const GROUP_BY: &str = "group_by";
+    pub const POPUP_QUIET_HOURS: &str = "popup_quiet_hours";
     /// Not a setting: the repositories whose history was already taken in (see [`super::known_repos`]).
     pub const KNOWN_REPOS: &str = "known_repos";
 }
@@ -44,6 +48,9 @@ pub const MAX_RESCAN_SECS: u64 = 3_600;
 pub const MAX_UNREACHABLE_WARN_SECS: u64 = 7 * 86_400;
 /// The earliest warning before a Slurm job's time limit: a week.
 pub const MAX_SLURM_NEAR_LIMIT_SECS: u64 = 7 * 86_400;
+
+/// The longest grouping window: an hour.
+pub const MAX_GROUP_WINDOW_SECS: u64 = 3_600;
 
 /// The user's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, TS)]
@@ -68,6 +75,12 @@ pub struct Settings {
     pub slurm_enabled: bool,
     /// Seconds before a running Slurm job's time limit when one WARNING says so.
     pub slurm_near_limit_secs: u64,
+    /// Seconds a group's first notification waits for the rest of its burst (0: no grouping).
+    pub group_window_secs: u64,
+    /// Where group keys come from, first found wins: `label.NAME` (a run label) or `repo`.
+    pub group_by: Vec<String>,
+    /// Quiet hours of the desktop popups.
+    pub popup_quiet_hours: Option<QuietHours>,
 }
 
 impl Default for Settings {
@@ -84,6 +97,9 @@ impl Default for Settings {
             unreachable_warn_secs: 300,
             slurm_enabled: false,
             slurm_near_limit_secs: 600,
+            group_window_secs: 30,
+            group_by: vec!["label.slurm_array_job_id".into(), "label.sweep".into()],
+            popup_quiet_hours: None,
         }
     }
 }
@@ -107,6 +123,11 @@ pub struct SettingsPatch {
     pub slurm_enabled: Option<bool>,
     #[schema(maximum = 604_800)]
     pub slurm_near_limit_secs: Option<u64>,
+    #[schema(maximum = 3_600)]
+    pub group_window_secs: Option<u64>,
+    pub group_by: Option<Vec<String>>,
+    /// Quiet hours of the popups; `start` empty turns them off.
+    pub popup_quiet_hours: Option<QuietHours>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +157,15 @@ impl SettingsPatch {
         }
         if self.slurm_near_limit_secs.is_some_and(|r| r > MAX_SLURM_NEAR_LIMIT_SECS) {
             return invalid(format!("slurm_near_limit_secs must be at most a week ({MAX_SLURM_NEAR_LIMIT_SECS})"));
+        }
+        if self.group_window_secs.is_some_and(|w| w > MAX_GROUP_WINDOW_SECS) {
+            return invalid(format!("group_window_secs must be at most {MAX_GROUP_WINDOW_SECS}"));
+        }
+        for source in self.group_by.iter().flatten() {
+            crate::noise::check_group_source(source).map_err(SettingsError::Invalid)?;
+        }
+        if let Some(q) = self.popup_quiet_hours.as_ref().filter(|q| !q.start.is_empty()) {
+            q.check().map_err(|e| SettingsError::Invalid(format!("popup_quiet_hours: {e}")))?;
         }
         for (i, repo) in self.watched_repos.iter().flatten().enumerate() {
             // A relative path would depend on where the daemon happened to start.
@@ -171,6 +201,9 @@ impl Settings {
             unreachable_warn_secs: decode(key::UNREACHABLE_WARN_SECS, raw(key::UNREACHABLE_WARN_SECS)).unwrap_or(d.unreachable_warn_secs),
             slurm_enabled: decode(key::SLURM_ENABLED, raw(key::SLURM_ENABLED)).unwrap_or(d.slurm_enabled),
             slurm_near_limit_secs: decode(key::SLURM_NEAR_LIMIT_SECS, raw(key::SLURM_NEAR_LIMIT_SECS)).unwrap_or(d.slurm_near_limit_secs),
+            group_window_secs: decode(key::GROUP_WINDOW_SECS, raw(key::GROUP_WINDOW_SECS)).unwrap_or(d.group_window_secs),
+            group_by: decode(key::GROUP_BY, raw(key::GROUP_BY)).unwrap_or(d.group_by),
+            popup_quiet_hours: decode(key::POPUP_QUIET_HOURS, raw(key::POPUP_QUIET_HOURS)).unwrap_or(d.popup_quiet_hours),
         })
     }
 
@@ -222,6 +255,15 @@ pub fn patch(store: &mut Store, patch: &SettingsPatch) -> Result<Settings, Setti
     if let Some(r) = patch.slurm_near_limit_secs {
         put(key::SLURM_NEAR_LIMIT_SECS, serde_json::to_string(&r))?;
     }
+    if let Some(w) = patch.group_window_secs {
+        put(key::GROUP_WINDOW_SECS, serde_json::to_string(&w))?;
+    }
+    if let Some(g) = &patch.group_by {
+        put(key::GROUP_BY, serde_json::to_string(g))?;
+    }
+    if let Some(q) = &patch.popup_quiet_hours {
+        put(key::POPUP_QUIET_HOURS, serde_json::to_string(&Some(q).filter(|q| !q.start.is_empty())))?;
+    }
     if let Some(r) = &patch.watched_repos {
         put(key::WATCHED_REPOS, serde_json::to_string(r))?;
     }
@@ -255,6 +297,17 @@ pub(crate) const EXPIRY_DAYS_KEY: &str = key::EXPIRY_DAYS;
 /// The expiry a stored `expiry_days` value means.
 pub(crate) fn expiry_from_raw(raw: Option<&str>) -> Option<Millis> {
     expiry_of(decode(key::EXPIRY_DAYS, raw).unwrap_or(Settings::default().expiry_days))
+}
+
+/// What grouping needs on every insert: the key sources and the window in ms.
+pub(crate) fn noise_settings(conn: &rusqlite::Connection) -> Result<(Vec<String>, Millis), StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT key, value FROM settings WHERE key IN (?1, ?2)")?;
+    let rows: HashMap<String, String> =
+        stmt.query_map([key::GROUP_BY, key::GROUP_WINDOW_SECS], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    let d = Settings::default();
+    let group_by = decode(key::GROUP_BY, rows.get(key::GROUP_BY).map(String::as_str)).unwrap_or(d.group_by);
+    let window: u64 = decode(key::GROUP_WINDOW_SECS, rows.get(key::GROUP_WINDOW_SECS).map(String::as_str)).unwrap_or(d.group_window_secs);
+    Ok((group_by, crate::clock::secs(window)))
 }
 
 /// The repositories whose existing check-ins were already taken in (so the first scan of a

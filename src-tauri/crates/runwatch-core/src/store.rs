@@ -78,6 +78,7 @@ const MIGRATION_SQL: &[&str] = &[
     include_str!("../migrations/0005_ack_all.sql"),
     include_str!("../migrations/0006_remote_runs.sql"),
     include_str!("../migrations/0007_remotes.sql"),
+    include_str!("../migrations/0008_noise.sql"),
     include_str!("../migrations/0009_check_in_causes.sql"),
 ];
 
@@ -259,9 +260,20 @@ impl Store {
     /// Runs `f` in an `IMMEDIATE` transaction (see the module docs), committing on `Ok`.
     /// SQLite only, like [`Store::conn`].
     pub fn write<T>(&mut self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let tx = self.sqlite_mut().conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // A command not yet ported to PostgreSQL says so rather than panicking.
+        let Backend::Sqlite(sqlite) = &mut self.backend else { return Err(StoreError::Unsupported("this operation")) };
+        let tx = sqlite.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
+        Ok(out)
+    }
+
+    /// [`Store::write`] for operations with their own error type.
+    pub fn write_with<T, E: From<StoreError>>(&mut self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
+        let Backend::Sqlite(sqlite) = &mut self.backend else { return Err(StoreError::Unsupported("this operation").into()) };
+        let tx = sqlite.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(StoreError::from)?;
         Ok(out)
     }
 

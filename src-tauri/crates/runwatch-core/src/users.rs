@@ -112,10 +112,10 @@ impl Store {
         }
     }
 
-    pub fn unread_summary_as(&self, user: Option<&str>) -> Result<UnreadSummary, StoreError> {
+    pub fn unread_summary_as(&self, user: Option<&str>, now: Millis) -> Result<UnreadSummary, StoreError> {
         match (self.pg(), user) {
             (Some(pg), Some(user)) => pg.unread_summary_as(user),
-            _ => self.unread_summary(),
+            _ => self.unread_summary_at(now),
         }
     }
 

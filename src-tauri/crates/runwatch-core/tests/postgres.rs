@@ -120,10 +120,10 @@ fn each_delivery_is_taken_by_one_daemon_until_its_lease_runs_out() {
 
     // `one` sends five and dies with the rest leased: `two` waits for the lease, then takes them.
     let sent: Vec<(&str, Attempt)> = ia[..5].iter().map(|id| (id.as_str(), Attempt::Sent)).collect();
-    one.record_attempts("n1", &sent, 1_100).unwrap();
+    one.record_attempts("n1", &sent, None, 1_100).unwrap();
     drop(one);
     let done: Vec<(&str, Attempt)> = ib.iter().map(|id| (id.as_str(), Attempt::Sent)).collect();
-    two.record_attempts("n1", &done, 1_200).unwrap();
+    two.record_attempts("n1", &done, None, 1_200).unwrap();
     let lease_end = 1_000 + runwatch_core::pg::DELIVERY_LEASE_MS;
     assert!(two.take_due("n1", lease_end - 1, 100).unwrap().is_empty());
     assert_eq!(two.next_delivery_attempt("n1").unwrap(), Some(lease_end), "wakes when the lease runs out");
@@ -133,7 +133,7 @@ fn each_delivery_is_taken_by_one_daemon_until_its_lease_runs_out() {
         .iter()
         .map(|d| (d.notification.id.as_str(), Attempt::Failed { error: "HTTP 500".into(), retry_at: Some(lease_end + 10) }))
         .collect();
-    two.record_attempts("n1", &failed, lease_end).unwrap();
+    two.record_attempts("n1", &failed, None, lease_end).unwrap();
     assert_eq!(two.next_delivery_attempt("n1").unwrap(), Some(lease_end + 10));
     assert_eq!(two.delivery_counts().unwrap(), (15, 15, 0));
 }

@@ -42,8 +42,7 @@ fn a_patch_changes_what_it_names_and_nothing_else(backend: Backend) {
         rescan_secs: 60,
         watched_repos: vec!["/data/exp/.aim".into()],
         unreachable_warn_secs: 300,
-        slurm_enabled: false,
-        slurm_near_limit_secs: 600,
+        ..Settings::default()
     };
     assert_eq!(after, expected);
     assert_eq!(after.expiry(), None);
@@ -113,8 +112,7 @@ fn stores_written_by_earlier_versions_keep_their_settings(backend: Backend) {
             rescan_secs: 5,
             watched_repos: vec!["/a/.aim".into(), "/b/.aim".into()],
             unreachable_warn_secs: 300,
-            slurm_enabled: false,
-            slurm_near_limit_secs: 600,
+            ..Settings::default()
         }
     );
     assert_eq!(settings::known_repos(&store).unwrap(), ["/a/.aim"]);

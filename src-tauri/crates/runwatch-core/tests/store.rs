@@ -46,8 +46,10 @@ fn empty_file_is_migrated_and_reopening_migrates_idempotently() {
             "pending_counts",
             "remote_acks",
             "remotes",
+            "run_snoozes",
             "runs",
             "settings",
+            "silences",
             "sqlite_sequence"
         ]
     );

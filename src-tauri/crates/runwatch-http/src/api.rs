@@ -19,6 +19,7 @@ use runwatch_core::check_ins::CheckInReport;
 use runwatch_core::deliveries::Delivery;
 use runwatch_core::inbox::{AckState, ListFilter, Page, UnreadSummary};
 use runwatch_core::ingest::Event;
+use runwatch_core::noise::{NewSilence, NoiseError, NotifierRules, Silence, SnoozeUntil};
 use runwatch_core::notifiers::{Notifier, NotifierLookupError};
 use runwatch_core::runs::Run;
 use runwatch_core::settings::{self, Settings, SettingsError, SettingsPatch};
@@ -86,6 +87,16 @@ impl From<NotifierLookupError> for ApiError {
         match e {
             NotifierLookupError::Store(s) => s.into(),
             other => ApiError::not_found(other.to_string()),
+        }
+    }
+}
+
+impl From<NoiseError> for ApiError {
+    fn from(e: NoiseError) -> Self {
+        match e {
+            NoiseError::Store(s) => s.into(),
+            NoiseError::UnknownSilence(_) => ApiError::not_found(e.to_string()),
+            other => ApiError::bad_request(other.to_string()),
         }
     }
 }
@@ -186,6 +197,7 @@ pub async fn list_notifications(
         cursor: q.cursor,
         limit: q.limit,
         origin: q.origin,
+        now: Some(now(&state)),
     };
     with_store(&state, move |s| Ok(s.list_notifications_as(viewer.user(), &filter)?)).await.map(axum::Json)
 }
@@ -288,7 +300,114 @@ pub async fn ack_one(
 
 #[utoipa::path(get, path = "/notifications/summary", responses((status = 200, body = UnreadSummary)))]
 pub async fn summary(State(state): State<Arc<ApiState>>, Extension(viewer): Extension<Viewer>) -> ApiResult<UnreadSummary> {
-    with_store(&state, move |s| Ok(s.unread_summary_as(viewer.user())?)).await.map(axum::Json)
+    let at = now(&state);
+    with_store(&state, move |s| Ok(s.unread_summary_as(viewer.user(), at)?)).await.map(axum::Json)
+}
+
+/// How long to snooze: exactly one of the three.
+#[derive(Debug, Default, Deserialize, ToSchema, TS)]
+#[ts(export, optional_fields)]
+pub struct SnoozeRequest {
+    /// For this many seconds.
+    #[schema(minimum = 1)]
+    pub for_secs: Option<u64>,
+    /// Until this time (ms since the epoch).
+    pub until: Option<i64>,
+    /// Until the run's next state change.
+    pub until_change: Option<bool>,
+}
+
+impl SnoozeRequest {
+    fn until(&self, now: i64) -> Result<SnoozeUntil, ApiError> {
+        match (self.for_secs, self.until, self.until_change.unwrap_or(false)) {
+            (Some(secs), None, false) if secs > 0 => {
+                Ok(SnoozeUntil::Time(now.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000))))
+            }
+            (None, Some(t), false) => Ok(SnoozeUntil::Time(t)),
+            (None, None, true) => Ok(SnoozeUntil::RunChange),
+            _ => Err(ApiError::bad_request("give exactly one of \"for_secs\" (> 0), \"until\" or \"until_change\": true")),
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/notifications/{id}/snooze", params(("id" = String, Path)), request_body = SnoozeRequest,
+    responses((status = 200, body = Notification), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn snooze(State(state): State<Arc<ApiState>>, Path(id): Path<String>, Json(req): Json<SnoozeRequest>) -> ApiResult<Notification> {
+    let at = now(&state);
+    let until = req.until(at)?;
+    let n = with_store(&state, move |s| {
+        s.notification(&id)?.ok_or_else(|| ApiError::not_found(format!("no notification '{id}'")))?;
+        s.snooze(std::slice::from_ref(&id), until, at)?;
+        s.notification(&id)?.ok_or_else(|| ApiError::not_found(format!("no notification '{id}'")))
+    })
+    .await?;
+    state.changed();
+    Ok(axum::Json(n))
+}
+
+#[utoipa::path(post, path = "/notifications/{id}/unsnooze", params(("id" = String, Path)),
+    responses((status = 200, body = Notification), (status = 404, body = ErrorBody)))]
+pub async fn unsnooze(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> ApiResult<Notification> {
+    let at = now(&state);
+    let n = with_store(&state, move |s| {
+        s.notification(&id)?.ok_or_else(|| ApiError::not_found(format!("no notification '{id}'")))?;
+        s.unsnooze(std::slice::from_ref(&id), at)?;
+        s.notification(&id)?.ok_or_else(|| ApiError::not_found(format!("no notification '{id}'")))
+    })
+    .await?;
+    state.changed();
+    Ok(axum::Json(n))
+}
+
+/// What snoozing a run did.
+#[derive(Debug, Serialize, Deserialize, ToSchema, TS)]
+#[ts(export)]
+pub struct SnoozeRunResult {
+    /// Its pending notifications snoozed now (those arriving before the snooze ends are too).
+    pub snoozed: usize,
+}
+
+#[utoipa::path(post, path = "/runs/{id}/snooze", params(("id" = String, Path)), request_body = SnoozeRequest,
+    responses((status = 200, body = SnoozeRunResult), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn snooze_run(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    Json(req): Json<SnoozeRequest>,
+) -> ApiResult<SnoozeRunResult> {
+    let at = now(&state);
+    let until = req.until(at)?;
+    let snoozed = with_store(&state, move |s| {
+        s.run(&id)?.ok_or_else(|| ApiError::not_found(format!("no run '{id}'")))?;
+        Ok(s.snooze_run(&id, until, at)?)
+    })
+    .await?;
+    state.changed();
+    Ok(axum::Json(SnoozeRunResult { snoozed }))
+}
+
+// ---- silences ----
+
+#[utoipa::path(get, path = "/silences", responses((status = 200, body = Vec<Silence>)))]
+pub async fn list_silences(State(state): State<Arc<ApiState>>) -> ApiResult<Vec<Silence>> {
+    with_store(&state, |s| Ok(s.silences()?)).await.map(axum::Json)
+}
+
+#[utoipa::path(post, path = "/silences", request_body = NewSilence,
+    responses((status = 200, body = Silence), (status = 400, body = ErrorBody)))]
+pub async fn add_silence(State(state): State<Arc<ApiState>>, Json(req): Json<NewSilence>) -> ApiResult<Silence> {
+    let at = now(&state);
+    let s = with_store(&state, move |s| Ok(s.add_silence(&req, at)?)).await?;
+    state.changed();
+    Ok(axum::Json(s))
+}
+
+#[utoipa::path(post, path = "/silences/{id}/expire", params(("id" = String, Path)),
+    responses((status = 200, body = Silence), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn expire_silence(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> ApiResult<Silence> {
+    let at = now(&state);
+    let s = with_store(&state, move |s| Ok(s.expire_silence(&id, at)?)).await?;
+    state.changed();
+    Ok(axum::Json(s))
 }
 
 // ---- runs ----
@@ -446,9 +565,11 @@ pub struct NotifierView {
     pub config: serde_json::Value,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Delay, repeat and quiet hours.
+    pub rules: NotifierRules,
 }
 
-fn view(n: &Notifier) -> NotifierView {
+fn view(n: &Notifier, rules: NotifierRules) -> NotifierView {
     let config = Channel::from_notifier(n).map_or_else(|e| serde_json::json!({"error": e.to_string()}), |c| c.masked());
     NotifierView {
         id: n.id.clone(),
@@ -458,7 +579,13 @@ fn view(n: &Notifier) -> NotifierView {
         config,
         created_at: n.created_at,
         updated_at: n.updated_at,
+        rules,
     }
+}
+
+/// [`view`] with the notifier's rules read from the store.
+fn view_in(s: &Store, n: &Notifier) -> Result<NotifierView, ApiError> {
+    Ok(view(n, s.notifier_rules(&n.id)?))
 }
 
 /// A notifier to add.
@@ -473,11 +600,14 @@ pub struct NewNotifier {
     #[schema(value_type = Object)]
     pub config: serde_json::Value,
     pub min_level: Option<Level>,
+    #[serde(default)]
+    #[ts(optional)]
+    pub rules: Option<NotifierRules>,
 }
 
 #[utoipa::path(get, path = "/notifiers", responses((status = 200, body = Vec<NotifierView>)))]
 pub async fn list_notifiers(State(state): State<Arc<ApiState>>) -> ApiResult<Vec<NotifierView>> {
-    with_store(&state, |s| Ok(s.notifiers()?.iter().map(view).collect())).await.map(axum::Json)
+    with_store(&state, |s| s.notifiers()?.iter().map(|n| view_in(s, n)).collect()).await.map(axum::Json)
 }
 
 #[utoipa::path(post, path = "/notifiers", request_body = NewNotifier,
@@ -495,8 +625,15 @@ pub async fn add_notifier(State(state): State<Arc<ApiState>>, Json(req): Json<Ne
         created_at: at,
         updated_at: at,
     };
-    let v = view(&n);
-    with_store(&state, move |s| Ok(s.add_notifier(&n)?)).await?;
+    let rules = req.rules.unwrap_or_default();
+    rules.check().map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let v = view(&n, rules.clone());
+    with_store(&state, move |s| {
+        s.add_notifier(&n)?;
+        s.set_notifier_rules(&n.id, &rules, at)?;
+        Ok(())
+    })
+    .await?;
     state.changed();
     Ok(axum::Json(v))
 }
@@ -504,7 +641,7 @@ pub async fn add_notifier(State(state): State<Arc<ApiState>>, Json(req): Json<Ne
 #[utoipa::path(get, path = "/notifiers/{id}", params(("id" = String, Path)),
     responses((status = 200, body = NotifierView), (status = 404, body = ErrorBody)))]
 pub async fn get_notifier(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> ApiResult<NotifierView> {
-    with_store(&state, move |s| Ok(view(&s.resolve_notifier(&id)?))).await.map(axum::Json)
+    with_store(&state, move |s| view_in(s, &s.resolve_notifier(&id)?)).await.map(axum::Json)
 }
 
 /// Changes to a notifier; omitted fields stay. Config keys given replace the stored ones,
@@ -517,6 +654,8 @@ pub struct NotifierPatch {
     #[ts(optional, type = "Record<string, unknown>")]
     #[schema(value_type = Option<Object>)]
     pub config: Option<serde_json::Value>,
+    /// Replaces the rules (delay, repeat, quiet hours) as a whole.
+    pub rules: Option<NotifierRules>,
 }
 
 #[utoipa::path(patch, path = "/notifiers/{id}", params(("id" = String, Path)), request_body = NotifierPatch,
@@ -540,8 +679,14 @@ pub async fn patch_notifier(
         } else if patch.config.is_some() {
             return Err(ApiError::bad_request("\"config\" must be an object"));
         }
+        if let Some(rules) = &patch.rules {
+            rules.check()?;
+        }
         s.update_notifier(&n.id, patch.config.is_some().then_some(&config), patch.min_level, patch.status, at)?;
-        Ok(view(&s.resolve_notifier(&n.id)?))
+        if let Some(rules) = &patch.rules {
+            s.set_notifier_rules(&n.id, rules, at)?;
+        }
+        view_in(s, &s.resolve_notifier(&n.id)?)
     })
     .await?;
     state.changed();
@@ -638,7 +783,8 @@ pub async fn stream(
                     _ = stopping.wait_for(|s| *s) => return None,
                 }
             }
-            let summary = with_store(&state, move |s| Ok(s.unread_summary_as(viewer.user())?)).await.unwrap_or_default();
+            let at = now(&state);
+            let summary = with_store(&state, move |s| Ok(s.unread_summary_as(viewer.user(), at)?)).await.unwrap_or_default();
             let data = serde_json::to_string(&Change { summary }).unwrap_or_default();
             Some((Ok(SseEvent::default().event("change").data(data)), (state, rx, stopping, false)))
         }

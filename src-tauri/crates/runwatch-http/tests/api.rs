@@ -277,6 +277,9 @@ fn openapi_document_lists_every_route() {
         "/api/v1/notifiers/{id}/test",
         "/api/v1/settings",
         "/api/v1/stream",
+        "/api/v1/notifications/{id}/snooze",
+        "/api/v1/silences",
+        "/api/v1/silences/{id}/expire",
     ] {
         assert!(paths.contains(&p), "{p} missing from {paths:?}");
     }
@@ -333,4 +336,77 @@ fn stream_reports_changes(feed: bool) {
     let mut other = Store::open(&api.data).unwrap();
     assert_eq!(other.ack_all(1_000_001).unwrap(), 1);
     next("after another connection's ack", &|l| l.contains("\"total\":0"));
+}
+
+/// The clock of [`start`]'s server.
+const NOW: i64 = 1_000_000;
+
+#[test]
+fn snooze_unsnooze_and_silences_over_http() {
+    let api = start();
+    let id = ok(api.call("POST", "/api/v1/events", Some(json!({"message": "loss is NaN", "level": "ERROR", "run_id": "job-1"}))))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let n = ok(api.call("POST", &format!("/api/v1/notifications/{id}/snooze"), Some(json!({"for_secs": 3600}))));
+    assert_eq!(n["snoozed_until"], NOW + 3_600_000);
+    assert_eq!(ok(api.call("GET", "/api/v1/notifications/summary", None))["total"], 0);
+    assert_eq!(ok(api.call("GET", "/api/v1/notifications?state=snoozed", None))["items"][0]["id"], id.as_str());
+    assert_eq!(ok(api.call("GET", "/api/v1/notifications", None))["items"], json!([]));
+    let n = ok(api.call("POST", &format!("/api/v1/notifications/{id}/unsnooze"), Some(json!({}))));
+    assert_eq!(n["snoozed_until"], Value::Null);
+    assert_eq!(ok(api.call("GET", "/api/v1/notifications/summary", None))["total"], 1);
+    let n = ok(api.call("POST", &format!("/api/v1/notifications/{id}/snooze"), Some(json!({"until_change": true}))));
+    assert_eq!(n["snoozed_until"], i64::MAX);
+    for bad in [json!({}), json!({"for_secs": 0}), json!({"for_secs": 60, "until_change": true}), json!({"until": NOW - 1})] {
+        let (status, body) = api.call("POST", &format!("/api/v1/notifications/{id}/snooze"), Some(bad.clone()));
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    assert_eq!(api.call("POST", "/api/v1/notifications/nope/snooze", Some(json!({"for_secs": 60}))).0, 404);
+    // A run: what it has now, and what arrives before the snooze ends.
+    ok(api.call("POST", &format!("/api/v1/notifications/{id}/unsnooze"), Some(json!({}))));
+    let r = ok(api.call("POST", "/api/v1/runs/job-1/snooze", Some(json!({"for_secs": 600}))));
+    assert_eq!(r["snoozed"], 1);
+    ok(api.call("POST", "/api/v1/events", Some(json!({"message": "again", "level": "ERROR", "run_id": "job-1"}))));
+    assert_eq!(ok(api.call("GET", "/api/v1/notifications/summary", None))["total"], 0);
+    assert_eq!(api.call("POST", "/api/v1/runs/nope/snooze", Some(json!({"for_secs": 60}))).0, 404);
+
+    let s = ok(api.call(
+        "POST",
+        "/api/v1/silences",
+        Some(json!({"matchers": ["run=job-2", "level<=WARNING"], "ends_at": NOW + 3_600_000, "comment": "known"})),
+    ));
+    assert_eq!(s["matchers"][1], json!({"field": "level", "op": "<=", "value": "WARNING"}));
+    ok(api.call("POST", "/api/v1/events", Some(json!({"message": "slow", "level": "WARNING", "run_id": "job-2"}))));
+    let silenced = ok(api.call("GET", "/api/v1/notifications?state=silenced", None));
+    assert_eq!(silenced["items"][0]["silenced_by"], s["id"]);
+    let (status, body) = api.call("POST", "/api/v1/silences", Some(json!({"matchers": ["colour=red"], "ends_at": NOW + 1})));
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("unknown matcher field 'colour'"), "{body}");
+    let expired = ok(api.call("POST", &format!("/api/v1/silences/{}/expire", s["id"].as_str().unwrap()), Some(json!({}))));
+    assert_eq!(expired["ends_at"], NOW);
+    assert_eq!(ok(api.call("GET", "/api/v1/silences", None)).as_array().unwrap().len(), 1);
+    assert_eq!(api.call("POST", "/api/v1/silences/ffff/expire", Some(json!({}))).0, 404);
+}
+
+#[test]
+fn notifier_rules_are_validated_and_patched() {
+    let api = start();
+    let n = ok(api.call(
+        "POST",
+        "/api/v1/notifiers",
+        Some(json!({"type": "logger", "config": {}, "rules": {"delay_ms": 900_000, "repeat_ms": 3_600_000}})),
+    ));
+    assert_eq!(n["rules"], json!({"delay_ms": 900_000, "repeat_ms": 3_600_000}));
+    let id = n["id"].as_str().unwrap();
+    let quiet = json!({"quiet": {"start": "22:00", "end": "07:00", "days": ["mon", "fri"], "pass": "CRITICAL"}});
+    let patched = ok(api.call("PATCH", &format!("/api/v1/notifiers/{id}"), Some(json!({"rules": quiet}))));
+    assert_eq!(patched["rules"], quiet);
+    assert_eq!(ok(api.call("GET", "/api/v1/notifiers", None))[0]["rules"], quiet);
+    for bad in [json!({"repeat_ms": 10}), json!({"quiet": {"start": "25:00", "end": "07:00", "pass": "ERROR"}})] {
+        let (status, body) =
+            api.call("PATCH", &format!("/api/v1/notifiers/{id}"), Some(json!({"rules": bad.clone(), "min_level": "ERROR"})));
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    assert_eq!(ok(api.call("GET", &format!("/api/v1/notifiers/{id}"), None))["min_level"], "DEBUG", "nothing was written");
 }

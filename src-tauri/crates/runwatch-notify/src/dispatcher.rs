@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use runwatch_core::clock::{Millis, SharedClock};
 use runwatch_core::deliveries::{Attempt, Due};
+use runwatch_core::noise::{self, NotifierRules};
 use runwatch_core::notifiers::Notifier;
 use runwatch_core::store::StoreError;
 use runwatch_core::{NotifierStatus, Store};
@@ -16,6 +17,11 @@ use runwatch_core::{NotifierStatus, Store};
 use crate::channel::Channel;
 use crate::render::{self, DIGEST_MAX};
 use crate::send::{Message, Outcome, Sender};
+
+/// The most due deliveries read at once: a group of up to this many goes as one message.
+pub const GROUP_MAX: usize = 1000;
+/// The lines a group's message lists; the rest are counted.
+const GROUP_LINES: usize = 10;
 
 /// First retry delay; doubled per attempt up to [`MAX_BACKOFF_MS`].
 pub const BASE_BACKOFF_MS: Millis = 1000;
@@ -57,6 +63,8 @@ pub struct Dispatcher {
     paced_until: HashMap<String, Millis>,
     /// A stop was asked for: finish the send in flight, start no other.
     stopping: bool,
+    /// The user's time zone, for quiet hours.
+    tz: jiff::tz::TimeZone,
     tx: mpsc::Sender<Msg>,
     rx: Receiver<Msg>,
 }
@@ -64,7 +72,13 @@ pub struct Dispatcher {
 impl Dispatcher {
     pub fn new(store: Store, clock: SharedClock, sender: Sender) -> Self {
         let (tx, rx) = mpsc::channel();
-        Self { store, clock, sender, paced_until: HashMap::new(), stopping: false, tx, rx }
+        Self { store, clock, sender, paced_until: HashMap::new(), stopping: false, tz: jiff::tz::TimeZone::system(), tx, rx }
+    }
+
+    /// Quiet hours in this time zone instead of the system's (tests).
+    pub fn with_time_zone(mut self, tz: jiff::tz::TimeZone) -> Self {
+        self.tz = tz;
+        self
     }
 
     pub fn handle(&self) -> DispatcherHandle {
@@ -89,7 +103,10 @@ impl Dispatcher {
                 continue;
             }
             match Channel::from_notifier(&notifier) {
-                Ok(channel) => active.push((notifier, channel, VecDeque::new())),
+                Ok(channel) => {
+                    let rules = self.store.notifier_rules(&notifier.id)?;
+                    active.push((notifier, channel, rules, VecDeque::<Vec<Due>>::new()));
+                }
                 Err(e) => self.fail_all_due(&notifier, &format!("invalid notifier settings: {e}"))?,
             }
         }
@@ -98,17 +115,21 @@ impl Dispatcher {
             // Each notifier's next batch: with pacing, everything that backed up goes as one
             // digest; without, one message at a time, from a page read once (reading the
             // first due delivery sorts all of them: per message, a backlog would be
-            // quadratic). A notifier with nothing to send now is done for this step.
+            // quadratic). The rule engine has its say first (delay, repeat, snooze, quiet
+            // hours); a group, and what quiet hours held, go as one message each. A notifier
+            // with nothing to send now is done for this step.
             let mut round: Vec<(usize, Vec<Due>)> = Vec::new();
             let mut done = Vec::new();
-            for (i, (notifier, channel, page)) in active.iter_mut().enumerate() {
+            for (i, (notifier, channel, rules, page)) in active.iter_mut().enumerate() {
                 let now = self.clock.now();
                 let paced = self.paced_until.get(&notifier.id).copied().unwrap_or(Millis::MIN);
                 if page.is_empty() && now >= paced {
-                    page.extend(self.store.take_due(&notifier.id, now, DIGEST_MAX)?);
+                    // A page large enough for a burst's group to go as one message.
+                    let due = self.store.take_due(&notifier.id, now, GROUP_MAX)?;
+                    let send = if due.is_empty() { due } else { self.store.triage(&notifier.id, rules, due, now, &self.tz)? };
+                    page.extend(runwatch_core::deliveries::batches(send, channel.pacing_ms() > 0, DIGEST_MAX));
                 }
-                let batch: Vec<Due> =
-                    if channel.pacing_ms() > 0 { page.drain(..).collect() } else { page.pop_front().into_iter().collect() };
+                let batch: Vec<Due> = if now >= paced { page.pop_front().unwrap_or_default() } else { Vec::new() };
                 if batch.is_empty() {
                     let pending = self.store.next_delivery_attempt(&notifier.id)?;
                     next = soonest(next, pending.map(|p| p.max(paced)));
@@ -142,9 +163,9 @@ impl Dispatcher {
                 })
             };
             for ((i, batch), outcome) in round.iter().zip(&outcomes) {
-                let (notifier, channel, _) = &active[*i];
+                let (notifier, channel, rules, _) = &active[*i];
                 let now = self.clock.now();
-                self.record(notifier, batch, outcome, now)?;
+                self.record(notifier, rules, batch, outcome, now)?;
                 if channel.pacing_ms() > 0 {
                     self.paced_until.insert(notifier.id.clone(), now + channel.pacing_ms());
                 }
@@ -168,7 +189,7 @@ impl Dispatcher {
         }
         let failed: Vec<(&str, Attempt)> =
             due.iter().map(|d| (d.notification.id.as_str(), Attempt::Failed { error: error.to_string(), retry_at: None })).collect();
-        self.store.record_attempts(&notifier.id, &failed, now)
+        self.store.record_attempts(&notifier.id, &failed, None, now)
     }
 
     /// Whether [`DispatcherHandle::stop`] was called (looked at between sends).
@@ -181,7 +202,16 @@ impl Dispatcher {
         self.stopping
     }
 
-    fn record(&mut self, notifier: &Notifier, batch: &[Due], outcome: &Outcome, now: Millis) -> Result<(), StoreError> {
+    fn record(
+        &mut self,
+        notifier: &Notifier,
+        rules: &NotifierRules,
+        batch: &[Due],
+        outcome: &Outcome,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        // A repeating notifier hears of it again while it is unacknowledged.
+        let again_at = rules.repeat_ms.map(|r| now.saturating_add(r));
         let attempts: Vec<(&str, Attempt)> = batch
             .iter()
             .map(|d| {
@@ -198,7 +228,7 @@ impl Dispatcher {
                 (d.notification.id.as_str(), attempt)
             })
             .collect();
-        self.store.record_attempts(&notifier.id, &attempts, now)?;
+        self.store.record_attempts(&notifier.id, &attempts, again_at, now)?;
         if let Outcome::Failed { error } | Outcome::Retry { error, .. } = outcome {
             tracing::warn!("delivery to {} notifier {} failed: {error}", notifier.kind, short(&notifier.id));
         }
@@ -239,7 +269,22 @@ fn message<'a>(batch: &'a [Due], channel: &Channel) -> Message<'a> {
         return Message { text: render::message_text(n, &template), level, run: n.run_id.as_deref(), single: Some(n), count: 1 };
     }
     let items: Vec<_> = batch.iter().map(|d| &d.notification).collect();
-    Message { text: render::digest_text(&items), level, run: None, single: None, count: batch.len() }
+    let digest = render::digest_text(&items);
+    let text = match items[0].group_key.as_deref() {
+        _ if batch.iter().all(|d| d.held) => format!("While quiet hours lasted: {digest}"),
+        Some(key) if items.iter().all(|n| n.group_key.as_deref() == Some(key)) => {
+            let mut text = noise::group_title(key, &items);
+            for n in items.iter().take(GROUP_LINES) {
+                text.push_str(&format!("\n• [{}] {}", n.level, n.title));
+            }
+            if items.len() > GROUP_LINES {
+                text.push_str(&format!("\n… and {} more", items.len() - GROUP_LINES));
+            }
+            text
+        }
+        _ => digest,
+    };
+    Message { text, level, run: None, single: None, count: batch.len() }
 }
 
 /// The wait before retry number `attempts + 1`: the server's `Retry-After` if it gave

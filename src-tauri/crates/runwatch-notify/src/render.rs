@@ -168,6 +168,10 @@ mod tests {
             acked_at: None,
             expires_at: None,
             origin: None,
+            snoozed_until: None,
+            silenced_by: None,
+            resolved_at: None,
+            group_key: None,
         }
     }
 

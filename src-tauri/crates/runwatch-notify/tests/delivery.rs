@@ -435,3 +435,49 @@ fn a_notifier_that_never_answers_holds_up_no_other() {
     assert!(r[0].json()["text"].as_str().unwrap().contains("boom"));
     assert_eq!(hung.requests().len(), 1, "still waiting for its answer");
 }
+
+/// The dispatcher on the injected clock with noise rules: quiet hours hold what is below
+/// the pass level and send it as one catch-up digest when they end (the pass level goes at
+/// once); a repeat goes at its interval until the acknowledgement; the dispatcher's next
+/// wake is the rule's time, not a poll.
+#[test]
+fn quiet_hours_make_one_catch_up_digest_and_repeats_stop_at_the_ack() {
+    use runwatch_core::noise::{NotifierRules, QuietHours};
+    let server = FakeServer::start();
+    let mut s = setup();
+    let id = s.add(slack(&server, None), Level::Debug);
+    // T0 is 2027-01-15 08:00 UTC: quiet from 07:00 to 09:00.
+    let quiet = QuietHours::parse("07:00-09:00", None, Some(Level::Critical)).unwrap();
+    let rules = NotifierRules { delay_ms: None, repeat_ms: Some(600_000), quiet: Some(quiet) };
+    s.store().set_notifier_rules(&id, &rules, T0).unwrap();
+    s.dispatcher = Dispatcher::new(s.store(), Arc::new(s.clock.clone()), Sender::new(WAIT)).with_time_zone(jiff::tz::TimeZone::UTC);
+
+    let a = s.notify(Level::Error, "disk full on gpu-3", "send");
+    s.notify(Level::Warning, "slow epoch", "send");
+    let c = s.notify(Level::Critical, "node lost", "send");
+    assert_eq!(s.step(), Some(T0 + 600_000), "the next wake: the CRITICAL one's repeat");
+    let got = server.wait_for(1, WAIT);
+    assert!(got[0].json()["text"].as_str().unwrap().contains("node lost"), "the pass-through level goes at once");
+    s.store().ack(&[c], T0 + 1).unwrap();
+    s.at_ms(600_000);
+    assert_eq!(s.step(), Some(T0 + 3_600_000), "acknowledged: no repeat; the next wake is the end of quiet hours");
+    assert_eq!(server.requests().len(), 1);
+
+    s.at_ms(3_600_000);
+    s.step();
+    let got = server.wait_for(2, WAIT);
+    let text = got[1].json()["text"].as_str().unwrap().to_string();
+    assert!(text.starts_with("While quiet hours lasted: 2 new notifications:"), "{text}");
+    assert!(text.contains("disk full on gpu-3") && text.contains("slow epoch"), "{text}");
+    // Every one repeats 10 minutes later (together: a digest), until acknowledged.
+    s.store().ack(&[a], T0 + 3_700_000).unwrap();
+    s.at_ms(3_600_000 + 600_000);
+    s.step();
+    let got = server.wait_for(3, WAIT);
+    let text = got[2].json()["text"].as_str().unwrap().to_string();
+    assert!(text.contains("slow epoch") && !text.contains("disk full"), "the acknowledged one stopped: {text}");
+    s.store().ack_all(T0 + 4_300_000).unwrap();
+    s.at_ms(3_600_000 + 1_200_000);
+    assert_eq!(s.step(), None, "nothing left to wake for");
+    assert_eq!(server.requests().len(), 3);
+}

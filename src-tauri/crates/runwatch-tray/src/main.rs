@@ -49,6 +49,8 @@ pub enum Command {
     Open(Option<String>),
     /// Acknowledge every pending notification.
     AckAll,
+    /// Snooze every pending notification for an hour: it leaves the badge and comes back then.
+    SnoozeAll,
     /// Finish the send in flight and exit.
     Quit,
     /// A part of the engine failed: exit with an error.
@@ -149,6 +151,17 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                 match Store::open(engine.data_dir()).and_then(|mut s| s.ack_all(SystemClock.now())) {
                     Ok(n) => tracing::info!("acknowledged {n} notifications from the tray"),
                     Err(e) => tracing::warn!("cannot acknowledge: {e}"),
+                }
+                wake(&wake_popups);
+            }
+            Command::SnoozeAll => {
+                let now = SystemClock.now();
+                let snoozed = Store::open(engine.data_dir())
+                    .map_err(runwatch_core::noise::NoiseError::from)
+                    .and_then(|mut s| s.snooze_all(now + 3_600_000, now));
+                match snoozed {
+                    Ok(n) => tracing::info!("snoozed {n} notifications for an hour from the tray"),
+                    Err(e) => tracing::warn!("cannot snooze: {e}"),
                 }
                 wake(&wake_popups);
             }

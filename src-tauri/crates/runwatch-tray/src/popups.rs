@@ -1,7 +1,8 @@
 //! Native popups (notify-rust over D-Bus) for notifications at or above the popup level,
 //! coalesced by [`PopupGate`]; "Open" (also the default click) shows the notification's
-//! details in the window, "Acknowledge" acknowledges it. The same loop keeps the tray
-//! badge current.
+//! details in the window, "Acknowledge" acknowledges it, "Snooze 1 h" snoozes it for an
+//! hour. The same loop keeps the tray badge current, and shows a snoozed notification again
+//! when it comes back (a time it waits for, like the coalesced popups'; nothing polls).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -15,6 +16,9 @@ use runwatch_desktop::{Popup, PopupGate};
 
 use crate::tray::Handle;
 use crate::{Command, Wake};
+
+/// How long the popup's "Snooze 1 h" snoozes.
+const SNOOZE_MS: Millis = 3_600_000;
 
 /// Popups paused until this time (0: not paused); toggled from the tray menu.
 #[derive(Default)]
@@ -66,9 +70,14 @@ fn run(ctx: &Ctx, tray: &Handle, pause: &Pause, rx: &mpsc::Receiver<()>) -> anyh
     let mut last_seq = inbox::last_seq(store.conn())?;
     let mut gate = PopupGate::new(runwatch_core::Settings::default().popup_level);
     let mut shown_summary = None;
+    // Snoozes that end after this have not come back yet.
+    let mut snoozes_seen = SystemClock.now();
     loop {
         let now = SystemClock.now();
-        gate.level = runwatch_core::Settings::load(&store)?.popup_level;
+        let settings = runwatch_core::Settings::load(&store)?;
+        gate.level = settings.popup_level;
+        gate.group_window = runwatch_core::clock::secs(settings.group_window_secs);
+        gate.quiet = settings.popup_quiet_hours;
         gate.pause_until(pause.until());
         let summary = store.unread_summary()?;
         let unreachable: Vec<String> =
@@ -85,12 +94,20 @@ fn run(ctx: &Ctx, tray: &Handle, pause: &Pause, rx: &mpsc::Receiver<()>) -> anyh
                 show(ctx, popup);
             }
         }
+        for n in runwatch_core::noise::returned(store.conn(), snoozes_seen, now)? {
+            for popup in gate.offer(&n, now) {
+                show(ctx, popup);
+            }
+        }
+        snoozes_seen = now;
         for popup in gate.tick(now) {
             show(ctx, popup);
         }
         // No polling: the engine's change feed wakes this loop on every commit to the store
-        // (by the watcher, the API or another process), and a coalesced popup wakes it when due.
-        let woken = match gate.next_deadline() {
+        // (by the watcher, the API or another process), and a coalesced popup, a group, the
+        // end of quiet hours or of a snooze wakes it when due.
+        let snooze_end = runwatch_core::noise::next_snooze_end(store.conn(), now)?;
+        let woken = match [gate.next_deadline(), snooze_end].into_iter().flatten().min() {
             Some(d) => rx.recv_timeout(Duration::from_millis((d - now).max(0) as u64)),
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
@@ -114,9 +131,10 @@ fn show(ctx: &Ctx, popup: Popup) {
     let id = match &popup {
         Popup::One(one) => {
             n.action("ack", "Acknowledge");
+            n.action("snooze", "Snooze 1 h");
             Some(one.id.clone())
         }
-        Popup::Many { .. } => None,
+        Popup::Many { .. } | Popup::Group { .. } | Popup::CatchUp { .. } => None,
     };
     let handle = match n.show() {
         Ok(h) => h,
@@ -138,6 +156,19 @@ fn show(ctx: &Ctx, popup: Popup) {
                 if let Some(id) = &id {
                     if let Err(e) = Store::open(&ctx.data_dir).and_then(|mut s| s.ack(std::slice::from_ref(id), SystemClock.now())) {
                         tracing::warn!("cannot acknowledge: {e}");
+                    }
+                    crate::wake(&ctx.wake);
+                }
+            }
+            "snooze" => {
+                if let Some(id) = &id {
+                    let now = SystemClock.now();
+                    let until = runwatch_core::noise::SnoozeUntil::Time(now + SNOOZE_MS);
+                    let snoozed = Store::open(&ctx.data_dir)
+                        .map_err(runwatch_core::noise::NoiseError::from)
+                        .and_then(|mut s| s.snooze(std::slice::from_ref(id), until, now));
+                    if let Err(e) = snoozed {
+                        tracing::warn!("cannot snooze: {e}");
                     }
                     crate::wake(&ctx.wake);
                 }

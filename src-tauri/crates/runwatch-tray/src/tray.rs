@@ -105,6 +105,12 @@ impl ksni::Tray for RunwatchTray {
             }
             .into(),
             StandardItem {
+                label: "Snooze all for 1 hour".into(),
+                activate: Box::new(|t: &mut Self| t.send(Command::SnoozeAll)),
+                ..Default::default()
+            }
+            .into(),
+            StandardItem {
                 label: if paused { "Resume popups" } else { "Pause popups for 1 hour" }.into(),
                 activate: Box::new(|t: &mut Self| {
                     t.pause.toggle(SystemClock.now());

@@ -9,6 +9,7 @@ use runwatch_aim::checkins::{CheckIn, Flag};
 use runwatch_aim::repo::AimRepo;
 use runwatch_core::clock::{FakeClock, Millis};
 use runwatch_core::inbox::{AckState, ListFilter};
+use runwatch_core::noise::SnoozeUntil;
 use runwatch_core::{DataDir, Level, RunState, Store};
 use runwatch_watcher::Watcher;
 
@@ -84,6 +85,12 @@ impl Fixture {
         let mut v: Vec<_> = page.items.into_iter().map(|n| ((n.created_at - T0) as f64 / 1000.0, n.level, n.title)).collect();
         v.reverse();
         v
+    }
+
+    /// The ids listed in one view of the inbox.
+    fn listed(&mut self, state: AckState) -> Vec<String> {
+        let filter = ListFilter { state, limit: Some(1000), ..Default::default() };
+        self.w().store().list_notifications(&filter).unwrap().items.into_iter().map(|n| n.id).collect()
     }
 
     fn state(&mut self, run: &str) -> RunState {
@@ -173,6 +180,10 @@ fn hang_is_stuck_then_crashed_when_the_heartbeat_stops_and_recovers_on_a_check_i
     assert_eq!(f.notes().len(), 1);
     f.at(105.0).poll();
     assert_eq!(f.state(RUN), RunState::Stuck);
+    // Snoozed until the run's state changes: back when it crashes.
+    let stuck = f.listed(AckState::Pending)[0].clone();
+    Store::open(&f.data).unwrap().snooze(std::slice::from_ref(&stuck), SnoozeUntil::RunChange, T0 + 106_000).unwrap();
+    assert_eq!(f.listed(AckState::Snoozed), std::slice::from_ref(&stuck));
     for beat in [120.0, 150.0] {
         idx += 1;
         f.at(beat).check_in(RUN, idx, Flag::Progress, 30);
@@ -184,6 +195,7 @@ fn hang_is_stuck_then_crashed_when_the_heartbeat_stops_and_recovers_on_a_check_i
     assert_eq!(f.state(RUN), RunState::Stuck);
     f.at(190.0).poll();
     assert_eq!(f.state(RUN), RunState::Crashed);
+    assert!(f.listed(AckState::Snoozed).is_empty(), "the state changed: the snooze is over");
     // Check-ins resume (say the file system was only slow): recovered.
     idx += 1;
     f.at(200.0).check_in(RUN, idx, Flag::CheckIn, 5);
@@ -197,7 +209,10 @@ fn hang_is_stuck_then_crashed_when_the_heartbeat_stops_and_recovers_on_a_check_i
             (190.0, Level::Error, format!("Run '{RUN}' crashed (no heartbeat for 40 s, no check-in for 190 s).")),
             (200.0, Level::Info, format!("Run '{RUN}' recovered: check-ins resumed.")),
         ]
-    );
+    ); // Recovered: both alarms are resolved, no longer pending.
+    assert_eq!(f.listed(AckState::Resolved).len(), 2);
+    let summary = f.w().store().unread_summary_at(T0 + 200_000).unwrap();
+    assert_eq!((summary.error, summary.info), (0, 2));
 }
 
 #[test]

@@ -50,6 +50,12 @@ fn from_row(r: &Row, at: usize) -> Notification {
         acked_at: r.get(at + 11),
         expires_at: r.get(at + 12),
         origin: r.get(at + 13),
+        // Noise control is not on a PostgreSQL store yet: nothing is snoozed, silenced,
+        // resolved or grouped there.
+        snoozed_until: None,
+        silenced_by: None,
+        resolved_at: None,
+        group_key: None,
     }
 }
 
@@ -146,6 +152,10 @@ impl Pg {
                 acked_at: None,
                 expires_at: batch.expires_at,
                 origin: None,
+                snoozed_until: None,
+                silenced_by: None,
+                resolved_at: None,
+                group_key: None,
             })));
         }
         if !cols.id.is_empty() {
@@ -217,6 +227,8 @@ impl Pg {
             AckState::Pending => sql.push_str(&format!(" AND {}", pending())),
             AckState::Acked => sql.push_str(&format!(" AND NOT ({})", pending())),
             AckState::All => {}
+            // Nothing is snoozed, silenced or resolved on a PostgreSQL store (yet).
+            AckState::Snoozed | AckState::Silenced | AckState::Resolved => sql.push_str(" AND FALSE"),
         }
         if let Some(l) = filter.min_level {
             bind(&mut sql, " AND level >= ?", Box::new(l.number()));

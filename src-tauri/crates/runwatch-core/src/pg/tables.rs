@@ -300,6 +300,7 @@ impl Pg {
                     notifier_type: r.get(2),
                     state: state.parse().unwrap_or(DeliveryState::Pending),
                     attempts: r.get(4),
+                    sends: i64::from(state == "sent"),
                     next_attempt_at: r.get(5),
                     last_error: r.get(6),
                     updated_at: r.get(7),
@@ -347,7 +348,7 @@ impl Pg {
         let mut out = Vec::with_capacity(taken.len());
         for (id, attempts, _) in taken {
             if let Some(notification) = self.notification(&id)? {
-                out.push(Due { notification, attempts });
+                out.push(Due { notification, attempts, sends: 0, held: false });
             }
         }
         Ok(out)
@@ -398,7 +399,7 @@ impl Pg {
         let mut out = Vec::with_capacity(ids.len());
         for (id, attempts) in ids {
             if let Some(notification) = self.notification(&id)? {
-                out.push(Due { notification, attempts });
+                out.push(Due { notification, attempts, sends: 0, held: false });
             }
         }
         Ok(out)

@@ -42,6 +42,12 @@ fn from_row(r: &postgres::Row, at: usize) -> Notification {
         acked_at: r.get(at + 11),
         expires_at: r.get(at + 12),
         origin: r.get(at + 13),
+        // Noise control is not on a PostgreSQL store yet: nothing is snoozed, silenced,
+        // resolved or grouped there.
+        snoozed_until: None,
+        silenced_by: None,
+        resolved_at: None,
+        group_key: None,
     }
 }
 
@@ -86,6 +92,8 @@ impl Pg {
             AckState::Pending => sql.push_str(&format!(" AND {USER_PENDING}")),
             AckState::Acked => sql.push_str(&format!(" AND NOT {USER_PENDING}")),
             AckState::All => {}
+            // Nothing is snoozed, silenced or resolved on a PostgreSQL store (yet).
+            AckState::Snoozed | AckState::Silenced | AckState::Resolved => sql.push_str(" AND FALSE"),
         }
         if let Some(l) = filter.min_level {
             bind(&mut sql, " AND level >= ?", Box::new(l.number()));
