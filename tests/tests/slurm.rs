@@ -1,8 +1,8 @@
 //! `runwatch start --slurm` against a real single-node Slurm cluster (slurm-wlm 22.05, no
 //! accounting: the source uses `scontrol`): jobs that wait then run, complete, fail, pass
 //! their time limit (warned before), get cancelled, run out of memory, an array of 8
-//! failing tasks, a job whose node goes down, and `runwatch exec` inside a job (the same
-//! run). PREEMPTED and "cancelled by whom" (sacct only) are covered by runwatch-slurm's
+//! failing tasks (one grouped message to a fake Slack), a job whose node goes down, and
+//! `runwatch exec` inside a job (the same run). PREEMPTED and "cancelled by whom" (sacct only) are covered by runwatch-slurm's
 //! tests on recorded output.
 //!
 //! The jobs run concurrently; the longest wait is Slurm's own time limit (1 minute, its
@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use runwatch_core::inbox::{AckState, ListFilter};
 use runwatch_core::{settings, DataDir, Level, Notification, RunState, SettingsPatch, Store};
+use runwatch_tests::fake_http::FakeServer;
 use runwatch_tests::slurm::{cluster, Cluster};
-use runwatch_tests::{binary, Running};
+use runwatch_tests::{binary, run_cli, runwatch, Running};
 
 fn store(data: &Path) -> Store {
     Store::open(&DataDir::at(data)).unwrap()
@@ -84,6 +85,10 @@ fn jobs_on_a_real_cluster_are_runs_that_say_why_they_stopped() {
         // A 1-minute limit (Slurm's smallest) is warned 50 s before.
         settings::patch(&mut s, &SettingsPatch { slurm_near_limit_secs: Some(50), ..Default::default() }).unwrap();
     }
+    // Errors go to a fake Slack too: the array's 8 failures become one message there.
+    let slack = FakeServer::start();
+    let url = slack.url("/services/T0/B0/SLURMTEST");
+    run_cli(runwatch(&data).args(["notifiers", "add", "slack", "--webhook-url", &url, "--min-level", "ERROR"])).expect_code(0);
     let daemon = start_daemon(c, &data, true);
     // Another daemon, off until its setting is turned on while it runs (as the UI's toggle does).
     let toggled = tmp.path().join("toggled");
@@ -196,6 +201,15 @@ fn jobs_on_a_real_cluster_are_runs_that_say_why_they_stopped() {
     let before = keys.len();
     keys.dedup();
     assert_eq!(keys.len(), before, "{slurm:#?}");
+
+    // The array's failures reached Slack as one message, once the group's window (30 s) closed.
+    let grouped = format!("8 runs of array {sweep} failed: ");
+    let texts = || -> Vec<String> {
+        slack.requests().iter().map(|r| r.json()["text"].as_str().unwrap_or_default().to_string()).collect::<Vec<_>>()
+    };
+    wait_for("the array's grouped message", MINUTE, || texts().iter().any(|t| t.starts_with(&grouped)).then_some(()));
+    let about_the_array: Vec<_> = texts().into_iter().filter(|t| t.contains(&format!("({sweep}_")) || t.contains(&grouped)).collect();
+    assert_eq!(about_the_array.len(), 1, "{about_the_array:#?}");
 
     daemon.signal_group("TERM");
     let (status, _, stderr) = daemon.finish();
