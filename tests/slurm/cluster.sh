@@ -91,7 +91,12 @@ SlurmdTimeout=10
 MessageTimeout=5
 MpiDefault=none
 NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
+# A job in 'urgent' (a higher tier) that needs a debug job's resources takes them: the
+# debug job ends PREEMPTED.
+PreemptType=preempt/partition_prio
+PreemptMode=CANCEL
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4 PriorityTier=1
+PartitionName=urgent Nodes=ALL MaxTime=INFINITE State=UP PriorityTier=10
 CONF
 cat > "$dir/cgroup.conf" <<CONF
 CgroupPlugin=cgroup/v1

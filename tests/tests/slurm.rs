@@ -1,9 +1,10 @@
 //! `runwatch start --slurm` against a real single-node Slurm cluster (slurm-wlm 22.05, no
 //! accounting: the source uses `scontrol`): jobs that wait then run, complete, fail, pass
 //! their time limit (warned before), get cancelled, run out of memory, an array of 8
-//! failing tasks (one grouped message to a fake Slack), a job whose node goes down, and
-//! `runwatch exec` inside a job (the same run). PREEMPTED and "cancelled by whom" (sacct only) are covered by runwatch-slurm's
-//! tests on recorded output.
+//! failing tasks (one grouped message to a fake Slack), a job preempted by one of a
+//! higher-tier partition, a job whose node goes down, and `runwatch exec` inside a job (the
+//! same run). "Cancelled by whom" needs accounting (sacct): it is covered by
+//! runwatch-slurm's tests on recorded output.
 //!
 //! The jobs run concurrently; the longest wait is Slurm's own time limit (1 minute, its
 //! smallest, plus up to its 30-second check).
@@ -174,6 +175,17 @@ fn jobs_on_a_real_cluster_are_runs_that_say_why_they_stopped() {
     assert!(at(&warned.id) < at(&timeout.id), "the warning comes first");
     let run = store(&data).run(&format!("slurm-{limit}")).unwrap().unwrap();
     assert_eq!((run.state, run.cause.as_deref()), (RunState::Failed, Some("time limit")));
+
+    // Preemption: a job of the higher-tier partition that needs the whole node takes it.
+    let victim = c.sbatch(&["-J", "victim", "-o", "/dev/null", "--wrap", "sleep 600"]);
+    wait_for("the victim to run", MINUTE, || {
+        store(&data).run(&format!("slurm-{victim}")).unwrap().filter(|r| r.state == RunState::Running)
+    });
+    c.sbatch(&["-J", "urgent", "-p", "urgent", "--exclusive", "-o", "/dev/null", "--wrap", "sleep 1"]);
+    let preempted = one(&data, &victim, Level::Warning, "was preempted", MINUTE);
+    assert!(preempted.body.contains("State: PREEMPTED"), "{}", preempted.body);
+    let run = store(&data).run(&format!("slurm-{victim}")).unwrap().unwrap();
+    assert_eq!((run.state, run.cause.as_deref()), (RunState::Ended, Some("preempted")));
 
     // Last, as it ends every job on the node: the node goes down under a running job.
     let lost = c.sbatch(&["-J", "lost", "--no-requeue", "-o", "/dev/null", "--wrap", "sleep 600"]);
