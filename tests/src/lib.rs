@@ -272,6 +272,20 @@ pub fn wait_for_drained_outbox(data_dir: &Path, patience: Duration) {
 }
 
 /// Adds an enabled Slack notifier for every level, posting to `url` (a [`fake_http`] server's).
+/// The store of a test's data dir.
+pub fn open_store(data_dir: &Path) -> runwatch_core::Store {
+    runwatch_core::Store::open(&runwatch_core::DataDir::at(data_dir)).expect("the test store opens")
+}
+
+/// Every notification in a test's data dir (the newest 1,000), oldest first.
+pub fn all_notifications(data_dir: &Path) -> Vec<runwatch_core::Notification> {
+    use runwatch_core::inbox::{AckState, ListFilter};
+    let filter = ListFilter { state: AckState::All, limit: Some(1000), ..Default::default() };
+    let mut items = open_store(data_dir).list_notifications(&filter).expect("the notifications list").items;
+    items.reverse();
+    items
+}
+
 pub fn add_slack_notifier(data_dir: &Path, id: &str, url: &str) {
     use runwatch_core::notifiers::Notifier;
     use runwatch_core::{DataDir, Level, NotifierStatus, Store};

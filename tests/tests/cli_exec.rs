@@ -6,22 +6,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use runwatch_core::inbox::{AckState, ListFilter};
-use runwatch_core::{DataDir, Level, Notification, RunState, Store};
+use runwatch_core::{Level, RunState};
 use runwatch_tests::fake_http::FakeServer;
 use runwatch_tests::{add_slack_notifier, run_cli, runwatch, wait_until, CliOutput, Running};
-
-fn store(data: &Path) -> Store {
-    Store::open(&DataDir::at(data)).unwrap()
-}
-
-/// Every notification, oldest first.
-fn notifications(data: &Path) -> Vec<Notification> {
-    let filter = ListFilter { state: AckState::All, limit: Some(1000), ..Default::default() };
-    let mut items = store(data).list_notifications(&filter).unwrap().items;
-    items.reverse();
-    items
-}
+use runwatch_tests::{all_notifications as notifications, open_store as store};
 
 fn exec(data: &Path, args: &[&str]) -> CliOutput {
     run_cli(runwatch(data).args(["--notifications", "hidden", "exec"]).args(args))

@@ -7,17 +7,14 @@ use std::path::Path;
 use std::process::Stdio;
 
 use runwatch_core::ingest::Event;
-use runwatch_core::{DataDir, Inserted, Level, Store};
+use runwatch_core::{Inserted, Level};
+use runwatch_tests::open_store as store;
 use runwatch_tests::{dump_store, run_cli, runwatch, CliOutput};
 
 /// 2026-11-21 14:03:00 UTC, in store milliseconds.
 const T1403: i64 = 1_795_269_780_000;
 const MINUTE: i64 = 60_000;
 const RUN: &str = "be0ebd0ce55b452d85f692cf";
-
-fn store(data: &Path) -> Store {
-    Store::open(&DataDir::at(data)).unwrap()
-}
 
 /// Stores a notification at a known time, as the watcher or the API would.
 fn add(data: &Path, at: i64, level: Level, run: Option<&str>, title: &str, body: &str) -> String {

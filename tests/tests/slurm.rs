@@ -13,23 +13,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use runwatch_core::inbox::{AckState, ListFilter};
-use runwatch_core::{settings, DataDir, Level, Notification, RunState, SettingsPatch, Store};
+use runwatch_core::{settings, Level, Notification, RunState, SettingsPatch};
 use runwatch_tests::fake_http::FakeServer;
 use runwatch_tests::slurm::{cluster, Cluster};
+use runwatch_tests::{all_notifications as notifications, open_store as store};
 use runwatch_tests::{binary, run_cli, runwatch, Running};
-
-fn store(data: &Path) -> Store {
-    Store::open(&DataDir::at(data)).unwrap()
-}
-
-/// Every notification, oldest first.
-fn notifications(data: &Path) -> Vec<Notification> {
-    let filter = ListFilter { state: AckState::All, limit: Some(10_000), ..Default::default() };
-    let mut items = store(data).list_notifications(&filter).unwrap().items;
-    items.reverse();
-    items
-}
 
 /// Waits for `check` on the store, up to `patience` (Slurm's time limit takes its time).
 #[track_caller]

@@ -6,21 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use runwatch_core::inbox::{AckState, ListFilter};
-use runwatch_core::{DataDir, Level, Notification, RunState, Store};
+use runwatch_core::{Level, RunState};
+use runwatch_tests::{all_notifications as notifications, open_store as store};
 use runwatch_tests::{binary, run_cli, runwatch, token_in, url_in, wait_until, CliOutput, Running};
-
-fn store(data: &Path) -> Store {
-    Store::open(&DataDir::at(data)).unwrap()
-}
-
-/// Every notification, oldest first.
-fn notifications(data: &Path) -> Vec<Notification> {
-    let filter = ListFilter { state: AckState::All, limit: Some(1000), ..Default::default() };
-    let mut items = store(data).list_notifications(&filter).unwrap().items;
-    items.reverse();
-    items
-}
 
 fn exec(data: &Path, args: &[&str]) -> CliOutput {
     run_cli(runwatch(data).args(["--notifications", "hidden", "exec"]).args(args).env_remove("SLURM_JOB_ID"))
