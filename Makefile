@@ -93,9 +93,16 @@ test-ui:
 	node --test tests/ui/*.test.mjs
 
 # The real app under Xvfb, in a private D-Bus session; screenshots go to target/artifacts/.
+# A failed desktop test is run once more, alone, and reported: WebKit and D-Bus timing under
+# a loaded 2-core CI machine has failed tests that pass at once when run again (see the
+# closing notes); a real fault fails twice.
+DESKTOP_PYTEST = xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- \
+	  /usr/bin/python3 -m pytest -q -o cache_dir=$(CARGO_TARGET_DIR)/pytest-desktop
 test-desktop:
-	xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- \
-	  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/desktop
+	@rm -rf $(CARGO_TARGET_DIR)/pytest-desktop
+	$(DESKTOP_PYTEST) tests/desktop || { \
+	  echo "test-desktop: running the failed desktop tests once more"; \
+	  $(DESKTOP_PYTEST) --last-failed --last-failed-no-failures none tests/desktop; }
 
 clean:
 	cargo clean
