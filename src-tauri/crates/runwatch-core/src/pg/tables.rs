@@ -212,10 +212,7 @@ impl Pg {
     pub(crate) fn set_run(&self, id: &str, column: &'static str, value: &str, now: Millis) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let mut tx = conn.client.transaction()?;
-        tx.execute(
-            "INSERT INTO runs (id, state, created_at, updated_at) VALUES ($1, 'running', $2, $2) ON CONFLICT (id) DO NOTHING",
-            &[&id, &now],
-        )?;
+        ensure_run(&mut tx, id, now)?;
         tx.execute(&format!("UPDATE runs SET {column} = $2, updated_at = $3 WHERE id = $1"), &[&id, &value, &now])?;
         tx.batch_execute(super::NOTIFY)?;
         tx.commit()?;
@@ -234,10 +231,7 @@ impl Pg {
     pub(crate) fn set_run_end(&self, id: &str, state: &str, cause: Option<&str>, now: Millis) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let mut tx = conn.client.transaction()?;
-        tx.execute(
-            "INSERT INTO runs (id, state, created_at, updated_at) VALUES ($1, 'running', $2, $2) ON CONFLICT (id) DO NOTHING",
-            &[&id, &now],
-        )?;
+        ensure_run(&mut tx, id, now)?;
         tx.execute("UPDATE runs SET state = $2, cause = $3, updated_at = $4 WHERE id = $1", &[&id, &state, &cause, &now])?;
         tx.batch_execute(super::NOTIFY)?;
         tx.commit()?;
@@ -247,10 +241,7 @@ impl Pg {
     pub(crate) fn record_check_in(&self, report: &CheckInReport, now: Millis) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let mut tx = conn.client.transaction()?;
-        tx.execute(
-            "INSERT INTO runs (id, state, created_at, updated_at) VALUES ($1, 'running', $2, $2) ON CONFLICT (id) DO NOTHING",
-            &[&report.run_id, &now],
-        )?;
+        ensure_run(&mut tx, &report.run_id, now)?;
         // The run's row lock orders two daemons taking check-ins of one run.
         let old: Option<String> = tx.query_one("SELECT labels FROM runs WHERE id = $1 FOR UPDATE", &[&report.run_id])?.get(0);
         let message = report.message.as_deref().map(crate::check_ins::tail_chars);
@@ -404,4 +395,13 @@ impl Pg {
         }
         Ok(out)
     }
+}
+
+/// Creates run `id` (running) unless it is known, as the SQLite side's `runs::ensure` does.
+fn ensure_run(tx: &mut postgres::Transaction<'_>, id: &str, now: Millis) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO runs (id, state, created_at, updated_at) VALUES ($1, 'running', $2, $2) ON CONFLICT (id) DO NOTHING",
+        &[&id, &now],
+    )?;
+    Ok(())
 }
