@@ -8,6 +8,7 @@
 
 pub mod fixture;
 mod inbox;
+mod roles;
 mod tables;
 mod users;
 
@@ -21,8 +22,11 @@ use postgres::{Client, NoTls, Statement};
 use crate::store::StoreError;
 
 /// Schema migrations, in order; the version is the row in `runwatch_schema`.
-const MIGRATION_SQL: &[&str] =
-    &[include_str!("../../migrations/postgres/0001_initial.sql"), include_str!("../../migrations/postgres/0002_users.sql")];
+const MIGRATION_SQL: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_initial.sql"),
+    include_str!("../../migrations/postgres/0002_users.sql"),
+    include_str!("../../migrations/postgres/0003_roles.sql"),
+];
 
 /// The schema version of a fully migrated PostgreSQL store.
 pub fn latest_schema_version() -> usize {

@@ -1,0 +1,42 @@
+//! Role leases on PostgreSQL (see `crate::roles`): one row per role, taken when free or
+//! run out, renewed by its holder.
+
+use super::Pg;
+use crate::clock::Millis;
+use crate::roles::Claim;
+use crate::store::StoreError;
+
+impl Pg {
+    pub(crate) fn claim_role(&self, role: &str, now: Millis, lease: Millis) -> Result<Claim, StoreError> {
+        let mut conn = self.conn();
+        let stmt = conn.prepare(
+            "INSERT INTO roles (name, holder, label, until) VALUES ($1, $2, $3, $4::bigint + $5::bigint)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, label = excluded.label, until = excluded.until
+              WHERE roles.holder = excluded.holder OR roles.until <= $4::bigint
+             RETURNING until",
+        )?;
+        if let Some(row) = conn.client.query_opt(&stmt, &[&role, &self.holder, &label(), &now, &lease])? {
+            let until: Millis = row.get(0);
+            // Renewed at a third of the lease: two renewals may fail before it runs out.
+            return Ok(Claim { held: true, again_at: until - lease + lease / 3 });
+        }
+        let until: Millis = conn.client.query_one("SELECT until FROM roles WHERE name = $1", &[&role])?.get(0);
+        Ok(Claim { held: false, again_at: until.max(now) })
+    }
+
+    pub(crate) fn release_role(&self, role: &str) -> Result<(), StoreError> {
+        self.conn().client.execute("DELETE FROM roles WHERE name = $1 AND holder = $2", &[&role, &self.holder])?;
+        Ok(())
+    }
+
+    pub(crate) fn role_holders(&self, now: Millis) -> Result<Vec<(String, String, Millis)>, StoreError> {
+        let rows = self.conn().client.query("SELECT name, label, until FROM roles WHERE until > $1 ORDER BY name", &[&now])?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    }
+}
+
+/// "host (pid N)": who holds a role, for people reading `runwatch store check`.
+fn label() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    format!("{} (pid {})", if host.is_empty() { "?" } else { &host }, std::process::id())
+}
