@@ -232,9 +232,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if at.is_postgres() && !cli.repo.is_empty() {
                 return Err(usage_error("start", "--repo: watching Aim repositories on a PostgreSQL store is not available yet"));
             }
-            if at.is_postgres() && args.slurm {
-                return Err(usage_error("start", "--slurm: following Slurm jobs on a PostgreSQL store is not available yet"));
-            }
             start::start(&data_dir, &at, &cli.repo, &args)
         }
         Command::Store(_) if cli.remote.server.is_some() => {

@@ -96,7 +96,8 @@ pub fn start(data_dir: &DataDir, location: &Location, repos: &[PathBuf], args: &
         println!("Watching '{}' …", repo.root().display());
     }
     if args.slurm {
-        println!("Following Slurm jobs (every {}).", humantime::format_duration(args.slurm_interval));
+        let shared = if location.is_postgres() { ", by one daemon of the shared store at a time" } else { "" };
+        println!("Following Slurm jobs (every {}{shared}).", humantime::format_duration(args.slurm_interval));
     }
     println!("Tracking {}.", output::count(engine.run_count() as i64, "run", "runs"));
     println!("Serving the UI at {}", engine.ui_url());

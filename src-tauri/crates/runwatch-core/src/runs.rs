@@ -148,27 +148,32 @@ pub fn set_state(conn: &Connection, id: &str, state: RunState, now: Millis) -> R
 
 /// What a source that watches runs from outside (the Slurm source) knows about one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Reported<'a> {
-    pub id: &'a str,
-    pub name: Option<&'a str>,
+pub struct Reported {
+    pub id: String,
+    pub name: Option<String>,
     pub state: Option<RunState>,
-    pub host: Option<&'a str>,
+    pub host: Option<String>,
     /// Merged into the run's labels.
     pub labels: BTreeMap<String, String>,
     /// Kept only when the run has none yet: the run's own report (`runwatch exec`) knows best.
-    pub cause: Option<&'a str>,
+    pub cause: Option<String>,
+}
+
+/// What a source stores about one run: the run, and the notification it makes, if any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub run: Reported,
+    pub notification: Option<crate::NewNotification>,
 }
 
 /// Saves what a source reported about a run, creating it if needed.
-pub fn save_reported(conn: &Connection, r: &Reported<'_>, now: Millis) -> Result<(), StoreError> {
-    ensure(conn, r.id, now)?;
+pub fn save_reported(conn: &Connection, r: &Reported, now: Millis) -> Result<(), StoreError> {
+    ensure(conn, &r.id, now)?;
     let labels = if r.labels.is_empty() {
         None
     } else {
-        let old: Option<String> = conn.query_row("SELECT labels FROM runs WHERE id = ?1", [r.id], |row| row.get(0))?;
-        let mut merged: BTreeMap<String, String> = old.and_then(|l| serde_json::from_str(&l).ok()).unwrap_or_default();
-        merged.extend(r.labels.clone());
-        Some(serde_json::to_string(&merged).unwrap_or_default())
+        let old: Option<String> = conn.query_row("SELECT labels FROM runs WHERE id = ?1", [&r.id], |row| row.get(0))?;
+        Some(merge_labels(old.as_deref(), &r.labels))
     };
     conn.prepare_cached(
         "UPDATE runs SET name = coalesce(?2, name), state = coalesce(?3, state), host = coalesce(?4, host),
@@ -177,6 +182,13 @@ pub fn save_reported(conn: &Connection, r: &Reported<'_>, now: Millis) -> Result
     )?
     .execute(params![r.id, r.name, r.state.map(RunState::as_str), r.host, labels, r.cause, now])?;
     Ok(())
+}
+
+/// A run's stored labels (JSON text) with `new` merged in, as JSON text.
+pub(crate) fn merge_labels(old: Option<&str>, new: &BTreeMap<String, String>) -> String {
+    let mut merged: BTreeMap<String, String> = old.and_then(|l| serde_json::from_str(l).ok()).unwrap_or_default();
+    merged.extend(new.clone());
+    serde_json::to_string(&merged).unwrap_or_default()
 }
 
 /// Sets the state and cause of a run that reports its own end (`runwatch exec`).
@@ -284,6 +296,45 @@ impl Store {
             return pg.set_run_end(id, state.as_str(), cause, now);
         }
         self.write(|tx| set_end(tx, id, state, cause, now))
+    }
+
+    /// Stores what a source that watches runs from outside (the Slurm source) reports about
+    /// the runs `ids`: `decide` is given each one's index and state before (`None`: not
+    /// known yet) and says what to store. The notifications newly stored are returned (one
+    /// per dedupe key: a report made twice stores nothing new).
+    ///
+    /// On SQLite all of it is one transaction. On PostgreSQL the notifications are stored
+    /// first, then the runs: a crash in between leaves the runs in their state before, which
+    /// the next poll decides on again, and the notifications it makes again are found by
+    /// their dedupe keys. Nothing is lost, nothing said twice.
+    pub fn save_reports(
+        &mut self,
+        ids: &[String],
+        now: Millis,
+        mut decide: impl FnMut(usize, Option<RunState>) -> Option<Report>,
+    ) -> Result<Vec<crate::Notification>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(pg) = self.pg() {
+            let before = pg.run_states(ids)?;
+            let reports: Vec<Report> = ids.iter().enumerate().filter_map(|(i, id)| decide(i, before.get(id).copied())).collect();
+            return pg.save_reports(&reports, now);
+        }
+        let expires_at = self.expiry()?.map(|e| now.saturating_add(e));
+        self.write(|tx| {
+            let mut stored = Vec::new();
+            for (i, id) in ids.iter().enumerate() {
+                let Some(report) = decide(i, get(tx, id)?.map(|r| r.state)) else { continue };
+                save_reported(tx, &report.run, now)?;
+                if let Some(n) = &report.notification {
+                    if let crate::Inserted::New(n) = crate::inbox::insert(tx, n, now, expires_at)? {
+                        stored.push(*n);
+                    }
+                }
+            }
+            Ok(stored)
+        })
     }
 
     pub fn run(&self, id: &str) -> Result<Option<Run>, StoreError> {

@@ -300,9 +300,8 @@ impl EngineBuilder {
         };
         let bell = follower.bell();
         store_changes.subscribe(move || bell.ring());
-        // The Slurm source stores through the data dir's SQLite store: not on a shared one yet.
-        let slurm =
-            if shared { Ok(slurm::idle()) } else { slurm::start(&data_dir, self.slurm, clock.clone(), hook.clone(), deliver.clone()) };
+        // On a shared store, one of its daemons polls Slurm at a time (the Slurm role).
+        let slurm = slurm::start(&location, self.slurm, clock.clone(), hook.clone(), deliver.clone());
         let slurm = match slurm {
             Ok(s) => s,
             Err(e) => {

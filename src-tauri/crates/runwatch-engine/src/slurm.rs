@@ -3,13 +3,14 @@
 //! stores what changed (see `runwatch_slurm`); while slurmctld is slow or unreachable the
 //! pause grows, with one logged warning per outage. The store's change feed wakes it to
 //! read the settings again (the UI's toggle takes effect at once); while off it only waits.
+//! On a shared PostgreSQL store one daemon polls at a time: the one holding the Slurm role.
 
 use std::sync::mpsc;
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
-use runwatch_core::clock::SharedClock;
-use runwatch_core::{DataDir, Settings, Store};
+use runwatch_core::clock::{Millis, SharedClock};
+use runwatch_core::{Location, Role, Settings, Store};
 use runwatch_notify::dispatcher::DispatcherHandle;
 use runwatch_slurm::{Mode, Source, SourceError};
 
@@ -55,29 +56,25 @@ impl SlurmHandle {
     }
 }
 
-/// A source that never runs (on a shared store): its thread ends at once.
-pub(crate) fn idle() -> (SlurmHandle, std::thread::JoinHandle<()>) {
-    let (handle, _) = mpsc::channel::<Wake>();
-    (SlurmHandle(handle), std::thread::spawn(|| {}))
-}
-
 pub(crate) fn start(
-    data_dir: &DataDir,
+    location: &Location,
     options: SlurmOptions,
     clock: SharedClock,
     hook: SharedHook,
     wake: DispatcherHandle,
 ) -> Result<(SlurmHandle, std::thread::JoinHandle<()>), crate::EngineError> {
-    let mut store = Store::open(data_dir)?;
+    let mut store = Store::open_at(location)?;
     let (handle, wakes) = mpsc::channel::<Wake>();
     let thread = std::thread::Builder::new()
         .name("slurm".into())
         .spawn(move || {
             let mut source: Option<Source> = None;
             let mut warned = false;
+            let mut role = Playing::default();
             loop {
                 let settings = Settings::load(&store).unwrap_or_default();
                 let mut next_poll = None;
+                let mut next_claim = None;
                 if options.forced || settings.slurm_enabled {
                     let near = Duration::from_secs(settings.slurm_near_limit_secs);
                     let s = source.get_or_insert_with(|| {
@@ -85,49 +82,61 @@ pub(crate) fn start(
                         tracing::info!("following the Slurm jobs of '{}' every {}s", s.poller.user(), options.interval.as_secs());
                         s
                     });
-                    match s.poll_once(&mut store, clock.now()) {
-                        Ok(stored) => {
-                            if warned {
-                                tracing::warn!("Slurm answers again");
-                                warned = false;
-                            }
-                            if !stored.is_empty() {
-                                wake.wake();
-                                if let Some(hook) = hook.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
-                                    for n in &stored {
-                                        hook(n);
+                    let held = role.claim(&store, clock.now(), s);
+                    next_claim = Some(role.again_at(clock.now()));
+                    if held && role.poll_due() {
+                        match s.poll_once(&mut store, clock.now()) {
+                            Ok(stored) => {
+                                if warned {
+                                    tracing::warn!("Slurm answers again");
+                                    warned = false;
+                                }
+                                if !stored.is_empty() {
+                                    wake.wake();
+                                    if let Some(hook) = hook.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+                                        for n in &stored {
+                                            hook(n);
+                                        }
                                     }
                                 }
                             }
-                        }
-                        Err(e) => {
-                            if !warned {
-                                let what = match e {
-                                    SourceError::Slurm(_) => "cannot ask Slurm about jobs",
-                                    SourceError::Store(_) => "cannot store what Slurm said",
-                                };
-                                tracing::warn!("{what}: {e}; trying again, less often, until it answers");
-                                warned = true;
+                            Err(e) => {
+                                if !warned {
+                                    let what = match e {
+                                        SourceError::Slurm(_) => "cannot ask Slurm about jobs",
+                                        SourceError::Store(_) => "cannot store what Slurm said",
+                                    };
+                                    tracing::warn!("{what}: {e}; trying again, less often, until it answers");
+                                    warned = true;
+                                }
                             }
                         }
+                        role.polled_until(Instant::now() + s.poller.next_wait(options.interval));
                     }
-                    next_poll = Some(Instant::now() + s.poller.next_wait(options.interval));
+                    if held {
+                        next_poll = role.poll_at;
+                    }
                 } else if source.take().is_some() {
                     tracing::info!("no longer following Slurm jobs");
+                    role.release(&store);
                 }
-                // Until the next poll (or, while off, until the settings change): a change
-                // of the store only matters if it turned the source on or off.
+                // Until the next poll or claim (or, while off, until the settings change): a
+                // change of the store only matters if it turned the source on or off.
+                let until = [next_poll, next_claim].into_iter().flatten().min();
                 loop {
-                    let wake = match next_poll {
+                    let wake = match until {
                         Some(at) => match wakes.recv_timeout(at.saturating_duration_since(Instant::now())) {
                             Ok(w) => w,
                             Err(mpsc::RecvTimeoutError::Timeout) => break,
-                            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                            Err(mpsc::RecvTimeoutError::Disconnected) => Wake::Stop,
                         },
                         None => wakes.recv().unwrap_or(Wake::Stop),
                     };
                     match wake {
-                        Wake::Stop => return,
+                        Wake::Stop => {
+                            role.release(&store);
+                            return;
+                        }
                         Wake::Settings => {
                             let on = options.forced || Settings::load(&store).is_ok_and(|s| s.slurm_enabled);
                             if on != source.is_some() {
@@ -141,3 +150,79 @@ pub(crate) fn start(
         .map_err(|source| crate::EngineError::Spawn { what: "Slurm source", source })?;
     Ok((SlurmHandle(handle), thread))
 }
+
+/// The Slurm role of the store (see `runwatch_core::roles`): on SQLite always this
+/// daemon's; on a shared store one daemon's at a time, renewed before its lease runs out.
+/// A daemon that does not hold it waits until the holder's lease would run out, then tries.
+#[derive(Default)]
+struct Playing {
+    held: bool,
+    /// When to claim again (store clock); `None`: now.
+    claim_at: Option<Millis>,
+    /// When to poll next, while held.
+    poll_at: Option<Instant>,
+}
+
+impl Playing {
+    /// Claims (or renews) the role when due; whether this daemon holds it. A daemon that
+    /// takes it over forgets its last poll: the next starts from what the store knows.
+    fn claim(&mut self, store: &Store, now: Millis, source: &mut Source) -> bool {
+        if self.claim_at.is_some_and(|at| now < at) {
+            return self.held;
+        }
+        let claim = store.claim_role(Role::Slurm, now);
+        let held = match claim {
+            Ok(claim) => {
+                self.claim_at = Some(claim.again_at);
+                claim.held
+            }
+            Err(e) => {
+                // Unsure: not polling is the safe side (the lease ends on its own).
+                tracing::warn!("cannot claim the Slurm role of the store: {e}");
+                self.claim_at = Some(now.saturating_add(CLAIM_RETRY_MS));
+                false
+            }
+        };
+        if held != self.held {
+            if held {
+                tracing::info!("polling Slurm for the store");
+            } else {
+                tracing::info!("another daemon polls Slurm for the store now");
+            }
+            source.forget();
+            self.poll_at = None;
+        }
+        self.held = held;
+        held
+    }
+
+    /// When to wake for the next claim.
+    fn again_at(&self, now: Millis) -> Instant {
+        let wait = self.claim_at.map_or(0, |at| at.saturating_sub(now).clamp(0, MAX_WAIT_MS));
+        Instant::now() + Duration::from_millis(u64::try_from(wait).unwrap_or(0))
+    }
+
+    fn poll_due(&self) -> bool {
+        self.poll_at.is_none_or(|at| Instant::now() >= at)
+    }
+
+    fn polled_until(&mut self, next: Instant) {
+        self.poll_at = Some(next);
+    }
+
+    /// Lets the role go (stopping, or turned off), so another daemon takes it at once.
+    fn release(&mut self, store: &Store) {
+        if std::mem::take(&mut self.held) {
+            if let Err(e) = store.release_role(Role::Slurm) {
+                tracing::warn!("cannot release the Slurm role of the store: {e}");
+            }
+        }
+        self.claim_at = None;
+        self.poll_at = None;
+    }
+}
+
+/// How soon a failed claim is tried again.
+const CLAIM_RETRY_MS: Millis = 5_000;
+/// The longest sleep before looking at the role again (on SQLite the role never changes hands).
+const MAX_WAIT_MS: Millis = 24 * 3600 * 1000;

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use runwatch_core::clock::Millis;
-use runwatch_core::runs::{self, Reported};
-use runwatch_core::{inbox, Inserted, NewNotification, Notification, RunState, Store, StoreError};
+use runwatch_core::runs::{Report, Reported};
+use runwatch_core::{NewNotification, Notification, RunState, Store, StoreError};
 
 pub use job::{Job, JobState};
 pub use poll::{Mode, Poller, SlurmError};
@@ -28,7 +28,9 @@ pub const SOURCE: &str = "slurm";
 #[derive(Debug)]
 pub struct Source {
     pub poller: Poller,
-    pub tracker: Tracker,
+    /// `None` until the first poll, or after [`Source::forget`]: then made from the store.
+    tracker: Option<Tracker>,
+    near_limit: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,15 +43,43 @@ pub enum SourceError {
 
 impl Source {
     pub fn new(user: Option<String>, mode: Mode, near_limit: Duration) -> Source {
-        Source { poller: Poller::new(user, mode), tracker: Tracker::new(near_limit) }
+        Source { poller: Poller::new(user, mode), tracker: None, near_limit }
     }
 
-    /// One poll: asks Slurm, stores what changed; the notifications stored.
+    /// One poll: asks Slurm, stores what changed; the notifications stored. The first one
+    /// starts from what the store knows (see [`Tracker::resume`]); so does the one after a
+    /// failure to store, whose changes are then found again.
     pub fn poll_once(&mut self, store: &mut Store, now: Millis) -> Result<Vec<Notification>, SourceError> {
         let jobs = self.poller.poll()?;
-        let changes = self.tracker.update(jobs);
-        Ok(record(store, &changes, now)?)
+        let tracker = match &mut self.tracker {
+            Some(t) => t,
+            None => self.tracker.insert(Tracker::resume(self.near_limit, known_jobs(store)?)),
+        };
+        let changes = tracker.update(jobs);
+        let stored = record(store, &changes, now);
+        if stored.is_err() {
+            self.tracker = None;
+        }
+        Ok(stored?)
     }
+
+    /// Forgets the last poll (another daemon polls Slurm for the store meanwhile): the
+    /// next poll starts from what the store knows then.
+    pub fn forget(&mut self) {
+        self.tracker = None;
+    }
+}
+
+/// The jobs the store has runs of, by job id, and whether each ended.
+pub fn known_jobs(store: &Store) -> Result<Vec<(String, bool)>, StoreError> {
+    Ok(store
+        .runs()?
+        .into_iter()
+        .filter_map(|r| {
+            let job_id = r.labels.get("slurm_job_id")?;
+            (r.id == job::run_id(job_id)).then(|| (job_id.clone(), !matches!(r.state, RunState::Running | RunState::Stuck)))
+        })
+        .collect())
 }
 
 /// The labels of a job's run (those `runwatch exec` gives it from Slurm's variables).
@@ -68,60 +98,55 @@ pub fn labels(job: &Job) -> BTreeMap<String, String> {
     l
 }
 
-/// Stores the runs and notifications of these changes, in one transaction.
+/// Stores the runs and notifications of these changes (see [`Store::save_reports`]: one
+/// transaction on SQLite; on PostgreSQL ordered so that a crash loses and repeats nothing).
 pub fn record(store: &mut Store, changes: &[(Job, Change)], now: Millis) -> Result<Vec<Notification>, StoreError> {
-    if changes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let expires_at = store.expiry()?.map(|e| now.saturating_add(e));
-    store.write(|tx| {
-        let mut stored = Vec::new();
-        for (job, change) in changes {
-            let said = track::say(job, change);
-            // A job still queued is not a run yet.
-            if said.is_none() && !job.state.is_running() && !job.state.is_final() {
-                continue;
-            }
-            let id = job.run_id();
-            let (state, cause) = match (&said, change) {
-                (Some(s), _) => (s.state, s.cause.clone()),
-                // Already over when first seen: its end, without a notification.
-                (None, _) if job.state.is_final() => track::say(job, &Change::Ended).map_or((None, None), |s| (s.state, s.cause)),
-                (None, _) => (Some(RunState::Running), None),
-            };
-            // `runwatch exec` in the job already said how it ended (it knows more: the
-            // exception, the stderr tail); Slurm saying "failed" or "completed" again is noise.
-            // What only Slurm knows (a time limit, its memory limit, a node failure, a
-            // cancellation) is still said.
-            let before = runs::get(tx, &id)?.map(|r| r.state);
-            let ended_before = matches!(before, Some(RunState::Finished | RunState::Failed));
-            let told = matches!(change, Change::Ended) && matches!(job.state, JobState::Completed | JobState::Failed) && ended_before;
-            // Slurm may still say RUNNING (or COMPLETING) after exec recorded the end.
-            let state = state.filter(|s| !(*s == RunState::Running && ended_before));
-            let reported = Reported {
-                id: &id,
-                name: Some(job.name.as_str()).filter(|n| !n.is_empty()),
-                state,
-                host: job.node.as_deref(),
-                labels: labels(job),
-                cause: cause.as_deref(),
-            };
-            runs::save_reported(tx, &reported, now)?;
-            let Some(said) = said.filter(|_| !told) else { continue };
-            let n = NewNotification {
-                level: Some(said.level),
-                title: said.title,
-                body: said.body,
-                run_id: Some(id),
-                source: SOURCE.into(),
-                // Job ids are reused once Slurm's state is reset: the submit time tells them apart.
-                dedupe_key: Some(format!("slurm:{}:{}:{}", job.job_id, job.submit.unwrap_or(0), said.what)),
-                ..Default::default()
-            };
-            if let Inserted::New(n) = inbox::insert(tx, &n, now, expires_at)? {
-                stored.push(*n);
-            }
-        }
-        Ok(stored)
+    let ids: Vec<String> = changes.iter().map(|(job, _)| job.run_id()).collect();
+    store.save_reports(&ids, now, |i, before| {
+        let (job, change) = &changes[i];
+        report(job, change, before)
     })
+}
+
+/// What a change of a job stores, given its run's state before (`None`: no run yet).
+pub fn report(job: &Job, change: &Change, before: Option<RunState>) -> Option<Report> {
+    let said = track::say(job, change);
+    // A job still queued is not a run yet.
+    if said.is_none() && !job.state.is_running() && !job.state.is_final() {
+        return None;
+    }
+    let id = job.run_id();
+    let (state, cause) = match (&said, change) {
+        (Some(s), _) => (s.state, s.cause.clone()),
+        // Already over when first seen: its end, without a notification.
+        (None, _) if job.state.is_final() => track::say(job, &Change::Ended).map_or((None, None), |s| (s.state, s.cause)),
+        (None, _) => (Some(RunState::Running), None),
+    };
+    // `runwatch exec` in the job already said how it ended (it knows more: the
+    // exception, the stderr tail); Slurm saying "failed" or "completed" again is noise.
+    // What only Slurm knows (a time limit, its memory limit, a node failure, a
+    // cancellation) is still said.
+    let ended_before = matches!(before, Some(RunState::Finished | RunState::Failed));
+    let told = matches!(change, Change::Ended) && matches!(job.state, JobState::Completed | JobState::Failed) && ended_before;
+    // Slurm may still say RUNNING (or COMPLETING) after exec recorded the end.
+    let state = state.filter(|s| !(*s == RunState::Running && ended_before));
+    let run = Reported {
+        id: id.clone(),
+        name: Some(job.name.clone()).filter(|n| !n.is_empty()),
+        state,
+        host: job.node.clone(),
+        labels: labels(job),
+        cause,
+    };
+    let notification = said.filter(|_| !told).map(|said| NewNotification {
+        level: Some(said.level),
+        title: said.title,
+        body: said.body,
+        run_id: Some(id),
+        source: SOURCE.into(),
+        // Job ids are reused once Slurm's state is reset: the submit time tells them apart.
+        dedupe_key: Some(format!("slurm:{}:{}:{}", job.job_id, job.submit.unwrap_or(0), said.what)),
+        ..Default::default()
+    });
+    Some(Report { run, notification })
 }

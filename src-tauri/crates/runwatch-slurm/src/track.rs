@@ -27,6 +27,9 @@ pub struct Tracker {
     near_limit: Duration,
     seen: HashMap<String, Seen>,
     first: bool,
+    /// The highest numeric job id the store knew at the start: a job above it that the
+    /// first poll finds is news, not history (it came while nobody polled).
+    newest_known: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -38,12 +41,37 @@ struct Seen {
 impl Tracker {
     /// `near_limit`: a running job this close to its time limit gets a WARNING.
     pub fn new(near_limit: Duration) -> Tracker {
-        Tracker { near_limit, seen: HashMap::new(), first: true }
+        Tracker { near_limit, seen: HashMap::new(), first: true, newest_known: None }
+    }
+
+    /// A tracker that starts from what the store knows: the jobs it has runs of, by job id,
+    /// and whether each ended (another daemon polled Slurm before this one took over, or
+    /// this one before a restart). At the first poll such a job is compared with that, so
+    /// an end that came while nobody polled is said, and nothing already said is said
+    /// again; a job the store does not know is history if its id is below the highest it
+    /// knows, and news if above (submitted since).
+    pub fn resume(near_limit: Duration, known: impl IntoIterator<Item = (String, bool)>) -> Tracker {
+        let mut t = Tracker::new(near_limit);
+        for (job_id, ended) in known {
+            if let Ok(n) = job_id.parse::<u64>() {
+                t.newest_known = t.newest_known.max(Some(n));
+            }
+            // Which final state does not matter: a job ends once.
+            let state = if ended { JobState::Completed } else { JobState::Running };
+            t.seen.insert(job_id, Seen { state, warned: false });
+        }
+        t
+    }
+
+    /// Whether `job_id` came after the newest job the store knew at the start.
+    fn newer_than_known(&self, job_id: &str) -> bool {
+        self.newest_known.zip(job_id.parse::<u64>().ok()).is_some_and(|(known, id)| id > known)
     }
 
     /// Compares a poll's jobs with the last; returns each job with what changed. At the
-    /// first poll, jobs that already ended are [`Change::Seen`]: history, not news (the
-    /// store's dedupe keys keep a restart from saying anything twice).
+    /// first poll, jobs not known (see [`Tracker::resume`]) that already ended are
+    /// [`Change::Seen`]: history, not news (the store's dedupe keys keep a restart from
+    /// saying anything twice).
     pub fn update(&mut self, jobs: Vec<Job>) -> Vec<(Job, Change)> {
         let first = std::mem::take(&mut self.first);
         let mut out = Vec::new();
@@ -52,14 +80,17 @@ impl Tracker {
             let before = self.seen.remove(&job.job_id);
             let mut warned = before.as_ref().is_some_and(|b| b.warned);
             let was = before.map(|b| b.state);
+            // First seen at the first poll, and not newer than what the store knew: history.
+            let history = first && was.is_none() && !self.newer_than_known(&job.job_id);
             let change = match (&was, &job.state) {
                 (Some(w), s) if w == s => None,
-                (_, s) if s.is_final() => Some(if first && was.is_none() { Change::Seen } else { Change::Ended }),
+                (Some(w), s) if w.is_final() && s.is_final() => None,
+                (_, s) if s.is_final() => Some(if history { Change::Seen } else { Change::Ended }),
                 (Some(w), s) if s.is_running() && !w.is_running() => {
                     Some(Change::Started { waited: job.start.zip(job.submit).map(|(s, q)| (s - q).max(0) as u64) })
                 }
                 // A job first seen running: it started while we were not looking (or before).
-                (None, s) if s.is_running() && !first => {
+                (None, s) if s.is_running() && !history => {
                     Some(Change::Started { waited: job.start.zip(job.submit).map(|(s, q)| (s - q).max(0) as u64) })
                 }
                 (None, _) => Some(Change::Seen),

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use runwatch_core::{runs, DataDir, Level, RunState, Store};
+use runwatch_core::{DataDir, Level, RunState, Store};
 use runwatch_slurm::job::{parse_sacct, parse_scontrol};
-use runwatch_slurm::{record, track, Change, JobState, Tracker};
+use runwatch_slurm::{known_jobs, record, track, Change, JobState, Tracker};
 
 const EARLY: &str = include_str!("recorded/scontrol-early.txt");
 const MID: &str = include_str!("recorded/scontrol-mid.txt");
@@ -112,24 +112,36 @@ fn the_tracker_says_each_change_once_and_warns_near_the_limit() {
     assert_eq!(ended.iter().filter(|n| **n == "sweep").count(), 8, "{ended:?}");
 }
 
+/// A SQLite store in a temporary data dir, and a fresh database of a throwaway PostgreSQL
+/// cluster: the Slurm source stores the same on both.
+fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
+    let tmp = tempfile::tempdir().unwrap();
+    let sqlite = Store::open(&DataDir::at(tmp.path())).unwrap();
+    let url = runwatch_core::pg::fixture::Cluster::shared().database().unwrap();
+    vec![(sqlite, Some(tmp)), (Store::connect(&url).unwrap(), None)]
+}
+
 #[test]
 fn changes_are_stored_as_runs_and_notifications_once() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut store = Store::open(&DataDir::at(tmp.path())).unwrap();
+    for (mut store, _tmp) in stores() {
+        changes_are_stored_once(&mut store);
+    }
+}
+
+fn changes_are_stored_once(store: &mut Store) {
     let mut t = Tracker::new(Duration::from_secs(30));
     let first = t.update(parse_scontrol(EARLY));
-    assert!(record(&mut store, &first, 1).unwrap().iter().all(|n| n.level < Level::Error));
+    assert!(record(store, &first, 1).unwrap().iter().all(|n| n.level < Level::Error));
     // `runwatch exec` inside job 2 ("bad") reported its failure itself.
-    store.write(|tx| runs::set_end(tx, "slurm-2", RunState::Failed, Some("exit code 3"), 1)).unwrap();
+    store.set_run_end("slurm-2", RunState::Failed, Some("exit code 3"), 1).unwrap();
     let changes = t.update(parse_scontrol(MID));
     // Job 3 ("limit") still runs: seen running again after exec said it ended, it stays ended.
-    store.write(|tx| runs::set_end(tx, "slurm-3", RunState::Failed, Some("killed by SIGTERM"), 1)).unwrap();
-    record(&mut store, &[(parse_scontrol(MID).into_iter().find(|j| j.job_id == "3").unwrap(), Change::Started { waited: None })], 2)
-        .unwrap();
+    store.set_run_end("slurm-3", RunState::Failed, Some("killed by SIGTERM"), 1).unwrap();
+    record(store, &[(parse_scontrol(MID).into_iter().find(|j| j.job_id == "3").unwrap(), Change::Started { waited: None })], 2).unwrap();
     assert_eq!(store.run("slurm-3").unwrap().unwrap().state, RunState::Failed);
-    let stored = record(&mut store, &changes, 2).unwrap();
+    let stored = record(store, &changes, 2).unwrap();
     // Recording the same changes again (a restart) stores nothing new.
-    assert!(record(&mut store, &changes, 3).unwrap().is_empty());
+    assert!(record(store, &changes, 3).unwrap().is_empty());
 
     assert!(!stored.iter().any(|n| n.run_id.as_deref() == Some("slurm-2")), "said once, by exec: {stored:#?}");
     assert!(stored.iter().any(|n| n.run_id.as_deref() == Some("slurm-4") && n.title.contains("ran out of memory")));
@@ -147,4 +159,39 @@ fn changes_are_stored_as_runs_and_notifications_once() {
     assert_eq!(bad.labels.get("slurm_job_name").map(String::as_str), Some("bad"));
     let oom = runs.iter().find(|r| r.name.as_deref() == Some("oom")).unwrap();
     assert_eq!((oom.state, oom.cause.as_deref()), (RunState::Failed, Some("out of memory")));
+}
+
+#[test]
+fn a_daemon_taking_over_says_what_changed_meanwhile_and_nothing_twice() {
+    for (mut store, _tmp) in stores() {
+        let near = Duration::from_secs(30);
+        // The first daemon's first poll: what already ended is history; job 3 runs.
+        let mut first = Tracker::new(near);
+        let seen = first.update(parse_scontrol(MID));
+        assert!(record(&mut store, &seen, 1).unwrap().is_empty());
+        assert_eq!(store.run("slurm-3").unwrap().unwrap().state, RunState::Running);
+
+        // Another daemon starting from the store, with the same answer: nothing to say.
+        let mut again = Tracker::resume(near, known_jobs(&store).unwrap());
+        assert!(again.update(parse_scontrol(MID)).iter().all(|(_, c)| *c == Change::Seen || matches!(c, Change::NearLimit { .. })));
+
+        // One taking over after nobody polled for a while: job 3 passed its limit, and job 15
+        // (newer than any the store knew) lost its node meanwhile. Both are said.
+        let mut next = Tracker::resume(near, known_jobs(&store).unwrap());
+        let changes = next.update(parse_scontrol(LATE));
+        let stored = record(&mut store, &changes, 2).unwrap();
+        let titles: Vec<_> = stored.iter().map(|n| (n.run_id.clone().unwrap_or_default(), n.level)).collect();
+        assert_eq!(titles, [("slurm-3".to_string(), Level::Error), ("slurm-15".to_string(), Level::Error)], "{stored:#?}");
+        assert_eq!(store.run("slurm-15").unwrap().unwrap().state, RunState::Crashed);
+
+        // And the next one to take over finds nothing new to say.
+        let mut last = Tracker::resume(near, known_jobs(&store).unwrap());
+        let changes = last.update(parse_scontrol(LATE));
+        assert!(changes.is_empty(), "{changes:?}");
+        assert!(record(&mut store, &changes, 3).unwrap().is_empty());
+
+        // A store that knows no jobs: everything already over is history, as at a first start.
+        let mut fresh = Tracker::resume(near, Vec::new());
+        assert!(fresh.update(parse_scontrol(LATE)).iter().all(|(_, c)| *c == Change::Seen));
+    }
 }

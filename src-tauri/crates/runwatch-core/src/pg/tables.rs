@@ -2,7 +2,7 @@
 //! store methods in `crate::settings`, `crate::notifiers`, `crate::runs`,
 //! `crate::check_ins` and `crate::deliveries`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use postgres::Row;
 
@@ -10,8 +10,9 @@ use super::Pg;
 use crate::check_ins::CheckInReport;
 use crate::clock::Millis;
 use crate::deliveries::{Attempt, Delivery, Due};
+use crate::inbox::{Inserted, NewNotification, Notification};
 use crate::notifiers::Notifier;
-use crate::runs::Run;
+use crate::runs::{Report, Run};
 use crate::store::StoreError;
 use crate::{DeliveryState, Level, NotifierStatus, RunState};
 
@@ -217,6 +218,54 @@ impl Pg {
         tx.batch_execute(super::NOTIFY)?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// The states of those of `ids` that are known.
+    pub(crate) fn run_states(&self, ids: &[String]) -> Result<HashMap<String, RunState>, StoreError> {
+        let mut conn = self.conn();
+        let stmt = conn.prepare("SELECT id, state FROM runs WHERE id = ANY($1)")?;
+        Ok(conn
+            .client
+            .query(&stmt, &[&ids])?
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, String>(1).parse().unwrap_or(RunState::Running)))
+            .collect())
+    }
+
+    /// The twin of `Store::save_reports`'s SQLite side: the notifications first (one
+    /// transaction, under the inbox lock), then the runs (another); see there why.
+    pub(crate) fn save_reports(&self, reports: &[Report], now: Millis) -> Result<Vec<Notification>, StoreError> {
+        let items: Vec<NewNotification> = reports.iter().filter_map(|r| r.notification.clone()).collect();
+        let mut stored = Vec::new();
+        if !items.is_empty() {
+            let expires_at = self.settings_expiry()?.map(|e| now.saturating_add(e));
+            let batch = super::inbox::Batch { items: &items, runs: Vec::new(), now, expires_at };
+            for inserted in self.insert_batch(&batch)? {
+                if let Inserted::New(n) = inserted {
+                    stored.push(*n);
+                }
+            }
+        }
+        let mut conn = self.conn();
+        let mut tx = conn.client.transaction()?;
+        for Report { run: r, .. } in reports {
+            ensure_run(&mut tx, &r.id, now)?;
+            let labels = if r.labels.is_empty() {
+                None
+            } else {
+                let old: Option<String> = tx.query_one("SELECT labels FROM runs WHERE id = $1 FOR UPDATE", &[&r.id])?.get(0);
+                Some(crate::runs::merge_labels(old.as_deref(), &r.labels))
+            };
+            tx.execute(
+                "UPDATE runs SET name = coalesce($2, name), state = coalesce($3, state), host = coalesce($4, host),
+                                 labels = coalesce($5, labels), cause = coalesce(cause, $6), updated_at = $7
+                 WHERE id = $1",
+                &[&r.id, &r.name, &r.state.map(RunState::as_str), &r.host, &labels, &r.cause, &now],
+            )?;
+        }
+        tx.batch_execute(super::NOTIFY)?;
+        tx.commit()?;
+        Ok(stored)
     }
 
     pub(crate) fn count_repeat(&self, id: &str, now: Millis) -> Result<(), StoreError> {
