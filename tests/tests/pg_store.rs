@@ -63,3 +63,31 @@ fn a_store_that_cannot_be_reached_is_one_line_without_the_password() {
     assert_eq!(bad.code, Some(2), "{bad:?}");
     assert!(bad.stderr.contains("not a PostgreSQL URL") && !bad.stderr.contains(":pw@"), "{bad:?}");
 }
+
+#[test]
+fn store_check_names_the_daemon_playing_each_role() {
+    let url = Cluster::shared().database().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let rw = |args: &[&str]| run_cli(runwatch(tmp.path()).arg("--store").arg(&url).args(args));
+    rw(&["store", "migrate"]).expect_code(0);
+    let check = rw(&["store", "check"]);
+    assert_eq!(check.code, Some(0), "{check:?}");
+    assert!(check.stdout.contains("No daemon plays a role"), "{check:?}");
+
+    // This process plays the Slurm role, as a daemon would.
+    let store = runwatch_core::Store::connect(&url).unwrap();
+    let now = runwatch_core::clock::Clock::now(&runwatch_core::clock::SystemClock);
+    assert!(store.claim_role(runwatch_core::Role::Slurm, now).unwrap().held);
+    let check = rw(&["store", "check"]);
+    let pid = format!("(pid {})", std::process::id());
+    let line = check.stdout.lines().find(|l| l.starts_with("Role slurm: ")).unwrap_or_else(|| panic!("{check:?}"));
+    assert!(line.contains(&pid) && line.contains("its lease until "), "{check:?}");
+    let json = rw(&["--json", "store", "check"]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["roles"][0]["role"], "slurm", "{json:?}");
+    assert!(v["roles"][0]["holder"].as_str().unwrap().ends_with(&pid), "{json:?}");
+    assert!(v["roles"][0]["until"].as_i64().unwrap() > now, "{json:?}");
+
+    store.release_role(runwatch_core::Role::Slurm).unwrap();
+    assert!(rw(&["store", "check"]).stdout.contains("No daemon plays a role"));
+}

@@ -371,6 +371,7 @@ fn store_command(cmd: &StoreCommand, data_dir: Option<&Path>, store: Option<&str
         Location::DataDir(_) => runwatch_core::store::latest_schema_version(),
         Location::Postgres(_) => runwatch_core::pg::latest_schema_version(),
     };
+    let mut holders = Vec::new();
     let (found, migrated) = match (cmd, &at) {
         (StoreCommand::Migrate, _) => {
             let before = match &at {
@@ -383,13 +384,21 @@ fn store_command(cmd: &StoreCommand, data_dir: Option<&Path>, store: Option<&str
             };
             (s.schema_version()?, before < latest && at.is_postgres())
         }
-        (StoreCommand::Check, Location::Postgres(url)) => (Store::connect_unmigrated(url)?.schema_version()?, false),
+        (StoreCommand::Check, Location::Postgres(url)) => {
+            let s = Store::connect_unmigrated(url)?;
+            let found = s.schema_version()?;
+            holders = role_holders(&s, found)?;
+            (found, false)
+        }
         (StoreCommand::Check, Location::DataDir(_)) => (open_store(data_dir, store)?.schema_version()?, false),
     };
     let ok = found == latest;
     let mut out = io::stdout().lock();
     if json {
-        let v = serde_json::json!({ "store": at.display(), "schema": found, "latest": latest, "ok": ok, "migrated": migrated });
+        let roles: Vec<_> =
+            holders.iter().map(|(role, holder, until)| serde_json::json!({ "role": role, "holder": holder, "until": until })).collect();
+        let v =
+            serde_json::json!({ "store": at.display(), "schema": found, "latest": latest, "ok": ok, "migrated": migrated, "roles": roles });
         writeln!(out, "{v}")?;
     } else if ok {
         let verb = if migrated { "migrated to" } else { "at" };
@@ -397,7 +406,24 @@ fn store_command(cmd: &StoreCommand, data_dir: Option<&Path>, store: Option<&str
     } else {
         writeln!(out, "The store {} is at schema {found}; this Runwatch needs {latest}: run 'runwatch store migrate'.", at.display())?;
     }
+    if !json && matches!((cmd, &at), (StoreCommand::Check, Location::Postgres(_))) {
+        if holders.is_empty() {
+            writeln!(out, "No daemon plays a role (taking HTTP check-ins, polling Slurm) now.")?;
+        }
+        for (role, holder, until) in &holders {
+            writeln!(out, "Role {role}: {holder}, its lease until {}.", output::second(*until))?;
+        }
+    }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Who plays each role of a shared store now (a store older than the roles has none).
+fn role_holders(store: &Store, schema: usize) -> anyhow::Result<Vec<(String, String, runwatch_core::clock::Millis)>> {
+    const ROLES_SCHEMA: usize = 3;
+    if schema < ROLES_SCHEMA {
+        return Ok(Vec::new());
+    }
+    Ok(store.role_holders(runwatch_core::clock::Clock::now(&runwatch_core::clock::SystemClock))?)
 }
 
 /// `runwatch users add|list|remove`.
