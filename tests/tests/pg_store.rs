@@ -1,6 +1,8 @@
 //! `--store postgresql://…` (and `RUNWATCH_STORE`) for the commands that read and write the
-//! inbox, `runwatch store migrate|check`, and the one-line errors when PostgreSQL cannot be
-//! reached (password masked), against a throwaway PostgreSQL cluster.
+//! inbox, `runwatch store migrate|check` (with who plays each role), and the one-line errors
+//! when PostgreSQL cannot be reached (password masked), against a throwaway PostgreSQL
+//! cluster; and one session of the inbox, runs, exec and notifier commands, the same on a
+//! SQLite store and a PostgreSQL one.
 
 use runwatch_core::pg::fixture::Cluster;
 use runwatch_tests::{run_cli, runwatch};
@@ -90,4 +92,84 @@ fn store_check_names_the_daemon_playing_each_role() {
 
     store.release_role(runwatch_core::Role::Slurm).unwrap();
     assert!(rw(&["store", "check"]).stdout.contains("No daemon plays a role"));
+}
+
+/// A command's exit code, and its output when `keep`.
+fn noted(what: &str, out: &runwatch_tests::CliOutput, keep: bool) -> String {
+    format!("{what}: exit {:?}{}", out.code, if keep { format!(" {}", out.stdout.trim()) } else { String::new() })
+}
+
+/// What one session of the command line leaves: each command's exit code and what it
+/// printed that does not depend on the store (ids, times and paths left out), the runs, and
+/// the notifications by level and title.
+fn session(data: &std::path::Path, store: Option<&str>) -> Vec<String> {
+    let rw = |args: &[&str]| {
+        let mut cmd = runwatch(data);
+        if let Some(url) = store {
+            cmd.arg("--store").arg(url);
+        }
+        run_cli(cmd.args(["--notifications", "hidden"]).args(args))
+    };
+    let mut said = Vec::new();
+    let added = rw(&["notifiers", "add", "logger", "--min-level", "WARNING"]);
+    said.push(noted("notifiers add", &added, false));
+    let id = rw(&["--json", "notifiers", "list"]).stdout;
+    let id: serde_json::Value = serde_json::from_str(&id).unwrap();
+    let id = id[0]["id"].as_str().unwrap().to_string();
+    said.push(noted("notifiers disable", &rw(&["notifiers", "disable", &id[..8]]), false));
+    said.push(noted("notifiers enable", &rw(&["notifiers", "enable", &id[..8]]), false));
+    said.push(noted("set-log-level", &rw(&["notifiers", "set-log-level", "ERROR"]), true));
+    said.push(noted("get-log-level", &rw(&["notifiers", "get-log-level"]), true));
+    said.push(noted("send", &rw(&["send", "--level", "warning", "--run", "r1", "--title", "Disk", "disk 91% full"]), false));
+    said.push(noted("exec ok", &rw(&["exec", "--name", "ok", "--run", "run-ok", "--", "true"]), false));
+    let failed = rw(&["exec", "--name", "bad", "--run", "run-bad", "--alert-on", "loss=nan", "--", "sh", "-c", "echo loss=nan; exit 3"]);
+    // Its output passes through (on SQLite, with no daemon running, the logger's deliveries
+    // follow it: a team store's daemons deliver instead).
+    said.push(format!("{} {}", noted("exec failing", &failed, false), failed.stdout.lines().next().unwrap_or_default()));
+    let runs: serde_json::Value = serde_json::from_str(&rw(&["--json", "runs"]).stdout).unwrap();
+    let mut runs: Vec<String> =
+        runs.as_array().unwrap().iter().map(|r| format!("run {} {} {} {}", r["id"], r["name"], r["state"], r["cause"])).collect();
+    runs.sort();
+    said.extend(runs);
+    let list = |state: &[&str]| -> Vec<serde_json::Value> {
+        let page: serde_json::Value = serde_json::from_str(&rw(&[&["--json", "notifications", "list"], state].concat()).stdout).unwrap();
+        page.as_array().or_else(|| page["items"].as_array()).cloned().unwrap_or_default()
+    };
+    let all = list(&["--all"]);
+    let mut titles: Vec<String> = all.iter().map(|n| format!("notification {} {}", n["level"], n["title"])).collect();
+    titles.sort();
+    said.extend(titles);
+    let error = all.iter().find(|n| n["level"] == "ERROR").unwrap()["id"].as_str().unwrap().to_string();
+    let shown: serde_json::Value =
+        serde_json::from_str(&rw(&["--json", "notifications", "show", &error[error.len() - 8..]]).stdout).unwrap();
+    said.push(format!("show: {} deliveries {}", shown["title"], shown["deliveries"].as_array().map_or(0, Vec::len)));
+    said.push(noted("ack one", &rw(&["notifications", "ack", "--item", &error[error.len() - 8..]]), true));
+    said.push(format!("pending after one ack: {}", list(&[]).len()));
+    said.push(noted("ack all", &rw(&["notifications", "ack", "--all"]), true));
+    said.push(noted("ack all again", &rw(&["notifications", "ack", "--all"]), true));
+    said.push(format!("pending at the end: {}", list(&[]).len()));
+    said.push(noted("notifiers remove", &rw(&["notifiers", "remove", &id[..8], "--yes"]), false));
+    said.push(noted("spool", &rw(&["spool"]), true));
+    said
+}
+
+#[test]
+fn the_inbox_runs_and_notifier_commands_do_the_same_on_both_stores() {
+    let url = Cluster::shared().database().unwrap();
+    let (sqlite, pg) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let on_sqlite = session(sqlite.path(), None);
+    let on_pg = session(pg.path(), Some(&url));
+    assert_eq!(on_pg, on_sqlite);
+    // The session did what it says.
+    let text = on_pg.join("\n");
+    for line in [
+        "ack all: exit Some(0) All pending notifications have been acknowledged.",
+        "ack all again: exit Some(0) There were no pending notifications.",
+        "pending at the end: 0",
+        "run \"run-bad\" \"bad\" \"failed\" \"exit code 3\"",
+        "notification \"WARNING\" \"Run 'bad': loss=nan\"",
+    ] {
+        assert!(text.contains(line), "{line}:\n{text}");
+    }
+    assert!(!pg.path().join("runwatch.db").exists(), "no SQLite store was made beside the PostgreSQL one");
 }
