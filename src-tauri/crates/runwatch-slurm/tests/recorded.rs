@@ -195,3 +195,70 @@ fn a_daemon_taking_over_says_what_changed_meanwhile_and_nothing_twice() {
         assert!(fresh.update(parse_scontrol(LATE)).iter().all(|(_, c)| *c == Change::Seen));
     }
 }
+
+#[test]
+fn a_crash_between_the_notifications_and_the_runs_loses_and_repeats_nothing() {
+    for (mut store, _tmp) in stores() {
+        let near = Duration::from_secs(30);
+        let mut first = Tracker::new(near);
+        let seen = first.update(parse_scontrol(MID));
+        record(&mut store, &seen, 1).unwrap();
+        // A daemon stores the notifications of its poll (on PostgreSQL, the first of its two
+        // writes) and dies before saving the runs.
+        let changes = first.update(parse_scontrol(LATE));
+        let mut said = 0;
+        for (job, change) in &changes {
+            let before = store.run(&job.run_id()).unwrap().map(|r| r.state);
+            let report = runwatch_slurm::report(job, change, before).unwrap();
+            if let Some(n) = report.notification {
+                assert!(matches!(store.insert_notification(&n, 2).unwrap(), runwatch_core::Inserted::New(_)));
+                said += 1;
+            }
+        }
+        assert_eq!(said, 2);
+        assert_eq!(store.run("slurm-3").unwrap().unwrap().state, RunState::Running, "the runs were not saved");
+
+        // The daemon that polls next starts from the store: it saves the runs, and says
+        // nothing a second time.
+        let mut next = Tracker::resume(near, known_jobs(&store).unwrap());
+        let changes = next.update(parse_scontrol(LATE));
+        assert!(record(&mut store, &changes, 3).unwrap().is_empty());
+        let run = store.run("slurm-3").unwrap().unwrap();
+        assert_eq!((run.state, run.cause.as_deref()), (RunState::Failed, Some("time limit")));
+        assert_eq!(store.run("slurm-15").unwrap().unwrap().state, RunState::Crashed);
+        let page = store
+            .list_notifications(&runwatch_core::inbox::ListFilter { state: runwatch_core::inbox::AckState::All, ..Default::default() })
+            .unwrap();
+        assert_eq!(page.items.iter().filter(|n| n.level == Level::Error).count(), 2, "{:#?}", page.items);
+    }
+}
+
+#[test]
+fn on_postgresql_runs_that_fail_to_save_are_saved_by_the_next_poll_with_nothing_said_twice() {
+    let url = runwatch_core::pg::fixture::Cluster::shared().database().unwrap();
+    let mut store = Store::connect(&url).unwrap();
+    let near = Duration::from_secs(30);
+    let mut first = Tracker::new(near);
+    let seen = first.update(parse_scontrol(MID));
+    record(&mut store, &seen, 1).unwrap();
+    // The second of the two writes (the runs) fails: the notifications are stored.
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin.batch_execute("ALTER TABLE runs ADD CONSTRAINT not_now CHECK (state <> 'crashed') NOT VALID").unwrap();
+    let changes = first.update(parse_scontrol(LATE));
+    assert!(record(&mut store, &changes, 2).is_err());
+    assert_eq!(store.run("slurm-3").unwrap().unwrap().state, RunState::Running, "no run was saved");
+    let errors = |store: &Store| {
+        let all = runwatch_core::inbox::ListFilter { state: runwatch_core::inbox::AckState::All, ..Default::default() };
+        store.list_notifications(&all).unwrap().items.into_iter().filter(|n| n.level == Level::Error).count()
+    };
+    assert_eq!(errors(&store), 2);
+
+    // Once it can, the next poll (from the store, as after any failure) saves them.
+    admin.batch_execute("ALTER TABLE runs DROP CONSTRAINT not_now").unwrap();
+    let mut next = Tracker::resume(near, known_jobs(&store).unwrap());
+    let changes = next.update(parse_scontrol(LATE));
+    assert!(record(&mut store, &changes, 3).unwrap().is_empty());
+    assert_eq!(store.run("slurm-3").unwrap().unwrap().state, RunState::Failed);
+    assert_eq!(store.run("slurm-15").unwrap().unwrap().state, RunState::Crashed);
+    assert_eq!(errors(&store), 2);
+}
