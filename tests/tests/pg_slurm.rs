@@ -24,7 +24,8 @@ fn daemon(c: &Cluster, dir: &Path, url: &str) -> Running {
         runwatch(dir)
             .args(["--store", url, "--notifications", "hidden", "start", "--http", "127.0.0.1:0", "--slurm", "--slurm-interval", "1s"])
             .env("SLURM_CONF", &c.conf)
-            .env(ROLE_LEASE_ENV, LEASE_MS),
+            .env(ROLE_LEASE_ENV, LEASE_MS)
+            .env("RUNWATCH_LOG", "info"),
     );
     running.wait_for_line("the daemon to follow Slurm", |l| l.starts_with("Following Slurm jobs"));
     running.wait_for_line("the daemon to serve", |l| l.starts_with("Serving the UI at "));
@@ -125,4 +126,5 @@ fn two_daemons_on_one_store_follow_slurm_once_and_hand_over_on_a_kill_9() {
     assert!(status.success(), "{stderr}");
     assert_eq!(slurm_holder(&url), None);
     assert!(!stderr.contains("cannot ask Slurm"), "{stderr}");
+    assert!(stderr.contains("polling Slurm for the store"), "it took the role over: {stderr}");
 }

@@ -161,6 +161,8 @@ struct Playing {
     claim_at: Option<Millis>,
     /// When to poll next, while held.
     poll_at: Option<Instant>,
+    /// The last claim failed (the store is unreachable): said once.
+    failing: bool,
 }
 
 impl Playing {
@@ -173,21 +175,29 @@ impl Playing {
         let claim = store.claim_role(Role::Slurm, now);
         let held = match claim {
             Ok(claim) => {
+                if std::mem::take(&mut self.failing) {
+                    tracing::warn!("the Slurm role of the store can be claimed again");
+                }
                 self.claim_at = Some(claim.again_at);
                 claim.held
             }
             Err(e) => {
                 // Unsure: not polling is the safe side (the lease ends on its own).
-                tracing::warn!("cannot claim the Slurm role of the store: {e}");
+                if !std::mem::replace(&mut self.failing, true) {
+                    tracing::warn!("cannot claim the Slurm role of the store: {e}; not polling Slurm until it can");
+                }
                 self.claim_at = Some(now.saturating_add(CLAIM_RETRY_MS));
                 false
             }
         };
         if held != self.held {
-            if held {
-                tracing::info!("polling Slurm for the store");
-            } else {
-                tracing::info!("another daemon polls Slurm for the store now");
+            // Said only where the role can change hands.
+            if store.is_postgres() {
+                match (held, self.failing) {
+                    (true, _) => tracing::info!("polling Slurm for the store"),
+                    (false, false) => tracing::info!("another daemon polls Slurm for the store now"),
+                    (false, true) => {}
+                }
             }
             source.forget();
             self.poll_at = None;
