@@ -5,6 +5,13 @@
 //! thread that sends the local acknowledgements of its notifications to it. The supervisor
 //! also says, once, when a remote has been unreachable for long, and when it is back.
 //!
+//! On a shared (PostgreSQL) store one daemon follows the remotes at a time: the supervisor
+//! plays the store's [`Role::Follow`] and follows only while it holds it, so that no
+//! remote's changes are fetched, nor its acknowledgements sent, by two daemons. Should the
+//! role change hands while a page is on its way, storing it again is harmless: a page is
+//! stored with its cursor in one transaction, the cursor never goes back, and a
+//! notification already stored is not stored twice.
+//!
 //! A remote that cannot be reached is only that: its runs are never called stuck or
 //! crashed here (they are not in this instance's runs at all; the remote's own detector
 //! decides).
@@ -16,7 +23,7 @@ use std::time::Duration;
 
 use runwatch_core::clock::SharedClock;
 use runwatch_core::remotes::{Changes, RemoteAccess};
-use runwatch_core::{DataDir, Inserted, Level, NewNotification, Notification, Settings, Store};
+use runwatch_core::{Claim, DataDir, Inserted, Level, Location, NewNotification, Notification, Role, Settings, Store};
 use runwatch_notify::dispatcher::DispatcherHandle;
 use runwatch_remote::ssh::{SshTarget, Tunnel};
 use runwatch_remote::{Client, ClientError, Target};
@@ -137,7 +144,7 @@ type Links = Arc<Mutex<Vec<std::sync::Weak<Link>>>>;
 /// What a follower needs from the engine.
 #[derive(Clone)]
 struct Shared {
-    data_dir: DataDir,
+    location: Location,
     clock: SharedClock,
     hook: SharedHook,
     wake: DispatcherHandle,
@@ -161,16 +168,11 @@ impl Shared {
     }
 }
 
-/// No follower: remotes are not followed from a PostgreSQL store yet.
-pub(crate) fn idle() -> Follower {
-    Follower { stop: Stop::default(), links: Links::default(), bell: Bell::default() }
-}
-
-pub(crate) fn start(data_dir: &DataDir, clock: SharedClock, hook: SharedHook, wake: DispatcherHandle) -> Result<Follower, EngineError> {
-    let store = Store::open(data_dir)?;
+pub(crate) fn start(location: &Location, clock: SharedClock, hook: SharedHook, wake: DispatcherHandle) -> Result<Follower, EngineError> {
+    let store = Store::open_at(location)?;
     let stop = Stop::default();
     let (links, bell) = (Links::default(), Bell::default());
-    let shared = Shared { data_dir: data_dir.clone(), clock, hook, wake, links: links.clone(), bell: bell.clone() };
+    let shared = Shared { location: location.clone(), clock, hook, wake, links: links.clone(), bell: bell.clone() };
     let s = stop.clone();
     spawn("follow", move || supervise(store, shared, s))?;
     Ok(Follower { stop, links, bell })
@@ -195,13 +197,40 @@ type Running = (Started, Stop, Option<Arc<Link>>);
 fn supervise(mut store: Store, shared: Shared, stop: Stop) {
     let mut running: HashMap<String, Running> = HashMap::new();
     let mut seen = 0;
+    // The role, as last claimed (claimed again when `again_at` comes).
+    let mut claim: Option<Claim> = None;
     loop {
-        let next = match supervise_once(&mut store, &shared, &stop, &mut running) {
-            Ok(next) => next,
-            Err(e) => {
-                tracing::warn!("following remotes: {e}");
-                Some(Duration::from_secs(1))
+        let now = shared.clock.now();
+        if claim.is_none_or(|c| now >= c.again_at) {
+            claim = match store.claim_role(Role::Follow, now) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!("following remotes: {e}");
+                    None
+                }
+            };
+        }
+        let held = claim.is_some_and(|c| c.held);
+        let next = if held {
+            match supervise_once(&mut store, &shared, &stop, &mut running) {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::warn!("following remotes: {e}");
+                    Some(Duration::from_secs(1))
+                }
             }
+        } else {
+            // Another daemon of the store follows them (or the store is away): not this one,
+            // until the role's lease runs out.
+            stop_all(&mut running, &shared);
+            claim.is_none().then_some(Duration::from_secs(1))
+        };
+        let next = match claim {
+            Some(c) if c.again_at != i64::MAX => {
+                let until = Duration::from_millis(u64::try_from(c.again_at - now).unwrap_or(0).max(10));
+                Some(next.map_or(until, |n| n.min(until)))
+            }
+            _ => next,
         };
         if stop.stopped() {
             break;
@@ -211,12 +240,26 @@ fn supervise(mut store: Store, shared: Shared, stop: Stop) {
             break;
         }
     }
-    for (_, (_, s, link)) in running {
+    stop_all(&mut running, &shared);
+    if claim.is_some_and(|c| c.held) {
+        if let Err(e) = store.release_role(Role::Follow) {
+            tracing::debug!("letting the follow role go: {e}");
+        }
+    }
+}
+
+/// Stops following every remote (this daemon no longer plays the role, or is stopping).
+fn stop_all(running: &mut HashMap<String, Running>, shared: &Shared) {
+    if running.is_empty() {
+        return;
+    }
+    for (_, (_, s, link)) in running.drain() {
         s.stop();
         if let Some(l) = &link {
             l.close();
         }
     }
+    shared.bell.ring();
 }
 
 fn supervise_once(
@@ -379,8 +422,8 @@ impl Link {
 
 /// Starts the two threads of one remote.
 fn follow_remote(remote: RemoteAccess, shared: Shared, stop: Stop) -> Result<Option<Arc<Link>>, EngineError> {
-    let store = Store::open(&shared.data_dir)?;
-    let acks_store = Store::open(&shared.data_dir)?;
+    let store = Store::open_at(&shared.location)?;
+    let acks_store = Store::open_at(&shared.location)?;
     let link = match Link::new(&remote) {
         Ok(link) => Arc::new(link),
         Err(e) => {

@@ -289,7 +289,7 @@ impl EngineBuilder {
             }
         }
         // The remotes this instance follows (see `follow`); it looks at the store when told.
-        let followed = if shared { Ok(follow::idle()) } else { follow::start(&data_dir, clock.clone(), hook.clone(), deliver.clone()) };
+        let followed = follow::start(&location, clock.clone(), hook.clone(), deliver.clone());
         let follower = match followed {
             Ok(f) => f,
             Err(e) => {
