@@ -3,7 +3,7 @@
 //! server with alice's token and gets what is for alice or for everyone, never bob's; its
 //! acknowledgements are alice's on the server, and hers on the server reach it. And a
 //! PostgreSQL store with two daemons follows a server: one of them fetches, each
-//! notification is stored once.
+//! notification is stored once, and the other takes over when it stops.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 /// A running `runwatch start`, its API and its own token.
 struct Daemon {
-    _process: Running,
+    process: Running,
     base: String,
     token: String,
 }
@@ -23,12 +23,13 @@ struct Daemon {
 fn start(dir: &Path, store: Option<&str>) -> Daemon {
     let mut cmd = runwatch(dir);
     if let Some(url) = store {
-        cmd.arg("--store").arg(url);
+        // A lease no test outlasts: a role changes hands only when its holder lets it go.
+        cmd.arg("--store").arg(url).env(runwatch_core::roles::ROLE_LEASE_ENV, "3600000");
     }
     let mut process = Running::spawn(cmd.args(["--notifications", "hidden", "start", "--http", "127.0.0.1:0"]));
     let ui = url_in(&process.wait_for_line("with the UI's URL", |l| l.starts_with("Serving the UI at")));
     let token = token_in(&ui);
-    Daemon { _process: process, base: ui.split("/#").next().unwrap().trim_end_matches('/').to_string(), token }
+    Daemon { process, base: ui.split("/#").next().unwrap().trim_end_matches('/').to_string(), token }
 }
 
 fn call(d: &Daemon, token: &str, path: &str, body: Option<Value>) -> Value {
@@ -179,9 +180,24 @@ fn two_daemons_of_a_postgresql_store_follow_a_server_once() {
     let listed: Value = serde_json::from_str(&expect_ok(rw(&["--json", "remotes", "list"])).stdout).unwrap();
     assert_eq!((listed[0]["state"].as_str(), listed[0]["pending"].as_i64()), (Some("connected"), Some(21)), "{listed}");
 
+    // The daemon that follows stops: it lets the role go, and the other follows at once
+    // (not when the lease runs out: longer than the test may wait).
+    let pid = |d: &Daemon| format!("(pid {})", d.process.child.id());
+    let (holder, other) = if holders[0].contains(&pid(&a)) { (a, b) } else { (b, a) };
+    assert!(holders[0].contains(&pid(&holder)), "{holders:?}");
+    holder.process.signal_group("TERM");
+    let (status, _, _) = holder.process.finish();
+    assert!(status.success(), "{status}");
+    call(&server, &server.token, "/events", Some(json!({ "message": "after the handover", "level": "ERROR" })));
+    wait_until("the other daemon following", || (pending(&other, &other.token).len() == 22).then_some(()));
+    let label: String = client.query_one("SELECT label FROM roles WHERE name = 'follow'", &[]).unwrap().get(0);
+    assert!(label.contains(&pid(&other)), "{label}");
+
     // Acknowledged on the team store: acknowledged on the server.
-    let late = id_of(&a, &a.token, "late");
-    call(&a, &a.token, "/notifications/ack", Some(json!({ "ids": [late] })));
-    wait_until("the acknowledgement on the server", || (pending(&server, &server.token).len() == 20).then_some(()));
+    let late = id_of(&other, &other.token, "late");
+    call(&other, &other.token, "/notifications/ack", Some(json!({ "ids": [late] })));
+    wait_until("the acknowledgement on the server", || (pending(&server, &server.token).len() == 21).then_some(()));
     assert!(!pending(&server, &server.token).contains(&"late".to_string()));
+    let rows: i64 = client.query_one("SELECT COUNT(*) FROM notifications WHERE origin = 'lab'", &[]).unwrap().get(0);
+    assert_eq!(rows, 22, "each stored once");
 }

@@ -39,6 +39,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(LONG_POLL_SECS + 15);
 /// changed (a remote added, an acknowledgement made, by any process); and, in case a wake
 /// was missed, after this long without one.
 const IDLE_LOOK: Duration = Duration::from_secs(60);
+/// How often a daemon that does not follow (another one of its store does) may ask for
+/// the role on a change to the store.
+const RECLAIM_MS: i64 = 1000;
 /// The longest pause between attempts to reach an unreachable remote.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -117,6 +120,8 @@ pub(crate) struct Follower {
     stop: Stop,
     links: Links,
     bell: Bell,
+    /// The supervisor, which lets the follow role go as it ends.
+    supervisor: JoinHandle<()>,
 }
 
 impl Follower {
@@ -134,6 +139,18 @@ impl Follower {
             if let Some(link) = link.upgrade() {
                 link.close();
             }
+        }
+    }
+
+    /// Waits until the supervisor has ended (after [`Follower::stop`]), at most until
+    /// `deadline`: on a shared store it lets the follow role go then, so that another
+    /// daemon follows at once rather than when the lease runs out.
+    pub(crate) fn wait(self, deadline: std::time::Instant) {
+        while !self.supervisor.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if self.supervisor.is_finished() && self.supervisor.join().is_err() {
+            tracing::warn!("the follower panicked");
         }
     }
 }
@@ -174,8 +191,8 @@ pub(crate) fn start(location: &Location, clock: SharedClock, hook: SharedHook, w
     let (links, bell) = (Links::default(), Bell::default());
     let shared = Shared { location: location.clone(), clock, hook, wake, links: links.clone(), bell: bell.clone() };
     let s = stop.clone();
-    spawn("follow", move || supervise(store, shared, s))?;
-    Ok(Follower { stop, links, bell })
+    let supervisor = spawn("follow", move || supervise(store, shared, s))?;
+    Ok(Follower { stop, links, bell, supervisor })
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, EngineError> {
@@ -197,11 +214,16 @@ type Running = (Started, Stop, Option<Arc<Link>>);
 fn supervise(mut store: Store, shared: Shared, stop: Stop) {
     let mut running: HashMap<String, Running> = HashMap::new();
     let mut seen = 0;
-    // The role, as last claimed (claimed again when `again_at` comes).
+    // The role, as last claimed (claimed again when `again_at` comes), and when. Held by
+    // another daemon, it is claimed again on a change to the store too (that daemon may
+    // have let it go), at most once per RECLAIM_MS: at `retry_at`.
     let mut claim: Option<Claim> = None;
+    let (mut claimed_at, mut retry_at) = (i64::MIN, i64::MAX);
     loop {
         let now = shared.clock.now();
-        if claim.is_none_or(|c| now >= c.again_at) {
+        let due = claim.is_none_or(|c| now >= c.again_at || (!c.held && now >= retry_at));
+        if due {
+            (claimed_at, retry_at) = (now, i64::MAX);
             claim = match store.claim_role(Role::Follow, now) {
                 Ok(c) => Some(c),
                 Err(e) => {
@@ -225,9 +247,9 @@ fn supervise(mut store: Store, shared: Shared, stop: Stop) {
             stop_all(&mut running, &shared);
             claim.is_none().then_some(Duration::from_secs(1))
         };
-        let next = match claim {
-            Some(c) if c.again_at != i64::MAX => {
-                let until = Duration::from_millis(u64::try_from(c.again_at - now).unwrap_or(0).max(10));
+        let next = match claim.map(|c| c.again_at.min(retry_at)) {
+            Some(at) if at != i64::MAX => {
+                let until = Duration::from_millis(u64::try_from(at - now).unwrap_or(0).max(10));
                 Some(next.map_or(until, |n| n.min(until)))
             }
             _ => next,
@@ -235,9 +257,13 @@ fn supervise(mut store: Store, shared: Shared, stop: Stop) {
         if stop.stopped() {
             break;
         }
+        let before = seen;
         shared.bell.wait(&mut seen, next.unwrap_or(IDLE_LOOK).min(IDLE_LOOK));
         if stop.stopped() {
             break;
+        }
+        if seen != before && claim.is_some_and(|c| !c.held) {
+            retry_at = retry_at.min(claimed_at.saturating_add(RECLAIM_MS));
         }
     }
     stop_all(&mut running, &shared);
