@@ -285,3 +285,38 @@ fn following_across_backends(backend: Backend) {
 }
 
 on_both!(a_users_feed_holds_what_is_for_them_with_their_acks, following_across_backends);
+
+/// A team store following a server: the server's notifications are for every user; one
+/// acknowledged on the server (or by the store as a whole, which tells the server) is
+/// acknowledged for every user, one a user acknowledges is theirs alone.
+#[test]
+fn a_team_store_follows_a_server_for_all_its_users() {
+    let (_s, mut server) = store(Backend::Sqlite);
+    let (_f, mut team) = follower(Backend::Postgres);
+    team.add_user("alice", 1).unwrap();
+    team.add_user("bob", 1).unwrap();
+    let ids: Vec<String> = ["one", "two", "three"].iter().enumerate().map(|(i, t)| send(&mut server, t, 10 + i as i64)).collect();
+    sync(&server, &mut team, 1000, 20);
+    assert_eq!(pending_for(&team, "alice"), ["one", "three", "two"]);
+    assert_eq!(team.unread_summary_as(Some("bob"), 20).unwrap().total, 3);
+
+    let all = team.list_notifications(&Default::default()).unwrap().items;
+    let local = |title: &str| all.iter().find(|n| n.title == title).unwrap().id.clone();
+    let two = local("two");
+    team.ack_as(Some("alice"), std::slice::from_ref(&two), 30).unwrap();
+    assert!(team.queued_acks("a", 10).unwrap().is_empty(), "a user's acknowledgement stays on the team store");
+    assert_eq!(pending_for(&team, "bob"), ["one", "three", "two"]);
+
+    server.ack(std::slice::from_ref(&ids[0]), 40).unwrap();
+    sync(&server, &mut team, 1000, 50);
+    assert_eq!(pending_for(&team, "alice"), ["three"]);
+    assert_eq!(pending_for(&team, "bob"), ["three", "two"]);
+    let acked = team.notification_as(Some("bob"), &local("one")).unwrap().unwrap();
+    assert_eq!(acked.acked_at, Some(40), "acknowledged when the server did");
+
+    let three = local("three");
+    team.ack(std::slice::from_ref(&three), 60).unwrap();
+    assert_eq!(team.queued_acks("a", 10).unwrap()[0].remote_id.as_deref(), Some(ids[2].as_str()));
+    assert_eq!(pending_for(&team, "bob"), ["two"]);
+    assert_eq!(team.unread_summary_as(Some("alice"), 60).unwrap().total, 0);
+}

@@ -13,12 +13,16 @@ use crate::Level;
 /// For the user in `$1`: the row is for them or for everyone.
 pub(super) const VISIBLE: &str =
     "(NOT addressed OR EXISTS (SELECT 1 FROM audiences a WHERE a.seq = notifications.seq AND a.user_name = $1))";
-/// For the user in `$1`: not acknowledged by them (on its own or by an "acknowledge all").
+/// For the user in `$1`: not acknowledged by them (on its own or by an "acknowledge all"),
+/// nor, for a followed server's notification, acknowledged on that server (or by this
+/// store, which tells the server): that is for every user.
 const USER_PENDING: &str = "(NOT EXISTS (SELECT 1 FROM user_acks k WHERE k.user_name = $1 AND k.seq = notifications.seq) \
-     AND seq > (SELECT COALESCE(MAX(upto), 0) FROM user_ack_alls WHERE user_name = $1))";
-/// When the user in `$1` acknowledged the row, if they did.
+     AND seq > (SELECT COALESCE(MAX(upto), 0) FROM user_ack_alls WHERE user_name = $1) \
+     AND (origin IS NULL OR acked_at IS NULL))";
+/// When the user in `$1` acknowledged the row, if they did (or its origin did).
 const USER_ACKED_AT: &str = "COALESCE((SELECT at FROM user_acks k WHERE k.user_name = $1 AND k.seq = notifications.seq), \
-     (SELECT at FROM user_ack_alls u WHERE u.user_name = $1 AND u.upto >= notifications.seq ORDER BY upto LIMIT 1))";
+     (SELECT at FROM user_ack_alls u WHERE u.user_name = $1 AND u.upto >= notifications.seq ORDER BY upto LIMIT 1), \
+     CASE WHEN origin IS NOT NULL THEN acked_at END)";
 
 pub(super) fn columns() -> String {
     format!(
