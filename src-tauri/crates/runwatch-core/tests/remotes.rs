@@ -182,7 +182,40 @@ fn acknowledgements_wait_only_for_remotes_still_followed(backend: Backend) {
     assert!(follower.queued_acks("a", 10).unwrap().is_empty(), "nothing queued for a remote no longer followed");
 }
 
+/// With `deliver`, a remote's pending notifications go to this store's notifiers at or
+/// below their level, once; without it, to none.
+fn delivering_a_remote_queues_its_pending_notifications_once(backend: Backend) {
+    let (_s, mut server) = store(backend);
+    let (place, mut follower) = follower(backend);
+    let notifier = runwatch_core::notifiers::Notifier {
+        id: "slack".into(),
+        kind: "slack".into(),
+        status: runwatch_core::NotifierStatus::Enabled,
+        config: serde_json::json!({ "url": "http://127.0.0.1:1" }),
+        min_level: Level::Warning,
+        created_at: 1,
+        updated_at: 1,
+    };
+    follower.add_notifier(&notifier).unwrap();
+    send(&mut server, "error", 10);
+    let info = NewNotification { level: Some(Level::Info), title: "info".into(), source: "test".into(), ..Default::default() };
+    server.insert_notification(&info, 11).unwrap();
+    let acked = send(&mut server, "acked", 12);
+    server.ack(&[acked], 13).unwrap();
+    let changes = server.changes(Cursor::default(), 1000).unwrap();
+    let applied = follower.apply_changes("a", true, &changes, 20).unwrap();
+    assert_eq!((applied.stored, applied.new_pending.len()), (3, 2));
+    assert_eq!(place.count("SELECT COUNT(*) FROM deliveries"), 1, "the pending ERROR only");
+    follower.apply_changes("a", true, &changes, 30).unwrap();
+    assert_eq!(place.count("SELECT COUNT(*) FROM deliveries"), 1, "a page applied again queues nothing more");
+    send(&mut server, "not delivered", 40);
+    let cursor = follower.remotes_to_follow().unwrap()[0].cursor;
+    follower.apply_changes("a", false, &server.changes(cursor, 1000).unwrap(), 50).unwrap();
+    assert_eq!(place.count("SELECT COUNT(*) FROM deliveries"), 1);
+}
+
 on_both!(
+    delivering_a_remote_queues_its_pending_notifications_once,
     pages_of_changes_bring_every_notification_once_and_acks_both_ways,
     acknowledging_all_reaches_each_side_for_what_it_has,
     a_disabled_or_removed_remote_stores_nothing_more,
