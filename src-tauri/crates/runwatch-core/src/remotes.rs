@@ -32,6 +32,14 @@ impl std::fmt::Display for Cursor {
     }
 }
 
+impl Cursor {
+    /// The further of two cursors, part by part: a page applied again (a retry, or a page
+    /// another daemon fetched too) never takes a stored cursor back.
+    pub fn furthest(self, other: Cursor) -> Cursor {
+        Cursor { seq: self.seq.max(other.seq), ack: self.ack.max(other.ack), all: self.all.max(other.all) }
+    }
+}
+
 impl std::str::FromStr for Cursor {
     type Err = StoreError;
     fn from_str(s: &str) -> Result<Self, StoreError> {
@@ -145,6 +153,16 @@ pub enum RemoteState {
 }
 
 impl RemoteState {
+    /// As stored: whether the remote is enabled, and its `state` column.
+    pub(crate) fn stored(enabled: bool, state: &str) -> RemoteState {
+        match (enabled, state) {
+            (false, _) => RemoteState::Disabled,
+            (true, "connected") => RemoteState::Connected,
+            (true, "unreachable") => RemoteState::Unreachable,
+            _ => RemoteState::Connecting,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RemoteState::Connecting => "connecting",
@@ -247,12 +265,7 @@ fn remote_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Remote> {
         url: r.get(1)?,
         enabled,
         deliver: r.get(3)?,
-        state: match (enabled, state.as_str()) {
-            (false, _) => RemoteState::Disabled,
-            (true, "connected") => RemoteState::Connected,
-            (true, "unreachable") => RemoteState::Unreachable,
-            _ => RemoteState::Connecting,
-        },
+        state: RemoteState::stored(enabled, &state),
         unreachable_since: r.get(5)?,
         last_error: r.get(6)?,
         last_sync: r.get(7)?,
@@ -281,10 +294,13 @@ pub struct Applied {
 
 impl Store {
     pub fn add_remote(&mut self, r: &NewRemote, now: Millis) -> Result<Remote, RemoteError> {
-        if self.is_postgres() {
-            return Err(on_postgres());
-        }
         check_name(&r.name)?;
+        if let Some(pg) = self.pg() {
+            if !pg.add_remote(r, now)? {
+                return Err(RemoteError::Exists(r.name.clone()));
+            }
+            return self.remote(&r.name);
+        }
         let added = self.write(|tx| {
             Ok(tx.execute(
                 "INSERT OR IGNORE INTO remotes (name, url, token, ca_file, deliver, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
@@ -298,8 +314,8 @@ impl Store {
     }
 
     pub fn remotes(&self) -> Result<Vec<Remote>, StoreError> {
-        if self.is_postgres() {
-            return Err(on_postgres());
+        if let Some(pg) = self.pg() {
+            return pg.remotes();
         }
         let mut stmt = self.conn().prepare_cached(&format!("SELECT {REMOTE_COLUMNS} FROM remotes ORDER BY name"))?;
         let rows = stmt.query_map([], remote_from_row)?.collect::<Result<_, _>>()?;
@@ -307,8 +323,8 @@ impl Store {
     }
 
     pub fn remote(&self, name: &str) -> Result<Remote, RemoteError> {
-        if self.is_postgres() {
-            return Err(on_postgres());
+        if let Some(pg) = self.pg() {
+            return pg.remote(name)?.ok_or_else(|| RemoteError::NotFound(name.to_string()));
         }
         let sql = format!("SELECT {REMOTE_COLUMNS} FROM remotes WHERE name = ?1");
         self.conn().query_row(&sql, [name], remote_from_row).optional()?.ok_or_else(|| RemoteError::NotFound(name.to_string()))
@@ -317,8 +333,8 @@ impl Store {
     /// Removes a remote and the acknowledgements waiting for it; its notifications stay, no
     /// longer tied to its seqs (a server added later under the same name has its own).
     pub fn remove_remote(&mut self, name: &str) -> Result<(), RemoteError> {
-        if self.is_postgres() {
-            return Err(on_postgres());
+        if let Some(pg) = self.pg() {
+            return if pg.remove_remote(name)? { Ok(()) } else { Err(RemoteError::NotFound(name.to_string())) };
         }
         let n = self.write(|tx| {
             tx.execute("DELETE FROM remote_acks WHERE origin = ?1", [name])?;
@@ -334,8 +350,11 @@ impl Store {
     /// Enables or disables following a remote, and whether its notifications go to this
     /// instance's notifiers.
     pub fn set_remote(&mut self, name: &str, enabled: Option<bool>, deliver: Option<bool>, now: Millis) -> Result<Remote, RemoteError> {
-        if self.is_postgres() {
-            return Err(on_postgres());
+        if let Some(pg) = self.pg() {
+            if !pg.set_remote(name, enabled, deliver, now)? {
+                return Err(RemoteError::NotFound(name.to_string()));
+            }
+            return self.remote(name);
         }
         let n = self.write(|tx| {
             Ok(tx.execute(
@@ -354,8 +373,8 @@ impl Store {
 
     /// The enabled remotes and how to reach them.
     pub fn remotes_to_follow(&self) -> Result<Vec<RemoteAccess>, StoreError> {
-        if self.is_postgres() {
-            return Err(on_postgres());
+        if let Some(pg) = self.pg() {
+            return pg.remotes_to_follow();
         }
         let mut stmt =
             self.conn().prepare_cached("SELECT name, url, token, ca_file, deliver, cursor FROM remotes WHERE enabled = 1 ORDER BY name")?;
@@ -370,8 +389,15 @@ impl Store {
 
     /// The changes after `after` (the server side of following).
     pub fn changes(&self, after: Cursor, limit: usize) -> Result<Changes, StoreError> {
-        if self.is_postgres() {
-            return Err(on_postgres());
+        self.changes_as(None, after, limit)
+    }
+
+    /// The changes after `after` as `user` sees them on a team store: what is for them or
+    /// for everyone, with their own acknowledgements (the store's whole feed for `None`,
+    /// and on SQLite).
+    pub fn changes_as(&self, user: Option<&str>, after: Cursor, limit: usize) -> Result<Changes, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.changes(user, after, limit);
         }
         changes(self.conn(), after, limit)
     }
@@ -379,8 +405,8 @@ impl Store {
     /// Stores a remote's changes and its new cursor in one transaction: a crash either
     /// keeps both or neither, so nothing is fetched into a gap or stored twice.
     pub fn apply_changes(&mut self, remote: &str, deliver: bool, changes: &Changes, now: Millis) -> Result<Applied, StoreError> {
-        if self.is_postgres() {
-            return Err(on_postgres());
+        if let Some(pg) = self.pg() {
+            return pg.apply_changes(remote, deliver, changes, now);
         }
         let cursor: Cursor = changes.cursor.parse()?;
         let expires_at = self.expiry()?.map(|e| now.saturating_add(e));
@@ -389,9 +415,7 @@ impl Store {
             let stored: Option<(bool, String)> =
                 tx.query_row("SELECT enabled, cursor FROM remotes WHERE name = ?1", [remote], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
             let Some((true, stored)) = stored else { return Ok(Applied::default()) };
-            // Only forward: a page applied again (a retry) does not take the cursor back.
-            let stored: Cursor = stored.parse()?;
-            let cursor = Cursor { seq: cursor.seq.max(stored.seq), ack: cursor.ack.max(stored.ack), all: cursor.all.max(stored.all) };
+            let cursor = cursor.furthest(stored.parse()?);
             let mut applied = Applied::default();
             let recipients = if deliver { crate::deliveries::recipients(tx)? } else { Vec::new() };
             for c in &changes.notifications {
@@ -425,8 +449,7 @@ impl Store {
                     continue;
                 }
                 applied.stored += 1;
-                // Silenced or resolved on its origin: kept, never pending here either.
-                if n.acked_at.is_some() || n.silenced_by.is_some() || n.resolved_at.is_some() {
+                if !arrives_pending(n) {
                     continue;
                 }
                 tx.prepare_cached("UPDATE pending_counts SET n = n + 1 WHERE level = ?1")?.execute([n.level.number()])?;
@@ -435,19 +458,7 @@ impl Store {
                         crate::deliveries::enqueue(tx, &id, notifier_id, now, now)?;
                     }
                 }
-                applied.new_pending.push(Notification {
-                    id,
-                    acked_at: None,
-                    expires_at,
-                    origin: Some(remote.to_string()),
-                    dedupe_key: None,
-                    event_id: None,
-                    snoozed_until: None,
-                    silenced_by: None,
-                    resolved_at: None,
-                    group_key: None,
-                    ..n.clone()
-                });
+                applied.new_pending.push(local_copy(n, id, expires_at, remote));
             }
             // Not written to `ack_log`: the feed holds this instance's own notifications only.
             for a in &changes.acks {
@@ -472,8 +483,8 @@ impl Store {
 
     /// Records that a remote could not be reached (`since` kept from the first failure).
     pub fn remote_unreachable(&mut self, remote: &str, error: &str, now: Millis) -> Result<(), StoreError> {
-        if self.is_postgres() {
-            return Err(on_postgres());
+        if let Some(pg) = self.pg() {
+            return pg.remote_unreachable(remote, error, now);
         }
         self.write(|tx| {
             tx.execute(
@@ -487,8 +498,8 @@ impl Store {
 
     /// Records that a remote answered again.
     pub fn remote_reached(&mut self, remote: &str, now: Millis) -> Result<(), StoreError> {
-        if self.is_postgres() {
-            return Err(on_postgres());
+        if let Some(pg) = self.pg() {
+            return pg.remote_reached(remote, now);
         }
         self.write(|tx| {
             tx.execute(
@@ -502,16 +513,16 @@ impl Store {
     /// Sets whether the "unreachable for long" warning was stored for a remote; returns
     /// whether it changed (so each warning and each "back" is stored once).
     pub fn set_remote_warned(&mut self, remote: &str, warned: bool) -> Result<bool, StoreError> {
-        if self.is_postgres() {
-            return Err(on_postgres());
+        if let Some(pg) = self.pg() {
+            return pg.set_remote_warned(remote, warned);
         }
         self.write(|tx| Ok(tx.execute("UPDATE remotes SET warned = ?2 WHERE name = ?1 AND warned != ?2", params![remote, warned])? > 0))
     }
 
     /// Remotes unreachable since before `before` and not yet warned about.
     pub fn remotes_unreachable_since(&self, before: Millis) -> Result<Vec<(String, Millis)>, StoreError> {
-        if self.is_postgres() {
-            return Err(on_postgres());
+        if let Some(pg) = self.pg() {
+            return pg.remotes_unreachable_since(before);
         }
         let mut stmt = self.conn().prepare_cached(
             "SELECT name, unreachable_since FROM remotes WHERE enabled = 1 AND warned = 0 AND unreachable_since IS NOT NULL AND unreachable_since <= ?1",
@@ -522,8 +533,8 @@ impl Store {
 
     /// Remotes warned about that are reachable again.
     pub fn remotes_back(&self) -> Result<Vec<String>, StoreError> {
-        if self.is_postgres() {
-            return Err(on_postgres());
+        if let Some(pg) = self.pg() {
+            return pg.remotes_back();
         }
         let mut stmt = self.conn().prepare_cached("SELECT name FROM remotes WHERE warned = 1 AND (state = 'connected' OR enabled = 0)")?;
         let rows = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
@@ -532,8 +543,8 @@ impl Store {
 
     /// Acknowledgements waiting to be sent to `remote`, oldest first.
     pub fn queued_acks(&self, remote: &str, limit: usize) -> Result<Vec<QueuedAck>, StoreError> {
-        if self.is_postgres() {
-            return Err(on_postgres());
+        if let Some(pg) = self.pg() {
+            return pg.queued_acks(remote, limit);
         }
         let mut stmt =
             self.conn().prepare_cached("SELECT seq, remote_id, upto FROM remote_acks WHERE origin = ?1 ORDER BY seq LIMIT ?2")?;
@@ -545,8 +556,8 @@ impl Store {
 
     /// Forgets the queued acknowledgements up to `seq` (they were sent).
     pub fn acks_sent(&mut self, remote: &str, upto_seq: i64) -> Result<(), StoreError> {
-        if self.is_postgres() {
-            return Err(on_postgres());
+        if let Some(pg) = self.pg() {
+            return pg.acks_sent(remote, upto_seq);
         }
         self.write(|tx| {
             tx.execute("DELETE FROM remote_acks WHERE origin = ?1 AND seq <= ?2", params![remote, upto_seq])?;
@@ -555,10 +566,28 @@ impl Store {
     }
 }
 
+/// Whether a notification fetched from a remote is pending here: not when it was
+/// acknowledged, silenced or resolved on its origin (kept, never pending here either).
+pub(crate) fn arrives_pending(n: &Notification) -> bool {
+    n.acked_at.is_none() && n.silenced_by.is_none() && n.resolved_at.is_none()
+}
+
+/// A remote's notification as stored pending here under `id` (what popups are shown).
+pub(crate) fn local_copy(n: &Notification, id: String, expires_at: Option<Millis>, remote: &str) -> Notification {
+    Notification {
+        id,
+        acked_at: None,
+        expires_at,
+        origin: Some(remote.to_string()),
+        dedupe_key: None,
+        event_id: None,
+        snoozed_until: None,
+        silenced_by: None,
+        resolved_at: None,
+        group_key: None,
+        ..n.clone()
+    }
+}
+
 /// The level of the notifications about a remote's reachability.
 pub const UNREACHABLE_LEVEL: Level = Level::Warning;
-
-/// Following remotes (and being followed) is not ported to the PostgreSQL store yet.
-fn on_postgres<E: From<StoreError>>() -> E {
-    StoreError::Unsupported("following remotes").into()
-}

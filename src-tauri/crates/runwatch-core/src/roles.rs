@@ -1,5 +1,5 @@
 //! Roles that exactly one daemon plays for a store: taking the check-ins that arrive over
-//! HTTP (the run detector) and polling Slurm. On a SQLite store the one daemon of the data
+//! HTTP (the run detector), polling Slurm, and following the remotes. On a SQLite store the one daemon of the data
 //! dir (its instance lock) plays every role; on a shared PostgreSQL store a daemon holds a
 //! role for a lease it renews, and another takes it over when the lease runs out.
 
@@ -14,6 +14,9 @@ pub enum Role {
     CheckIns,
     /// Polling the Slurm controller: one daemon per store turns jobs into runs.
     Slurm,
+    /// Following the remotes (`runwatch remotes`): one daemon per store fetches their
+    /// changes and sends them the acknowledgements made here, so nothing is fetched twice.
+    Follow,
 }
 
 impl Role {
@@ -21,6 +24,7 @@ impl Role {
         match self {
             Role::CheckIns => "check-ins",
             Role::Slurm => "slurm",
+            Role::Follow => "follow",
         }
     }
 }

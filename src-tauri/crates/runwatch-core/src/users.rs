@@ -133,4 +133,13 @@ impl Store {
             _ => self.ack_all(now),
         }
     }
+
+    /// Acknowledges for `user` what they see up to seq `upto` (their follower's
+    /// "acknowledge all", see [`Store::ack_upto`]).
+    pub fn ack_upto_as(&mut self, user: Option<&str>, upto: i64, now: Millis) -> Result<usize, StoreError> {
+        match (self.pg(), user) {
+            (Some(pg), Some(user)) => pg.ack_upto_as(user, upto, now),
+            _ => self.ack_upto(upto, now),
+        }
+    }
 }

@@ -31,12 +31,13 @@ fn on_postgres_one_daemon_holds_a_role_until_its_lease_runs_out() {
     assert_eq!(other, runwatch_core::Claim { held: false, again_at: t0 + ROLE_LEASE_MS });
     // Roles are independent.
     assert!(b.claim_role(Role::Slurm, t0 + 1).unwrap().held);
+    assert!(a.claim_role(Role::Follow, t0 + 1).unwrap().held);
 
     // The holder renews; the other still waits.
     assert!(a.claim_role(Role::CheckIns, t0 + 10_000).unwrap().held);
     assert!(!b.claim_role(Role::CheckIns, t0 + ROLE_LEASE_MS).unwrap().held);
     let holders = a.role_holders(t0 + 10_000).unwrap();
-    assert_eq!(holders.iter().map(|h| h.0.as_str()).collect::<Vec<_>>(), ["check-ins", "slurm"]);
+    assert_eq!(holders.iter().map(|h| h.0.as_str()).collect::<Vec<_>>(), ["check-ins", "follow", "slurm"]);
     assert!(holders[0].1.contains(&format!("(pid {})", std::process::id())), "{holders:?}");
 
     // The holder stops renewing (it died): the lease runs out and the other takes it.

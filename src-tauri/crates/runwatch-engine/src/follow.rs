@@ -5,6 +5,13 @@
 //! thread that sends the local acknowledgements of its notifications to it. The supervisor
 //! also says, once, when a remote has been unreachable for long, and when it is back.
 //!
+//! On a shared (PostgreSQL) store one daemon follows the remotes at a time: the supervisor
+//! plays the store's [`Role::Follow`] and follows only while it holds it, so that no
+//! remote's changes are fetched, nor its acknowledgements sent, by two daemons. Should the
+//! role change hands while a page is on its way, storing it again is harmless: a page is
+//! stored with its cursor in one transaction, the cursor never goes back, and a
+//! notification already stored is not stored twice.
+//!
 //! A remote that cannot be reached is only that: its runs are never called stuck or
 //! crashed here (they are not in this instance's runs at all; the remote's own detector
 //! decides).
@@ -16,7 +23,7 @@ use std::time::Duration;
 
 use runwatch_core::clock::SharedClock;
 use runwatch_core::remotes::{Changes, RemoteAccess};
-use runwatch_core::{DataDir, Inserted, Level, NewNotification, Notification, Settings, Store};
+use runwatch_core::{Claim, DataDir, Inserted, Level, Location, NewNotification, Notification, Role, Settings, Store};
 use runwatch_notify::dispatcher::DispatcherHandle;
 use runwatch_remote::ssh::{SshTarget, Tunnel};
 use runwatch_remote::{Client, ClientError, Target};
@@ -32,6 +39,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(LONG_POLL_SECS + 15);
 /// changed (a remote added, an acknowledgement made, by any process); and, in case a wake
 /// was missed, after this long without one.
 const IDLE_LOOK: Duration = Duration::from_secs(60);
+/// How often a daemon that does not follow (another one of its store does) may ask for
+/// the role on a change to the store.
+const RECLAIM_MS: i64 = 1000;
 /// The longest pause between attempts to reach an unreachable remote.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -110,6 +120,8 @@ pub(crate) struct Follower {
     stop: Stop,
     links: Links,
     bell: Bell,
+    /// The supervisor, which lets the follow role go as it ends.
+    supervisor: JoinHandle<()>,
 }
 
 impl Follower {
@@ -129,6 +141,18 @@ impl Follower {
             }
         }
     }
+
+    /// Waits until the supervisor has ended (after [`Follower::stop`]), at most until
+    /// `deadline`: on a shared store it lets the follow role go then, so that another
+    /// daemon follows at once rather than when the lease runs out.
+    pub(crate) fn wait(self, deadline: std::time::Instant) {
+        while !self.supervisor.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if self.supervisor.is_finished() && self.supervisor.join().is_err() {
+            tracing::warn!("the follower panicked");
+        }
+    }
 }
 
 /// The links of the running followers (to close at the end).
@@ -137,7 +161,7 @@ type Links = Arc<Mutex<Vec<std::sync::Weak<Link>>>>;
 /// What a follower needs from the engine.
 #[derive(Clone)]
 struct Shared {
-    data_dir: DataDir,
+    location: Location,
     clock: SharedClock,
     hook: SharedHook,
     wake: DispatcherHandle,
@@ -161,19 +185,14 @@ impl Shared {
     }
 }
 
-/// No follower: remotes are not followed from a PostgreSQL store yet.
-pub(crate) fn idle() -> Follower {
-    Follower { stop: Stop::default(), links: Links::default(), bell: Bell::default() }
-}
-
-pub(crate) fn start(data_dir: &DataDir, clock: SharedClock, hook: SharedHook, wake: DispatcherHandle) -> Result<Follower, EngineError> {
-    let store = Store::open(data_dir)?;
+pub(crate) fn start(location: &Location, clock: SharedClock, hook: SharedHook, wake: DispatcherHandle) -> Result<Follower, EngineError> {
+    let store = Store::open_at(location)?;
     let stop = Stop::default();
     let (links, bell) = (Links::default(), Bell::default());
-    let shared = Shared { data_dir: data_dir.clone(), clock, hook, wake, links: links.clone(), bell: bell.clone() };
+    let shared = Shared { location: location.clone(), clock, hook, wake, links: links.clone(), bell: bell.clone() };
     let s = stop.clone();
-    spawn("follow", move || supervise(store, shared, s))?;
-    Ok(Follower { stop, links, bell })
+    let supervisor = spawn("follow", move || supervise(store, shared, s))?;
+    Ok(Follower { stop, links, bell, supervisor })
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, EngineError> {
@@ -195,28 +214,78 @@ type Running = (Started, Stop, Option<Arc<Link>>);
 fn supervise(mut store: Store, shared: Shared, stop: Stop) {
     let mut running: HashMap<String, Running> = HashMap::new();
     let mut seen = 0;
+    // The role, as last claimed (claimed again when `again_at` comes), and when. Held by
+    // another daemon, it is claimed again on a change to the store too (that daemon may
+    // have let it go), at most once per RECLAIM_MS: at `retry_at`.
+    let mut claim: Option<Claim> = None;
+    let (mut claimed_at, mut retry_at) = (i64::MIN, i64::MAX);
     loop {
-        let next = match supervise_once(&mut store, &shared, &stop, &mut running) {
-            Ok(next) => next,
-            Err(e) => {
-                tracing::warn!("following remotes: {e}");
-                Some(Duration::from_secs(1))
+        let now = shared.clock.now();
+        let due = claim.is_none_or(|c| now >= c.again_at || (!c.held && now >= retry_at));
+        if due {
+            (claimed_at, retry_at) = (now, i64::MAX);
+            claim = match store.claim_role(Role::Follow, now) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!("following remotes: {e}");
+                    None
+                }
+            };
+        }
+        let held = claim.is_some_and(|c| c.held);
+        let next = if held {
+            match supervise_once(&mut store, &shared, &stop, &mut running) {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::warn!("following remotes: {e}");
+                    Some(Duration::from_secs(1))
+                }
             }
+        } else {
+            // Another daemon of the store follows them (or the store is away): not this one,
+            // until the role's lease runs out.
+            stop_all(&mut running, &shared);
+            claim.is_none().then_some(Duration::from_secs(1))
+        };
+        let next = match claim.map(|c| c.again_at.min(retry_at)) {
+            Some(at) if at != i64::MAX => {
+                let until = Duration::from_millis(u64::try_from(at - now).unwrap_or(0).max(10));
+                Some(next.map_or(until, |n| n.min(until)))
+            }
+            _ => next,
         };
         if stop.stopped() {
             break;
         }
+        let before = seen;
         shared.bell.wait(&mut seen, next.unwrap_or(IDLE_LOOK).min(IDLE_LOOK));
         if stop.stopped() {
             break;
         }
+        if seen != before && claim.is_some_and(|c| !c.held) {
+            retry_at = retry_at.min(claimed_at.saturating_add(RECLAIM_MS));
+        }
     }
-    for (_, (_, s, link)) in running {
+    stop_all(&mut running, &shared);
+    if claim.is_some_and(|c| c.held) {
+        if let Err(e) = store.release_role(Role::Follow) {
+            tracing::debug!("letting the follow role go: {e}");
+        }
+    }
+}
+
+/// Stops following every remote (this daemon no longer plays the role, or is stopping).
+fn stop_all(running: &mut HashMap<String, Running>, shared: &Shared) {
+    if running.is_empty() {
+        return;
+    }
+    for (_, (_, s, link)) in running.drain() {
         s.stop();
         if let Some(l) = &link {
             l.close();
         }
     }
+    shared.bell.ring();
 }
 
 fn supervise_once(
@@ -379,8 +448,8 @@ impl Link {
 
 /// Starts the two threads of one remote.
 fn follow_remote(remote: RemoteAccess, shared: Shared, stop: Stop) -> Result<Option<Arc<Link>>, EngineError> {
-    let store = Store::open(&shared.data_dir)?;
-    let acks_store = Store::open(&shared.data_dir)?;
+    let store = Store::open_at(&shared.location)?;
+    let acks_store = Store::open_at(&shared.location)?;
     let link = match Link::new(&remote) {
         Ok(link) => Arc::new(link),
         Err(e) => {

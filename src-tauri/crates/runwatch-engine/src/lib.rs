@@ -113,8 +113,9 @@ impl EngineBuilder {
     }
 
     /// The store to work on, when not the data dir's SQLite file: a shared PostgreSQL store.
-    /// There the engine serves the API and delivers (each delivery by one of the daemons
-    /// sharing it); watching repositories and following remotes stay with SQLite for now.
+    /// There the engine serves the API, delivers (each delivery by one of the daemons
+    /// sharing it) and follows remotes (one daemon at a time, see `follow`); watching
+    /// repositories stays with SQLite for now.
     pub fn store(mut self, location: Location) -> Self {
         self.store = location;
         self
@@ -289,7 +290,7 @@ impl EngineBuilder {
             }
         }
         // The remotes this instance follows (see `follow`); it looks at the store when told.
-        let followed = if shared { Ok(follow::idle()) } else { follow::start(&data_dir, clock.clone(), hook.clone(), deliver.clone()) };
+        let followed = follow::start(&location, clock.clone(), hook.clone(), deliver.clone());
         let follower = match followed {
             Ok(f) => f,
             Err(e) => {
@@ -535,6 +536,7 @@ impl Engine {
         if slurm_thread.is_finished() && slurm_thread.join().is_err() {
             tracing::warn!("the Slurm source panicked");
         }
+        running.follower.wait(deadline);
         errors.append(&mut running.errors.lock().unwrap_or_else(PoisonError::into_inner));
         if let Some(runtime) = running.runtime {
             runtime.shutdown_timeout(deadline.saturating_duration_since(Instant::now()));

@@ -264,13 +264,10 @@ pub async fn ack(
     if req.upto.is_some() && !req.all {
         return Err(ApiError::bad_request("\"upto\" goes with \"all\": true"));
     }
-    if req.upto.is_some() && viewer.user().is_some() {
-        return Err(ApiError::bad_request("\"upto\" is for followers, which use the server's own token"));
-    }
     let n = with_store(&state, move |s| {
         let user = viewer.user();
         Ok(match (req.all, req.upto) {
-            (true, Some(upto)) => s.ack_upto(upto, at)?,
+            (true, Some(upto)) => s.ack_upto_as(user, upto, at)?,
             (true, None) => s.ack_all_as(user, at)?,
             (false, _) => s.ack_as(user, &req.ids, at)?,
         })

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use runwatch_core::remotes::{Changes, Cursor, NewRemote, Remote, RemoteError};
 use serde::Deserialize;
@@ -13,6 +13,7 @@ use ts_rs::TS;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::{with_store, ApiError, ErrorBody, Json, Query};
+use crate::guard::Viewer;
 use crate::ApiState;
 
 /// The longest a `GET /changes` waits for something to change.
@@ -33,10 +34,15 @@ pub struct ChangesQuery {
 /// What changed after a cursor: the feed followers read. Notifications come as they are
 /// now (acknowledged or not), then acknowledgements one by one and "acknowledge all"s
 /// (every notification with seq up to `upto`). With `wait`, an answer with no change comes
-/// only after that many seconds.
+/// only after that many seconds. With a user's token (a team store), the feed holds what
+/// is for that user or for everyone, with that user's acknowledgements.
 #[utoipa::path(get, path = "/changes", params(ChangesQuery),
     responses((status = 200, body = Changes), (status = 400, body = ErrorBody)))]
-pub async fn changes(State(state): State<Arc<ApiState>>, Query(q): Query<ChangesQuery>) -> Result<axum::Json<Changes>, ApiError> {
+pub async fn changes(
+    State(state): State<Arc<ApiState>>,
+    Extension(viewer): Extension<Viewer>,
+    Query(q): Query<ChangesQuery>,
+) -> Result<axum::Json<Changes>, ApiError> {
     let after: Cursor =
         q.after.as_deref().unwrap_or("0.0.0").parse().map_err(|e: runwatch_core::StoreError| ApiError::bad_request(e.to_string()))?;
     let limit = q.limit.unwrap_or(runwatch_core::remotes::MAX_CHANGES);
@@ -48,7 +54,8 @@ pub async fn changes(State(state): State<Arc<ApiState>>, Query(q): Query<Changes
     let mut stopping = state.stopping.clone();
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let found = with_store(&state, move |s| Ok(s.changes(after, limit)?)).await?;
+        let viewer = viewer.clone();
+        let found = with_store(&state, move |s| Ok(s.changes_as(viewer.user(), after, limit)?)).await?;
         if !found.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok(axum::Json(found));
         }

@@ -19,13 +19,13 @@ const ACKED_UPTO: &str = "(SELECT COALESCE(MAX(upto), 0) FROM ack_alls)";
 /// When the first "acknowledge all" that reached a row ran (NULL if none).
 const REACHED_AT: &str = "(SELECT at FROM ack_alls WHERE upto >= notifications.seq ORDER BY upto LIMIT 1)";
 
-fn pending() -> String {
+pub(super) fn pending() -> String {
     format!("acked_at IS NULL AND seq > {ACKED_UPTO}")
 }
 
 /// As `crate::inbox::COLUMNS`: the acknowledgement an "acknowledge all" gave a row is read
 /// into `acked_at` and `updated_at`.
-fn columns() -> String {
+pub(super) fn columns() -> String {
     format!(
         "id, created_at, \
          CASE WHEN acked_at IS NULL THEN GREATEST(updated_at, {REACHED_AT}) ELSE updated_at END, \
@@ -34,7 +34,7 @@ fn columns() -> String {
     )
 }
 
-fn from_row(r: &Row, at: usize) -> Notification {
+pub(super) fn from_row(r: &Row, at: usize) -> Notification {
     Notification {
         id: r.get(at),
         created_at: r.get(at + 1),

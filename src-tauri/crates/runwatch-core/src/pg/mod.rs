@@ -8,6 +8,7 @@
 
 pub mod fixture;
 mod inbox;
+mod remotes;
 mod roles;
 mod tables;
 mod users;
@@ -26,6 +27,7 @@ const MIGRATION_SQL: &[&str] = &[
     include_str!("../../migrations/postgres/0001_initial.sql"),
     include_str!("../../migrations/postgres/0002_users.sql"),
     include_str!("../../migrations/postgres/0003_roles.sql"),
+    include_str!("../../migrations/postgres/0006_remotes.sql"),
 ];
 
 /// The schema version of a fully migrated PostgreSQL store.

@@ -11,22 +11,27 @@ use crate::users::User;
 use crate::Level;
 
 /// For the user in `$1`: the row is for them or for everyone.
-const VISIBLE: &str = "(NOT addressed OR EXISTS (SELECT 1 FROM audiences a WHERE a.seq = notifications.seq AND a.user_name = $1))";
-/// For the user in `$1`: not acknowledged by them (on its own or by an "acknowledge all").
+pub(super) const VISIBLE: &str =
+    "(NOT addressed OR EXISTS (SELECT 1 FROM audiences a WHERE a.seq = notifications.seq AND a.user_name = $1))";
+/// For the user in `$1`: not acknowledged by them (on its own or by an "acknowledge all"),
+/// nor, for a followed server's notification, acknowledged on that server (or by this
+/// store, which tells the server): that is for every user.
 const USER_PENDING: &str = "(NOT EXISTS (SELECT 1 FROM user_acks k WHERE k.user_name = $1 AND k.seq = notifications.seq) \
-     AND seq > (SELECT COALESCE(MAX(upto), 0) FROM user_ack_alls WHERE user_name = $1))";
-/// When the user in `$1` acknowledged the row, if they did.
+     AND seq > (SELECT COALESCE(MAX(upto), 0) FROM user_ack_alls WHERE user_name = $1) \
+     AND (origin IS NULL OR acked_at IS NULL))";
+/// When the user in `$1` acknowledged the row, if they did (or its origin did).
 const USER_ACKED_AT: &str = "COALESCE((SELECT at FROM user_acks k WHERE k.user_name = $1 AND k.seq = notifications.seq), \
-     (SELECT at FROM user_ack_alls u WHERE u.user_name = $1 AND u.upto >= notifications.seq ORDER BY upto LIMIT 1))";
+     (SELECT at FROM user_ack_alls u WHERE u.user_name = $1 AND u.upto >= notifications.seq ORDER BY upto LIMIT 1), \
+     CASE WHEN origin IS NOT NULL THEN acked_at END)";
 
-fn columns() -> String {
+pub(super) fn columns() -> String {
     format!(
         "id, created_at, GREATEST(updated_at, {USER_ACKED_AT}), level, title, body, run_id, source, dedupe_key, event_id, \
          repeat_count, {USER_ACKED_AT}, expires_at, origin"
     )
 }
 
-fn from_row(r: &postgres::Row, at: usize) -> Notification {
+pub(super) fn from_row(r: &postgres::Row, at: usize) -> Notification {
     Notification {
         id: r.get(at),
         created_at: r.get(at + 1),
@@ -161,6 +166,9 @@ impl Pg {
              ON CONFLICT DO NOTHING"
         ))?;
         let mut tx = conn.client.transaction()?;
+        // Their log numbers commit in order, as seq does: a follower's cursor (see
+        // `remotes`) passes none that commits later.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INBOX_LOCK])?;
         let mut n = 0;
         for id in ids {
             n += tx.execute(&insert, &[&user, id, &now])?;
@@ -185,6 +193,27 @@ impl Pg {
             "INSERT INTO user_ack_alls (user_name, upto, at) SELECT $1, MAX(seq), $2 FROM notifications ON CONFLICT DO NOTHING",
             &[&user, &now],
         )?;
+        tx.batch_execute(super::NOTIFY)?;
+        tx.commit()?;
+        Ok(usize::try_from(pending).unwrap_or(0))
+    }
+
+    /// What the user sees up to seq `upto`, acknowledged for them (their follower's
+    /// "acknowledge all": what it has of this inbox, not what came after): one row.
+    pub(crate) fn ack_upto_as(&self, user: &str, upto: i64, now: Millis) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let mut tx = conn.client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INBOX_LOCK])?;
+        let last: i64 = tx.query_one("SELECT COALESCE(MAX(seq), 0)::bigint FROM notifications", &[])?.get(0);
+        let upto = upto.min(last);
+        let reached: i64 = tx.query_one("SELECT COALESCE(MAX(upto), 0)::bigint FROM user_ack_alls WHERE user_name = $1", &[&user])?.get(0);
+        if upto <= reached {
+            return Ok(0);
+        }
+        let pending: i64 = tx
+            .query_one(&format!("SELECT COUNT(*) FROM notifications WHERE seq <= $2 AND {VISIBLE} AND {USER_PENDING}"), &[&user, &upto])?
+            .get(0);
+        tx.execute("INSERT INTO user_ack_alls (user_name, upto, at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", &[&user, &upto, &now])?;
         tx.batch_execute(super::NOTIFY)?;
         tx.commit()?;
         Ok(usize::try_from(pending).unwrap_or(0))
