@@ -101,8 +101,11 @@ fn what_is_acknowledged_before_a_notifiers_delay_never_reaches_it() {
     let url = Cluster::shared().database().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let slack = FakeServer::start();
-    let added = cli(dir.path(), &url, &["notifiers", "add", "slack", "--webhook-url", &slack.url("/services/T/B/DELAY"), "--delay", "4s"]);
-    assert!(added.contains("Rules: delay 4s."), "{added}");
+    let added = cli(dir.path(), &url, &["notifiers", "add", "slack", "--webhook-url", &slack.url("/services/T/B/DELAY")]);
+    let id = added.split_whitespace().nth(3).unwrap();
+    // The level and the rules changed together, on the team store.
+    let set = cli(dir.path(), &url, &["notifiers", "set", id, "--min-level", "WARNING", "--delay", "4s"]);
+    assert_eq!(set, format!("Notifier {id} (slack): WARNING and above; delay 4s.\n"));
     let d = daemon(dir.path(), &url);
 
     let early = d.event(json!({ "message": "acked in time", "level": "ERROR" }));
