@@ -1,5 +1,6 @@
 //! Noise control on a PostgreSQL team store with real daemons (`runwatch --store URL
-//! start`) and a fake Slack: a silence added with the CLI keeps what it matches from Slack;
+//! start`) and a fake Slack: a silence added with the CLI keeps what it matches from Slack
+//! (and snoozes, silences and their lists work from the CLI there);
 //! what is acknowledged before a notifier's delay never reaches it; a burst of failures
 //! of one Slurm array, ingested through two daemons, is one Slack message.
 
@@ -82,7 +83,7 @@ fn a_silence_added_with_the_cli_keeps_what_it_matches_from_slack() {
     let d = daemon(dir.path(), &url);
 
     d.event(json!({ "message": "disk almost full", "level": "WARNING" }));
-    d.event(json!({ "message": "loss is NaN", "level": "ERROR" }));
+    let loss = d.event(json!({ "message": "loss is NaN", "level": "ERROR" }));
     let got = slack.wait_for(1, PATIENCE);
     assert!(got[0].json()["text"].as_str().unwrap().contains("loss is NaN"), "{:?}", slack_texts(&slack));
     let store = Store::connect(&url).unwrap();
@@ -92,6 +93,21 @@ fn a_silence_added_with_the_cli_keeps_what_it_matches_from_slack() {
     let silenced = cli(dir.path(), &url, &["notifications", "list", "--silenced"]);
     assert!(silenced.contains("disk almost full (silenced)"), "{silenced}");
     assert!(!cli(dir.path(), &url, &["notifications", "list"]).contains("disk almost full"));
+    let list = cli(dir.path(), &url, &["silences", "list"]);
+    assert!(list.contains("active") && list.contains("text~disk level<=WARNING"), "{list}");
+    let silences: Value = serde_json::from_str(&cli(dir.path(), &url, &["--json", "silences", "list"])).unwrap();
+    let sid = silences[0]["id"].as_str().unwrap();
+    assert!(cli(dir.path(), &url, &["silences", "expire", &sid[sid.len() - 8..]]).contains("expired"));
+    assert!(cli(dir.path(), &url, &["silences", "list"]).contains("expired"));
+
+    // Snoozed from the command line: out of the list until it is back.
+    let short = &loss[loss.len() - 8..];
+    let out = cli(dir.path(), &url, &["notifications", "snooze", short, "--for", "1h"]);
+    assert!(out.starts_with("Snoozed 1 notification until "), "{out}");
+    assert_eq!(cli(dir.path(), &url, &["notifications", "list"]), "There are no notifications.\n");
+    assert!(cli(dir.path(), &url, &["notifications", "list", "--snoozed"]).contains("loss is NaN (snoozed until "));
+    assert_eq!(cli(dir.path(), &url, &["notifications", "unsnooze", short]), "1 notification is back.\n");
+    assert!(cli(dir.path(), &url, &["notifications", "list"]).contains("loss is NaN"));
     d.stop();
     assert_eq!(slack.requests().len(), 1, "{:?}", slack_texts(&slack));
 }
