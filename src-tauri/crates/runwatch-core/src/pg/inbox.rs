@@ -141,10 +141,12 @@ impl Pg {
               ORDER BY u.ord",
         )?;
         let mut tx = conn.client.transaction()?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INBOX_LOCK])?;
         // Silences, grouping, notifiers and the batch's runs, read once: the same rules
-        // (crate::noise::Rules) as SQLite's inserts.
-        let rules = super::noise::load_rules(&mut tx, batch.items, batch.now)?;
+        // (crate::noise::Rules) as SQLite's inserts. Read before the inbox lock, which the
+        // other daemons' inserts wait for.
+        let mut rules = super::noise::load_rules(&mut tx, batch.now)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INBOX_LOCK])?;
+        super::noise::know_runs(&mut tx, &mut rules, batch.items, batch.now)?;
         if !batch.runs.is_empty() {
             tx.execute(
                 "INSERT INTO runs (id, state, created_at, updated_at) SELECT DISTINCT unnest($1::text[]), 'running', $2::bigint, $2::bigint

@@ -27,9 +27,9 @@ fn silence(r: &postgres::Row) -> Silence {
     }
 }
 
-/// The rules of one batch of inserts: the silences active at `now`, the grouping settings,
-/// the enabled notifiers, and the facts of the batch's runs.
-pub(super) fn load_rules(tx: &mut Transaction<'_>, items: &[NewNotification], now: Millis) -> Result<Rules, StoreError> {
+/// The rules of one batch of inserts: the silences active at `now`, the grouping settings
+/// and the enabled notifiers (the facts of its runs come with [`know_runs`]).
+pub(super) fn load_rules(tx: &mut Transaction<'_>, now: Millis) -> Result<Rules, StoreError> {
     let keys: Vec<&str> = crate::settings::NOISE_KEYS.to_vec();
     let settings: HashMap<String, String> =
         tx.query("SELECT key, value FROM settings WHERE key = ANY($1)", &[&keys])?.iter().map(|r| (r.get(0), r.get(1))).collect();
@@ -43,7 +43,12 @@ pub(super) fn load_rules(tx: &mut Transaction<'_>, items: &[NewNotification], no
         .iter()
         .map(silence)
         .collect();
-    let mut rules = Rules::new(&active, crate::settings::noise_from_rows(&settings), recipients);
+    Ok(Rules::new(&active, crate::settings::noise_from_rows(&settings), recipients))
+}
+
+/// What the rules need of the runs of a batch (labels, repository, host, a run snooze in
+/// force), read under the inbox lock: a run snoozed just before reaches what is stored after.
+pub(super) fn know_runs(tx: &mut Transaction<'_>, rules: &mut Rules, items: &[NewNotification], now: Millis) -> Result<(), StoreError> {
     let mut seen = HashSet::new();
     let runs: Vec<&str> = items.iter().filter_map(|n| n.run_id.as_deref()).filter(|r| seen.insert(*r)).collect();
     if !runs.is_empty() {
@@ -58,7 +63,7 @@ pub(super) fn load_rules(tx: &mut Transaction<'_>, items: &[NewNotification], no
             rules.know_run(r.get(0), facts);
         }
     }
-    Ok(rules)
+    Ok(())
 }
 
 /// When each group of `arrivals` began in the last window (see
