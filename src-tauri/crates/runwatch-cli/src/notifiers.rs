@@ -253,8 +253,8 @@ fn set(store: &mut Store, id: &str, min_level: Option<Level>, args: &crate::nois
     }
     let n = store.resolve_notifier(id)?;
     let rules = args.apply(store.notifier_rules(&n.id)?).map_err(|e| crate::usage_error("notifiers set", &e))?;
-    if let Some(level) = min_level {
-        store.write(|tx| runwatch_core::notifiers::set_min_level(tx, &n.id, level, now))?;
+    if min_level.is_some() {
+        store.update_notifier(&n.id, None, min_level, None, now)?;
     }
     store.set_notifier_rules(&n.id, &rules, now)?;
     let level = min_level.unwrap_or(n.min_level);

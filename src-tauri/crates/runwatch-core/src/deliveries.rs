@@ -122,10 +122,32 @@ pub fn mark_sent_again_at(
     Ok(())
 }
 
-/// Applies the rule engine's verdict on each due delivery of a notifier (see
-/// [`crate::noise::verdict`]) and returns those to send now. Postponed ones wait for their
-/// time; one acknowledged before the notifier was to hear of it is removed (it never
-/// does); a repeat of one acknowledged since is over.
+/// The rule engine's verdict on each due delivery of a notifier (see
+/// [`crate::noise::verdict`]): those to send now, and what to write for the others (a
+/// postponement keeps a held delivery held). The backends apply it, each in its SQL.
+pub(crate) fn plan(
+    rules: &crate::noise::NotifierRules,
+    due: Vec<Due>,
+    now: Millis,
+    tz: &jiff::tz::TimeZone,
+) -> (Vec<Due>, Vec<(String, crate::noise::Verdict)>) {
+    use crate::noise::Verdict;
+    let mut send = Vec::with_capacity(due.len());
+    let mut changes = Vec::new();
+    for d in due {
+        match crate::noise::verdict(&d.notification, d.sends, rules, now, tz) {
+            Verdict::Send => send.push(d),
+            Verdict::Postpone { at, held } => changes.push((d.notification.id, Verdict::Postpone { at, held: held || d.held })),
+            other => changes.push((d.notification.id, other)),
+        }
+    }
+    (send, changes)
+}
+
+/// Applies the rule engine's verdict on each due delivery of a notifier (see [`plan`]) and
+/// returns those to send now. Postponed ones wait for their time; one acknowledged before
+/// the notifier was to hear of it is removed (it never does); a repeat of one acknowledged
+/// since is over.
 pub fn triage(
     conn: &Connection,
     notifier_id: &str,
@@ -135,16 +157,15 @@ pub fn triage(
     tz: &jiff::tz::TimeZone,
 ) -> Result<Vec<Due>, StoreError> {
     use crate::noise::Verdict;
-    let mut send = Vec::with_capacity(due.len());
-    for d in due {
-        let id = &d.notification.id;
-        match crate::noise::verdict(&d.notification, d.sends, rules, now, tz) {
-            Verdict::Send => send.push(d),
+    let (send, changes) = plan(rules, due, now, tz);
+    for (id, verdict) in changes {
+        match verdict {
+            Verdict::Send => {}
             Verdict::Postpone { at, held } => {
                 conn.prepare_cached(
                     "UPDATE deliveries SET next_attempt_at = ?3, held = ?4, updated_at = ?5 WHERE notification_id = ?1 AND notifier_id = ?2",
                 )?
-                .execute(params![id, notifier_id, at, held || d.held, now])?;
+                .execute(params![id, notifier_id, at, held, now])?;
             }
             Verdict::Drop => {
                 conn.prepare_cached("DELETE FROM deliveries WHERE notification_id = ?1 AND notifier_id = ?2")?
@@ -289,8 +310,7 @@ impl crate::Store {
     }
 
     /// What the notifier's rules (delay, repeat, quiet hours) and snoozes make of due
-    /// deliveries: what to send now (see [`triage`]). A PostgreSQL store has no notifier
-    /// rules yet: everything due goes.
+    /// deliveries: what to send now (see [`triage`]).
     pub fn triage(
         &mut self,
         notifier_id: &str,
@@ -299,8 +319,10 @@ impl crate::Store {
         now: Millis,
         tz: &jiff::tz::TimeZone,
     ) -> Result<Vec<Due>, StoreError> {
-        if self.pg().is_some() {
-            return Ok(due);
+        if let Some(pg) = self.pg() {
+            let (send, changes) = plan(rules, due, now, tz);
+            pg.apply_verdicts(notifier_id, &changes, now)?;
+            return Ok(send);
         }
         self.write(|tx| triage(tx, notifier_id, rules, due, now, tz))
     }
@@ -316,8 +338,7 @@ impl crate::Store {
 
     /// Stores the outcomes of attempts to one notifier, in one transaction (and ends their
     /// leases).
-    /// A sent delivery of a repeating notifier stays pending until `again_at` (SQLite only:
-    /// a PostgreSQL store has no notifier rules yet).
+    /// A sent delivery of a repeating notifier stays pending until `again_at`.
     pub fn record_attempts(
         &mut self,
         notifier_id: &str,
@@ -326,7 +347,7 @@ impl crate::Store {
         now: Millis,
     ) -> Result<(), StoreError> {
         if let Some(pg) = self.pg() {
-            return pg.record_attempts(notifier_id, attempts, now);
+            return pg.record_attempts(notifier_id, attempts, again_at, now);
         }
         self.write(|tx| {
             for (id, attempt) in attempts {

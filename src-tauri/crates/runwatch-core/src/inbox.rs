@@ -528,22 +528,30 @@ pub fn unread_summary(conn: &Connection, now: Millis) -> Result<UnreadSummary, S
             *counts.entry(level).or_default() -= n;
         }
     }
-    let mut s = UnreadSummary::default();
-    for (level, count) in counts.into_iter().filter(|(_, n)| *n > 0) {
-        let Some(level) = Level::from_number(level) else {
-            continue;
-        };
-        *match level {
-            Level::Debug => &mut s.debug,
-            Level::Info => &mut s.info,
-            Level::Warning => &mut s.warning,
-            Level::Error => &mut s.error,
-            Level::Critical => &mut s.critical,
-        } += count;
-        s.total += count;
-        s.highest = s.highest.max(Some(level));
+    Ok(UnreadSummary::from_counts(counts))
+}
+
+impl UnreadSummary {
+    /// The summary of pending counts by level number (what is not a positive count of a
+    /// known level is left out).
+    pub(crate) fn from_counts(counts: impl IntoIterator<Item = (i64, i64)>) -> UnreadSummary {
+        let mut s = UnreadSummary::default();
+        for (level, count) in counts.into_iter().filter(|(_, n)| *n > 0) {
+            let Some(level) = Level::from_number(level) else {
+                continue;
+            };
+            *match level {
+                Level::Debug => &mut s.debug,
+                Level::Info => &mut s.info,
+                Level::Warning => &mut s.warning,
+                Level::Error => &mut s.error,
+                Level::Critical => &mut s.critical,
+            } += count;
+            s.total += count;
+            s.highest = s.highest.max(Some(level));
+        }
+        s
     }
-    Ok(s)
 }
 
 /// Deletes notifications whose expiry time has passed; returns how many.
@@ -636,7 +644,7 @@ impl Store {
     /// The unread summary at `now` (snoozes end with time).
     pub fn unread_summary_at(&self, now: Millis) -> Result<UnreadSummary, StoreError> {
         if let Some(pg) = self.pg() {
-            return pg.unread_summary();
+            return pg.unread_summary_in(crate::pg::View::Store, now);
         }
         unread_summary(self.conn(), now)
     }

@@ -54,6 +54,30 @@ pub enum SnoozeUntil {
     RunChange,
 }
 
+/// Where a snooze ends and, for one until the run's next state change, the run state it
+/// waits to see change (`run_state` is asked only then). The one decision both backends
+/// make for a snooze.
+pub(crate) fn snooze_end(
+    until: SnoozeUntil,
+    now: Millis,
+    run_state: impl FnOnce() -> Result<String, NoiseError>,
+) -> Result<(Millis, Option<String>), NoiseError> {
+    match until {
+        SnoozeUntil::Time(t) if t <= now => invalid("a snooze must end in the future"),
+        SnoozeUntil::Time(t) => Ok((t, None)),
+        SnoozeUntil::RunChange => Ok((UNTIL_CHANGE, Some(run_state()?))),
+    }
+}
+
+/// The run state a notification snoozed until its run changes waits on: an error for one
+/// about no run.
+pub(crate) fn notification_run_state(id: &str, run: Option<&str>, state: Option<String>) -> Result<String, NoiseError> {
+    if run.is_none() {
+        return invalid(format!("notification '{id}' is about no run: snooze it for a time instead"));
+    }
+    Ok(state.unwrap_or_else(|| RunState::Running.as_str().into()))
+}
+
 /// Snoozes notifications: they leave the badge and the pending list until `until`. Returns
 /// how many were snoozed; acknowledged ones are left alone.
 pub fn snooze(conn: &Connection, ids: &[String], until: SnoozeUntil, now: Millis) -> Result<usize, NoiseError> {
@@ -66,14 +90,7 @@ pub fn snooze(conn: &Connection, ids: &[String], until: SnoozeUntil, now: Millis
             .optional()
             .map_err(StoreError::from)?;
         let Some((run, state)) = row else { continue };
-        let (at, state) = match until {
-            SnoozeUntil::Time(t) if t <= now => return invalid("a snooze must end in the future"),
-            SnoozeUntil::Time(t) => (t, None),
-            SnoozeUntil::RunChange if run.is_none() => {
-                return invalid(format!("notification '{id}' is about no run: snooze it for a time instead"));
-            }
-            SnoozeUntil::RunChange => (UNTIL_CHANGE, Some(state.unwrap_or_else(|| RunState::Running.as_str().into()))),
-        };
+        let (at, state) = snooze_end(until, now, || notification_run_state(id, run.as_deref(), state))?;
         n += conn
             .execute(
                 &format!(
@@ -131,11 +148,7 @@ pub fn snooze_run(conn: &Connection, run_id: &str, until: SnoozeUntil, now: Mill
     let state: Option<String> =
         conn.query_row("SELECT state FROM runs WHERE id = ?1", [run_id], |r| r.get(0)).optional().map_err(StoreError::from)?;
     let Some(state) = state else { return invalid(format!("there is no run with id '{run_id}'")) };
-    let (at, snooze_state) = match until {
-        SnoozeUntil::Time(t) if t <= now => return invalid("a snooze must end in the future"),
-        SnoozeUntil::Time(t) => (t, None),
-        SnoozeUntil::RunChange => (UNTIL_CHANGE, Some(state)),
-    };
+    let (at, snooze_state) = snooze_end(until, now, || Ok(state))?;
     conn.execute(
         "INSERT INTO run_snoozes (run_id, until, state) VALUES (?1, ?2, ?3)
          ON CONFLICT (run_id) DO UPDATE SET until = excluded.until, state = excluded.state",
@@ -437,24 +450,31 @@ fn silence_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Silence> {
     })
 }
 
+impl NewSilence {
+    /// Checks it and makes the silence to store (a new id, starting now unless it says).
+    pub(crate) fn build(&self, now: Millis) -> Result<Silence, NoiseError> {
+        if self.matchers.is_empty() {
+            return invalid("a silence needs at least one matcher (--match FIELD=VALUE)");
+        }
+        let matchers = self.matchers.iter().map(|m| Matcher::parse(m)).collect::<Result<Vec<_>, _>>()?;
+        let starts_at = self.starts_at.unwrap_or(now);
+        if self.ends_at <= starts_at.max(now) {
+            return invalid("a silence must end in the future and after it starts");
+        }
+        Ok(Silence {
+            id: uuid::Uuid::now_v7().to_string(),
+            matchers,
+            starts_at,
+            ends_at: self.ends_at,
+            comment: self.comment.clone().unwrap_or_default(),
+            created_at: now,
+        })
+    }
+}
+
 /// Checks and stores a silence.
 pub fn add_silence(conn: &Connection, new: &NewSilence, now: Millis) -> Result<Silence, NoiseError> {
-    if new.matchers.is_empty() {
-        return invalid("a silence needs at least one matcher (--match FIELD=VALUE)");
-    }
-    let matchers = new.matchers.iter().map(|m| Matcher::parse(m)).collect::<Result<Vec<_>, _>>()?;
-    let starts_at = new.starts_at.unwrap_or(now);
-    if new.ends_at <= starts_at.max(now) {
-        return invalid("a silence must end in the future and after it starts");
-    }
-    let s = Silence {
-        id: uuid::Uuid::now_v7().to_string(),
-        matchers,
-        starts_at,
-        ends_at: new.ends_at,
-        comment: new.comment.clone().unwrap_or_default(),
-        created_at: now,
-    };
+    let s = new.build(now)?;
     conn.execute(
         &format!("INSERT INTO silences ({SILENCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
         params![s.id, serde_json::to_string(&s.matchers).unwrap_or_default(), s.starts_at, s.ends_at, s.comment, s.created_at],
@@ -479,7 +499,12 @@ pub fn active_silences(conn: &Connection, now: Millis) -> Result<Vec<Silence>, S
 
 /// The silence whose id is `id` or starts with it.
 pub fn resolve_silence(conn: &Connection, id: &str) -> Result<Silence, NoiseError> {
-    let matches: Vec<Silence> = silences(conn)?.into_iter().filter(|s| !id.is_empty() && (s.id == id || s.id.starts_with(id))).collect();
+    pick_silence(silences(conn)?, id)
+}
+
+/// Of `all`, the silence whose id is `id` or the one that starts with it.
+pub(crate) fn pick_silence(all: Vec<Silence>, id: &str) -> Result<Silence, NoiseError> {
+    let matches: Vec<Silence> = all.into_iter().filter(|s| !id.is_empty() && (s.id == id || s.id.starts_with(id))).collect();
     match matches.len() {
         1 => Ok(matches.into_iter().next().expect("one")),
         0 => Err(NoiseError::UnknownSilence(id.to_string())),
@@ -488,12 +513,23 @@ pub fn resolve_silence(conn: &Connection, id: &str) -> Result<Silence, NoiseErro
     }
 }
 
+impl Silence {
+    /// Ends it at `now` (one that has not started yet ends before it starts); false when it
+    /// had ended already and nothing changed.
+    pub(crate) fn expire(&mut self, now: Millis) -> bool {
+        if self.ends_at <= now {
+            return false;
+        }
+        self.ends_at = now;
+        self.starts_at = self.starts_at.min(now);
+        true
+    }
+}
+
 /// Ends a silence now (one that has not started yet ends before it starts).
 pub fn expire_silence(conn: &Connection, id: &str, now: Millis) -> Result<Silence, NoiseError> {
     let mut s = resolve_silence(conn, id)?;
-    if s.ends_at > now {
-        s.ends_at = now;
-        s.starts_at = s.starts_at.min(now);
+    if s.expire(now) {
         conn.execute("UPDATE silences SET ends_at = ?2, starts_at = ?3 WHERE id = ?1", params![s.id, s.ends_at, s.starts_at])
             .map_err(StoreError::from)?;
     }
@@ -706,13 +742,25 @@ pub fn parse_days(s: &str) -> Result<Vec<String>, NoiseError> {
 pub fn rules(conn: &Connection, notifier_id: &str) -> Result<NotifierRules, StoreError> {
     let raw: Option<Option<String>> =
         conn.prepare_cached("SELECT rules FROM notifiers WHERE id = ?1")?.query_row([notifier_id], |r| r.get(0)).optional()?;
-    Ok(raw.flatten().and_then(|r| serde_json::from_str(&r).ok()).unwrap_or_default())
+    Ok(NotifierRules::from_column(raw.flatten()))
+}
+
+impl NotifierRules {
+    /// The rules a `notifiers.rules` value holds (NULL, or anything unreadable: none).
+    pub(crate) fn from_column(raw: Option<String>) -> NotifierRules {
+        raw.and_then(|r| serde_json::from_str(&r).ok()).unwrap_or_default()
+    }
+
+    /// Checked, as a `notifiers.rules` value (NULL for none).
+    pub(crate) fn to_column(&self) -> Result<Option<String>, NoiseError> {
+        self.check()?;
+        Ok((!self.is_empty()).then(|| serde_json::to_string(self).unwrap_or_default()))
+    }
 }
 
 /// Replaces a notifier's rules.
 pub fn set_rules(conn: &Connection, notifier_id: &str, rules: &NotifierRules, now: Millis) -> Result<bool, NoiseError> {
-    rules.check()?;
-    let json = (!rules.is_empty()).then(|| serde_json::to_string(rules).unwrap_or_default());
+    let json = rules.to_column()?;
     Ok(conn
         .execute("UPDATE notifiers SET rules = ?2, updated_at = ?3 WHERE id = ?1", params![notifier_id, json, now])
         .map_err(StoreError::from)?
@@ -817,7 +865,7 @@ pub(crate) struct Rules {
 
 /// A run as the rules see it.
 #[derive(Debug, Clone, Default)]
-struct RunFacts {
+pub(crate) struct RunFacts {
     repo: Option<String>,
     host: Option<String>,
     labels: BTreeMap<String, String>,
@@ -835,27 +883,55 @@ pub(crate) struct Arrival {
     pub snooze_state: Option<String>,
 }
 
+/// The run's alarms a recovery resolves, as SQL on `notifications` (both dialects).
+pub(crate) const ALARMS: &str = "(dedupe_key LIKE 'stuck:%' OR dedupe_key LIKE 'crashed:%')";
+
+/// The run whose alarms `n` ends, when it is a recovery.
+pub(crate) fn recovers(n: &crate::NewNotification) -> Option<&str> {
+    match (&n.run_id, &n.dedupe_key) {
+        (Some(run), Some(key)) if key.starts_with("recovered:") => Some(run),
+        _ => None,
+    }
+}
+
 impl Rules {
+    /// The rules from what a store holds: the silences active now, the grouping settings
+    /// and the enabled notifiers (id, minimum level, `rules` column).
+    pub(crate) fn new(
+        active: &[Silence],
+        (group_by, group_window): (Vec<String>, Millis),
+        recipients: Vec<(String, Level, Option<String>)>,
+    ) -> Rules {
+        Rules {
+            silences: active.iter().map(Compiled::new).collect(),
+            group_by,
+            group_window,
+            recipients: recipients.into_iter().map(|(id, level, rules)| (id, level, NotifierRules::from_column(rules))).collect(),
+            runs: std::collections::HashMap::new(),
+        }
+    }
+
     pub(crate) fn load(conn: &Connection, now: Millis) -> Result<Rules, StoreError> {
         let settings = crate::settings::noise_settings(conn)?;
         let mut stmt = conn.prepare_cached("SELECT id, min_level, rules FROM notifiers WHERE status = 'enabled'")?;
         let recipients = stmt
-            .query_map([], |r| {
-                let rules: Option<String> = r.get(2)?;
-                Ok((
-                    r.get::<_, String>(0)?,
-                    Level::from_number(r.get(1)?).unwrap_or(Level::Debug),
-                    rules.and_then(|r| serde_json::from_str(&r).ok()).unwrap_or_default(),
-                ))
-            })?
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, Level::from_number(r.get(1)?).unwrap_or(Level::Debug), r.get(2)?)))?
             .collect::<Result<_, _>>()?;
-        Ok(Rules {
-            silences: active_silences(conn, now)?.iter().map(Compiled::new).collect(),
-            group_by: settings.0,
-            group_window: settings.1,
-            recipients,
-            runs: std::collections::HashMap::new(),
-        })
+        Ok(Rules::new(&active_silences(conn, now)?, settings, recipients))
+    }
+
+    /// The facts of a run as stored: repository, host, labels (JSON) and the snooze in
+    /// force on it, if any.
+    pub(crate) fn run_facts(
+        &self,
+        repo: Option<String>,
+        host: Option<String>,
+        labels: Option<String>,
+        snooze: (Option<Millis>, Option<String>),
+    ) -> RunFacts {
+        let labels: BTreeMap<String, String> = labels.and_then(|l| serde_json::from_str(&l).ok()).unwrap_or_default();
+        let group_key = group_key(&self.group_by, repo.as_deref(), &labels);
+        RunFacts { repo, host, labels, group_key, snoozed_until: snooze.0, snooze_state: snooze.1 }
     }
 
     /// Silence, group key and run snooze of a notification about to be stored.
@@ -866,15 +942,26 @@ impl Rules {
         level: Level,
         now: Millis,
     ) -> Result<Arrival, StoreError> {
+        if let Some(id) = n.run_id.as_deref().filter(|id| !self.runs.contains_key(*id)) {
+            let run = conn
+                .prepare_cached(
+                    "SELECT r.repo, r.host, r.labels, s.until, s.state FROM runs r LEFT JOIN run_snoozes s ON s.run_id = r.id AND s.until > ?2
+                     WHERE r.id = ?1",
+                )?
+                .query_row(params![id, now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+                .optional()?;
+            let (repo, host, labels, until, state) = run.unwrap_or_default();
+            let facts = self.run_facts(repo, host, labels, (until, state));
+            self.runs.insert(id.to_string(), facts);
+        }
+        Ok(self.arrival(n, level))
+    }
+
+    /// [`Rules::arrive`] once the facts of the notification's run are known
+    /// ([`Rules::know_run`]): a run it does not know is one without labels or snooze.
+    pub(crate) fn arrival(&self, n: &crate::NewNotification, level: Level) -> Arrival {
         let empty = RunFacts::default();
-        let facts = match &n.run_id {
-            Some(id) if !self.runs.contains_key(id) => {
-                let facts = self.run_facts(conn, id, now)?;
-                &*self.runs.entry(id.clone()).or_insert(facts)
-            }
-            Some(id) => &self.runs[id],
-            None => &empty,
-        };
+        let facts = n.run_id.as_ref().and_then(|id| self.runs.get(id)).unwrap_or(&empty);
         let mut arrival = Arrival {
             group_key: facts.group_key.clone(),
             snoozed_until: facts.snoozed_until,
@@ -894,29 +981,17 @@ impl Rules {
             };
             arrival.silenced_by = self.silences.iter().find(|s| s.matches(&subject)).map(|s| s.id.clone());
         }
-        Ok(arrival)
+        arrival
     }
 
-    fn run_facts(&self, conn: &Connection, id: &str, now: Millis) -> Result<RunFacts, StoreError> {
-        let run = conn
-            .prepare_cached(
-                "SELECT r.repo, r.host, r.labels, s.until, s.state FROM runs r LEFT JOIN run_snoozes s ON s.run_id = r.id AND s.until > ?2
-                     WHERE r.id = ?1",
-            )?
-            .query_row(params![id, now], |r| {
-                Ok((
-                    r.get::<_, Option<String>>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, Option<Millis>>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                ))
-            })
-            .optional()?;
-        let (repo, host, labels, snoozed_until, snooze_state) = run.unwrap_or_default();
-        let labels: BTreeMap<String, String> = labels.and_then(|l| serde_json::from_str(&l).ok()).unwrap_or_default();
-        let group_key = group_key(&self.group_by, repo.as_deref(), &labels);
-        Ok(RunFacts { repo, host, labels, group_key, snoozed_until, snooze_state })
+    /// Remembers what the rules need of a run (read by the caller, for a whole batch).
+    pub(crate) fn know_run(&mut self, id: String, facts: RunFacts) {
+        self.runs.insert(id, facts);
+    }
+
+    /// How long a group's messages wait, from its first notification (0: they do not).
+    pub(crate) fn group_window(&self) -> Millis {
+        self.group_window
     }
 
     /// The deliveries of a new notification: (notifier, first attempt).
@@ -927,25 +1002,32 @@ impl Rules {
         arrival: &Arrival,
         now: Millis,
     ) -> Result<Vec<(&str, Millis)>, StoreError> {
+        let first = match &arrival.group_key {
+            Some(key) if self.group_window > 0 && arrival.silenced_by.is_none() => conn
+                .prepare_cached("SELECT MIN(created_at) FROM notifications WHERE group_key = ?1 AND created_at > ?2")?
+                .query_row(params![key, now - self.group_window], |r| r.get(0))?,
+            _ => None,
+        };
+        Ok(self.deliveries_after(level, arrival, first, now))
+    }
+
+    /// [`Rules::deliveries`] given when the notification's group began, if it did in the
+    /// last window (`first`, the oldest `created_at` with its group key after
+    /// `now - group_window`).
+    pub(crate) fn deliveries_after(&self, level: Level, arrival: &Arrival, first: Option<Millis>, now: Millis) -> Vec<(&str, Millis)> {
         if arrival.silenced_by.is_some() {
-            return Ok(Vec::new());
+            return Vec::new();
         }
         // A group's messages wait for its window, counted from its first notification.
         let group_due = match &arrival.group_key {
-            Some(key) if self.group_window > 0 => {
-                let first: Option<Millis> = conn
-                    .prepare_cached("SELECT MIN(created_at) FROM notifications WHERE group_key = ?1 AND created_at > ?2")?
-                    .query_row(params![key, now - self.group_window], |r| r.get(0))?;
-                first.unwrap_or(now) + self.group_window
-            }
+            Some(_) if self.group_window > 0 => first.unwrap_or(now) + self.group_window,
             _ => now,
         };
-        Ok(self
-            .recipients
+        self.recipients
             .iter()
             .filter(|(_, min, _)| *min <= level)
             .map(|(id, _, rules)| (id.as_str(), now.saturating_add(rules.delay_ms.unwrap_or(0)).max(group_due)))
-            .collect())
+            .collect()
     }
 }
 
@@ -957,8 +1039,7 @@ impl Rules {
 pub(crate) fn recover(conn: &Connection, run_id: &str, recovery_id: &str, now: Millis) -> Result<Vec<String>, StoreError> {
     let alarms: Vec<String> = conn
         .prepare_cached(&format!(
-            "SELECT id FROM notifications WHERE run_id = ?1 AND resolved_at IS NULL AND {}
-               AND (dedupe_key LIKE 'stuck:%' OR dedupe_key LIKE 'crashed:%')",
+            "SELECT id FROM notifications WHERE run_id = ?1 AND resolved_at IS NULL AND {} AND {ALARMS}",
             crate::inbox::PENDING
         ))?
         .query_map([run_id], |r| r.get(0))?
@@ -989,45 +1070,81 @@ pub(crate) fn recover(conn: &Connection, run_id: &str, recovery_id: &str, now: M
 /// The noise operations on an open store, each in its own transaction.
 impl Store {
     pub fn snooze(&mut self, ids: &[String], until: SnoozeUntil, now: Millis) -> Result<usize, NoiseError> {
+        if let Some(pg) = self.pg() {
+            return pg.snooze(ids, until, now);
+        }
         self.write_with(|tx| snooze(tx, ids, until, now))
     }
 
     pub fn snooze_all(&mut self, until: Millis, now: Millis) -> Result<usize, NoiseError> {
+        if let Some(pg) = self.pg() {
+            return pg.snooze_all(until, now);
+        }
         self.write_with(|tx| snooze_all(tx, until, now))
     }
 
     pub fn unsnooze(&mut self, ids: &[String], now: Millis) -> Result<usize, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.unsnooze(ids, now);
+        }
         self.write(|tx| unsnooze(tx, ids, now))
     }
 
     pub fn snooze_run(&mut self, run_id: &str, until: SnoozeUntil, now: Millis) -> Result<usize, NoiseError> {
+        if let Some(pg) = self.pg() {
+            return pg.snooze_run(run_id, until, now);
+        }
         self.write_with(|tx| snooze_run(tx, run_id, until, now))
     }
 
+    /// When a snoozed notification next comes back (see [`next_snooze_end`]).
+    pub fn next_snooze_end(&self, now: Millis) -> Result<Option<Millis>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.next_snooze_end(now);
+        }
+        next_snooze_end(self.conn(), now)
+    }
+
+    /// Notifications whose snooze ended in `(after, upto]` (see [`returned`]).
+    pub fn snooze_returned(&self, after: Millis, upto: Millis) -> Result<Vec<Notification>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.snooze_returned(after, upto);
+        }
+        returned(self.conn(), after, upto)
+    }
+
     pub fn add_silence(&mut self, new: &NewSilence, now: Millis) -> Result<Silence, NoiseError> {
+        if let Some(pg) = self.pg() {
+            return pg.add_silence(new, now);
+        }
         self.write_with(|tx| add_silence(tx, new, now))
     }
 
     pub fn silences(&self) -> Result<Vec<Silence>, StoreError> {
-        if self.pg().is_some() {
-            return Err(StoreError::Unsupported("silences"));
+        if let Some(pg) = self.pg() {
+            return pg.silences();
         }
         silences(self.conn())
     }
 
     pub fn expire_silence(&mut self, id: &str, now: Millis) -> Result<Silence, NoiseError> {
+        if let Some(pg) = self.pg() {
+            return pg.expire_silence(id, now);
+        }
         self.write_with(|tx| expire_silence(tx, id, now))
     }
 
     pub fn notifier_rules(&self, notifier_id: &str) -> Result<NotifierRules, StoreError> {
-        // A PostgreSQL store has no notifier rules yet: every notifier has the defaults.
-        if self.pg().is_some() {
-            return Ok(NotifierRules::default());
+        if let Some(pg) = self.pg() {
+            return pg.notifier_rules(notifier_id);
         }
         rules(self.conn(), notifier_id)
     }
 
     pub fn set_notifier_rules(&mut self, notifier_id: &str, r: &NotifierRules, now: Millis) -> Result<bool, NoiseError> {
+        if let Some(pg) = self.pg() {
+            return pg.set_notifier_rules(notifier_id, r, now);
+        }
         self.write_with(|tx| set_rules(tx, notifier_id, r, now))
     }
 }

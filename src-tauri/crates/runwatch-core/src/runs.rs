@@ -285,7 +285,7 @@ impl Store {
     /// Sets the state of a run that reports its own fate, creating it if needed (see [`set_state`]).
     pub fn set_run_state(&mut self, id: &str, state: RunState, now: Millis) -> Result<(), StoreError> {
         if let Some(pg) = self.pg() {
-            return pg.set_run(id, "state", state.as_str(), now);
+            return pg.set_run_state(id, state, now);
         }
         self.write(|tx| set_state(tx, id, state, now))
     }

@@ -304,10 +304,18 @@ pub(crate) fn noise_settings(conn: &rusqlite::Connection) -> Result<(Vec<String>
     let mut stmt = conn.prepare_cached("SELECT key, value FROM settings WHERE key IN (?1, ?2)")?;
     let rows: HashMap<String, String> =
         stmt.query_map([key::GROUP_BY, key::GROUP_WINDOW_SECS], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    Ok(noise_from_rows(&rows))
+}
+
+/// The settings keys [`noise_from_rows`] reads.
+pub(crate) const NOISE_KEYS: [&str; 2] = [key::GROUP_BY, key::GROUP_WINDOW_SECS];
+
+/// Group key sources and the group window (ms), from stored rows by key.
+pub(crate) fn noise_from_rows(rows: &HashMap<String, String>) -> (Vec<String>, Millis) {
     let d = Settings::default();
     let group_by = decode(key::GROUP_BY, rows.get(key::GROUP_BY).map(String::as_str)).unwrap_or(d.group_by);
     let window: u64 = decode(key::GROUP_WINDOW_SECS, rows.get(key::GROUP_WINDOW_SECS).map(String::as_str)).unwrap_or(d.group_window_secs);
-    Ok((group_by, crate::clock::secs(window)))
+    (group_by, crate::clock::secs(window))
 }
 
 /// The repositories whose existing check-ins were already taken in (so the first scan of a

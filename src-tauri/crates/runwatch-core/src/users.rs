@@ -114,7 +114,7 @@ impl Store {
 
     pub fn unread_summary_as(&self, user: Option<&str>, now: Millis) -> Result<UnreadSummary, StoreError> {
         match (self.pg(), user) {
-            (Some(pg), Some(user)) => pg.unread_summary_as(user),
+            (Some(pg), Some(user)) => pg.unread_summary_as(user, now),
             _ => self.unread_summary_at(now),
         }
     }

@@ -1,26 +1,25 @@
-//! Noise control on a real store file and the injected clock: snoozes and their return,
+//! Noise control on a real store (a SQLite file, and a PostgreSQL database) and the
+//! injected clock: snoozes and their return,
 //! silences and their expiry, quiet hours across midnight and a DST change, delay and
 //! repeat stopped by an acknowledgement, recovery, the grouping window, and how the rules
-//! meet (a silenced notification never escalates; quiet hours hold escalations).
+//! meet (a silenced notification never escalates; quiet hours hold escalations). On
+//! PostgreSQL, a group is leased whole by one of the daemons that share the store.
 
+mod common;
+
+use common::{store, Backend, Place};
 use jiff::tz::TimeZone;
 use runwatch_core::clock::Millis;
-use runwatch_core::deliveries::{self, Due};
+use runwatch_core::deliveries::{self, Attempt, Due};
 use runwatch_core::inbox::{AckState, ListFilter};
 use runwatch_core::noise::{self, Matcher, NewSilence, NotifierRules, QuietHours, SnoozeUntil, Verdict, UNTIL_CHANGE};
 use runwatch_core::notifiers::Notifier;
-use runwatch_core::{runs, DataDir, Inserted, Level, NewNotification, Notification, NotifierStatus, RunState, SettingsPatch, Store};
+use runwatch_core::{Inserted, Level, NewNotification, Notification, NotifierStatus, RunState, SettingsPatch, Store};
 
 /// 2027-01-15 12:00 UTC, a Friday.
 const T0: Millis = 1_800_014_400_000;
 const MIN: Millis = 60_000;
 const HOUR: Millis = 3_600_000;
-
-fn store() -> (tempfile::TempDir, Store) {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(&DataDir::at(tmp.path())).unwrap();
-    (tmp, store)
-}
 
 fn note(level: Level, title: &str, run: Option<&str>) -> NewNotification {
     NewNotification { level: Some(level), title: title.into(), run_id: run.map(Into::into), source: "test".into(), ..Default::default() }
@@ -63,40 +62,30 @@ fn uuid_like(i: usize) -> String {
     format!("{i:08x}-0000-4000-8000-000000000000")
 }
 
-fn run_with_labels(store: &mut Store, run: &str, labels: &[(&str, &str)]) {
+fn run_with_labels(place: &Place, store: &mut Store, run: &str, labels: &[(&str, &str)]) {
     let labels: std::collections::BTreeMap<&str, &str> = labels.iter().copied().collect();
     let json = serde_json::to_string(&labels).unwrap();
-    store
-        .write(|tx| {
-            runs::ensure(tx, run, T0)?;
-            tx.execute("UPDATE runs SET labels = ?2, repo = '/exp/.aim', host = 'gpu-7' WHERE id = ?1", [run, &json])?;
-            Ok(())
-        })
-        .unwrap();
+    store.set_run_state(run, RunState::Running, T0).unwrap();
+    place.execute("UPDATE runs SET labels = $1, repo = '/exp/.aim', host = 'gpu-7' WHERE id = $2", &[&json, run]);
 }
 
-/// What a dispatcher step would send for a notifier at `now` (the rule engine applied).
+/// What a dispatcher step would send for a notifier at `now` (taken, and the rule engine
+/// applied).
 fn due_now(store: &mut Store, notifier: &str, now: Millis, tz: &TimeZone) -> Vec<Due> {
     let rules = store.notifier_rules(notifier).unwrap();
-    let due = deliveries::due(store.conn(), notifier, now, 1000).unwrap();
-    store.write(|tx| deliveries::triage(tx, notifier, &rules, due, now, tz)).unwrap()
+    let due = store.take_due(notifier, now, 1000).unwrap();
+    store.triage(notifier, &rules, due, now, tz).unwrap()
 }
 
 /// Records a send as the dispatcher does (a repeating notifier keeps it pending).
 fn sent(store: &mut Store, notifier: &str, due: &[Due], now: Millis) {
     let rules = store.notifier_rules(notifier).unwrap();
-    store
-        .write(|tx| {
-            for d in due {
-                deliveries::mark_sent_again_at(tx, &d.notification.id, notifier, rules.repeat_ms.map(|r| now + r), now)?;
-            }
-            Ok(())
-        })
-        .unwrap();
+    let attempts: Vec<(&str, Attempt)> = due.iter().map(|d| (d.notification.id.as_str(), Attempt::Sent)).collect();
+    store.record_attempts(notifier, &attempts, rules.repeat_ms.map(|r| now + r), now).unwrap();
 }
 
 fn next_attempt(store: &Store, notifier: &str) -> Option<Millis> {
-    deliveries::next_attempt(store.conn(), notifier).unwrap()
+    store.next_delivery_attempt(notifier).unwrap()
 }
 
 fn utc() -> TimeZone {
@@ -105,9 +94,8 @@ fn utc() -> TimeZone {
 
 // ---- snooze ----
 
-#[test]
-fn a_snoozed_notification_leaves_the_badge_and_the_list_and_comes_back_when_due() {
-    let (_tmp, mut store) = store();
+fn a_snoozed_notification_leaves_the_badge_and_the_list_and_comes_back_when_due(backend: Backend) {
+    let (_place, mut store) = store(backend);
     let n = insert(&mut store, &note(Level::Error, "loss is NaN", None), T0);
     insert(&mut store, &note(Level::Warning, "disk almost full", None), T0);
     assert_eq!(store.unread_summary_at(T0).unwrap().total, 2);
@@ -117,15 +105,15 @@ fn a_snoozed_notification_leaves_the_badge_and_the_list_and_comes_back_when_due(
     assert_eq!((s.total, s.error, s.highest), (1, 0, Some(Level::Warning)));
     assert_eq!(pending_titles(&store, T0 + 1), ["disk almost full"]);
     assert_eq!(list(&store, AckState::Snoozed, T0 + 1), ["loss is NaN"]);
-    assert_eq!(noise::next_snooze_end(store.conn(), T0 + 1).unwrap(), Some(T0 + HOUR));
-    assert!(noise::returned(store.conn(), T0, T0 + HOUR - 1).unwrap().is_empty());
+    assert_eq!(store.next_snooze_end(T0 + 1).unwrap(), Some(T0 + HOUR));
+    assert!(store.snooze_returned(T0, T0 + HOUR - 1).unwrap().is_empty());
 
     // Due: back in the badge and the list, with nothing written.
     let s = store.unread_summary_at(T0 + HOUR).unwrap();
     assert_eq!((s.total, s.error), (2, 1));
     assert_eq!(pending_titles(&store, T0 + HOUR), ["disk almost full", "loss is NaN"]);
-    assert_eq!(noise::returned(store.conn(), T0 + HOUR - 1, T0 + HOUR).unwrap()[0].id, n.id);
-    assert_eq!(noise::next_snooze_end(store.conn(), T0 + HOUR).unwrap(), None);
+    assert_eq!(store.snooze_returned(T0 + HOUR - 1, T0 + HOUR).unwrap()[0].id, n.id);
+    assert_eq!(store.next_snooze_end(T0 + HOUR).unwrap(), None);
 
     // A snooze must end later; acknowledged ones are left alone.
     assert!(store.snooze(std::slice::from_ref(&n.id), SnoozeUntil::Time(T0), T0 + HOUR).is_err());
@@ -133,9 +121,8 @@ fn a_snoozed_notification_leaves_the_badge_and_the_list_and_comes_back_when_due(
     assert_eq!(store.snooze(std::slice::from_ref(&n.id), SnoozeUntil::Time(T0 + 2 * HOUR), T0 + HOUR).unwrap(), 0);
 }
 
-#[test]
-fn unsnooze_brings_it_back_at_once_and_an_ack_all_still_reaches_snoozed_ones() {
-    let (_tmp, mut store) = store();
+fn unsnooze_brings_it_back_at_once_and_an_ack_all_still_reaches_snoozed_ones(backend: Backend) {
+    let (_place, mut store) = store(backend);
     let n = insert(&mut store, &note(Level::Error, "a", None), T0);
     store.snooze(std::slice::from_ref(&n.id), SnoozeUntil::Time(T0 + HOUR), T0).unwrap();
     assert_eq!(store.unread_summary_at(T0 + 1).unwrap().total, 0);
@@ -148,9 +135,8 @@ fn unsnooze_brings_it_back_at_once_and_an_ack_all_still_reaches_snoozed_ones() {
     assert!(list(&store, AckState::Snoozed, T0 + 5).is_empty());
 }
 
-#[test]
-fn snooze_all_snoozes_what_is_pending_now_only() {
-    let (_tmp, mut store) = store();
+fn snooze_all_snoozes_what_is_pending_now_only(backend: Backend) {
+    let (_place, mut store) = store(backend);
     insert(&mut store, &note(Level::Error, "a", None), T0);
     let b = insert(&mut store, &note(Level::Warning, "b", None), T0);
     store.ack(std::slice::from_ref(&b.id), T0).unwrap();
@@ -161,27 +147,25 @@ fn snooze_all_snoozes_what_is_pending_now_only() {
     assert_eq!(pending_titles(&store, T0 + HOUR), ["c", "a"]);
 }
 
-#[test]
-fn snoozed_until_the_run_changes_state_comes_back_with_the_change_only() {
-    let (_tmp, mut store) = store();
-    store.write(|tx| runs::set_state(tx, "r1", RunState::Stuck, T0)).unwrap();
+fn snoozed_until_the_run_changes_state_comes_back_with_the_change_only(backend: Backend) {
+    let (_place, mut store) = store(backend);
+    store.set_run_state("r1", RunState::Stuck, T0).unwrap();
     let n = insert(&mut store, &note(Level::Error, "r1 is stuck", Some("r1")), T0);
     let other = insert(&mut store, &note(Level::Error, "about nothing", None), T0);
     assert!(store.snooze(std::slice::from_ref(&other.id), SnoozeUntil::RunChange, T0).is_err(), "no run: no run change");
     store.snooze(std::slice::from_ref(&n.id), SnoozeUntil::RunChange, T0).unwrap();
     assert_eq!(store.notification(&n.id).unwrap().unwrap().snoozed_until, Some(UNTIL_CHANGE));
     // The same state saved again (every check-in saves it) is no change.
-    store.write(|tx| runs::set_state(tx, "r1", RunState::Stuck, T0 + 1000 * HOUR)).unwrap();
+    store.set_run_state("r1", RunState::Stuck, T0 + 1000 * HOUR).unwrap();
     assert_eq!(list(&store, AckState::Snoozed, T0 + 1000 * HOUR), ["r1 is stuck"]);
-    store.write(|tx| runs::set_state(tx, "r1", RunState::Crashed, T0 + 1001 * HOUR)).unwrap();
+    store.set_run_state("r1", RunState::Crashed, T0 + 1001 * HOUR).unwrap();
     assert!(list(&store, AckState::Snoozed, T0 + 1001 * HOUR).is_empty());
     assert_eq!(pending_titles(&store, T0 + 1001 * HOUR), ["about nothing", "r1 is stuck"]);
 }
 
-#[test]
-fn a_snoozed_run_snoozes_what_it_has_and_what_arrives_until_the_snooze_ends() {
-    let (_tmp, mut store) = store();
-    store.write(|tx| runs::set_state(tx, "r1", RunState::Running, T0)).unwrap();
+fn a_snoozed_run_snoozes_what_it_has_and_what_arrives_until_the_snooze_ends(backend: Backend) {
+    let (_place, mut store) = store(backend);
+    store.set_run_state("r1", RunState::Running, T0).unwrap();
     insert(&mut store, &note(Level::Error, "first", Some("r1")), T0);
     assert_eq!(store.snooze_run("r1", SnoozeUntil::Time(T0 + HOUR), T0).unwrap(), 1);
     insert(&mut store, &note(Level::Error, "second", Some("r1")), T0 + MIN);
@@ -217,12 +201,11 @@ fn matchers_parse_every_field_and_operator_and_reject_nonsense_in_one_line() {
     }
 }
 
-#[test]
-fn a_silence_stores_matching_notifications_as_silenced_without_deliveries_until_it_expires() {
-    let (_tmp, mut store) = store();
+fn a_silence_stores_matching_notifications_as_silenced_without_deliveries_until_it_expires(backend: Backend) {
+    let (place, mut store) = store(backend);
     let notifier = add_notifier(&mut store, Level::Debug, NotifierRules { delay_ms: Some(MIN), repeat_ms: Some(MIN), quiet: None });
-    run_with_labels(&mut store, "r1", &[("sweep", "lr")]);
-    run_with_labels(&mut store, "r2", &[("sweep", "wd")]);
+    run_with_labels(&place, &mut store, "r1", &[("sweep", "lr")]);
+    run_with_labels(&place, &mut store, "r2", &[("sweep", "wd")]);
     let silence = store
         .add_silence(
             &NewSilence {
@@ -248,8 +231,8 @@ fn a_silence_stores_matching_notifications_as_silenced_without_deliveries_until_
     assert_eq!(list(&store, AckState::Silenced, T0 + 5).len(), 1);
     assert_eq!(store.unread_summary_at(T0 + 5).unwrap().total, 3);
     assert!(!pending_titles(&store, T0 + 5).is_empty());
-    assert!(deliveries::of_notification(store.conn(), &quiet.id).unwrap().is_empty(), "a silenced notification never escalates");
-    assert_eq!(deliveries::of_notification(store.conn(), &loud.id).unwrap().len(), 1);
+    assert!(store.deliveries_of(&quiet.id).unwrap().is_empty(), "a silenced notification never escalates");
+    assert_eq!(store.deliveries_of(&loud.id).unwrap().len(), 1);
     // Acknowledging a silenced one leaves the counts alone (it was never counted).
     store.ack(std::slice::from_ref(&quiet.id), T0 + 6).unwrap();
     assert_eq!(store.unread_summary_at(T0 + 6).unwrap().total, 3);
@@ -264,9 +247,8 @@ fn a_silence_stores_matching_notifications_as_silenced_without_deliveries_until_
     assert!(store.expire_silence("ffffffff", T0).unwrap_err().to_string().contains("no silence with id"));
 }
 
-#[test]
-fn a_silence_ends_by_itself_and_one_that_starts_later_waits() {
-    let (_tmp, mut store) = store();
+fn a_silence_ends_by_itself_and_one_that_starts_later_waits(backend: Backend) {
+    let (_place, mut store) = store(backend);
     let later = store
         .add_silence(
             &NewSilence { matchers: vec!["source=test".into()], starts_at: Some(T0 + HOUR), ends_at: T0 + 2 * HOUR, comment: None },
@@ -328,9 +310,8 @@ fn quiet_hours_follow_the_local_clock_across_a_dst_change() {
     assert_eq!(q.quiet_until(at("2027-10-30T21:00:00Z"), &tz), Some(at("2027-10-31T06:00:00Z")));
 }
 
-#[test]
-fn quiet_hours_hold_escalations_until_they_end_except_the_pass_level_and_send_a_catch_up() {
-    let (_tmp, mut store) = store();
+fn quiet_hours_hold_escalations_until_they_end_except_the_pass_level_and_send_a_catch_up(backend: Backend) {
+    let (_place, mut store) = store(backend);
     let quiet = QuietHours::parse("11:00-13:00", None, Some(Level::Critical)).unwrap();
     let notifier = add_notifier(&mut store, Level::Debug, NotifierRules { delay_ms: Some(15 * MIN), repeat_ms: None, quiet: Some(quiet) });
     let tz = utc();
@@ -353,15 +334,14 @@ fn quiet_hours_hold_escalations_until_they_end_except_the_pass_level_and_send_a_
     assert!(send[0].held);
     let batches = deliveries::batches(send, false, 50);
     assert_eq!(batches.len(), 1);
-    assert!(deliveries::of_notification(store.conn(), &b.id).unwrap().is_empty(), "b's notifier never heard of it");
-    assert_eq!(deliveries::of_notification(store.conn(), &c.id).unwrap()[0].state, runwatch_core::DeliveryState::Sent);
+    assert!(store.deliveries_of(&b.id).unwrap().is_empty(), "b's notifier never heard of it");
+    assert_eq!(store.deliveries_of(&c.id).unwrap()[0].state, runwatch_core::DeliveryState::Sent);
 }
 
 // ---- delay and repeat ----
 
-#[test]
-fn a_delay_sends_only_what_is_still_unacknowledged_and_repeats_stop_at_the_ack() {
-    let (_tmp, mut store) = store();
+fn a_delay_sends_only_what_is_still_unacknowledged_and_repeats_stop_at_the_ack(backend: Backend) {
+    let (_place, mut store) = store(backend);
     let notifier = add_notifier(&mut store, Level::Debug, NotifierRules { delay_ms: Some(15 * MIN), repeat_ms: Some(HOUR), quiet: None });
     let instant = add_notifier(&mut store, Level::Debug, NotifierRules::default());
     let tz = utc();
@@ -375,7 +355,7 @@ fn a_delay_sends_only_what_is_still_unacknowledged_and_repeats_stop_at_the_ack()
 
     let send = due_now(&mut store, &notifier, T0 + 15 * MIN, &tz);
     assert_eq!(send.iter().map(|d| d.notification.id.as_str()).collect::<Vec<_>>(), [left.id.as_str()]);
-    assert!(deliveries::of_notification(store.conn(), &acked.id).unwrap().iter().all(|d| d.notifier_id != notifier));
+    assert!(store.deliveries_of(&acked.id).unwrap().iter().all(|d| d.notifier_id != notifier));
     sent(&mut store, &notifier, &send, T0 + 15 * MIN);
     // Again every hour while unacknowledged.
     assert_eq!(next_attempt(&store, &notifier), Some(T0 + 75 * MIN));
@@ -388,13 +368,12 @@ fn a_delay_sends_only_what_is_still_unacknowledged_and_repeats_stop_at_the_ack()
     store.ack_all(T0 + 100 * MIN).unwrap();
     assert!(due_now(&mut store, &notifier, T0 + 135 * MIN, &tz).is_empty());
     assert_eq!(next_attempt(&store, &notifier), None);
-    let d = deliveries::of_notification(store.conn(), &left.id).unwrap();
+    let d = store.deliveries_of(&left.id).unwrap();
     assert!(d.iter().any(|d| d.notifier_id == notifier && d.state == runwatch_core::DeliveryState::Sent));
 }
 
-#[test]
-fn a_snooze_holds_an_escalation_until_it_ends() {
-    let (_tmp, mut store) = store();
+fn a_snooze_holds_an_escalation_until_it_ends(backend: Backend) {
+    let (_place, mut store) = store(backend);
     let notifier = add_notifier(&mut store, Level::Debug, NotifierRules { delay_ms: Some(MIN), repeat_ms: None, quiet: None });
     let n = insert(&mut store, &note(Level::Error, "x", None), T0);
     store.snooze(std::slice::from_ref(&n.id), SnoozeUntil::Time(T0 + HOUR), T0 + 1).unwrap();
@@ -438,9 +417,8 @@ fn verdicts_of_the_rule_engine() {
 
 // ---- recovery ----
 
-#[test]
-fn a_stuck_run_that_checks_in_again_resolves_its_alarm_and_tells_who_heard_it() {
-    let (_tmp, mut store) = store();
+fn a_stuck_run_that_checks_in_again_resolves_its_alarm_and_tells_who_heard_it(backend: Backend) {
+    let (_place, mut store) = store(backend);
     let slack = add_notifier(&mut store, Level::Error, NotifierRules::default());
     let late = add_notifier(&mut store, Level::Error, NotifierRules { delay_ms: Some(HOUR), ..Default::default() });
     let mut stuck = note(Level::Error, "Run 'r1' is stuck", Some("r1"));
@@ -463,7 +441,7 @@ fn a_stuck_run_that_checks_in_again_resolves_its_alarm_and_tells_who_heard_it() 
     assert!(!pending_titles(&store, T0 + MIN).contains(&"Run 'r1' is stuck".to_string()));
     // The notifier that heard the alarm hears the recovery, below its level; the one whose
     // delay had not passed hears neither.
-    let to: Vec<String> = deliveries::of_notification(store.conn(), &recovered.id).unwrap().into_iter().map(|d| d.notifier_id).collect();
+    let to: Vec<String> = store.deliveries_of(&recovered.id).unwrap().into_iter().map(|d| d.notifier_id).collect();
     assert_eq!(to, std::slice::from_ref(&slack));
     assert_eq!(due_now(&mut store, &slack, T0 + MIN, &utc()).len(), 1);
     assert!(due_now(&mut store, &late, T0 + 2 * HOUR, &utc()).is_empty());
@@ -471,15 +449,19 @@ fn a_stuck_run_that_checks_in_again_resolves_its_alarm_and_tells_who_heard_it() 
 
 // ---- grouping ----
 
-#[test]
-fn a_burst_with_one_group_key_waits_for_the_window_and_goes_as_one_message() {
-    let (_tmp, mut store) = store();
+fn a_burst_with_one_group_key_waits_for_the_window_and_goes_as_one_message(backend: Backend) {
+    let (place, mut store) = store(backend);
     runwatch_core::settings::patch(&mut store, &SettingsPatch { group_window_secs: Some(30), ..Default::default() }).unwrap();
     let notifier = add_notifier(&mut store, Level::Debug, NotifierRules::default());
     for i in 0..12 {
-        run_with_labels(&mut store, &format!("task-{i}"), &[("slurm_array_job_id", "4242"), ("slurm_array_task_id", &i.to_string())]);
+        run_with_labels(
+            &place,
+            &mut store,
+            &format!("task-{i}"),
+            &[("slurm_array_job_id", "4242"), ("slurm_array_task_id", &i.to_string())],
+        );
     }
-    run_with_labels(&mut store, "solo", &[]);
+    run_with_labels(&place, &mut store, "solo", &[]);
     for i in 0..12 {
         insert(&mut store, &note(Level::Error, &format!("Run 'task-{i}' failed."), Some(&format!("task-{i}"))), T0 + i * 800);
     }
@@ -502,20 +484,22 @@ fn a_burst_with_one_group_key_waits_for_the_window_and_goes_as_one_message() {
     // Each is still its own inbox item.
     assert_eq!(store.unread_summary_at(now).unwrap().error, 13);
     // A notification after the window starts a new one.
-    run_with_labels(&mut store, "task-99", &[("slurm_array_job_id", "4242")]);
+    run_with_labels(&place, &mut store, "task-99", &[("slurm_array_job_id", "4242")]);
     insert(&mut store, &note(Level::Error, "late", Some("task-99")), T0 + 40_000);
     assert_eq!(next_attempt(&store, &notifier), Some(T0 + 70_000));
 }
 
-#[test]
-fn group_keys_come_from_the_configured_sources_in_order() {
+fn group_keys_come_from_the_configured_sources_in_order(backend: Backend) {
     let labels: std::collections::BTreeMap<String, String> = [("sweep".to_string(), "lr".to_string())].into();
     let by = |s: &[&str]| s.iter().map(ToString::to_string).collect::<Vec<_>>();
     assert_eq!(noise::group_key(&by(&["label.slurm_array_job_id", "label.sweep"]), Some("/r"), &labels).as_deref(), Some("sweep=lr"));
     assert_eq!(noise::group_key(&by(&["repo", "label.sweep"]), Some("/r"), &labels).as_deref(), Some("repo=/r"));
     assert_eq!(noise::group_key(&by(&["label.slurm_array_job_id"]), Some("/r"), &labels), None);
-    assert!(runwatch_core::settings::patch(&mut store().1, &SettingsPatch { group_by: Some(vec!["colour".into()]), ..Default::default() })
-        .is_err());
+    assert!(runwatch_core::settings::patch(
+        &mut store(backend).1,
+        &SettingsPatch { group_by: Some(vec!["colour".into()]), ..Default::default() }
+    )
+    .is_err());
 }
 
 // ---- following ----
@@ -523,8 +507,8 @@ fn group_keys_come_from_the_configured_sources_in_order() {
 #[test]
 fn a_notification_silenced_on_its_server_is_not_pending_on_a_follower_either() {
     use runwatch_core::remotes::NewRemote;
-    let (_a, mut server) = store();
-    let (_b, mut follower) = store();
+    let (_a, mut server) = store(Backend::Sqlite);
+    let (_b, mut follower) = store(Backend::Sqlite);
     follower
         .add_remote(
             &NewRemote { name: "gpu-a".into(), url: "http://127.0.0.1:1".into(), token: "t".into(), ca_file: None, deliver: true },
@@ -545,6 +529,66 @@ fn a_notification_silenced_on_its_server_is_not_pending_on_a_follower_either() {
     assert_eq!(pending_titles(&follower, T0 + 1), ["loss is NaN"]);
     assert_eq!(follower.unread_summary_at(T0 + 1).unwrap().total, 1);
     assert_eq!(list(&follower, AckState::Silenced, T0 + 1), ["loss plateau"]);
-    let (pending, _, _) = deliveries::counts(follower.conn()).unwrap();
+    let (pending, _, _) = follower.delivery_counts().unwrap();
     assert_eq!(pending, 1, "only the unsilenced one is forwarded");
 }
+
+// ---- several daemons ----
+
+/// Two daemons on one PostgreSQL store wake together when a group's window ends: one of
+/// them leases the whole group (more than a lease page of it), the other none of it, so the
+/// group is one message. (A SQLite store has one daemon.)
+#[test]
+fn one_of_two_daemons_takes_a_whole_group() {
+    let (place, mut store) = store(Backend::Postgres);
+    runwatch_core::settings::patch(&mut store, &SettingsPatch { group_window_secs: Some(30), ..Default::default() }).unwrap();
+    let notifier = add_notifier(&mut store, Level::Debug, NotifierRules::default());
+    let tasks = 150;
+    for i in 0..tasks {
+        run_with_labels(&place, &mut store, &format!("task-{i}"), &[("slurm_array_job_id", "77")]);
+    }
+    let events: Vec<runwatch_core::ingest::Event> = (0..tasks)
+        .map(|i| runwatch_core::ingest::Event {
+            run_id: Some(format!("task-{i}")),
+            level: Some(Level::Error),
+            message: format!("Run 'task-{i}' failed."),
+            source: "test".into(),
+            ..Default::default()
+        })
+        .collect();
+    store.ingest_batch(&events, T0).unwrap();
+    let daemons: Vec<Store> = (0..2).map(|_| place.open()).collect();
+    let barrier = std::sync::Barrier::new(2);
+    let taken: Vec<usize> = std::thread::scope(|scope| {
+        let takes: Vec<_> = daemons
+            .into_iter()
+            .map(|daemon| {
+                let (barrier, notifier) = (&barrier, &notifier);
+                scope.spawn(move || {
+                    barrier.wait();
+                    daemon.take_due(notifier, T0 + 30_000, 1000).unwrap().len()
+                })
+            })
+            .collect();
+        takes.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let mut taken = taken;
+    taken.sort_unstable();
+    assert_eq!(taken, [0, tasks as usize]);
+}
+
+on_both!(
+    a_snoozed_notification_leaves_the_badge_and_the_list_and_comes_back_when_due,
+    unsnooze_brings_it_back_at_once_and_an_ack_all_still_reaches_snoozed_ones,
+    snooze_all_snoozes_what_is_pending_now_only,
+    snoozed_until_the_run_changes_state_comes_back_with_the_change_only,
+    a_snoozed_run_snoozes_what_it_has_and_what_arrives_until_the_snooze_ends,
+    a_silence_stores_matching_notifications_as_silenced_without_deliveries_until_it_expires,
+    a_silence_ends_by_itself_and_one_that_starts_later_waits,
+    quiet_hours_hold_escalations_until_they_end_except_the_pass_level_and_send_a_catch_up,
+    a_delay_sends_only_what_is_still_unacknowledged_and_repeats_stop_at_the_ack,
+    a_snooze_holds_an_escalation_until_it_ends,
+    a_stuck_run_that_checks_in_again_resolves_its_alarm_and_tells_who_heard_it,
+    a_burst_with_one_group_key_waits_for_the_window_and_goes_as_one_message,
+    group_keys_come_from_the_configured_sources_in_order,
+);

@@ -317,7 +317,32 @@ fn following_across_backends(backend: Backend) {
     assert_eq!(follower.remotes().unwrap()[0].pending, 0);
 }
 
-on_both!(a_users_feed_holds_what_is_for_them_with_their_acks, following_across_backends);
+/// What a server silenced arrives silenced: stored, shown with its silence, not pending;
+/// what it did not silence arrives pending. Each backend follows the other.
+fn silenced_on_the_server_arrives_silenced(backend: Backend) {
+    let other = if backend == Backend::Sqlite { Backend::Postgres } else { Backend::Sqlite };
+    let (_s, mut server) = store(other);
+    let (_f, mut follower) = follower(backend);
+    let silence = runwatch_core::noise::NewSilence {
+        matchers: vec!["text~nan".into()],
+        starts_at: None,
+        ends_at: 1_000_000,
+        comment: Some("known".into()),
+    };
+    let silence = server.add_silence(&silence, 5).unwrap();
+    send(&mut server, "loss is nan", 10);
+    send(&mut server, "disk full", 11);
+    sync(&server, &mut follower, 10, 30);
+    assert_eq!(pending_titles(&follower), ["disk full"]);
+    assert_eq!(follower.unread_summary().unwrap().total, 1);
+    let all = runwatch_core::inbox::ListFilter { limit: Some(10), state: runwatch_core::inbox::AckState::Silenced, ..Default::default() };
+    let items = follower.list_notifications(&all).unwrap().items;
+    let nan = items.iter().find(|n| n.title == "loss is nan").expect("the silenced one is stored");
+    assert_eq!(nan.silenced_by.as_deref(), Some(silence.id.as_str()));
+    assert_eq!(nan.acked_at, None, "silenced, not acknowledged");
+}
+
+on_both!(a_users_feed_holds_what_is_for_them_with_their_acks, following_across_backends, silenced_on_the_server_arrives_silenced);
 
 /// A team store following a server: the server's notifications are for every user; one
 /// acknowledged on the server (or by the store as a whole, which tells the server) is

@@ -29,6 +29,22 @@ fn start_with(feed: bool) -> Api {
     let data = DataDir::at(tmp.path());
     let store = Store::open(&data).unwrap();
     let store_changes = feed.then(|| ChangeFeed::watch(&data).unwrap());
+    serve(store, store_changes, tmp, data)
+}
+
+/// A server on a fresh database of the test cluster's PostgreSQL (`postgres`), or on a
+/// SQLite file.
+fn start_on(postgres: bool) -> Api {
+    if !postgres {
+        return start();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = DataDir::at(tmp.path());
+    let store = Store::connect(&runwatch_core::pg::fixture::Cluster::shared().database().unwrap()).unwrap();
+    serve(store, None, tmp, data)
+}
+
+fn serve(store: Store, store_changes: Option<ChangeFeed>, tmp: tempfile::TempDir, data: DataDir) -> Api {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -343,7 +359,16 @@ const NOW: i64 = 1_000_000;
 
 #[test]
 fn snooze_unsnooze_and_silences_over_http() {
-    let api = start();
+    snooze_unsnooze_and_silences_over_http_on(false);
+}
+
+#[test]
+fn snooze_unsnooze_and_silences_over_http_on_postgresql() {
+    snooze_unsnooze_and_silences_over_http_on(true);
+}
+
+fn snooze_unsnooze_and_silences_over_http_on(postgres: bool) {
+    let api = start_on(postgres);
     let id = ok(api.call("POST", "/api/v1/events", Some(json!({"message": "loss is NaN", "level": "ERROR", "run_id": "job-1"}))))["id"]
         .as_str()
         .unwrap()
@@ -391,7 +416,16 @@ fn snooze_unsnooze_and_silences_over_http() {
 
 #[test]
 fn notifier_rules_are_validated_and_patched() {
-    let api = start();
+    notifier_rules_are_validated_and_patched_on(false);
+}
+
+#[test]
+fn notifier_rules_are_validated_and_patched_on_postgresql() {
+    notifier_rules_are_validated_and_patched_on(true);
+}
+
+fn notifier_rules_are_validated_and_patched_on(postgres: bool) {
+    let api = start_on(postgres);
     let n = ok(api.call(
         "POST",
         "/api/v1/notifiers",

@@ -9,7 +9,7 @@ use std::time::Duration;
 use runwatch_core::clock::{FakeClock, Millis};
 use runwatch_core::deliveries;
 use runwatch_core::notifiers::Notifier;
-use runwatch_core::{DataDir, DeliveryState, Inserted, Level, NewNotification, NotifierStatus, Store};
+use runwatch_core::{DataDir, DeliveryState, Inserted, Level, Location, NewNotification, NotifierStatus, Store};
 use runwatch_notify::send::Sender;
 use runwatch_notify::{Channel, Dispatcher};
 use runwatch_tests::fake_http::{FakeServer, Reply};
@@ -20,7 +20,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 struct Setup {
     _tmp: tempfile::TempDir,
-    data: DataDir,
+    location: Location,
     clock: FakeClock,
     dispatcher: Dispatcher,
     log: Arc<Mutex<Vec<u8>>>,
@@ -38,18 +38,27 @@ impl Write for Buf {
 }
 
 fn setup() -> Setup {
+    setup_on(false)
+}
+
+/// On a SQLite file, or (`postgres`) a fresh database of the test cluster's PostgreSQL.
+fn setup_on(postgres: bool) -> Setup {
     let tmp = tempfile::tempdir().unwrap();
-    let data = DataDir::at(tmp.path());
+    let location = if postgres {
+        Location::Postgres(runwatch_core::pg::fixture::Cluster::shared().database().unwrap())
+    } else {
+        Location::DataDir(DataDir::at(tmp.path()))
+    };
     let clock = FakeClock::at(T0);
     let log = Arc::new(Mutex::new(Vec::new()));
     let sender = Sender::with_logger(Duration::from_millis(300), Arc::new(Mutex::new(Box::new(Buf(log.clone())))));
-    let dispatcher = Dispatcher::new(Store::open(&data).unwrap(), Arc::new(clock.clone()), sender);
-    Setup { _tmp: tmp, data, clock, dispatcher, log }
+    let dispatcher = Dispatcher::new(Store::open_at(&location).unwrap(), Arc::new(clock.clone()), sender);
+    Setup { _tmp: tmp, location, clock, dispatcher, log }
 }
 
 impl Setup {
     fn store(&self) -> Store {
-        Store::open(&self.data).unwrap()
+        Store::open_at(&self.location).unwrap()
     }
 
     fn add(&self, channel: Channel, min_level: Level) -> String {
@@ -97,7 +106,7 @@ impl Setup {
     }
 
     fn delivery(&self, notification: &str) -> deliveries::Delivery {
-        let mut d = deliveries::of_notification(self.store().conn(), notification).unwrap();
+        let mut d = self.store().deliveries_of(notification).unwrap();
         assert_eq!(d.len(), 1, "{d:?}");
         d.remove(0)
     }
@@ -442,9 +451,18 @@ fn a_notifier_that_never_answers_holds_up_no_other() {
 /// wake is the rule's time, not a poll.
 #[test]
 fn quiet_hours_make_one_catch_up_digest_and_repeats_stop_at_the_ack() {
+    quiet_hours_make_one_catch_up_digest_and_repeats_stop_at_the_ack_on(false);
+}
+
+#[test]
+fn quiet_hours_make_one_catch_up_digest_and_repeats_stop_at_the_ack_on_postgresql() {
+    quiet_hours_make_one_catch_up_digest_and_repeats_stop_at_the_ack_on(true);
+}
+
+fn quiet_hours_make_one_catch_up_digest_and_repeats_stop_at_the_ack_on(postgres: bool) {
     use runwatch_core::noise::{NotifierRules, QuietHours};
     let server = FakeServer::start();
-    let mut s = setup();
+    let mut s = setup_on(postgres);
     let id = s.add(slack(&server, None), Level::Debug);
     // T0 is 2027-01-15 08:00 UTC: quiet from 07:00 to 09:00.
     let quiet = QuietHours::parse("07:00-09:00", None, Some(Level::Critical)).unwrap();

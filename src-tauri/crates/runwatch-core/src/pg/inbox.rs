@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use postgres::types::ToSql;
 use postgres::Row;
 
+use super::users::{USER_ACKED_AT, USER_PENDING, VISIBLE};
 use super::{Pg, INBOX_LOCK};
 use crate::clock::Millis;
 use crate::inbox::{
@@ -18,20 +19,65 @@ use crate::Level;
 const ACKED_UPTO: &str = "(SELECT COALESCE(MAX(upto), 0) FROM ack_alls)";
 /// When the first "acknowledge all" that reached a row ran (NULL if none).
 const REACHED_AT: &str = "(SELECT at FROM ack_alls WHERE upto >= notifications.seq ORDER BY upto LIMIT 1)";
+/// Among unacknowledged ones, those pending at the time in the one `?`: not silenced,
+/// resolved or snoozed (as SQLite's `SHOWN`).
+const SHOWN: &str = " AND silenced_by IS NULL AND resolved_at IS NULL AND (snoozed_until IS NULL OR snoozed_until <= ?)";
+/// The noise control columns, last in both views (see `from_row`).
+const NOISE_COLUMNS: &str = "snoozed_until, silenced_by, resolved_at, group_key";
 
 pub(super) fn pending() -> String {
     format!("acked_at IS NULL AND seq > {ACKED_UPTO}")
 }
 
-/// As `crate::inbox::COLUMNS`: the acknowledgement an "acknowledge all" gave a row is read
-/// into `acked_at` and `updated_at`.
-pub(super) fn columns() -> String {
-    format!(
-        "id, created_at, \
-         CASE WHEN acked_at IS NULL THEN GREATEST(updated_at, {REACHED_AT}) ELSE updated_at END, \
-         level, title, body, run_id, source, dedupe_key, event_id, repeat_count, \
-         COALESCE(acked_at, {REACHED_AT}), expires_at, origin"
-    )
+/// Whose inbox is read: the store's (acknowledged on the rows, by anyone) or one user's
+/// (what is for them or for everyone, acknowledged by them; the user is `$1`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum View<'a> {
+    Store,
+    User(&'a str),
+}
+
+impl View<'_> {
+    /// As `crate::inbox::COLUMNS`: the acknowledgement that applies (on the row, or an
+    /// "acknowledge all" that reached it; the user's own) is read into `acked_at` and
+    /// `updated_at`.
+    pub(super) fn columns(self) -> String {
+        let head = "id, created_at";
+        let body = "level, title, body, run_id, source, dedupe_key, event_id, repeat_count";
+        match self {
+            View::Store => format!(
+                "{head}, CASE WHEN acked_at IS NULL THEN GREATEST(updated_at, {REACHED_AT}) ELSE updated_at END, {body}, \
+                 COALESCE(acked_at, {REACHED_AT}), expires_at, origin, {NOISE_COLUMNS}"
+            ),
+            View::User(_) => {
+                format!("{head}, GREATEST(updated_at, {USER_ACKED_AT}), {body}, {USER_ACKED_AT}, expires_at, origin, {NOISE_COLUMNS}")
+            }
+        }
+    }
+
+    /// The rows it sees.
+    pub(super) fn visible(self) -> &'static str {
+        match self {
+            View::Store => "TRUE",
+            View::User(_) => VISIBLE,
+        }
+    }
+
+    /// Unacknowledged in it.
+    pub(super) fn unacked(self) -> String {
+        match self {
+            View::Store => pending(),
+            View::User(_) => USER_PENDING.to_string(),
+        }
+    }
+
+    /// The parameters its SQL starts with.
+    fn params(self) -> Vec<Box<dyn ToSql + Sync>> {
+        match self {
+            View::Store => Vec::new(),
+            View::User(user) => vec![Box::new(user.to_string())],
+        }
+    }
 }
 
 pub(super) fn from_row(r: &Row, at: usize) -> Notification {
@@ -50,12 +96,10 @@ pub(super) fn from_row(r: &Row, at: usize) -> Notification {
         acked_at: r.get(at + 11),
         expires_at: r.get(at + 12),
         origin: r.get(at + 13),
-        // Noise control is not on a PostgreSQL store yet: nothing is snoozed, silenced,
-        // resolved or grouped there.
-        snoozed_until: None,
-        silenced_by: None,
-        resolved_at: None,
-        group_key: None,
+        snoozed_until: r.get(at + 14),
+        silenced_by: r.get(at + 15),
+        resolved_at: r.get(at + 16),
+        group_key: r.get(at + 17),
     }
 }
 
@@ -81,22 +125,28 @@ impl Pg {
         let mut conn = self.conn();
         let insert = conn.prepare(
             "INSERT INTO notifications (id, created_at, updated_at, level, title, body, run_id, source, dedupe_key,
-                                        event_id, repeat_count, expires_at, addressed)
-             SELECT u.id, $1, $1, u.level, u.title, u.body, u.run_id, u.source, u.dedupe_key, u.event_id, u.repeat_count, $2, u.addressed
+                                        event_id, repeat_count, expires_at, addressed, silenced_by, group_key, snoozed_until, snooze_state)
+             SELECT u.id, $1, $1, u.level, u.title, u.body, u.run_id, u.source, u.dedupe_key, u.event_id, u.repeat_count, $2, u.addressed,
+                    u.silenced_by, u.group_key, u.snoozed_until, u.snooze_state
                FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[],
-                           $12::bool[])
-                    WITH ORDINALITY AS u(id, level, title, body, run_id, source, dedupe_key, event_id, repeat_count, addressed, ord)
+                           $12::bool[], $13::text[], $14::text[], $15::bigint[], $16::text[])
+                    WITH ORDINALITY AS u(id, level, title, body, run_id, source, dedupe_key, event_id, repeat_count, addressed,
+                                         silenced_by, group_key, snoozed_until, snooze_state, ord)
               ORDER BY u.ord",
         )?;
         let deliveries = conn.prepare(
             "INSERT INTO deliveries (notification_id, notifier_id, state, attempts, next_attempt_at, updated_at)
-             SELECT u.id, f.id, 'pending', 0, $1, $1
-               FROM unnest($2::text[], $3::bigint[]) WITH ORDINALITY AS u(id, level, ord)
-               JOIN notifiers f ON f.status = 'enabled' AND f.min_level <= u.level
-              ORDER BY u.ord, f.created_at, f.id",
+             SELECT u.id, u.notifier_id, 'pending', 0, u.at, $1
+               FROM unnest($2::text[], $3::text[], $4::bigint[]) WITH ORDINALITY AS u(id, notifier_id, at, ord)
+              ORDER BY u.ord",
         )?;
         let mut tx = conn.client.transaction()?;
+        // Silences, grouping, notifiers and the batch's runs, read once: the same rules
+        // (crate::noise::Rules) as SQLite's inserts. Read before the inbox lock, which the
+        // other daemons' inserts wait for.
+        let mut rules = super::noise::load_rules(&mut tx, batch.now)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INBOX_LOCK])?;
+        super::noise::know_runs(&mut tx, &mut rules, batch.items, batch.now)?;
         if !batch.runs.is_empty() {
             tx.execute(
                 "INSERT INTO runs (id, state, created_at, updated_at) SELECT DISTINCT unnest($1::text[]), 'running', $2::bigint, $2::bigint
@@ -121,6 +171,7 @@ impl Pg {
         let mut out = Vec::with_capacity(batch.items.len());
         let mut cols = Columns::default();
         let mut pending = [0i64; 5];
+        let mut arrivals = Vec::new();
         for n in batch.items {
             let known = n.event_id.as_ref().and_then(|e| by_event.get(e)).or_else(|| n.dedupe_key.as_ref().and_then(|k| by_key.get(k)));
             if let Some(existing) = known {
@@ -135,8 +186,11 @@ impl Pg {
             if let Some(k) = &n.dedupe_key {
                 by_key.insert(k.clone(), id.clone());
             }
-            pending[Level::ALL.iter().position(|l| *l == level).unwrap_or(0)] += 1;
-            cols.push(&id, level, n);
+            let arrival = rules.arrival(n, level);
+            if arrival.silenced_by.is_none() {
+                pending[Level::ALL.iter().position(|l| *l == level).unwrap_or(0)] += 1;
+            }
+            cols.push(&id, level, n, &arrival);
             out.push(Inserted::New(Box::new(Notification {
                 id,
                 created_at: batch.now,
@@ -152,11 +206,12 @@ impl Pg {
                 acked_at: None,
                 expires_at: batch.expires_at,
                 origin: None,
-                snoozed_until: None,
-                silenced_by: None,
+                snoozed_until: arrival.snoozed_until,
+                silenced_by: arrival.silenced_by.clone(),
                 resolved_at: None,
-                group_key: None,
+                group_key: arrival.group_key.clone(),
             })));
+            arrivals.push((level, arrival));
         }
         if !cols.id.is_empty() {
             tx.execute(
@@ -174,6 +229,10 @@ impl Pg {
                     &cols.event_id,
                     &cols.repeat_count,
                     &cols.addressed,
+                    &cols.silenced_by,
+                    &cols.group_key,
+                    &cols.snoozed_until,
+                    &cols.snooze_state,
                 ],
             )?;
             if !cols.audience.0.is_empty() {
@@ -185,10 +244,29 @@ impl Pg {
                     &[&cols.audience.0, &cols.audience.1, &cols.audience.2],
                 )?;
             }
-            tx.execute(&deliveries, &[&batch.now, &cols.id, &cols.level])?;
+            // The outbox: as SQLite's, one delivery per enabled notifier at or below the
+            // level (none when silenced; later for a notifier's delay or a group's window).
+            let firsts = super::noise::group_firsts(&mut tx, &rules, arrivals.iter().map(|(_, a)| a), batch.now)?;
+            let (mut ids, mut notifiers, mut at) = (Vec::new(), Vec::new(), Vec::new());
+            for (id, (level, arrival)) in cols.id.iter().zip(&arrivals) {
+                let first = arrival.group_key.as_ref().and_then(|k| firsts.get(k)).copied();
+                for (notifier, when) in rules.deliveries_after(*level, arrival, first, batch.now) {
+                    ids.push(id.as_str());
+                    notifiers.push(notifier);
+                    at.push(when);
+                }
+            }
+            if !ids.is_empty() {
+                tx.execute(&deliveries, &[&batch.now, &ids, &notifiers, &at])?;
+            }
             for (level, added) in Level::ALL.iter().zip(pending) {
                 if added > 0 {
                     tx.execute("UPDATE pending_counts SET n = n + $2 WHERE level = $1", &[&level.number(), &added])?;
+                }
+            }
+            for (n, inserted) in batch.items.iter().zip(&out) {
+                if let (Some(run), Inserted::New(new)) = (crate::noise::recovers(n), inserted) {
+                    super::noise::recover(&mut tx, run, &new.id, batch.now)?;
                 }
             }
         }
@@ -212,23 +290,36 @@ impl Pg {
     }
 
     pub(crate) fn list_notifications(&self, filter: &ListFilter) -> Result<Page, StoreError> {
+        self.list_in(View::Store, filter)
+    }
+
+    /// A page of the notifications `view` sees, newest first, as SQLite's `inbox::list`.
+    pub(super) fn list_in(&self, view: View<'_>, filter: &ListFilter) -> Result<Page, StoreError> {
         let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
         let cursor: Option<i64> = match &filter.cursor {
             Some(c) => Some(c.parse().map_err(|_| StoreError::BadCursor(c.clone()))?),
             None => None,
         };
-        let mut sql = format!("SELECT seq, {} FROM notifications WHERE TRUE", columns());
-        let mut params: Vec<Box<dyn ToSql + Sync>> = Vec::new();
+        let now = filter.now.unwrap_or_else(|| crate::clock::Clock::now(&crate::clock::SystemClock));
+        let mut sql = format!("SELECT seq, {} FROM notifications WHERE {}", view.columns(), view.visible());
+        let mut params = view.params();
         let mut bind = |sql: &mut String, clause: &str, value: Box<dyn ToSql + Sync>| {
             params.push(value);
             sql.push_str(&clause.replace('?', &format!("${}", params.len())));
         };
         match filter.state {
-            AckState::Pending => sql.push_str(&format!(" AND {}", pending())),
-            AckState::Acked => sql.push_str(&format!(" AND NOT ({})", pending())),
+            AckState::Pending => {
+                sql.push_str(&format!(" AND {}", view.unacked()));
+                bind(&mut sql, SHOWN, Box::new(now));
+            }
+            AckState::Acked => sql.push_str(&format!(" AND NOT ({})", view.unacked())),
             AckState::All => {}
-            // Nothing is snoozed, silenced or resolved on a PostgreSQL store (yet).
-            AckState::Snoozed | AckState::Silenced | AckState::Resolved => sql.push_str(" AND FALSE"),
+            AckState::Snoozed => {
+                sql.push_str(&format!(" AND {}", view.unacked()));
+                bind(&mut sql, " AND snoozed_until > ?", Box::new(now));
+            }
+            AckState::Silenced => sql.push_str(" AND silenced_by IS NOT NULL"),
+            AckState::Resolved => sql.push_str(" AND resolved_at IS NOT NULL"),
         }
         if let Some(l) = filter.min_level {
             bind(&mut sql, " AND level >= ?", Box::new(l.number()));
@@ -263,7 +354,7 @@ impl Pg {
 
     pub(crate) fn notification(&self, id: &str) -> Result<Option<Notification>, StoreError> {
         let mut conn = self.conn();
-        let stmt = conn.prepare(&format!("SELECT {} FROM notifications WHERE id = $1", columns()))?;
+        let stmt = conn.prepare(&format!("SELECT {} FROM notifications WHERE id = $1", View::Store.columns()))?;
         Ok(conn.client.query_opt(&stmt, &[&id])?.map(|r| from_row(&r, 0)))
     }
 
@@ -304,8 +395,10 @@ impl Pg {
 
     pub(crate) fn since(&self, after_seq: i64, min_level: Level, limit: usize) -> Result<Vec<(i64, Notification)>, StoreError> {
         let mut conn = self.conn();
-        let stmt =
-            conn.prepare(&format!("SELECT seq, {} FROM notifications WHERE seq > $1 AND level >= $2 ORDER BY seq LIMIT $3", columns()))?;
+        let stmt = conn.prepare(&format!(
+            "SELECT seq, {} FROM notifications WHERE seq > $1 AND level >= $2 ORDER BY seq LIMIT $3",
+            View::Store.columns()
+        ))?;
         let rows = conn.client.query(&stmt, &[&after_seq, &min_level.number(), &(limit as i64)])?;
         Ok(rows.iter().map(|r| (r.get(0), from_row(r, 1))).collect())
     }
@@ -385,7 +478,8 @@ impl Pg {
         }
         tx.execute(
             "UPDATE pending_counts SET n = (SELECT COUNT(*) FROM notifications
-                                             WHERE seq > $1 AND acked_at IS NULL AND level = pending_counts.level)",
+                                             WHERE seq > $1 AND acked_at IS NULL AND silenced_by IS NULL AND resolved_at IS NULL
+                                               AND level = pending_counts.level)",
             &[&upto],
         )?;
         let after: i64 = tx.query_one("SELECT COALESCE(SUM(n), 0)::bigint FROM pending_counts", &[])?.get(0);
@@ -394,24 +488,34 @@ impl Pg {
         Ok(usize::try_from(before - after).unwrap_or(0))
     }
 
-    pub(crate) fn unread_summary(&self) -> Result<UnreadSummary, StoreError> {
+    /// Pending counts by level at `now` in `view`, as SQLite's `inbox::unread_summary`.
+    /// The store's are the kept counts less what is snoozed now (few, found by their
+    /// index); a user's are counted, as each sees a part of the inbox.
+    pub(crate) fn unread_summary_in(&self, view: View<'_>, now: Millis) -> Result<UnreadSummary, StoreError> {
         let mut conn = self.conn();
-        let stmt = conn.prepare("SELECT level, n FROM pending_counts WHERE n > 0")?;
-        let mut s = UnreadSummary::default();
-        for row in conn.client.query(&stmt, &[])? {
-            let Some(level) = Level::from_number(row.get(0)) else { continue };
-            let count: i64 = row.get(1);
-            *match level {
-                Level::Debug => &mut s.debug,
-                Level::Info => &mut s.info,
-                Level::Warning => &mut s.warning,
-                Level::Error => &mut s.error,
-                Level::Critical => &mut s.critical,
-            } += count;
-            s.total += count;
-            s.highest = s.highest.max(Some(level));
-        }
-        Ok(s)
+        let rows = match view {
+            View::Store => {
+                let stmt = conn.prepare(&format!(
+                    "SELECT level, SUM(n)::bigint FROM (
+                        SELECT level, n FROM pending_counts WHERE n > 0
+                        UNION ALL
+                        SELECT level, -COUNT(*) FROM notifications
+                         WHERE snoozed_until > $1 AND silenced_by IS NULL AND resolved_at IS NULL AND {}
+                         GROUP BY level) c
+                     GROUP BY level",
+                    pending()
+                ))?;
+                conn.client.query(&stmt, &[&now])?
+            }
+            View::User(user) => {
+                let stmt = conn.prepare(&format!(
+                    "SELECT level, COUNT(*) FROM notifications WHERE {VISIBLE} AND {USER_PENDING}{} GROUP BY level",
+                    SHOWN.replace('?', "$2")
+                ))?;
+                conn.client.query(&stmt, &[&user, &now])?
+            }
+        };
+        Ok(UnreadSummary::from_counts(rows.iter().map(|r| (r.get(0), r.get(1)))))
     }
 
     pub(crate) fn expire(&self, now: Millis) -> Result<usize, StoreError> {
@@ -438,12 +542,20 @@ struct Columns {
     event_id: Vec<Option<String>>,
     repeat_count: Vec<i64>,
     addressed: Vec<bool>,
+    silenced_by: Vec<Option<String>>,
+    group_key: Vec<Option<String>>,
+    snoozed_until: Vec<Option<Millis>>,
+    snooze_state: Vec<Option<String>>,
     /// (notification id, user, host) of each recipient.
     audience: (Vec<String>, Vec<String>, Vec<String>),
 }
 
 impl Columns {
-    fn push(&mut self, id: &str, level: Level, n: &NewNotification) {
+    fn push(&mut self, id: &str, level: Level, n: &NewNotification, arrival: &crate::noise::Arrival) {
+        self.silenced_by.push(arrival.silenced_by.clone());
+        self.group_key.push(arrival.group_key.clone());
+        self.snoozed_until.push(arrival.snoozed_until);
+        self.snooze_state.push(arrival.snooze_state.clone());
         self.id.push(id.to_string());
         self.level.push(level.number());
         self.title.push(n.title.clone());

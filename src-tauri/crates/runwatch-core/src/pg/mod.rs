@@ -8,6 +8,7 @@
 
 pub mod fixture;
 mod inbox;
+mod noise;
 mod remotes;
 mod roles;
 mod tables;
@@ -20,6 +21,8 @@ use std::time::Duration;
 
 use postgres::{Client, NoTls, Statement};
 
+pub(crate) use inbox::View;
+
 use crate::store::StoreError;
 
 /// Schema migrations, in order; the version is the row in `runwatch_schema`.
@@ -27,6 +30,7 @@ const MIGRATION_SQL: &[&str] = &[
     include_str!("../../migrations/postgres/0001_initial.sql"),
     include_str!("../../migrations/postgres/0002_users.sql"),
     include_str!("../../migrations/postgres/0003_roles.sql"),
+    include_str!("../../migrations/postgres/0004_noise.sql"),
     include_str!("../../migrations/postgres/0006_remotes.sql"),
 ];
 
@@ -42,8 +46,11 @@ pub(crate) const NOTIFY: &str = "NOTIFY runwatch_changes";
 
 /// Advisory lock keys ("RW" and a number): held for a transaction.
 const MIGRATE_LOCK: i64 = 0x5257_0001;
-/// Taken by every write that inserts, acknowledges or deletes notifications.
+/// Taken by every write that inserts, acknowledges, snoozes or deletes notifications.
 pub(crate) const INBOX_LOCK: i64 = 0x5257_0002;
+/// With a notifier's id hashed, taken to lease its due deliveries: one daemon takes a
+/// group's deliveries whole (see `tables.rs`, `take_due`).
+pub(crate) const TAKE_LOCK: i32 = 0x5257_0003;
 
 /// How long a connection attempt may take before the store is called unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

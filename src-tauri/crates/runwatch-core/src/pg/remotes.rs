@@ -5,6 +5,7 @@
 
 use postgres::Row;
 
+use super::inbox::{from_row, View};
 use super::{Pg, INBOX_LOCK};
 use crate::clock::Millis;
 use crate::remotes::{
@@ -60,26 +61,23 @@ impl Pg {
         let page = (limit + 1) as i64;
         // This store's own notifications only: those it has from its remotes are theirs to
         // tell (two servers following each other would otherwise pass them back and forth).
+        let view = user.map_or(View::Store, View::User);
         let rows = match user {
             None => tx.query(
-                &format!(
-                    "SELECT seq, {} FROM notifications WHERE seq > $1 AND origin IS NULL ORDER BY seq LIMIT $2",
-                    super::inbox::columns()
-                ),
+                &format!("SELECT seq, {} FROM notifications WHERE seq > $1 AND origin IS NULL ORDER BY seq LIMIT $2", view.columns()),
                 &[&after.seq, &page],
             )?,
             Some(user) => tx.query(
                 &format!(
                     "SELECT seq, {} FROM notifications WHERE seq > $2 AND origin IS NULL AND {} ORDER BY seq LIMIT $3",
-                    super::users::columns(),
-                    super::users::VISIBLE
+                    view.columns(),
+                    view.visible()
                 ),
                 &[&user, &after.seq, &page],
             )?,
         };
-        let read = if user.is_some() { super::users::from_row } else { super::inbox::from_row };
         let mut notifications: Vec<ChangedNotification> =
-            rows.iter().map(|r| ChangedNotification { seq: r.get(0), notification: read(r, 1) }).collect();
+            rows.iter().map(|r| ChangedNotification { seq: r.get(0), notification: from_row(r, 1) }).collect();
         let more = notifications.len() > limit;
         notifications.truncate(limit);
         let mut next = after;
@@ -199,8 +197,8 @@ impl Pg {
         let mut conn = self.conn();
         let insert = conn.prepare(
             "INSERT INTO notifications (id, created_at, updated_at, level, title, body, run_id, source, repeat_count,
-                                        acked_at, expires_at, origin, remote_id, remote_seq)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                                        acked_at, expires_at, origin, remote_id, remote_seq, silenced_by, resolved_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
              ON CONFLICT (origin, remote_id) WHERE origin IS NOT NULL DO NOTHING",
         )?;
         let enqueue = conn.prepare(
@@ -226,10 +224,6 @@ impl Pg {
             let n = &c.notification;
             let id = uuid::Uuid::now_v7().to_string();
             let pending = arrives_pending(n);
-            // Silences and resolutions are not kept on a PostgreSQL store (noise control is
-            // not there yet): a notification silenced or resolved on its origin is stored
-            // acknowledged, so that it is not pending here either.
-            let acked_at = if pending { None } else { n.acked_at.or(n.resolved_at).or(Some(n.updated_at.max(n.created_at))) };
             let inserted = tx.execute(
                 &insert,
                 &[
@@ -242,11 +236,13 @@ impl Pg {
                     &n.run_id,
                     &n.source,
                     &n.repeat_count,
-                    &acked_at,
+                    &n.acked_at,
                     &expires_at,
                     &remote,
                     &n.id,
                     &c.seq,
+                    &n.silenced_by,
+                    &n.resolved_at,
                 ],
             )?;
             if inserted == 0 {

@@ -209,7 +209,8 @@ impl Pg {
         Ok(conn.client.query(&stmt, &[&prefix, &upper, &(limit as i64)])?.iter().map(|r| r.get(0)).collect())
     }
 
-    /// Sets a run's `name` or `state` (the column, chosen by the caller), creating the run.
+    /// Sets a run's `name` (the column, chosen by the caller), creating the run; its state
+    /// goes through `set_run_state` (see pg/noise.rs), which wakes snoozes.
     pub(crate) fn set_run(&self, id: &str, column: &'static str, value: &str, now: Millis) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let mut tx = conn.client.transaction()?;
@@ -324,7 +325,7 @@ impl Pg {
         let mut conn = self.conn();
         let stmt = conn.prepare(
             "SELECT d.notification_id, d.notifier_id, COALESCE(f.type, 'removed'), d.state, d.attempts,
-                    d.next_attempt_at, d.last_error, d.updated_at
+                    d.next_attempt_at, d.last_error, d.updated_at, d.sends
              FROM deliveries d LEFT JOIN notifiers f ON f.id = d.notifier_id
              WHERE d.notification_id = $1 ORDER BY f.created_at, d.notifier_id",
         )?;
@@ -340,7 +341,7 @@ impl Pg {
                     notifier_type: r.get(2),
                     state: state.parse().unwrap_or(DeliveryState::Pending),
                     attempts: r.get(4),
-                    sends: i64::from(state == "sent"),
+                    sends: r.get(8),
                     next_attempt_at: r.get(5),
                     last_error: r.get(6),
                     updated_at: r.get(7),
@@ -360,35 +361,49 @@ impl Pg {
     }
 
     /// Takes up to `limit` due deliveries of a notifier for this connection: pending, due,
-    /// and not leased by another daemon (or leased by one whose lease ran out). Rows another
-    /// daemon is taking at this moment are skipped, not waited for (SKIP LOCKED).
+    /// and not leased by another daemon (or leased by one whose lease ran out), with every
+    /// due one of the groups they belong to, so a group goes out as one message however
+    /// many daemons share the store. Takes of one notifier's deliveries are one at a time
+    /// (an advisory lock on it): two daemons waking together for a group's window cannot
+    /// each lease half of it.
     pub(crate) fn take_due(&self, notifier_id: &str, now: Millis, limit: usize) -> Result<Vec<Due>, StoreError> {
-        let mut taken: Vec<(String, i64, i64)> = {
+        let mut taken: Vec<(String, i64, i64, i64, bool)> = {
             let mut conn = self.conn();
             let stmt = conn.prepare(
                 "WITH picked AS (
-                    SELECT notification_id, notifier_id FROM deliveries
+                    SELECT notification_id FROM deliveries
                      WHERE notifier_id = $1 AND state = 'pending' AND next_attempt_at <= $2
                        AND (lease_until IS NULL OR lease_until <= $2 OR lease_holder = $3)
                      ORDER BY queued LIMIT $4
-                       FOR UPDATE SKIP LOCKED)
+                       FOR UPDATE SKIP LOCKED),
+                 keys AS (
+                    SELECT DISTINCT n.group_key FROM picked p JOIN notifications n ON n.id = p.notification_id
+                     WHERE n.group_key IS NOT NULL),
+                 whole AS (
+                    SELECT notification_id FROM picked
+                    UNION
+                    SELECT d.notification_id FROM keys k
+                      JOIN notifications n ON n.group_key = k.group_key
+                      JOIN deliveries d ON d.notification_id = n.id AND d.notifier_id = $1
+                     WHERE d.state = 'pending' AND d.next_attempt_at <= $2
+                       AND (d.lease_until IS NULL OR d.lease_until <= $2 OR d.lease_holder = $3))
                  UPDATE deliveries d SET lease_until = $2 + $5, lease_holder = $3
-                   FROM picked p
-                  WHERE d.notification_id = p.notification_id AND d.notifier_id = p.notifier_id
-                 RETURNING d.notification_id, d.attempts, d.queued",
+                   FROM whole w
+                  WHERE d.notification_id = w.notification_id AND d.notifier_id = $1
+                 RETURNING d.notification_id, d.attempts, d.queued, d.sends, d.held",
             )?;
             let limit = limit.min(super::LEASE_PAGE) as i64;
-            conn.client
-                .query(&stmt, &[&notifier_id, &now, &self.holder, &limit, &self.lease_ms])?
-                .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2)))
-                .collect()
+            let mut tx = conn.client.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", &[&super::TAKE_LOCK, &notifier_id])?;
+            let rows = tx.query(&stmt, &[&notifier_id, &now, &self.holder, &limit, &self.lease_ms])?;
+            tx.commit()?;
+            rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect()
         };
         taken.sort_by_key(|t| t.2);
         let mut out = Vec::with_capacity(taken.len());
-        for (id, attempts, _) in taken {
+        for (id, attempts, _, sends, held) in taken {
             if let Some(notification) = self.notification(&id)? {
-                out.push(Due { notification, attempts, sends: 0, held: false });
+                out.push(Due { notification, attempts, sends, held });
             }
         }
         Ok(out)
@@ -404,21 +419,39 @@ impl Pg {
         Ok(conn.client.query_one(&stmt, &[&notifier_id, &self.holder])?.get(0))
     }
 
-    pub(crate) fn record_attempts(&self, notifier_id: &str, attempts: &[(&str, Attempt)], now: Millis) -> Result<(), StoreError> {
+    /// As SQLite's `mark_sent_again_at` and `mark_attempt_failed`, ending the leases: a
+    /// send of a repeating notifier (`again_at`) leaves the delivery pending until then.
+    pub(crate) fn record_attempts(
+        &self,
+        notifier_id: &str,
+        attempts: &[(&str, Attempt)],
+        again_at: Option<Millis>,
+        now: Millis,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let update = conn.prepare(
+        let sent = conn.prepare(
+            "UPDATE deliveries SET state = $3, attempts = CASE WHEN $4::bigint IS NULL THEN attempts + 1 ELSE 0 END, sends = sends + 1,
+                    held = FALSE, next_attempt_at = COALESCE($4, next_attempt_at), last_error = NULL, updated_at = $5,
+                    lease_until = NULL, lease_holder = NULL
+              WHERE notification_id = $1 AND notifier_id = $2",
+        )?;
+        let failed = conn.prepare(
             "UPDATE deliveries SET state = $3, attempts = attempts + 1, last_error = $4,
                     next_attempt_at = COALESCE($5, next_attempt_at), updated_at = $6, lease_until = NULL, lease_holder = NULL
               WHERE notification_id = $1 AND notifier_id = $2",
         )?;
         let mut tx = conn.client.transaction()?;
         for (id, attempt) in attempts {
-            let (state, error, retry_at) = match attempt {
-                Attempt::Sent => ("sent", None, None),
-                Attempt::Failed { error, retry_at: Some(at) } => ("pending", Some(error.as_str()), Some(*at)),
-                Attempt::Failed { error, retry_at: None } => ("failed", Some(error.as_str()), None),
-            };
-            tx.execute(&update, &[id, &notifier_id, &state, &error, &retry_at, &now])?;
+            match attempt {
+                Attempt::Sent => {
+                    let state = if again_at.is_some() { "pending" } else { "sent" };
+                    tx.execute(&sent, &[id, &notifier_id, &state, &again_at, &now])?;
+                }
+                Attempt::Failed { error, retry_at } => {
+                    let state = if retry_at.is_some() { "pending" } else { "failed" };
+                    tx.execute(&failed, &[id, &notifier_id, &state, error, retry_at, &now])?;
+                }
+            }
         }
         tx.batch_execute(super::NOTIFY)?;
         tx.commit()?;
@@ -427,19 +460,23 @@ impl Pg {
 
     /// Pending deliveries of a notifier due at `now`, in the order they were queued.
     pub(crate) fn due(&self, notifier_id: &str, now: Millis, limit: usize) -> Result<Vec<Due>, StoreError> {
-        let ids: Vec<(String, i64)> = {
+        let ids: Vec<(String, i64, i64, bool)> = {
             let mut conn = self.conn();
             let stmt = conn.prepare(
-                "SELECT notification_id, attempts FROM deliveries
+                "SELECT notification_id, attempts, sends, held FROM deliveries
                  WHERE notifier_id = $1 AND state = 'pending' AND next_attempt_at <= $2
                  ORDER BY queued LIMIT $3",
             )?;
-            conn.client.query(&stmt, &[&notifier_id, &now, &(limit as i64)])?.iter().map(|r| (r.get(0), r.get(1))).collect()
+            conn.client
+                .query(&stmt, &[&notifier_id, &now, &(limit as i64)])?
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect()
         };
         let mut out = Vec::with_capacity(ids.len());
-        for (id, attempts) in ids {
+        for (id, attempts, sends, held) in ids {
             if let Some(notification) = self.notification(&id)? {
-                out.push(Due { notification, attempts, sends: 0, held: false });
+                out.push(Due { notification, attempts, sends, held });
             }
         }
         Ok(out)
@@ -447,7 +484,7 @@ impl Pg {
 }
 
 /// Creates run `id` (running) unless it is known, as the SQLite side's `runs::ensure` does.
-fn ensure_run(tx: &mut postgres::Transaction<'_>, id: &str, now: Millis) -> Result<(), StoreError> {
+pub(super) fn ensure_run(tx: &mut postgres::Transaction<'_>, id: &str, now: Millis) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO runs (id, state, created_at, updated_at) VALUES ($1, 'running', $2, $2) ON CONFLICT (id) DO NOTHING",
         &[&id, &now],
