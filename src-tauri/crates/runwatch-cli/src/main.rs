@@ -229,9 +229,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Start(args) => {
             let data_dir = DataDir::resolve(cli.data_dir.as_deref())?;
             let at = location(&data_dir, cli.store.as_deref())?;
-            if at.is_postgres() && !cli.repo.is_empty() {
-                return Err(usage_error("start", "--repo: watching Aim repositories on a PostgreSQL store is not available yet"));
-            }
             if at.is_postgres() && args.slurm {
                 return Err(usage_error("start", "--slurm: following Slurm jobs on a PostgreSQL store is not available yet"));
             }
@@ -374,6 +371,9 @@ fn store_command(cmd: &StoreCommand, data_dir: Option<&Path>, store: Option<&str
         Location::DataDir(_) => runwatch_core::store::latest_schema_version(),
         Location::Postgres(_) => runwatch_core::pg::latest_schema_version(),
     };
+    // Who plays each role of a shared store (taking HTTP check-ins, polling Slurm).
+    let mut roles = Vec::new();
+    let now = runwatch_core::clock::Clock::now(&runwatch_core::clock::SystemClock);
     let (found, migrated) = match (cmd, &at) {
         (StoreCommand::Migrate, _) => {
             let before = match &at {
@@ -386,17 +386,34 @@ fn store_command(cmd: &StoreCommand, data_dir: Option<&Path>, store: Option<&str
             };
             (s.schema_version()?, before < latest && at.is_postgres())
         }
-        (StoreCommand::Check, Location::Postgres(url)) => (Store::connect_unmigrated(url)?.schema_version()?, false),
+        (StoreCommand::Check, Location::Postgres(url)) => {
+            let s = Store::connect_unmigrated(url)?;
+            let found = s.schema_version()?;
+            if found == latest {
+                roles = s.role_holders(now)?;
+            }
+            (found, false)
+        }
         (StoreCommand::Check, Location::DataDir(_)) => (open_store(data_dir, store)?.schema_version()?, false),
     };
     let ok = found == latest;
     let mut out = io::stdout().lock();
     if json {
-        let v = serde_json::json!({ "store": at.display(), "schema": found, "latest": latest, "ok": ok, "migrated": migrated });
+        let roles: Vec<_> =
+            roles.iter().map(|(role, holder, until)| serde_json::json!({ "role": role, "holder": holder, "until": until })).collect();
+        let v =
+            serde_json::json!({ "store": at.display(), "schema": found, "latest": latest, "ok": ok, "migrated": migrated, "roles": roles });
         writeln!(out, "{v}")?;
     } else if ok {
         let verb = if migrated { "migrated to" } else { "at" };
         writeln!(out, "The store {} is reachable, {verb} schema {found} (this Runwatch's).", at.display())?;
+        for (role, holder, until) in &roles {
+            let left = std::time::Duration::from_secs(u64::try_from((until - now).max(0) / 1000).unwrap_or(0));
+            writeln!(out, "Role '{role}': played by {holder} (lease ends in {}).", humantime::format_duration(left))?;
+        }
+        if at.is_postgres() && roles.is_empty() && matches!(cmd, StoreCommand::Check) {
+            writeln!(out, "No daemon plays a role (taking HTTP check-ins, polling Slurm) right now.")?;
+        }
     } else {
         writeln!(out, "The store {} is at schema {found}; this Runwatch needs {latest}: run 'runwatch store migrate'.", at.display())?;
     }

@@ -113,8 +113,9 @@ impl EngineBuilder {
     }
 
     /// The store to work on, when not the data dir's SQLite file: a shared PostgreSQL store.
-    /// There the engine serves the API and delivers (each delivery by one of the daemons
-    /// sharing it); watching repositories and following remotes stay with SQLite for now.
+    /// There the engine serves the API, delivers (each delivery by one of the daemons
+    /// sharing it) and watches this host's repositories; one of the daemons takes the HTTP
+    /// check-ins (see `Watcher`). Following remotes stays with SQLite for now.
     pub fn store(mut self, location: Location) -> Self {
         self.store = location;
         self
@@ -200,27 +201,18 @@ impl EngineBuilder {
         // caller's hook through the change feed. Nothing polls the store.
         let hook: follow::SharedHook = Arc::new(Mutex::new(self.on_notification));
         let (wake, watcher_hook) = (deliver.clone(), hook.clone());
-        let mut watcher = if shared {
-            None
-        } else {
-            Some(Watcher::new(Store::open(&data_dir)?, self.repos, clock.clone())?.on_notification(move |n| {
-                wake.wake();
-                if let Some(hook) = watcher_hook.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
-                    hook(n);
-                }
-            }))
-        };
+        // Each daemon watches its own host's repositories, on either store (see `Watcher`).
+        let mut watcher = Watcher::new(Store::open_at(&location)?, self.repos, clock.clone())?.on_notification(move |n| {
+            wake.wake();
+            if let Some(hook) = watcher_hook.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+                hook(n);
+            }
+        });
         let wake = deliver.clone();
         let on_stored = Box::new(move || wake.wake());
 
         let store_changes = ChangeFeed::for_location(&location)?;
-        let (stop_watcher, standing_by) = match &watcher {
-            Some(w) => (w.stop_handle(), None),
-            None => {
-                let (handle, body) = runwatch_watcher::standing_by();
-                (handle, Some(body))
-            }
-        };
+        let stop_watcher = watcher.stop_handle();
         let (watcher_wake, dispatcher_wake) = (stop_watcher.clone(), deliver.clone());
         store_changes.subscribe(move || watcher_wake.wake());
         store_changes.subscribe(move || dispatcher_wake.wake());
@@ -228,11 +220,9 @@ impl EngineBuilder {
             store_changes.subscribe(hook);
         }
 
-        if let Some(w) = watcher.as_mut() {
-            w.scan()?;
-        }
-        let run_count = watcher.as_ref().map_or(0, Watcher::run_count);
-        let repos = watcher.as_ref().map(|w| w.repos().iter().map(|r| r.root().to_path_buf()).collect()).unwrap_or_default();
+        watcher.scan()?;
+        let run_count = watcher.run_count();
+        let repos = watcher.repos().iter().map(|r| r.root().to_path_buf()).collect();
 
         // Bound before any thread starts, so a busy port fails the start with nothing to undo.
         let (own_runtime, runtime) = match self.runtime {
@@ -262,17 +252,10 @@ impl EngineBuilder {
             Part::Watcher,
             spawn("watcher", move || {
                 let _done = Finished(Part::Watcher, finished);
-                match (watcher, standing_by) {
-                    (Some(watcher), _) => watcher.run().err().map(|e| {
-                        tracing::warn!("the watcher stopped: {e}");
-                        EngineError::from(e)
-                    }),
-                    (None, Some(wait)) => {
-                        wait();
-                        None
-                    }
-                    (None, None) => None,
-                }
+                watcher.run().err().map(|e| {
+                    tracing::warn!("the watcher stopped: {e}");
+                    EngineError::from(e)
+                })
             })?,
         ));
         let finished = done_tx.clone();

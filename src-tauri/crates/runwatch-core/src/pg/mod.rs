@@ -11,6 +11,7 @@ mod inbox;
 mod roles;
 mod tables;
 mod users;
+mod watch;
 
 use std::cell::{RefCell, RefMut};
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ const MIGRATION_SQL: &[&str] = &[
     include_str!("../../migrations/postgres/0001_initial.sql"),
     include_str!("../../migrations/postgres/0002_users.sql"),
     include_str!("../../migrations/postgres/0003_roles.sql"),
+    include_str!("../../migrations/postgres/0005_watch.sql"),
 ];
 
 /// The schema version of a fully migrated PostgreSQL store.

@@ -37,6 +37,5 @@ impl Pg {
 
 /// "host (pid N)": who holds a role, for people reading `runwatch store check`.
 fn label() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-    format!("{} (pid {})", if host.is_empty() { "?" } else { &host }, std::process::id())
+    format!("{} (pid {})", crate::roles::daemon_host(), std::process::id())
 }

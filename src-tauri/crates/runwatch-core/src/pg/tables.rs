@@ -247,9 +247,19 @@ impl Pg {
         let message = report.message.as_deref().map(crate::check_ins::tail_chars);
         let expect = i64::try_from(report.expect_next_in.unwrap_or(0)).unwrap_or(i64::MAX);
         let inserted = tx.execute(
-            "INSERT INTO check_in_reports (run_id, event_id, kind, expect_next_in, exit_code, message, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
-            &[&report.run_id, &report.event_id, &report.kind().as_str(), &expect, &report.exit_code, &message, &now],
+            "INSERT INTO check_in_reports (run_id, event_id, kind, expect_next_in, exit_code, message, received_at, cause, title)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id) DO NOTHING",
+            &[
+                &report.run_id,
+                &report.event_id,
+                &report.kind().as_str(),
+                &expect,
+                &report.exit_code,
+                &message,
+                &now,
+                &report.cause,
+                &report.title,
+            ],
         )?;
         if inserted == 0 {
             return Ok(false);
@@ -398,7 +408,7 @@ impl Pg {
 }
 
 /// Creates run `id` (running) unless it is known, as the SQLite side's `runs::ensure` does.
-fn ensure_run(tx: &mut postgres::Transaction<'_>, id: &str, now: Millis) -> Result<(), StoreError> {
+pub(super) fn ensure_run(tx: &mut postgres::Transaction<'_>, id: &str, now: Millis) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO runs (id, state, created_at, updated_at) VALUES ($1, 'running', $2, $2) ON CONFLICT (id) DO NOTHING",
         &[&id, &now],
