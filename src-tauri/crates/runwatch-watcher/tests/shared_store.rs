@@ -175,10 +175,10 @@ fn a_failure_over_http_says_why(backend: Backend) {
 mod a_failure_over_http_says_why {
     #[test]
     fn sqlite() {
-        super::a_failure_over_http_says_why(super::Backend::Sqlite)
+        super::a_failure_over_http_says_why(super::Backend::Sqlite);
     }
     #[test]
     fn postgres() {
-        super::a_failure_over_http_says_why(super::Backend::Postgres)
+        super::a_failure_over_http_says_why(super::Backend::Postgres);
     }
 }
