@@ -73,6 +73,30 @@ fn each_daemon_judges_only_its_own_hosts_aim_runs() {
     assert_eq!(store.run(run_a).unwrap().unwrap().state, RunState::Stuck);
 }
 
+/// `watched_repos` on a shared store: `HOST:/path` is watched by the daemon on HOST only; a
+/// plain path names no daemon and is watched by none (two would judge its runs twice).
+#[test]
+fn watched_repos_name_the_host_whose_daemon_watches_them() {
+    let url = Cluster::shared().database().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    for dir in [&one, &two] {
+        std::fs::create_dir_all(dir.join(".aim/check_ins")).unwrap();
+    }
+    let patch = runwatch_core::SettingsPatch {
+        watched_repos: Some(vec![format!("gpu-a:{}", one.display()), two.display().to_string()]),
+        ..Default::default()
+    };
+    runwatch_core::settings::patch(&mut Store::connect(&url).unwrap(), &patch).unwrap();
+    let clock: Arc<FakeClock> = Arc::new(FakeClock::at(T0));
+    let watching = |host: &str| {
+        let w = Watcher::on_host(Store::connect(&url).unwrap(), Vec::new(), clock.clone(), host.into()).unwrap();
+        w.repos().iter().map(|r| r.root().to_path_buf()).collect::<Vec<_>>()
+    };
+    assert_eq!(watching("gpu-a"), [AimRepo::open(&one).unwrap().root().to_path_buf()]);
+    assert!(watching("gpu-b").is_empty());
+}
+
 #[test]
 fn http_check_ins_are_taken_by_the_role_holder_and_by_the_next_one_when_it_dies() {
     let url = Cluster::shared().database().unwrap();
