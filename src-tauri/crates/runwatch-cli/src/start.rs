@@ -88,7 +88,7 @@ pub fn start(data_dir: &DataDir, location: &Location, repos: &[PathBuf], args: &
         engine.repos(repos.clone()).http(args.http).exposure(args.exposure()).slurm(slurm).on_failure(move |_| wait.close()).start()?;
     if location.is_postgres() {
         println!(
-            "On the shared store as host '{}': its runs are judged here; HTTP check-ins by one daemon at a time.",
+            "On the shared store as host '{}': this host's repositories are watched here; one daemon at a time takes the HTTP check-ins.",
             runwatch_core::roles::daemon_host()
         );
     }

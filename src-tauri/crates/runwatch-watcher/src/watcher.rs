@@ -324,13 +324,14 @@ impl Watcher {
         wait.max(0)
     }
 
-    /// Runs until [`StopHandle::stop`]: a first scan, then file-system events, rescans and
-    /// deadlines, each waking the loop exactly when it falls due; [`StopHandle::wake`]
-    /// re-reads the settings. Nothing else wakes it: a wall-clock step is noticed at the
-    /// next wake, which still comes on time (a wait is a duration, and rescans are planned
-    /// on the monotonic clock), before anything is judged. Store errors are logged and
-    /// retried; nothing seen is lost, because the detector's memory is rebuilt from the
-    /// store after a failed write.
+    /// Runs until [`StopHandle::stop`]: a first scan, then file-system events, rescans,
+    /// deadlines and (on a shared store) claims of the check-ins role, each waking the loop
+    /// exactly when it falls due; [`StopHandle::wake`] re-reads the settings and takes the
+    /// HTTP check-ins that arrived. Nothing else wakes it: a wall-clock step is noticed at
+    /// the next wake, which still comes on time (a wait is a duration, and rescans are
+    /// planned on the monotonic clock), before anything is judged. Store errors are logged
+    /// and retried; nothing seen is lost, because the detector's memory is rebuilt from the
+    /// store after a failed write. A clean stop gives the check-ins role up.
     pub fn run(mut self) -> Result<(), WatcherError> {
         let tx = self.tx.clone();
         let mut fs = notify::recommended_watcher(move |res| {
