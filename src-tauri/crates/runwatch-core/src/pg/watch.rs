@@ -49,6 +49,8 @@ impl Pg {
             for c in &r.checkins {
                 tx.execute(&save_checkin, &[&r.id, &c.flag, &c.idx, &c.expect_next_in, &c.first_seen])?;
             }
+            // Snoozes "until the run changes" (`crate::noise::run_state_saved` on SQLite) are
+            // noise control, which ends them here once it exists on PostgreSQL.
         }
         for (run, cause) in &step.causes {
             tx.execute("UPDATE runs SET cause = $2 WHERE id = $1", &[run, cause])?;
