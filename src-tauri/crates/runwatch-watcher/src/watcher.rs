@@ -34,12 +34,14 @@ pub struct Settings {
     /// file-system events miss. Lost events (an overflowed queue) trigger one at once, so
     /// this is a rare safety net, not how changes are found.
     pub rescan_every: Duration,
+    /// Setting `watched_repos`: repositories to watch besides those named at start.
+    pub watched_repos: Vec<String>,
 }
 
 impl Settings {
     pub fn load(store: &Store) -> Result<Settings, StoreError> {
         let s = runwatch_core::Settings::load(store)?;
-        Ok(Settings { grace: s.grace(), log_level: s.log_level, rescan_every: s.rescan_every() })
+        Ok(Settings { grace: s.grace(), log_level: s.log_level, rescan_every: s.rescan_every(), watched_repos: s.watched_repos })
     }
 }
 
@@ -134,7 +136,7 @@ impl Watcher {
         let (tx, rx) = mpsc::channel();
         let data_version = store.change_marker()?;
         let named = repos;
-        let repos = with_setting_repos(&named, &store, &host)?;
+        let repos = with_setting_repos(&named, &settings.watched_repos, store.is_postgres(), &host, true);
         Ok(Watcher {
             store,
             clock,
@@ -442,23 +444,27 @@ impl Watcher {
             return false;
         }
         self.data_version = v;
-        match Settings::load(&self.store) {
+        let changed = match Settings::load(&self.store) {
             Ok(s) => {
                 self.detector.set_grace(s.grace);
+                let changed = s.watched_repos != self.settings.watched_repos;
                 self.settings = s;
+                changed
             }
-            Err(e) => tracing::warn!("cannot read settings: {e}"),
-        }
-        match with_setting_repos(&self.named, &self.store, &self.host) {
-            Ok(repos) if repos != self.repos => {
-                for added in repos.iter().filter(|r| !self.repos.contains(r)) {
-                    tracing::info!("now watching '{}'", added.root().display());
-                }
-                self.repos = repos;
-                self.rescan_soon = true;
+            Err(e) => {
+                tracing::warn!("cannot read settings: {e}");
+                return true;
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("cannot read the watched repositories: {e}"),
+        };
+        // Looked at every time (a repository named there may have appeared since), warned
+        // about when the setting changed.
+        let repos = with_setting_repos(&self.named, &self.settings.watched_repos, self.store.is_postgres(), &self.host, changed);
+        if repos != self.repos {
+            for added in repos.iter().filter(|r| !self.repos.contains(r)) {
+                tracing::info!("now watching '{}'", added.root().display());
+            }
+            self.repos = repos;
+            self.rescan_soon = true;
         }
         true
     }
@@ -634,34 +640,37 @@ fn collect_paths(res: notify::Result<notify::Event>, paths: &mut Vec<PathBuf>) -
     }
 }
 
-/// The named repositories plus those of the `watched_repos` setting that are this daemon's
-/// and exist (others are skipped with a warning, once per change), sorted and without
-/// repeats. An entry `HOST:/path` is for the daemon on HOST; a plain path is for the one
-/// daemon of a store of its own, and skipped on a shared store, where it does not say
-/// which daemon should watch it (two watching one repository would judge its runs twice).
-fn with_setting_repos(named: &[AimRepo], store: &Store, host: &str) -> Result<Vec<AimRepo>, StoreError> {
-    let entries = runwatch_core::Settings::load(store)?.watched_repos;
+/// The named repositories plus those of the `watched_repos` setting (`entries`) that are
+/// this daemon's and exist, sorted and without repeats; the others are skipped, with a
+/// warning when `warn` (the setting changed). An entry `HOST:/path` is for the daemon on
+/// HOST; a plain path is for the one daemon of a store of its own, and skipped on a
+/// `shared` store, where it does not say which daemon should watch it (two watching one
+/// repository would judge its runs twice).
+fn with_setting_repos(named: &[AimRepo], entries: &[String], shared: bool, host: &str, warn: bool) -> Vec<AimRepo> {
     let mut repos = named.to_vec();
     for entry in entries {
-        let (for_host, path) = settings::split_watched_repo(&entry);
+        let (for_host, path) = settings::split_watched_repo(entry);
         match for_host {
             Some(h) if h != host => continue,
-            None if store.is_postgres() => {
-                tracing::warn!(
-                    "not watching '{path}' from the settings: on a shared store, name the host that watches it ('{host}:{path}')"
-                );
+            None if shared => {
+                if warn {
+                    tracing::warn!(
+                        "not watching '{path}' from the settings: on a shared store, name the host that watches it ('{host}:{path}')"
+                    );
+                }
                 continue;
             }
             _ => {}
         }
         match AimRepo::open(std::path::Path::new(path)) {
             Ok(r) => repos.push(r),
-            Err(e) => tracing::warn!("not watching '{path}' from the settings: {e}"),
+            Err(e) if warn => tracing::warn!("not watching '{path}' from the settings: {e}"),
+            Err(_) => {}
         }
     }
     repos.sort();
     repos.dedup();
-    Ok(repos)
+    repos
 }
 
 /// What a notification about a run that checks in over HTTP says, and the run's cause.
