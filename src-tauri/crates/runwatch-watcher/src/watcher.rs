@@ -619,6 +619,14 @@ impl Watcher {
     }
 }
 
+/// A watcher that ends without dying (a clean stop, a start that failed later on) gives
+/// the check-ins role up at once rather than at the end of its lease.
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.release_role();
+    }
+}
+
 /// Adds the paths of a file-system event that may name a new file; true when the event
 /// reports an error (an overflowed queue and the like), after which only a rescan is sure.
 fn collect_paths(res: notify::Result<notify::Event>, paths: &mut Vec<PathBuf>) -> bool {

@@ -118,8 +118,9 @@ fn http_check_ins_are_taken_by_the_role_holder_and_by_the_next_one_when_it_dies(
     assert_eq!(started.iter().map(|n| n.title.as_str()).collect::<Vec<_>>(), ["Run 'job-1' started."]);
     assert!(api_b.waiting_check_ins(10).unwrap().is_empty());
 
-    // The holder dies (no release). Until its lease ends the other does not take over …
-    drop(a);
+    // The holder dies (as by kill -9: no release). Until its lease ends the other does not
+    // take over …
+    std::mem::forget(a);
     clock.advance(std::time::Duration::from_millis(u64::try_from(role_lease() / 2).unwrap()));
     b.keep_role().unwrap();
     assert!(!b.takes_check_ins());
@@ -133,8 +134,8 @@ fn http_check_ins_are_taken_by_the_role_holder_and_by_the_next_one_when_it_dies(
     assert!(stuck[0].body.contains("Host: node-7"), "{:?}", stuck[0].body);
     assert_eq!(api_b.run("job-1").unwrap().unwrap().host.as_deref(), Some("node-7"), "an HTTP run keeps its own host");
 
-    // A clean stop gives the role up at once.
-    b.release_role();
+    // A watcher that ends without dying gives the role up at once.
+    drop(b);
     assert!(api_b.role_holders(T0 + 105_000).unwrap().is_empty());
 }
 
