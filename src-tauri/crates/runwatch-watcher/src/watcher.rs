@@ -279,12 +279,20 @@ impl Watcher {
     /// Claims [`Role::CheckIns`] again when due (see [`Claim::again_at`]): the holder renews
     /// it; another daemon takes it when the holder's lease ran out. Taking it loads the runs
     /// that check in over HTTP from the store, so one that fell silent while no daemon held
-    /// the role is judged now; losing it forgets them. On a store of its own the role is
-    /// always held and this does nothing.
+    /// the role is judged now; losing it forgets them. A daemon that does not hold it looks
+    /// whether its holder gave it up (one read) and takes it then. On a store of its own the
+    /// role is always held and this does nothing.
     pub fn keep_role(&mut self) -> Result<(), WatcherError> {
         let now = self.clock.now();
         if now < self.role.again_at {
-            return Ok(());
+            // A holder that stopped gave the role up (its release wakes every daemon): taken
+            // now rather than when its lease would have run out.
+            let given_up = !self.role.held
+                && self.store.is_postgres()
+                && !self.store.role_holders(now)?.iter().any(|(role, _, _)| role == Role::CheckIns.as_str());
+            if !given_up {
+                return Ok(());
+            }
         }
         let claim = match self.store.claim_role(Role::CheckIns, now) {
             Ok(claim) => claim,

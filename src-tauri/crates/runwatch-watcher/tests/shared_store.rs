@@ -134,9 +134,15 @@ fn http_check_ins_are_taken_by_the_role_holder_and_by_the_next_one_when_it_dies(
     assert!(stuck[0].body.contains("Host: node-7"), "{:?}", stuck[0].body);
     assert_eq!(api_b.run("job-1").unwrap().unwrap().host.as_deref(), Some("node-7"), "an HTTP run keeps its own host");
 
-    // A watcher that ends without dying gives the role up at once.
+    // A watcher that ends without dying gives the role up at once, and another daemon
+    // takes it at its next wake, without waiting for the lease to run out.
+    b.keep_role().unwrap(); // renewed
+    let mut c = start("gpu-c");
+    assert!(!c.takes_check_ins());
     drop(b);
     assert!(api_b.role_holders(T0 + 105_000).unwrap().is_empty());
+    c.keep_role().unwrap();
+    assert!(c.takes_check_ins());
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -24,8 +24,13 @@ impl Pg {
         Ok(Claim { held: false, again_at: until.max(now) })
     }
 
+    /// Gives a role up; the other daemons are woken (the change feed), so one takes it now.
     pub(crate) fn release_role(&self, role: &str) -> Result<(), StoreError> {
-        self.conn().client.execute("DELETE FROM roles WHERE name = $1 AND holder = $2", &[&role, &self.holder])?;
+        let mut conn = self.conn();
+        let mut tx = conn.client.transaction()?;
+        tx.execute("DELETE FROM roles WHERE name = $1 AND holder = $2", &[&role, &self.holder])?;
+        tx.batch_execute(super::NOTIFY)?;
+        tx.commit()?;
         Ok(())
     }
 
