@@ -76,6 +76,21 @@ fn a_step_saved_again_stores_nothing_twice(backend: Backend) {
     assert!(store.stored_checkins().unwrap().iter().all(|c| c.first_seen == 1_500));
 }
 
+/// A step whose run states cannot be saved (here a check-in flag the store refuses; in
+/// life a crash or a lost server) loses nothing: saved again, as the detector does after
+/// rebuilding its memory, its notifications are there once and its run states are saved.
+fn a_step_that_fails_halfway_is_saved_whole_by_the_next_try(backend: Backend) {
+    let (place, mut store) = store(backend);
+    let mut broken = step();
+    broken.runs[0].checkins.push(CheckinRow { flag: "exploded", idx: 3, expect_next_in: 0, first_seen: 1_000 });
+    assert!(store.save_watch_step(&broken, 5_000).is_err());
+    assert!(store.run("r1").unwrap().is_none_or(|r| r.state == RunState::Running), "no state saved");
+    store.save_watch_step(&step(), 6_000).unwrap();
+    assert_eq!(place.count("SELECT COUNT(*) FROM notifications"), 2);
+    assert_eq!(store.run("r1").unwrap().unwrap().state, RunState::Stuck);
+    assert_eq!(store.run("r2").unwrap().unwrap().log_step, Some(7));
+}
+
 /// The HTTP check-in queue: waiting in arrival order with what a failure said, taken with
 /// the step that took them in; a failure's cause is kept on its run.
 fn check_ins_wait_until_a_step_takes_them(backend: Backend) {
@@ -108,4 +123,8 @@ fn check_ins_wait_until_a_step_takes_them(backend: Backend) {
     assert_eq!(store.run("job").unwrap().unwrap().cause.as_deref(), Some("killed by the OOM killer"));
 }
 
-on_both!(a_step_saved_again_stores_nothing_twice, check_ins_wait_until_a_step_takes_them);
+on_both!(
+    a_step_saved_again_stores_nothing_twice,
+    a_step_that_fails_halfway_is_saved_whole_by_the_next_try,
+    check_ins_wait_until_a_step_takes_them
+);
