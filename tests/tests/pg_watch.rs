@@ -22,8 +22,12 @@ struct Daemon {
 }
 
 fn daemon(dir: &Path, store: &str, host: &str, repos: &[&Path]) -> Daemon {
+    daemon_with_lease(dir, store, host, repos, ROLE_LEASE_MS)
+}
+
+fn daemon_with_lease(dir: &Path, store: &str, host: &str, repos: &[&Path], lease_ms: &str) -> Daemon {
     let mut cmd = runwatch(dir);
-    cmd.args(["--store", store, "--notifications", "hidden"]).env(HOST_ENV, host).env(ROLE_LEASE_ENV, ROLE_LEASE_MS);
+    cmd.args(["--store", store, "--notifications", "hidden"]).env(HOST_ENV, host).env(ROLE_LEASE_ENV, lease_ms);
     for repo in repos {
         cmd.arg("--repo").arg(repo);
     }
@@ -192,5 +196,32 @@ fn http_check_ins_to_either_daemon_reach_the_one_detector_which_moves_when_kille
     assert_eq!(role_line(&cli, &url), "");
     for run in ["job-1", "job-2", "job-3", "job-4"] {
         assert_eq!(stuck_count(&url, run), 1, "{run}: {:?}", titles(&url, run));
+    }
+}
+
+/// The holder takes a check-in sent to another daemon when PostgreSQL tells it of the
+/// commit (LISTEN/NOTIFY): with a lease of ten minutes and the default rescan of five, no
+/// timer of its own would wake it within the test's patience.
+#[test]
+fn a_check_in_to_another_daemon_wakes_the_holder_through_the_change_feed() {
+    let url = shared_store();
+    let tmp = tempfile::tempdir().unwrap();
+    let a = daemon_with_lease(&tmp.path().join("data-a"), &url, "gpu-a", &[], "600000");
+    let b = daemon_with_lease(&tmp.path().join("data-b"), &url, "gpu-b", &[], "600000");
+    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+    let failed = serde_json::json!({ "run_id": "job-9", "failed": true, "exit_code": 3, "cause": "exit code 3" });
+    let res = agent
+        .post(format!("{}/api/v1/check-ins", b.base))
+        .header("Authorization", format!("Bearer {}", b.token))
+        .header("Content-Type", "application/json")
+        .send(failed.to_string())
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    wait_until("gpu-a's detector to take the failure", || (!titles(&url, "job-9").is_empty()).then_some(()));
+    assert_eq!(titles(&url, "job-9"), ["Run 'job-9' failed with exit code 3."]);
+    assert_eq!(run_row(&url, "job-9").map(|r| r.0), Some("failed".into()));
+    for d in [a, b] {
+        d.running.signal_group("TERM");
+        assert!(d.running.finish().0.success());
     }
 }
