@@ -82,8 +82,8 @@ fn store_check_names_the_daemon_playing_each_role() {
     assert!(store.claim_role(runwatch_core::Role::Slurm, now).unwrap().held);
     let check = rw(&["store", "check"]);
     let pid = format!("(pid {})", std::process::id());
-    let line = check.stdout.lines().find(|l| l.starts_with("Role slurm: ")).unwrap_or_else(|| panic!("{check:?}"));
-    assert!(line.contains(&pid) && line.contains("its lease until "), "{check:?}");
+    let line = check.stdout.lines().find(|l| l.starts_with("Role 'slurm': played by ")).unwrap_or_else(|| panic!("{check:?}"));
+    assert!(line.contains(&pid) && line.contains("lease ends in "), "{check:?}");
     let json = rw(&["--json", "store", "check"]);
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(v["roles"][0]["role"], "slurm", "{json:?}");

@@ -28,7 +28,9 @@ expiry_days: number,
  */
 rescan_secs: number, 
 /**
- * Aim repositories the watcher reads, besides those named on the command line.
+ * Aim repositories the watcher reads, besides those named on the command line:
+ * absolute paths, or `HOST:/path` for the daemon on HOST (on a shared store, where
+ * each daemon watches its own host's repositories, only these are watched).
  */
 watched_repos: Array<string>, 
 /**

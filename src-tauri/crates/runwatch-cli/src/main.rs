@@ -229,9 +229,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Start(args) => {
             let data_dir = DataDir::resolve(cli.data_dir.as_deref())?;
             let at = location(&data_dir, cli.store.as_deref())?;
-            if at.is_postgres() && !cli.repo.is_empty() {
-                return Err(usage_error("start", "--repo: watching Aim repositories on a PostgreSQL store is not available yet"));
-            }
             start::start(&data_dir, &at, &cli.repo, &args)
         }
         Command::Store(_) if cli.remote.server.is_some() => {
@@ -403,16 +400,16 @@ fn store_command(cmd: &StoreCommand, data_dir: Option<&Path>, store: Option<&str
     } else if ok {
         let verb = if migrated { "migrated to" } else { "at" };
         writeln!(out, "The store {} is reachable, {verb} schema {found} (this Runwatch's).", at.display())?;
+        let now = runwatch_core::clock::Clock::now(&runwatch_core::clock::SystemClock);
+        for (role, holder, until) in &holders {
+            let left = std::time::Duration::from_secs(u64::try_from((until - now).max(0) / 1000).unwrap_or(0));
+            writeln!(out, "Role '{role}': played by {holder} (lease ends in {}).", humantime::format_duration(left))?;
+        }
+        if at.is_postgres() && holders.is_empty() && matches!(cmd, StoreCommand::Check) {
+            writeln!(out, "No daemon plays a role (taking HTTP check-ins, following remotes, polling Slurm) right now.")?;
+        }
     } else {
         writeln!(out, "The store {} is at schema {found}; this Runwatch needs {latest}: run 'runwatch store migrate'.", at.display())?;
-    }
-    if !json && matches!((cmd, &at), (StoreCommand::Check, Location::Postgres(_))) {
-        if holders.is_empty() {
-            writeln!(out, "No daemon plays a role (taking HTTP check-ins, polling Slurm) now.")?;
-        }
-        for (role, holder, until) in &holders {
-            writeln!(out, "Role {role}: {holder}, its lease until {}.", output::second(*until))?;
-        }
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

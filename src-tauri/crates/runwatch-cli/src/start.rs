@@ -61,9 +61,8 @@ impl StartArgs {
 }
 
 pub fn start(data_dir: &DataDir, location: &Location, repos: &[PathBuf], args: &StartArgs) -> anyhow::Result<ExitCode> {
-    // On a shared PostgreSQL store the daemon serves the API and delivers; it watches no
-    // repository there yet.
-    let repos = if location.is_postgres() { Vec::new() } else { resolve_repos(repos)? };
+    // On a shared store too, each daemon watches the repositories of its own host.
+    let repos = resolve_repos(repos)?;
     let engine = Engine::builder(data_dir.clone())?.store(location.clone());
     let mut setup = Store::open_at(location)?;
     println!("Runwatch {} — data in '{}'", env!("CARGO_PKG_VERSION"), setup.describe());
@@ -88,8 +87,12 @@ pub fn start(data_dir: &DataDir, location: &Location, repos: &[PathBuf], args: &
     let engine =
         engine.repos(repos.clone()).http(args.http).exposure(args.exposure()).slurm(slurm).on_failure(move |_| wait.close()).start()?;
     if location.is_postgres() {
-        println!("On the shared store: serving the API and delivering; watching repositories is not available there yet.");
-    } else if repos.is_empty() {
+        println!(
+            "On the shared store as host '{}': this host's repositories are watched here; one daemon at a time takes the HTTP check-ins.",
+            runwatch_core::roles::daemon_host()
+        );
+    }
+    if repos.is_empty() {
         println!("Not watching any Aim repository (pass --repo DIR); events sent to Runwatch are still received.");
     }
     for repo in &repos {

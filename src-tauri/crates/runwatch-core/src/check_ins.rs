@@ -79,7 +79,7 @@ impl CheckInKind {
         }
     }
 
-    fn parse(s: &str) -> CheckInKind {
+    pub(crate) fn parse(s: &str) -> CheckInKind {
         match s {
             "finished" => CheckInKind::Finished,
             "failed" => CheckInKind::Failed,

@@ -20,6 +20,7 @@ pub mod settings;
 pub mod store;
 pub mod template;
 pub mod users;
+pub mod watch;
 
 pub use changes::ChangeFeed;
 pub use data_dir::DataDir;

@@ -52,39 +52,37 @@ pub struct CheckinRow<'a> {
 const COLUMNS: &str = "id, repo, name, state, checkin_idx, checkin_flag, checkin_expect_next_in, checkin_first_seen, \
                        deadline, log_step, created_at, updated_at, host, labels, cause";
 
-/// Saves what the detector concluded about a run: its repo, state, newest check-in and
-/// deadline. Leaves the name and the log-record step alone.
-pub fn save_detected(
-    conn: &Connection,
-    id: &str,
-    repo: &str,
-    state: RunState,
-    newest: Option<&CheckinRow<'_>>,
-    deadline: Option<Millis>,
-    now: Millis,
-) -> Result<(), StoreError> {
+/// Saves what the detector concluded about a run: its repo, host (when given: the daemon
+/// watching an Aim run), state, newest check-in and deadline, and its newest check-in of
+/// each flag. Leaves the name and the log-record step alone.
+pub fn save_detected(conn: &Connection, r: &crate::watch::Detected, now: Millis) -> Result<(), StoreError> {
+    let newest = r.newest();
     conn.prepare_cached(
         "INSERT INTO runs (id, repo, state, checkin_idx, checkin_flag, checkin_expect_next_in, checkin_first_seen,
-                           deadline, created_at, updated_at)
-         VALUES (?1, NULLIF(?2, ''), ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+                           deadline, created_at, updated_at, host)
+         VALUES (?1, NULLIF(?2, ''), ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)
          ON CONFLICT (id) DO UPDATE SET
-           repo = excluded.repo, state = excluded.state, checkin_idx = excluded.checkin_idx,
-           checkin_flag = excluded.checkin_flag, checkin_expect_next_in = excluded.checkin_expect_next_in,
-           checkin_first_seen = excluded.checkin_first_seen, deadline = excluded.deadline,
-           updated_at = excluded.updated_at",
+           repo = excluded.repo, host = coalesce(excluded.host, runs.host), state = excluded.state,
+           checkin_idx = excluded.checkin_idx, checkin_flag = excluded.checkin_flag,
+           checkin_expect_next_in = excluded.checkin_expect_next_in, checkin_first_seen = excluded.checkin_first_seen,
+           deadline = excluded.deadline, updated_at = excluded.updated_at",
     )?
     .execute(params![
-        id,
-        repo,
-        state.as_str(),
+        r.id,
+        r.repo,
+        r.state.as_str(),
         newest.map(|c| c.idx),
         newest.map(|c| c.flag),
         newest.map(|c| c.expect_next_in),
         newest.map(|c| c.first_seen),
-        deadline,
-        now
+        r.deadline,
+        now,
+        r.host
     ])?;
-    crate::noise::run_state_saved(conn, id, state, now)?;
+    for c in &r.checkins {
+        upsert_checkin(conn, &r.id, c)?;
+    }
+    crate::noise::run_state_saved(conn, &r.id, r.state, now)?;
     Ok(())
 }
 
@@ -181,6 +179,9 @@ pub fn save_reported(conn: &Connection, r: &Reported, now: Millis) -> Result<(),
          WHERE id = ?1",
     )?
     .execute(params![r.id, r.name, r.state.map(RunState::as_str), r.host, labels, r.cause, now])?;
+    if let Some(state) = r.state {
+        crate::noise::run_state_saved(conn, &r.id, state, now)?;
+    }
     Ok(())
 }
 
@@ -200,6 +201,7 @@ pub fn set_end(conn: &Connection, id: &str, state: RunState, cause: Option<&str>
         cause,
         now
     ])?;
+    crate::noise::run_state_saved(conn, id, state, now)?;
     Ok(())
 }
 

@@ -67,7 +67,9 @@ pub struct Settings {
     /// Seconds between full rescans of the watched repositories (they catch what
     /// file-system events miss).
     pub rescan_secs: u64,
-    /// Aim repositories the watcher reads, besides those named on the command line.
+    /// Aim repositories the watcher reads, besides those named on the command line:
+    /// absolute paths, or `HOST:/path` for the daemon on HOST (on a shared store, where
+    /// each daemon watches its own host's repositories, only these are watched).
     pub watched_repos: Vec<String>,
     /// Seconds a followed server may be unreachable before one WARNING says so.
     pub unreachable_warn_secs: u64,
@@ -169,8 +171,12 @@ impl SettingsPatch {
         }
         for (i, repo) in self.watched_repos.iter().flatten().enumerate() {
             // A relative path would depend on where the daemon happened to start.
-            if repo.trim() != repo || !std::path::Path::new(repo).is_absolute() || repo.contains('\0') {
-                return invalid(format!("watched_repos[{i}] must be an absolute path, without surrounding spaces: {repo:?}"));
+            let (host, path) = split_watched_repo(repo);
+            let bad_host = host.is_some_and(|h| h.trim() != h || h.contains('/'));
+            if bad_host || path.trim() != path || !std::path::Path::new(path).is_absolute() || repo.contains('\0') {
+                return invalid(format!(
+                    "watched_repos[{i}] must be an absolute path, or HOST:/absolute/path, without surrounding spaces: {repo:?}"
+                ));
             }
         }
         Ok(())
@@ -278,6 +284,18 @@ pub fn patch(store: &mut Store, patch: &SettingsPatch) -> Result<Settings, Setti
         })?;
     }
     Ok(Settings::load(store)?)
+}
+
+/// An entry of `watched_repos`: `HOST:/path` (the repository of the daemon on HOST) or a
+/// plain `/path` (of the daemon of a store of its own), as (host, path).
+pub fn split_watched_repo(entry: &str) -> (Option<&str>, &str) {
+    if entry.starts_with('/') {
+        return (None, entry);
+    }
+    match entry.split_once(':') {
+        Some((host, path)) if !host.is_empty() && path.starts_with('/') => (Some(host), path),
+        _ => (None, entry),
+    }
 }
 
 /// How long notifications are kept (`None` = forever): the one setting read on every

@@ -163,6 +163,28 @@ fn snoozed_until_the_run_changes_state_comes_back_with_the_change_only(backend: 
     assert_eq!(pending_titles(&store, T0 + 1001 * HOUR), ["about nothing", "r1 is stuck"]);
 }
 
+/// Every source that saves a run's state ends a snooze until that run changes: the
+/// detector (above), a run that reports its own end (`exec`) and the Slurm source.
+fn a_run_change_from_exec_or_slurm_ends_a_snooze_until_the_change(backend: Backend) {
+    let (_place, mut store) = store(backend);
+    store.set_run_state("r1", RunState::Running, T0).unwrap();
+    store.set_run_state("r2", RunState::Running, T0).unwrap();
+    let a = insert(&mut store, &note(Level::Warning, "r1 is slow", Some("r1")), T0);
+    let b = insert(&mut store, &note(Level::Warning, "r2 is slow", Some("r2")), T0);
+    store.snooze(&[a.id.clone(), b.id.clone()], SnoozeUntil::RunChange, T0).unwrap();
+    assert!(pending_titles(&store, T0 + 1).is_empty());
+
+    store.set_run_end("r1", RunState::Failed, Some("exit code 1"), T0 + 2).unwrap();
+    assert_eq!(pending_titles(&store, T0 + 3), ["r1 is slow"]);
+
+    let report = runwatch_core::runs::Report {
+        run: runwatch_core::runs::Reported { id: "r2".into(), state: Some(RunState::Failed), ..Default::default() },
+        notification: None,
+    };
+    store.save_reports(&["r2".to_string()], T0 + 4, |_, _| Some(report.clone())).unwrap();
+    assert_eq!(pending_titles(&store, T0 + 5), ["r2 is slow", "r1 is slow"]);
+}
+
 fn a_snoozed_run_snoozes_what_it_has_and_what_arrives_until_the_snooze_ends(backend: Backend) {
     let (_place, mut store) = store(backend);
     store.set_run_state("r1", RunState::Running, T0).unwrap();
@@ -582,6 +604,7 @@ on_both!(
     unsnooze_brings_it_back_at_once_and_an_ack_all_still_reaches_snoozed_ones,
     snooze_all_snoozes_what_is_pending_now_only,
     snoozed_until_the_run_changes_state_comes_back_with_the_change_only,
+    a_run_change_from_exec_or_slurm_ends_a_snooze_until_the_change,
     a_snoozed_run_snoozes_what_it_has_and_what_arrives_until_the_snooze_ends,
     a_silence_stores_matching_notifications_as_silenced_without_deliveries_until_it_expires,
     a_silence_ends_by_itself_and_one_that_starts_later_waits,

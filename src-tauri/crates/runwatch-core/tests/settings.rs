@@ -63,6 +63,9 @@ fn an_invalid_patch_writes_nothing(backend: Backend) {
         SettingsPatch { watched_repos: Some(vec!["relative/.aim".into()]), ..Default::default() },
         SettingsPatch { watched_repos: Some(vec!["/ok".into(), String::new()]), ..Default::default() },
         SettingsPatch { watched_repos: Some(vec![" /padded".into()]), ..Default::default() },
+        SettingsPatch { watched_repos: Some(vec!["gpu-1:relative/.aim".into()]), ..Default::default() },
+        SettingsPatch { watched_repos: Some(vec![":/no-host".into()]), ..Default::default() },
+        SettingsPatch { watched_repos: Some(vec![" gpu-1:/padded".into()]), ..Default::default() },
     ];
     for patch in bad {
         // The valid part of the patch is not written either.
@@ -77,6 +80,11 @@ fn an_invalid_patch_writes_nothing(backend: Backend) {
     let edge = SettingsPatch { grace_secs: Some(7 * 86_400), expiry_days: Some(36_500), rescan_secs: Some(1), ..Default::default() };
     let s = settings::patch(&mut store, &edge).unwrap();
     assert_eq!((s.grace_secs, s.expiry_days, s.rescan_secs), (7 * 86_400, 36_500, 1));
+    // A repository of one host's daemon (a team store), and a path with a colon in it.
+    let hosts = SettingsPatch { watched_repos: Some(vec!["gpu-1:/scratch/.aim".into(), "/data/a:b/.aim".into()]), ..Default::default() };
+    assert_eq!(settings::patch(&mut store, &hosts).unwrap().watched_repos, ["gpu-1:/scratch/.aim", "/data/a:b/.aim"]);
+    assert_eq!(settings::split_watched_repo("gpu-1:/scratch/.aim"), (Some("gpu-1"), "/scratch/.aim"));
+    assert_eq!(settings::split_watched_repo("/data/a:b/.aim"), (None, "/data/a:b/.aim"));
 }
 
 /// The rows as earlier versions wrote them (and as a hand-edited store may hold them).

@@ -114,8 +114,9 @@ impl EngineBuilder {
 
     /// The store to work on, when not the data dir's SQLite file: a shared PostgreSQL store.
     /// There the engine serves the API, delivers (each delivery by one of the daemons
-    /// sharing it) and follows remotes (one daemon at a time, see `follow`); watching
-    /// repositories stays with SQLite for now.
+    /// sharing it), watches this host's repositories, and plays the store's roles one daemon
+    /// at a time: taking the HTTP check-ins (see `Watcher`), following remotes (see
+    /// `follow`) and polling Slurm (see `slurm`).
     pub fn store(mut self, location: Location) -> Self {
         self.store = location;
         self
@@ -187,7 +188,6 @@ impl EngineBuilder {
         let clock: SharedClock = Arc::new(SystemClock);
         let token = data_dir.api_token().map_err(EngineError::Token)?;
         let location = self.store;
-        let shared = location.is_postgres();
         let api_store = Store::open_at(&location)?;
         let (done_tx, done) = mpsc::channel();
         let errors: Arc<Mutex<Vec<EngineError>>> = Arc::default();
@@ -201,27 +201,18 @@ impl EngineBuilder {
         // caller's hook through the change feed. Nothing polls the store.
         let hook: follow::SharedHook = Arc::new(Mutex::new(self.on_notification));
         let (wake, watcher_hook) = (deliver.clone(), hook.clone());
-        let mut watcher = if shared {
-            None
-        } else {
-            Some(Watcher::new(Store::open(&data_dir)?, self.repos, clock.clone())?.on_notification(move |n| {
-                wake.wake();
-                if let Some(hook) = watcher_hook.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
-                    hook(n);
-                }
-            }))
-        };
+        // Each daemon watches its own host's repositories, on either store (see `Watcher`).
+        let mut watcher = Watcher::new(Store::open_at(&location)?, self.repos, clock.clone())?.on_notification(move |n| {
+            wake.wake();
+            if let Some(hook) = watcher_hook.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+                hook(n);
+            }
+        });
         let wake = deliver.clone();
         let on_stored = Box::new(move || wake.wake());
 
         let store_changes = ChangeFeed::for_location(&location)?;
-        let (stop_watcher, standing_by) = match &watcher {
-            Some(w) => (w.stop_handle(), None),
-            None => {
-                let (handle, body) = runwatch_watcher::standing_by();
-                (handle, Some(body))
-            }
-        };
+        let stop_watcher = watcher.stop_handle();
         let (watcher_wake, dispatcher_wake) = (stop_watcher.clone(), deliver.clone());
         store_changes.subscribe(move || watcher_wake.wake());
         store_changes.subscribe(move || dispatcher_wake.wake());
@@ -229,11 +220,9 @@ impl EngineBuilder {
             store_changes.subscribe(hook);
         }
 
-        if let Some(w) = watcher.as_mut() {
-            w.scan()?;
-        }
-        let run_count = watcher.as_ref().map_or(0, Watcher::run_count);
-        let repos = watcher.as_ref().map(|w| w.repos().iter().map(|r| r.root().to_path_buf()).collect()).unwrap_or_default();
+        watcher.scan()?;
+        let run_count = watcher.run_count();
+        let repos = watcher.repos().iter().map(|r| r.root().to_path_buf()).collect();
 
         // Bound before any thread starts, so a busy port fails the start with nothing to undo.
         let (own_runtime, runtime) = match self.runtime {
@@ -263,17 +252,10 @@ impl EngineBuilder {
             Part::Watcher,
             spawn("watcher", move || {
                 let _done = Finished(Part::Watcher, finished);
-                match (watcher, standing_by) {
-                    (Some(watcher), _) => watcher.run().err().map(|e| {
-                        tracing::warn!("the watcher stopped: {e}");
-                        EngineError::from(e)
-                    }),
-                    (None, Some(wait)) => {
-                        wait();
-                        None
-                    }
-                    (None, None) => None,
-                }
+                watcher.run().err().map(|e| {
+                    tracing::warn!("the watcher stopped: {e}");
+                    EngineError::from(e)
+                })
             })?,
         ));
         let finished = done_tx.clone();

@@ -534,14 +534,9 @@ pub async fn check_in(State(state): State<Arc<ApiState>>, Json(report): Json<Che
     let at = now(&state);
     let run_id = report.run_id.clone();
     state.before_write().await;
-    let new = with_store(&state, move |s| {
-        // Stored there, but no detector takes them yet: refused rather than kept unseen.
-        if s.is_postgres() {
-            return Err(StoreError::Unsupported("taking HTTP check-ins (the run detector)").into());
-        }
-        Ok(s.record_check_in(&report, at)?)
-    })
-    .await?;
+    // Any daemon of a shared store stores it; the one holding the check-ins role takes it
+    // into the detector (woken by the change feed).
+    let new = with_store(&state, move |s| Ok(s.record_check_in(&report, at)?)).await?;
     state.stored();
     Ok(axum::Json(CheckInResult { run_id, duplicate: !new }))
 }

@@ -300,6 +300,11 @@ impl Detector {
         self.tracks.len()
     }
 
+    /// The ids of the runs it tracks.
+    pub fn runs(&self) -> impl Iterator<Item = &String> {
+        self.tracks.keys()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.tracks.is_empty()
     }

@@ -6,4 +6,4 @@ pub mod log_records;
 mod watcher;
 
 pub use detector::{Detector, Happening};
-pub use watcher::{standing_by, Settings, StopHandle, Watcher, WatcherError};
+pub use watcher::{Settings, StopHandle, Watcher, WatcherError};

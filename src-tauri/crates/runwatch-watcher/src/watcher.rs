@@ -11,11 +11,13 @@ use notify::RecursiveMode;
 use runwatch_aim::checkins::{CheckIn, Flag};
 use runwatch_aim::logs::{self, LogError};
 use runwatch_aim::repo::AimRepo;
-use runwatch_core::check_ins::{self, CheckInKind};
+use runwatch_core::check_ins::CheckInKind;
 use runwatch_core::clock::{Millis, SharedClock};
-use runwatch_core::runs::{self, CheckinRow};
+use runwatch_core::roles::{self, Claim, Role};
+use runwatch_core::runs::CheckinRow;
 use runwatch_core::store::StoreError;
-use runwatch_core::{inbox, settings, Inserted, Level, NewNotification, Notification, RunState, Store};
+use runwatch_core::watch::{Detected, WatchStep};
+use runwatch_core::{settings, Level, NewNotification, Notification, RunState, Store};
 
 use crate::detector::{Changes, Detector, Happening, Seen, Track};
 use crate::log_records;
@@ -32,12 +34,14 @@ pub struct Settings {
     /// file-system events miss. Lost events (an overflowed queue) trigger one at once, so
     /// this is a rare safety net, not how changes are found.
     pub rescan_every: Duration,
+    /// Setting `watched_repos`: repositories to watch besides those named at start.
+    pub watched_repos: Vec<String>,
 }
 
 impl Settings {
     pub fn load(store: &Store) -> Result<Settings, StoreError> {
         let s = runwatch_core::Settings::load(store)?;
-        Ok(Settings { grace: s.grace(), log_level: s.log_level, rescan_every: s.rescan_every() })
+        Ok(Settings { grace: s.grace(), log_level: s.log_level, rescan_every: s.rescan_every(), watched_repos: s.watched_repos })
     }
 }
 
@@ -52,14 +56,6 @@ pub enum WatcherError {
 /// Stops or wakes a running [`Watcher::run`] loop.
 #[derive(Debug, Clone)]
 pub struct StopHandle(Sender<Msg>);
-
-/// A watcher that watches nothing, for a store it does not run on yet (PostgreSQL: the
-/// daemon there serves the API and delivers): the returned body waits for
-/// [`StopHandle::stop`].
-pub fn standing_by() -> (StopHandle, impl FnOnce() + Send + 'static) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    (StopHandle(tx), move || while !matches!(rx.recv(), Ok(Msg::Stop) | Err(_)) {})
-}
 
 impl StopHandle {
     pub fn stop(&self) {
@@ -95,6 +91,10 @@ const HTTP_REPO: &str = "";
 type Sink = Box<dyn FnMut(&Notification) + Send>;
 
 /// Watches Aim repositories and keeps the store's runs and notifications up to date.
+///
+/// On a store shared by several daemons (PostgreSQL), each watches the repositories of its
+/// own host and judges only their runs (`runs.host`); the runs that check in over HTTP are
+/// judged by the one daemon holding [`Role::CheckIns`], which takes their queue.
 pub struct Watcher {
     store: Store,
     clock: SharedClock,
@@ -102,9 +102,14 @@ pub struct Watcher {
     /// setting (re-read when settings change).
     repos: Vec<AimRepo>,
     named: Vec<AimRepo>,
+    /// This daemon's host: its Aim runs carry it.
+    host: String,
+    /// Whether this daemon takes the HTTP check-ins, and when to claim the role again.
+    role: Claim,
     detector: Detector,
     settings: Settings,
-    data_version: i64,
+    /// See [`Store::change_marker`].
+    data_version: Option<i64>,
     warned: HashSet<String>,
     /// The watched repositories changed: scan (and watch) them at the next turn.
     rescan_soon: bool,
@@ -120,17 +125,25 @@ pub struct Watcher {
 impl Watcher {
     /// A watcher over `repos`, resuming from what the store remembers.
     pub fn new(store: Store, repos: Vec<AimRepo>, clock: SharedClock) -> Result<Watcher, WatcherError> {
+        Self::on_host(store, repos, clock, roles::daemon_host())
+    }
+
+    /// [`Watcher::new`] for a daemon on `host` (see [`roles::daemon_host`]).
+    pub fn on_host(store: Store, repos: Vec<AimRepo>, clock: SharedClock, host: String) -> Result<Watcher, WatcherError> {
         let settings = Settings::load(&store)?;
-        let detector = load_detector(&store, settings.grace)?;
+        let role = store.claim_role(Role::CheckIns, clock.now())?;
+        let detector = load_detector(&store, settings.grace, &host, role.held)?;
         let (tx, rx) = mpsc::channel();
-        let data_version = data_version(&store)?;
+        let data_version = store.change_marker()?;
         let named = repos;
-        let repos = with_setting_repos(&named, &store)?;
+        let repos = with_setting_repos(&named, &settings.watched_repos, store.is_postgres(), &host, true);
         Ok(Watcher {
             store,
             clock,
             named,
             repos,
+            host,
+            role,
             detector,
             settings,
             data_version,
@@ -166,6 +179,11 @@ impl Watcher {
         &self.settings
     }
 
+    /// Whether this watcher takes the HTTP check-ins (always on a store of its own).
+    pub fn takes_check_ins(&self) -> bool {
+        self.role.held
+    }
+
     /// The number of runs the watcher tracks.
     pub fn run_count(&self) -> usize {
         self.detector.len()
@@ -176,7 +194,7 @@ impl Watcher {
         let mut stored = Vec::new();
         for i in 0..self.repos.len() {
             let repo = self.repos[i].clone();
-            let key = repo.root().display().to_string();
+            let key = self.repo_key(&repo);
             let quiet = !settings::known_repos(&self.store)?.contains(&key);
             let files = self.list(&repo);
             stored.extend(self.take_in(&repo, &files, quiet)?);
@@ -212,16 +230,20 @@ impl Watcher {
         let now = self.clock.now();
         let mut changes = Changes::default();
         self.detector.tick(now, &mut changes);
-        self.apply(changes, now, false)
+        self.save(changes, now, false, None)
     }
 
     /// Takes in the check-ins that arrived over HTTP, in arrival order, through the same
     /// detector as Aim's files: the arrival number is the idx, the arrival time the
     /// first-seen time (so a late pass does not move a deadline).
+    /// Only the daemon holding [`Role::CheckIns`] takes them; the others leave the queue.
     pub fn take_check_ins(&mut self) -> Result<Vec<Notification>, WatcherError> {
         let mut stored = Vec::new();
+        if !self.role.held {
+            return Ok(stored);
+        }
         loop {
-            let queued = check_ins::waiting(self.store.conn(), CHECK_IN_PAGE)?;
+            let queued = self.store.waiting_check_ins(CHECK_IN_PAGE)?;
             let Some(last) = queued.last().map(|q| q.seq) else { return Ok(stored) };
             self.follow_clock_steps()?;
             let now = self.clock.now();
@@ -245,8 +267,7 @@ impl Watcher {
                 let file = CheckIn { run_hash: q.run_id.clone(), idx, flag, utc_time: 0.0, expect_next_in: q.expect_next_in };
                 self.detector.observe(HTTP_REPO, [&file], q.received_at.min(now), false, &mut changes);
             }
-            stored.extend(self.apply(changes, now, false)?);
-            self.store.write(|tx| check_ins::mark_taken(tx, last))?;
+            stored.extend(self.save(changes, now, false, Some(last))?);
         }
     }
 
@@ -255,13 +276,72 @@ impl Watcher {
         self.detector.next_deadline(self.clock.now())
     }
 
-    /// Runs until [`StopHandle::stop`]: a first scan, then file-system events, rescans and
-    /// deadlines, each waking the loop exactly when it falls due; [`StopHandle::wake`]
-    /// re-reads the settings. Nothing else wakes it: a wall-clock step is noticed at the
-    /// next wake, which still comes on time (a wait is a duration, and rescans are planned
-    /// on the monotonic clock), before anything is judged. Store errors are logged and
-    /// retried; nothing seen is lost, because the detector's memory is rebuilt from the
-    /// store after a failed write.
+    /// Claims [`Role::CheckIns`] again when due (see [`Claim::again_at`]): the holder renews
+    /// it; another daemon takes it when the holder's lease ran out. Taking it loads the runs
+    /// that check in over HTTP from the store, so one that fell silent while no daemon held
+    /// the role is judged now; losing it forgets them. A daemon that does not hold it looks
+    /// whether its holder gave it up (one read) and takes it then. On a store of its own the
+    /// role is always held and this does nothing.
+    pub fn keep_role(&mut self) -> Result<(), WatcherError> {
+        let now = self.clock.now();
+        if now < self.role.again_at {
+            // A holder that stopped gave the role up (its release wakes every daemon): taken
+            // now rather than when its lease would have run out.
+            let given_up = !self.role.held
+                && self.store.is_postgres()
+                && !self.store.role_holders(now)?.iter().any(|(role, _, _)| role == Role::CheckIns.as_str());
+            if !given_up {
+                return Ok(());
+            }
+        }
+        let claim = match self.store.claim_role(Role::CheckIns, now) {
+            Ok(claim) => claim,
+            Err(e) => {
+                // Claimed again soon; a holder that cannot renew loses the role when its lease ends.
+                self.role.again_at = now.saturating_add(roles::role_lease() / 3);
+                return Err(e.into());
+            }
+        };
+        let changed = claim.held != self.role.held;
+        self.role = claim;
+        if changed {
+            if claim.held {
+                tracing::info!("taking the HTTP check-ins of the shared store (and judging their runs)");
+            } else {
+                tracing::warn!("another daemon took the HTTP check-ins of the shared store");
+            }
+            self.detector = load_detector(&self.store, self.settings.grace, &self.host, claim.held)?;
+        }
+        Ok(())
+    }
+
+    /// Gives [`Role::CheckIns`] up (a clean stop), so that another daemon takes it at once.
+    pub fn release_role(&mut self) {
+        if self.role.held && self.role.again_at != Millis::MAX {
+            if let Err(e) = self.store.release_role(Role::CheckIns) {
+                tracing::warn!("cannot give up the HTTP check-ins: {e}; another daemon takes them when the lease ends");
+            }
+        }
+        self.role.held = false;
+    }
+
+    /// How long the loop may sleep, at most `until_rescan`: until the next deadline or the
+    /// next claim of the role, whichever is first.
+    fn wait(&self, until_rescan: Millis) -> Millis {
+        let now = self.clock.now();
+        let mut wait = self.next_deadline().map_or(until_rescan, |d| until_rescan.min(d.saturating_sub(now)));
+        wait = wait.min(self.role.again_at.saturating_sub(now));
+        wait.max(0)
+    }
+
+    /// Runs until [`StopHandle::stop`]: a first scan, then file-system events, rescans,
+    /// deadlines and (on a shared store) claims of the check-ins role, each waking the loop
+    /// exactly when it falls due; [`StopHandle::wake`] re-reads the settings and takes the
+    /// HTTP check-ins that arrived. Nothing else wakes it: a wall-clock step is noticed at
+    /// the next wake, which still comes on time (a wait is a duration, and rescans are
+    /// planned on the monotonic clock), before anything is judged. Store errors are logged
+    /// and retried; nothing seen is lost, because the detector's memory is rebuilt from the
+    /// store after a failed write. A clean stop gives the check-ins role up.
     pub fn run(mut self) -> Result<(), WatcherError> {
         let tx = self.tx.clone();
         let mut fs = notify::recommended_watcher(move |res| {
@@ -274,9 +354,8 @@ impl Watcher {
         // On the monotonic clock; deadlines are on the wall clock (they follow its steps).
         let mut next_rescan = self.clock.monotonic() + self.settings.rescan_every.as_millis() as Millis;
         loop {
-            let until_rescan = next_rescan - self.clock.monotonic();
-            let wait = self.next_deadline().map_or(until_rescan, |d| until_rescan.min(d - self.clock.now()));
-            match self.rx.recv_timeout(Duration::from_millis(wait.max(0) as u64)) {
+            let wait = self.wait(next_rescan - self.clock.monotonic());
+            match self.rx.recv_timeout(Duration::from_millis(wait as u64)) {
                 Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(Msg::Fs(first)) => {
                     let mut events = vec![first];
@@ -303,6 +382,9 @@ impl Watcher {
                 // A shorter rescan_secs applies now, not after the rescan planned under the old one.
                 next_rescan = next_rescan.min(self.clock.monotonic() + self.settings.rescan_every.as_millis() as Millis);
             }
+            if let Err(e) = self.keep_role() {
+                tracing::warn!("watcher: cannot claim the HTTP check-ins: {e}; will retry");
+            }
             self.guard(Self::take_check_ins);
             if self.clock.monotonic() >= next_rescan || std::mem::take(&mut self.rescan_soon) {
                 self.watch_dirs(&mut fs, &mut watched);
@@ -311,6 +393,7 @@ impl Watcher {
             }
             self.guard(Self::tick);
         }
+        self.release_role();
         Ok(())
     }
 
@@ -339,7 +422,7 @@ impl Watcher {
     fn guard(&mut self, step: impl FnOnce(&mut Self) -> Result<Vec<Notification>, WatcherError>) {
         if let Err(e) = step(self) {
             tracing::warn!("watcher: {e}; will retry");
-            match load_detector(&self.store, self.settings.grace) {
+            match load_detector(&self.store, self.settings.grace, &self.host, self.role.held) {
                 Ok(d) => self.detector = d,
                 Err(e) => tracing::warn!("watcher: cannot reload run states: {e}"),
             }
@@ -364,28 +447,32 @@ impl Watcher {
     /// Re-reads the settings when another connection committed since the last look; true
     /// if they were re-read. Only reads: a wake with nothing changed writes nothing.
     fn reload_settings_if_changed(&mut self) -> bool {
-        let Ok(v) = data_version(&self.store) else { return false };
-        if v == self.data_version {
+        let Ok(v) = self.store.change_marker() else { return false };
+        if v.is_some() && v == self.data_version {
             return false;
         }
         self.data_version = v;
-        match Settings::load(&self.store) {
+        let changed = match Settings::load(&self.store) {
             Ok(s) => {
                 self.detector.set_grace(s.grace);
+                let changed = s.watched_repos != self.settings.watched_repos;
                 self.settings = s;
+                changed
             }
-            Err(e) => tracing::warn!("cannot read settings: {e}"),
-        }
-        match with_setting_repos(&self.named, &self.store) {
-            Ok(repos) if repos != self.repos => {
-                for added in repos.iter().filter(|r| !self.repos.contains(r)) {
-                    tracing::info!("now watching '{}'", added.root().display());
-                }
-                self.repos = repos;
-                self.rescan_soon = true;
+            Err(e) => {
+                tracing::warn!("cannot read settings: {e}");
+                return true;
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("cannot read the watched repositories: {e}"),
+        };
+        // Looked at every time (a repository named there may have appeared since), warned
+        // about when the setting changed.
+        let repos = with_setting_repos(&self.named, &self.settings.watched_repos, self.store.is_postgres(), &self.host, changed);
+        if repos != self.repos {
+            for added in repos.iter().filter(|r| !self.repos.contains(r)) {
+                tracing::info!("now watching '{}'", added.root().display());
+            }
+            self.repos = repos;
+            self.rescan_soon = true;
         }
         true
     }
@@ -422,7 +509,18 @@ impl Watcher {
         let mut changes = Changes::default();
         let root = repo.root().display().to_string();
         self.detector.observe(&root, files, now, quiet, &mut changes);
-        self.apply(changes, now, quiet)
+        self.save(changes, now, quiet, None)
+    }
+
+    /// How [`settings::known_repos`] names a repository: its path, with this daemon's host
+    /// on a shared store (the same path on two hosts is two repositories).
+    fn repo_key(&self, repo: &AimRepo) -> String {
+        let path = repo.root().display().to_string();
+        if self.store.is_postgres() {
+            format!("{}:{path}", self.host)
+        } else {
+            path
+        }
     }
 
     /// When the wall clock was stepped since the last look (beyond what the monotonic clock
@@ -435,65 +533,60 @@ impl Watcher {
             if step.abs() > CLOCK_STEP_TOLERANCE_MS {
                 tracing::warn!("the wall clock was stepped by {:+.1} s; run deadlines keep counting real time", step as f64 / 1000.0);
                 self.detector.shift(step);
-                self.store.write(|tx| runs::shift_times(tx, step))?;
+                self.store.shift_run_times(&self.detector.runs().cloned().collect::<Vec<_>>(), step)?;
             }
         }
         self.clock_ref = Some((wall, mono));
         Ok(())
     }
 
-    /// Stores what changed in one transaction and reports the new notifications.
-    fn apply(&mut self, changes: Changes, now: Millis, quiet: bool) -> Result<Vec<Notification>, WatcherError> {
-        if changes.is_empty() {
+    /// Stores what changed (see [`Store::save_watch_step`]) and reports the new
+    /// notifications; `taken_upto`: the HTTP check-ins taken into the detector.
+    fn save(&mut self, changes: Changes, now: Millis, quiet: bool, taken_upto: Option<i64>) -> Result<Vec<Notification>, WatcherError> {
+        if changes.is_empty() && taken_upto.is_none() {
             return Ok(Vec::new());
         }
-        let logs = self.read_new_logs(&changes.new_logs, quiet)?;
-        let expires_at = self.store.expiry()?.map(|e| now.saturating_add(e));
-        let detector = &self.detector;
-        let failures = &self.failures;
-        let stored = self.store.write(|tx| {
-            let mut seen = HashSet::new();
-            for run in changes.runs.iter().filter(|r| seen.insert(r.as_str())) {
-                let (Some(track), Some(a)) = (detector.track(run), detector.assessment(run, now)) else { continue };
-                let newest = track.files.iter().max_by_key(|(_, s)| s.idx).map(|(f, s)| checkin_row(*f, s));
-                runs::save_detected(tx, run, &track.repo, track.state, newest.as_ref(), a.deadline, now)?;
-                for (flag, s) in &track.files {
-                    runs::upsert_checkin(tx, run, &checkin_row(*flag, s))?;
+        let mut step = WatchStep { taken_upto, ..WatchStep::default() };
+        let mut seen = HashSet::new();
+        for run in changes.runs.iter().filter(|r| seen.insert(r.as_str())) {
+            let (Some(track), Some(a)) = (self.detector.track(run), self.detector.assessment(run, now)) else { continue };
+            step.runs.push(Detected {
+                id: run.clone(),
+                repo: track.repo.clone(),
+                // An Aim run is this daemon's to judge; an HTTP run keeps the host it reported.
+                host: (track.repo != HTTP_REPO).then(|| self.host.clone()),
+                state: track.state,
+                checkins: track.files.iter().map(|(f, s)| checkin_row(*f, s)).collect(),
+                deadline: a.deadline,
+            });
+        }
+        for (run, h) in &changes.happenings {
+            let repo = self.detector.track(run).map_or("", |t| t.repo.as_str());
+            let (title, body) = if repo == HTTP_REPO {
+                let failure = matches!(h, Happening::Failed { .. }).then(|| self.failures.get(run)).flatten();
+                let text = http_run_text(&self.store, run, h, failure)?;
+                if let Some(cause) = text.cause {
+                    step.causes.push((run.clone(), cause));
                 }
-            }
-            let mut stored = Vec::new();
-            for (run, h) in &changes.happenings {
-                let repo = detector.track(run).map_or("", |t| t.repo.as_str());
-                let (title, body) = if repo == HTTP_REPO {
-                    let failure = matches!(h, Happening::Failed { .. }).then(|| failures.get(run)).flatten();
-                    http_run_text(tx, run, h, failure)?
-                } else {
-                    (h.title(run), format!("Repository: {repo}"))
-                };
-                let n = NewNotification {
-                    level: Some(h.level()),
-                    title,
-                    body,
-                    run_id: Some(run.clone()),
-                    source: if h.uses_stuck_template() { "detector".into() } else { "aim".into() },
-                    dedupe_key: Some(h.dedupe_key(run)),
-                    ..Default::default()
-                };
-                if let Inserted::New(n) = inbox::insert(tx, &n, now, expires_at)? {
-                    stored.push(*n);
-                }
-            }
-            for (run, notes, step) in &logs {
-                runs::ensure(tx, run, now)?;
-                for n in notes {
-                    if let Inserted::New(n) = inbox::insert(tx, n, now, expires_at)? {
-                        stored.push(*n);
-                    }
-                }
-                runs::set_log_step(tx, run, *step)?;
-            }
-            Ok(stored)
-        })?;
+                (text.title, text.body)
+            } else {
+                (h.title(run), format!("Repository: {repo}"))
+            };
+            step.notifications.push(NewNotification {
+                level: Some(h.level()),
+                title,
+                body,
+                run_id: Some(run.clone()),
+                source: if h.uses_stuck_template() { "detector".into() } else { "aim".into() },
+                dedupe_key: Some(h.dedupe_key(run)),
+                ..Default::default()
+            });
+        }
+        for (run, notes, last) in self.read_new_logs(&changes.new_logs, quiet)? {
+            step.notifications.extend(notes);
+            step.log_steps.push((run, last));
+        }
+        let stored = self.store.save_watch_step(&step, now)?;
         for (run, h) in &changes.happenings {
             if matches!(h, Happening::Failed { .. }) {
                 self.failures.remove(run);
@@ -516,7 +609,7 @@ impl Watcher {
                 continue; // a finished run's history: no news, and not worth opening its chunk
             }
             let Some(repo) = self.repos.iter().find(|r| r.root().display().to_string() == track.repo) else { continue };
-            let after = runs::get(self.store.conn(), run)?.and_then(|r| r.log_step).map(|s| s as u64);
+            let after = self.store.run(run)?.and_then(|r| r.log_step).map(|s| s as u64);
             let records = match logs::read_log_records(repo.aim_dir(), run, after) {
                 Ok(records) => records,
                 Err(LogError::NoChunk { .. }) => continue,
@@ -531,6 +624,14 @@ impl Watcher {
             out.push((run.clone(), notes, last as i64));
         }
         Ok(out)
+    }
+}
+
+/// A watcher that ends without dying (a clean stop, a start that failed later on) gives
+/// the check-ins role up at once rather than at the end of its lease.
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.release_role();
     }
 }
 
@@ -555,31 +656,51 @@ fn collect_paths(res: notify::Result<notify::Event>, paths: &mut Vec<PathBuf>) -
     }
 }
 
-/// The named repositories plus those of the `watched_repos` setting that exist (others
-/// are skipped with a warning, once per change), sorted and without repeats.
-fn with_setting_repos(named: &[AimRepo], store: &Store) -> Result<Vec<AimRepo>, StoreError> {
-    let paths = runwatch_core::Settings::load(store)?.watched_repos;
+/// The named repositories plus those of the `watched_repos` setting (`entries`) that are
+/// this daemon's and exist, sorted and without repeats; the others are skipped, with a
+/// warning when `warn` (the setting changed). An entry `HOST:/path` is for the daemon on
+/// HOST; a plain path is for the one daemon of a store of its own, and skipped on a
+/// `shared` store, where it does not say which daemon should watch it (two watching one
+/// repository would judge its runs twice).
+fn with_setting_repos(named: &[AimRepo], entries: &[String], shared: bool, host: &str, warn: bool) -> Vec<AimRepo> {
     let mut repos = named.to_vec();
-    for p in paths {
-        match AimRepo::open(std::path::Path::new(&p)) {
+    for entry in entries {
+        let (for_host, path) = settings::split_watched_repo(entry);
+        match for_host {
+            Some(h) if h != host => continue,
+            None if shared => {
+                if warn {
+                    tracing::warn!(
+                        "not watching '{path}' from the settings: on a shared store, name the host that watches it ('{host}:{path}')"
+                    );
+                }
+                continue;
+            }
+            _ => {}
+        }
+        match AimRepo::open(std::path::Path::new(path)) {
             Ok(r) => repos.push(r),
-            Err(e) => tracing::warn!("not watching '{p}' from the settings: {e}"),
+            Err(e) if warn => tracing::warn!("not watching '{path}' from the settings: {e}"),
+            Err(_) => {}
         }
     }
     repos.sort();
     repos.dedup();
-    Ok(repos)
+    repos
+}
+
+/// What a notification about a run that checks in over HTTP says, and the run's cause.
+struct HttpRunText {
+    title: String,
+    body: String,
+    cause: Option<String>,
 }
 
 /// Title and body of a notification about a run that checks in over HTTP: its host and
 /// labels instead of a repository; a failure's exit code and last words.
-fn http_run_text(
-    tx: &rusqlite::Transaction<'_>,
-    run: &str,
-    h: &Happening,
-    failure: Option<&Failure>,
-) -> Result<(String, String), StoreError> {
-    let stored = runs::get(tx, run)?;
+fn http_run_text(store: &Store, run: &str, h: &Happening, failure: Option<&Failure>) -> Result<HttpRunText, StoreError> {
+    let stored = store.run(run)?;
+    let mut cause = None;
     let mut body = Vec::new();
     if let Some(host) = stored.as_ref().and_then(|r| r.host.as_deref()) {
         body.push(format!("Host: {host}"));
@@ -594,9 +715,7 @@ fn http_run_text(
         if let Some(code) = f.exit_code {
             title = format!("Run '{shown}' failed with exit code {code}.");
         }
-        if let Some(cause) = f.cause.clone().or_else(|| f.exit_code.map(|code| format!("exit code {code}"))) {
-            check_ins::set_cause(tx, run, &cause)?;
-        }
+        cause = f.cause.clone().or_else(|| f.exit_code.map(|code| format!("exit code {code}")));
         if let Some(t) = f.title.as_deref().filter(|t| !t.trim().is_empty()) {
             title = t.to_string();
         }
@@ -605,7 +724,7 @@ fn http_run_text(
             body.push(m.trim_end().to_string());
         }
     }
-    Ok((title, body.join("\n")))
+    Ok(HttpRunText { title, body: body.join("\n"), cause })
 }
 
 /// How a run reported over HTTP failed, until its notification is made.
@@ -621,27 +740,28 @@ fn checkin_row(flag: Flag, s: &Seen) -> CheckinRow<'static> {
     CheckinRow { flag: flag.as_str(), idx: s.idx as i64, expect_next_in: s.expect_next_in as i64, first_seen: s.first_seen }
 }
 
-fn data_version(store: &Store) -> Result<i64, StoreError> {
-    Ok(store.conn().pragma_query_value(None, "data_version", |r| r.get(0))?)
-}
-
-/// Rebuilds the detector's memory from the store.
-fn load_detector(store: &Store, grace: Millis) -> Result<Detector, StoreError> {
+/// Rebuilds the detector's memory from the store: the Aim runs of this daemon's host (on a
+/// store of its own, every one), and the runs that check in over HTTP when `http` (this
+/// daemon takes their check-ins).
+fn load_detector(store: &Store, grace: Millis, host: &str, http: bool) -> Result<Detector, StoreError> {
     // Runs with a repository are Aim's; runs without one are tracked when they checked in
     // over HTTP (runs only named by events are not the detector's).
     let mut states: HashMap<String, RunState> = HashMap::new();
     let mut tracks: HashMap<String, Track> = HashMap::new();
+    let shared = store.is_postgres();
     for r in store.runs()? {
         match r.repo {
-            Some(repo) => {
+            // Another host's run is its daemon's to judge, never this one's.
+            Some(repo) if !shared || r.host.as_deref().is_none_or(|h| h == host) => {
                 tracks.insert(r.id, Track { repo, files: BTreeMap::new(), state: r.state });
             }
-            None => {
+            None if http => {
                 states.insert(r.id, r.state);
             }
+            Some(_) | None => {}
         }
     }
-    for c in runs::all_checkins(store.conn())? {
+    for c in store.stored_checkins()? {
         if let Some(state) = states.remove(&c.run_id) {
             tracks.insert(c.run_id.clone(), Track { repo: HTTP_REPO.to_string(), files: BTreeMap::new(), state });
         }

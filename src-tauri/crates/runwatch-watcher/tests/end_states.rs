@@ -1,5 +1,7 @@
 //! Every end state of the spec's "Observed end states", built from fixture file names in a
 //! real directory and a real store, under a fake clock: the exact notifications and when.
+//! Each runs on both backends: a SQLite file and a PostgreSQL database of this process's
+//! throwaway cluster.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,8 +12,52 @@ use runwatch_aim::repo::AimRepo;
 use runwatch_core::clock::{FakeClock, Millis};
 use runwatch_core::inbox::{AckState, ListFilter};
 use runwatch_core::noise::SnoozeUntil;
-use runwatch_core::{DataDir, Level, RunState, Store};
+use runwatch_core::pg::fixture::Cluster;
+use runwatch_core::{DataDir, Level, Location, RunState, Store};
 use runwatch_watcher::Watcher;
+
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs a test body (a function taking a [`Backend`]) once per backend, as two tests.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(super::Backend::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                super::$name(super::Backend::Postgres)
+            }
+        }
+    )*};
+}
+
+on_both!(
+    healthy_run_starts_and_finishes_and_nothing_else,
+    crash_is_reported_once_at_the_missed_check_in,
+    python_exception_ends_the_run_without_stuck_alarms,
+    run_that_dies_before_any_report_progress_is_caught_by_its_heartbeat,
+    a_restart_in_the_middle_of_a_deadline_keeps_the_deadline_and_reports_once,
+    grace_is_a_setting,
+    malformed_and_vanishing_files_are_survived,
+    the_first_scan_of_a_repository_with_history_is_quiet_but_watches_live_runs,
+    wall_clock_steps_forward_and_back_raise_no_false_alarms,
+    hang_is_stuck_then_crashed_when_the_heartbeat_stops_and_recovers_on_a_check_in,
+);
+
+/// A new store on `backend`, kept in `tmp` when it is a file.
+fn location(backend: Backend, tmp: &std::path::Path) -> Location {
+    match backend {
+        Backend::Sqlite => Location::DataDir(DataDir::at(tmp.join("data"))),
+        Backend::Postgres => Location::Postgres(Cluster::shared().database().unwrap()),
+    }
+}
 
 const T0: Millis = 1_800_000_000_000;
 const RUN: &str = "be0ebd0ce55b452d85f692cf";
@@ -19,18 +65,18 @@ const RUN: &str = "be0ebd0ce55b452d85f692cf";
 struct Fixture {
     _tmp: tempfile::TempDir,
     repo: AimRepo,
-    data: DataDir,
+    data: Location,
     clock: FakeClock,
     watcher: Option<Watcher>,
 }
 
 impl Fixture {
     /// An empty repository that the watcher has already seen once (so new runs are news).
-    fn new() -> Fixture {
+    fn new(backend: Backend) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(tmp.path().join("repo/.aim/check_ins")).unwrap();
         let repo = AimRepo::open(&tmp.path().join("repo")).unwrap();
-        let data = DataDir::at(tmp.path().join("data"));
+        let data = location(backend, tmp.path());
         let mut f = Fixture { _tmp: tmp, repo, data, clock: FakeClock::at(T0), watcher: None };
         f.restart();
         f
@@ -39,7 +85,7 @@ impl Fixture {
     /// Drops the watcher and starts a new one on the same store, as after a restart.
     fn restart(&mut self) {
         self.watcher = None;
-        let store = Store::open(&self.data).unwrap();
+        let store = Store::open_at(&self.data).unwrap();
         let mut w = Watcher::new(store, vec![self.repo.clone()], Arc::new(self.clock.clone())).unwrap();
         w.scan().unwrap();
         self.watcher = Some(w);
@@ -102,9 +148,8 @@ fn started() -> (Level, String) {
     (Level::Info, format!("Run '{RUN}' started."))
 }
 
-#[test]
-fn healthy_run_starts_and_finishes_and_nothing_else() {
-    let mut f = Fixture::new();
+fn healthy_run_starts_and_finishes_and_nothing_else(backend: Backend) {
+    let mut f = Fixture::new(backend);
     f.at(0.0).check_in(RUN, 1, Flag::Starting, 0);
     f.check_in(RUN, 2, Flag::Progress, 30);
     f.poll();
@@ -120,10 +165,9 @@ fn healthy_run_starts_and_finishes_and_nothing_else() {
     assert_eq!(f.w().next_deadline(), None);
 }
 
-#[test]
-fn crash_is_reported_once_at_the_missed_check_in() {
+fn crash_is_reported_once_at_the_missed_check_in(backend: Backend) {
     // os._exit: starting, progress …-00030, check_in …-00005 — no final beat.
-    let mut f = Fixture::new();
+    let mut f = Fixture::new(backend);
     f.at(0.0).check_in(RUN, 1, Flag::Starting, 0);
     f.check_in(RUN, 2, Flag::Progress, 30);
     f.check_in(RUN, 3, Flag::CheckIn, 5);
@@ -144,10 +188,9 @@ fn crash_is_reported_once_at_the_missed_check_in() {
     assert_eq!(f.state(RUN), RunState::Crashed);
 }
 
-#[test]
-fn python_exception_ends_the_run_without_stuck_alarms() {
+fn python_exception_ends_the_run_without_stuck_alarms(backend: Backend) {
     // Like a crash, but the progress file becomes …-00001 and there is no `finished`.
-    let mut f = Fixture::new();
+    let mut f = Fixture::new(backend);
     f.at(0.0).check_in(RUN, 1, Flag::Starting, 0);
     f.check_in(RUN, 2, Flag::Progress, 30);
     f.check_in(RUN, 3, Flag::CheckIn, 5);
@@ -162,10 +205,9 @@ fn python_exception_ends_the_run_without_stuck_alarms() {
     assert_eq!(f.state(RUN), RunState::Ended);
 }
 
-#[test]
-fn hang_is_stuck_then_crashed_when_the_heartbeat_stops_and_recovers_on_a_check_in() {
+fn hang_is_stuck_then_crashed_when_the_heartbeat_stops_and_recovers_on_a_check_in(backend: Backend) {
     // The main thread hangs: check_in stops while the heartbeat keeps replacing `progress`.
-    let mut f = Fixture::new();
+    let mut f = Fixture::new(backend);
     f.at(0.0).check_in(RUN, 1, Flag::Starting, 0);
     f.check_in(RUN, 2, Flag::Progress, 30);
     f.check_in(RUN, 3, Flag::CheckIn, 5);
@@ -182,7 +224,7 @@ fn hang_is_stuck_then_crashed_when_the_heartbeat_stops_and_recovers_on_a_check_i
     assert_eq!(f.state(RUN), RunState::Stuck);
     // Snoozed until the run's state changes: back when it crashes.
     let stuck = f.listed(AckState::Pending)[0].clone();
-    Store::open(&f.data).unwrap().snooze(std::slice::from_ref(&stuck), SnoozeUntil::RunChange, T0 + 106_000).unwrap();
+    Store::open_at(&f.data).unwrap().snooze(std::slice::from_ref(&stuck), SnoozeUntil::RunChange, T0 + 106_000).unwrap();
     assert_eq!(f.listed(AckState::Snoozed), std::slice::from_ref(&stuck));
     for beat in [120.0, 150.0] {
         idx += 1;
@@ -215,10 +257,9 @@ fn hang_is_stuck_then_crashed_when_the_heartbeat_stops_and_recovers_on_a_check_i
     assert_eq!((summary.error, summary.info), (0, 2));
 }
 
-#[test]
-fn run_that_dies_before_any_report_progress_is_caught_by_its_heartbeat() {
+fn run_that_dies_before_any_report_progress_is_caught_by_its_heartbeat(backend: Backend) {
     // Aim's own watcher ignores `progress` and never reports this run.
-    let mut f = Fixture::new();
+    let mut f = Fixture::new(backend);
     f.at(0.0).check_in(RUN, 1, Flag::Starting, 0);
     f.check_in(RUN, 2, Flag::Progress, 30);
     f.poll();
@@ -231,9 +272,8 @@ fn run_that_dies_before_any_report_progress_is_caught_by_its_heartbeat() {
     );
 }
 
-#[test]
-fn a_restart_in_the_middle_of_a_deadline_keeps_the_deadline_and_reports_once() {
-    let mut f = Fixture::new();
+fn a_restart_in_the_middle_of_a_deadline_keeps_the_deadline_and_reports_once(backend: Backend) {
+    let mut f = Fixture::new(backend);
     f.at(0.0).check_in(RUN, 1, Flag::CheckIn, 5); // `runwatch check-in` style: no heartbeat
     f.poll();
     f.at(50.0).restart();
@@ -248,19 +288,18 @@ fn a_restart_in_the_middle_of_a_deadline_keeps_the_deadline_and_reports_once() {
     assert_eq!(f.notes(), [(105.0, Level::Error, format!("Run '{RUN}' is stuck (no check-in for 105 s)."))]);
 }
 
-#[test]
-fn grace_is_a_setting() {
-    let mut f = Fixture::new();
-    f.w().store().conn().execute("INSERT INTO settings (key, value) VALUES ('grace_secs', '20')", []).unwrap();
+fn grace_is_a_setting(backend: Backend) {
+    let mut f = Fixture::new(backend);
+    let patch = runwatch_core::SettingsPatch { grace_secs: Some(20), ..Default::default() };
+    runwatch_core::settings::patch(&mut Store::open_at(&f.data).unwrap(), &patch).unwrap();
     f.restart();
     f.at(0.0).check_in(RUN, 1, Flag::CheckIn, 5);
     f.poll();
     assert_eq!(f.w().next_deadline(), Some(T0 + 25_000));
 }
 
-#[test]
-fn malformed_and_vanishing_files_are_survived() {
-    let mut f = Fixture::new();
+fn malformed_and_vanishing_files_are_survived(backend: Backend) {
+    let mut f = Fixture::new(backend);
     let dir = f.repo.check_ins_dir();
     for junk in ["junk-notanumber-check_in-1.0-5", "garbage", ".partial-write", "x-1-exploded-1.0-5"] {
         std::fs::write(dir.join(junk), b"").unwrap();
@@ -288,8 +327,7 @@ fn malformed_and_vanishing_files_are_survived() {
     );
 }
 
-#[test]
-fn the_first_scan_of_a_repository_with_history_is_quiet_but_watches_live_runs() {
+fn the_first_scan_of_a_repository_with_history_is_quiet_but_watches_live_runs(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let check_ins = tmp.path().join(".aim/check_ins");
     std::fs::create_dir_all(&check_ins).unwrap();
@@ -304,7 +342,7 @@ fn the_first_scan_of_a_repository_with_history_is_quiet_but_watches_live_runs() 
         std::fs::write(check_ins.join(c.file_name()), b"").unwrap();
     }
     let clock = FakeClock::at(T0);
-    let store = Store::open(&DataDir::at(tmp.path().join("data"))).unwrap();
+    let store = Store::open_at(&location(backend, tmp.path())).unwrap();
     let mut w = Watcher::new(store, vec![AimRepo::open(tmp.path()).unwrap()], Arc::new(clock.clone())).unwrap();
     assert!(w.scan().unwrap().is_empty(), "history is not news");
     clock.advance(Duration::from_secs(105));
@@ -314,9 +352,8 @@ fn the_first_scan_of_a_repository_with_history_is_quiet_but_watches_live_runs() 
     assert_eq!(w.store().run("aaaaaaaaaaaaaaaaaaaaaaaa").unwrap().unwrap().state, RunState::Finished);
 }
 
-#[test]
-fn wall_clock_steps_forward_and_back_raise_no_false_alarms() {
-    let mut f = Fixture::new();
+fn wall_clock_steps_forward_and_back_raise_no_false_alarms(backend: Backend) {
+    let mut f = Fixture::new(backend);
     f.at(0.0).check_in(RUN, 1, Flag::CheckIn, 5);
     f.poll();
     // An hour forward (NTP, a resumed VM): no time passed, so nothing is overdue.
@@ -333,7 +370,7 @@ fn wall_clock_steps_forward_and_back_raise_no_false_alarms() {
     assert_eq!(f.notes().len(), 1, "stuck once 105 s really passed");
 
     // Backwards: the alarm is not postponed either.
-    let mut g = Fixture::new();
+    let mut g = Fixture::new(backend);
     g.at(0.0).check_in(RUN, 1, Flag::CheckIn, 5);
     g.poll();
     g.at(50.0);

@@ -13,6 +13,7 @@ mod remotes;
 mod roles;
 mod tables;
 mod users;
+mod watch;
 
 use std::cell::{RefCell, RefMut};
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ const MIGRATION_SQL: &[&str] = &[
     include_str!("../../migrations/postgres/0002_users.sql"),
     include_str!("../../migrations/postgres/0003_roles.sql"),
     include_str!("../../migrations/postgres/0004_noise.sql"),
+    include_str!("../../migrations/postgres/0005_watch.sql"),
     include_str!("../../migrations/postgres/0006_remotes.sql"),
 ];
 

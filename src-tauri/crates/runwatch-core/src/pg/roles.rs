@@ -24,7 +24,7 @@ impl Pg {
         Ok(Claim { held: false, again_at: until.max(now) })
     }
 
-    /// Tells the change feed, so that the other daemons claim the role at once.
+    /// Gives a role up; the other daemons are woken (the change feed), so one takes it now.
     pub(crate) fn release_role(&self, role: &str) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let mut tx = conn.client.transaction()?;
@@ -42,6 +42,5 @@ impl Pg {
 
 /// "host (pid N)": who holds a role, for people reading `runwatch store check`.
 fn label() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-    format!("{} (pid {})", if host.is_empty() { "?" } else { &host }, std::process::id())
+    format!("{} (pid {})", crate::roles::daemon_host(), std::process::id())
 }

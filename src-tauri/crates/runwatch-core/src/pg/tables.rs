@@ -263,6 +263,9 @@ impl Pg {
                  WHERE id = $1",
                 &[&r.id, &r.name, &r.state.map(RunState::as_str), &r.host, &labels, &r.cause, &now],
             )?;
+            if let Some(state) = r.state {
+                super::noise::run_state_saved(&mut tx, &r.id, state.as_str(), now)?;
+            }
         }
         tx.batch_execute(super::NOTIFY)?;
         tx.commit()?;
@@ -283,6 +286,7 @@ impl Pg {
         let mut tx = conn.client.transaction()?;
         ensure_run(&mut tx, id, now)?;
         tx.execute("UPDATE runs SET state = $2, cause = $3, updated_at = $4 WHERE id = $1", &[&id, &state, &cause, &now])?;
+        super::noise::run_state_saved(&mut tx, id, state, now)?;
         tx.batch_execute(super::NOTIFY)?;
         tx.commit()?;
         Ok(())
@@ -297,9 +301,19 @@ impl Pg {
         let message = report.message.as_deref().map(crate::check_ins::tail_chars);
         let expect = i64::try_from(report.expect_next_in.unwrap_or(0)).unwrap_or(i64::MAX);
         let inserted = tx.execute(
-            "INSERT INTO check_in_reports (run_id, event_id, kind, expect_next_in, exit_code, message, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
-            &[&report.run_id, &report.event_id, &report.kind().as_str(), &expect, &report.exit_code, &message, &now],
+            "INSERT INTO check_in_reports (run_id, event_id, kind, expect_next_in, exit_code, message, received_at, cause, title)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id) DO NOTHING",
+            &[
+                &report.run_id,
+                &report.event_id,
+                &report.kind().as_str(),
+                &expect,
+                &report.exit_code,
+                &message,
+                &now,
+                &report.cause,
+                &report.title,
+            ],
         )?;
         if inserted == 0 {
             return Ok(false);
