@@ -12,7 +12,7 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 use runwatch_core::clock::{Clock, SystemClock};
 use runwatch_core::inbox::{self, AckState, ListFilter};
-use runwatch_core::{Level, Notification, Store, StoreError};
+use runwatch_core::{Level, Notification, Store};
 
 use crate::output::{self, paint, BOLD, DIM};
 use crate::summary::Finished;
@@ -443,12 +443,7 @@ fn ack(store: &mut Store, args: &AckArgs, json: bool) -> anyhow::Result<Finished
         } else {
             writeln!(out, "All pending notifications have been acknowledged.")?;
         }
-        let followed = match store.remotes() {
-            Ok(remotes) => remotes.into_iter().filter(|r| r.enabled).count(),
-            // A store that follows no remotes (a PostgreSQL one, for now) has none to tell.
-            Err(StoreError::Unsupported(_)) => 0,
-            Err(e) => return Err(e.into()),
-        };
+        let followed = store.remotes()?.into_iter().filter(|r| r.enabled).count();
         if !json && n > 0 && followed > 0 {
             writeln!(out, "Followed servers are told within seconds (or when they can be reached).")?;
         }
