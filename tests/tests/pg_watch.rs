@@ -102,15 +102,18 @@ fn each_daemon_judges_only_the_aim_runs_of_its_own_host() {
     // it has been past gpu-a's run's deadline too, and has left that run alone.
     check_in(&repo_b, run_b, 1, Flag::Starting, 0);
     check_in(&repo_b, run_b, 2, Flag::CheckIn, 10);
-    wait_until("gpu-b's daemon to report its own run stuck", || (stuck_count(&url, run_b) == 1).then_some(()));
-    assert_eq!(run_row(&url, run_b), Some(("stuck".into(), Some("gpu-b".into()))));
+    // The notification is stored first, the run's state right after (see Store::save_watch_step).
+    wait_until("gpu-b's daemon to report its own run stuck", || {
+        (stuck_count(&url, run_b) == 1 && run_row(&url, run_b) == Some(("stuck".into(), Some("gpu-b".into())))).then_some(())
+    });
     assert_eq!(run_row(&url, run_a), Some(("running".into(), Some("gpu-a".into()))), "gpu-b judged gpu-a's run");
     assert_eq!(stuck_count(&url, run_a), 0, "{:?}", titles(&url, run_a));
 
     // gpu-a's daemon back: it reports its run stuck, once.
     let a = daemon(&dir_a, &url, "gpu-a", &[&repo_a]);
-    wait_until("gpu-a's daemon to report its run stuck", || (stuck_count(&url, run_a) == 1).then_some(()));
-    assert_eq!(run_row(&url, run_a), Some(("stuck".into(), Some("gpu-a".into()))));
+    wait_until("gpu-a's daemon to report its run stuck", || {
+        (stuck_count(&url, run_a) == 1 && run_row(&url, run_a) == Some(("stuck".into(), Some("gpu-a".into())))).then_some(())
+    });
     for d in [a, b] {
         d.running.signal_group("TERM");
         let (status, stdout, stderr) = d.running.finish();
@@ -172,7 +175,8 @@ fn http_check_ins_to_either_daemon_reach_the_one_detector_which_moves_when_kille
         wait_until("the check-in's run stuck", || (stuck_count(&url, run) == 1).then_some(()));
         assert_eq!(titles(&url, run), [format!("Run '{run}' started."), format!("Run '{run}' is stuck (no check-in for 2 s).")]);
     }
-    assert_eq!(run_row(&url, "job-2"), Some(("stuck".into(), Some("node-7".into()))), "an HTTP run keeps the host it reported");
+    // An HTTP run keeps the host it reported (its state is saved right after its notification).
+    wait_until("job-2 saved stuck, on node-7", || (run_row(&url, "job-2") == Some(("stuck".into(), Some("node-7".into())))).then_some(()));
 
     // job-3 is alive and promises a check-in within 6 s; then gpu-a's daemon dies with it
     // unjudged, and job-4 checks in to gpu-b meanwhile.
@@ -219,7 +223,7 @@ fn a_check_in_to_another_daemon_wakes_the_holder_through_the_change_feed() {
     assert_eq!(res.status().as_u16(), 200);
     wait_until("gpu-a's detector to take the failure", || (!titles(&url, "job-9").is_empty()).then_some(()));
     assert_eq!(titles(&url, "job-9"), ["Run 'job-9' failed with exit code 3."]);
-    assert_eq!(run_row(&url, "job-9").map(|r| r.0), Some("failed".into()));
+    wait_until("job-9 saved failed", || (run_row(&url, "job-9").map(|r| r.0) == Some("failed".into())).then_some(()));
     for d in [a, b] {
         d.running.signal_group("TERM");
         assert!(d.running.finish().0.success());

@@ -211,7 +211,7 @@ impl Store {
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // The first statement that reads the file tells a foreign or damaged file apart.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(corrupt)?;
+        set_wal(&conn).map_err(corrupt)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         // Foreign keys are enforced after migrating: a migration that rebuilds a table
         // (schema 4) must not cascade its DROP into the tables that reference it. (The
@@ -317,6 +317,23 @@ pub fn create_private(path: &Path) -> std::io::Result<()> {
         fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
     }
     Ok(())
+}
+
+/// Puts the store in WAL mode. Switching needs the file to itself, and SQLite answers
+/// "database is locked" at once (without its busy handler) while another process opens or
+/// migrates a new store at the same moment: that is waited out, up to [`BUSY_TIMEOUT`].
+fn set_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let give_up = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) && std::time::Instant::now() < give_up => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn user_version(conn: &Connection) -> Result<usize, StoreError> {
