@@ -165,7 +165,7 @@ fn ensure_a_notifier(store: &mut Store) -> anyhow::Result<bool> {
     }
     let logger = Channel::Logger { message: None };
     let now = SystemClock.now();
-    store.add_notifier(&Notifier {
+    Ok(store.add_first_notifier(&Notifier {
         id: uuid::Uuid::new_v4().to_string(),
         kind: logger.kind().into(),
         status: NotifierStatus::Enabled,
@@ -173,6 +173,5 @@ fn ensure_a_notifier(store: &mut Store) -> anyhow::Result<bool> {
         min_level: Level::Debug,
         created_at: now,
         updated_at: now,
-    })?;
-    Ok(true)
+    })?)
 }

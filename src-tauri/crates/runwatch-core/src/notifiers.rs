@@ -124,6 +124,21 @@ impl Store {
         self.write(|tx| insert(tx, n))
     }
 
+    /// Adds `n` only when the store has no notifier at all (the logger a daemon starts with):
+    /// two daemons starting at once on an empty shared store add one between them.
+    pub fn add_first_notifier(&mut self, n: &Notifier) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.add_first_notifier(n);
+        }
+        self.write(|tx| {
+            let none: bool = tx.query_row("SELECT NOT EXISTS (SELECT 1 FROM notifiers)", [], |r| r.get(0))?;
+            if none {
+                insert(tx, n)?;
+            }
+            Ok(none)
+        })
+    }
+
     pub fn resolve_notifier(&self, id: &str) -> Result<Notifier, NotifierLookupError> {
         if let Some(pg) = self.pg() {
             if let Some(n) = pg.notifier(id)? {

@@ -221,3 +221,36 @@ fn a_schema_5_store_keeps_its_runs_and_check_ins() {
     let fk: i64 = store.conn().query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0)).unwrap();
     assert_eq!(fk, 0);
 }
+
+/// Two daemons starting at once on an empty store add one first notifier between them:
+/// each of eight connections, started together, tries to add its own.
+fn the_first_notifier_is_added_once_by_daemons_starting_at_once(backend: Backend) {
+    let place = std::sync::Arc::new(common::place(backend));
+    let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let added: Vec<bool> = (0..8)
+        .map(|i| {
+            let (place, start) = (place.clone(), start.clone());
+            std::thread::spawn(move || {
+                let mut store = place.open();
+                let n = runwatch_core::notifiers::Notifier {
+                    id: format!("logger-{i}"),
+                    kind: "logger".into(),
+                    status: runwatch_core::NotifierStatus::Enabled,
+                    config: serde_json::json!({}),
+                    min_level: Level::Debug,
+                    created_at: i,
+                    updated_at: i,
+                };
+                start.wait();
+                store.add_first_notifier(&n).unwrap()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(added.iter().filter(|a| **a).count(), 1, "{added:?}");
+    assert_eq!(place.open().notifiers().unwrap().len(), 1);
+}
+
+on_both!(the_first_notifier_is_added_once_by_daemons_starting_at_once);

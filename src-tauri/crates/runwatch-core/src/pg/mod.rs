@@ -50,6 +50,8 @@ pub(crate) const NOTIFY: &str = "NOTIFY runwatch_changes";
 const MIGRATE_LOCK: i64 = 0x5257_0001;
 /// Taken by every write that inserts, acknowledges, snoozes or deletes notifications.
 pub(crate) const INBOX_LOCK: i64 = 0x5257_0002;
+/// Taken to add the first notifier of an empty store (see `Store::add_first_notifier`).
+pub(crate) const FIRST_NOTIFIER_LOCK: i64 = 0x5257_0004;
 /// With a notifier's id hashed, taken to lease its due deliveries: one daemon takes a
 /// group's deliveries whole (see `tables.rs`, `take_due`).
 pub(crate) const TAKE_LOCK: i32 = 0x5257_0003;

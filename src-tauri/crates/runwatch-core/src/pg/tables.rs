@@ -135,6 +135,24 @@ impl Pg {
         Ok(())
     }
 
+    /// As `Store::add_first_notifier`: under a lock, so that two daemons starting at once
+    /// do not each see an empty table.
+    pub(crate) fn add_first_notifier(&self, n: &Notifier) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let mut tx = conn.client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&super::FIRST_NOTIFIER_LOCK])?;
+        let none: bool = tx.query_one("SELECT NOT EXISTS (SELECT 1 FROM notifiers)", &[])?.get(0);
+        if none {
+            tx.execute(
+                &format!("INSERT INTO notifiers ({NOTIFIER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
+                &[&n.id, &n.kind, &n.status.as_str(), &n.config.to_string(), &n.min_level.number(), &n.created_at, &n.updated_at],
+            )?;
+            tx.batch_execute(super::NOTIFY)?;
+        }
+        tx.commit()?;
+        Ok(none)
+    }
+
     pub(crate) fn set_notifier_status(&self, id: &str, status: NotifierStatus, now: Millis) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let mut tx = conn.client.transaction()?;
