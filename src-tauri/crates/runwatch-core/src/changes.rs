@@ -135,7 +135,8 @@ impl ChangeFeed {
 fn listener(url: &str) -> Result<postgres::Client, crate::StoreError> {
     let masked = crate::pg::mask_url(url);
     let unreachable = |e: postgres::Error| crate::StoreError::Unreachable { url: masked.clone(), reason: crate::pg::describe(&e) };
-    let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(unreachable)?;
+    let (config, tls) = crate::pg::connect_config(url).map_err(|reason| crate::StoreError::Unreachable { url: masked.clone(), reason })?;
+    let mut client = config.connect(tls).map_err(unreachable)?;
     client.batch_execute(&format!("LISTEN {}", crate::pg::CHANNEL)).map_err(unreachable)?;
     Ok(client)
 }

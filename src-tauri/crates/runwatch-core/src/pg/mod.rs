@@ -12,15 +12,15 @@ mod noise;
 mod remotes;
 mod roles;
 mod tables;
+mod tls;
 mod users;
 mod watch;
 
 use std::cell::{RefCell, RefMut};
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::time::Duration;
 
-use postgres::{Client, NoTls, Statement};
+use postgres::{Client, Statement};
 
 pub(crate) use inbox::View;
 
@@ -99,6 +99,19 @@ fn mask_params(s: &str) -> String {
     out
 }
 
+/// The client settings of a store's URL and the TLS connector they need (see [`tls`]),
+/// for a connection of its own (the change feed's listener).
+pub(crate) fn connect_config(url: &str) -> Result<(postgres::Config, tls::Tls), String> {
+    let (mut config, tls) = tls::config(url)?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("runwatch");
+    }
+    Ok((config, tls))
+}
+
 /// A PostgreSQL error as one line: the server's message when there is one, else the
 /// client's with its cause (a refused connection, a timeout).
 pub(crate) fn describe(e: &postgres::Error) -> String {
@@ -133,6 +146,7 @@ pub struct Pg {
     conn: RefCell<Option<Conn>>,
     /// To connect again after losing the server (a restart): see [`Pg::conn`].
     config: postgres::Config,
+    tls: tls::Tls,
     masked_url: String,
     /// Who holds the delivery leases this connection takes (random per connection).
     holder: String,
@@ -191,19 +205,13 @@ impl Pg {
     pub(crate) fn connect(url: &str, migrate: bool) -> Result<Pg, StoreError> {
         let masked_url = mask_url(url);
         let unreachable = |reason: String| StoreError::Unreachable { url: masked_url.clone(), reason };
-        let mut config = postgres::Config::from_str(url).map_err(|e| unreachable(format!("the URL is not valid ({})", describe(&e))))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("runwatch");
-        }
-        let client = config.connect(NoTls).map_err(|e| unreachable(describe(&e)))?;
-        let config = config.clone();
+        let (config, tls) = connect_config(url).map_err(unreachable)?;
+        let client = config.connect(tls.clone()).map_err(|e| unreachable(describe(&e)))?;
         let lease_ms = std::env::var(LEASE_ENV).ok().and_then(|v| v.parse().ok()).filter(|ms| *ms > 0).unwrap_or(DELIVERY_LEASE_MS);
         let pg = Pg {
             conn: RefCell::new(Some(Conn { client, statements: HashMap::new() })),
             config,
+            tls,
             masked_url: masked_url.clone(),
             holder: uuid::Uuid::new_v4().to_string(),
             lease_ms,
@@ -227,7 +235,7 @@ impl Pg {
     pub(crate) fn conn(&self) -> RefMut<'_, Conn> {
         let mut conn = RefMut::map(self.conn.borrow_mut(), |c| c.as_mut().expect("a PostgreSQL store is used after it was dropped"));
         if conn.client.is_closed() {
-            match self.config.connect(NoTls) {
+            match self.config.connect(self.tls.clone()) {
                 Ok(client) => {
                     tracing::warn!("connected to the PostgreSQL store {} again", self.masked_url);
                     conn.client = client;
