@@ -6,6 +6,7 @@ pub mod clock;
 pub mod data_dir;
 pub mod deliveries;
 pub mod event_ids;
+pub mod host;
 pub mod inbox;
 pub mod ingest;
 pub mod lock;

@@ -50,18 +50,7 @@ pub fn role_lease() -> Millis {
     std::env::var(ROLE_LEASE_ENV).ok().and_then(|v| v.parse().ok()).filter(|ms: &Millis| *ms > 0).unwrap_or(ROLE_LEASE_MS)
 }
 
-/// The host a daemon says it runs on: whose Aim runs it judges on a shared store, and who
-/// holds a role. `RUNWATCH_HOST` overrides the system's host name (several daemons on one
-/// machine, containers whose host names change).
-pub const HOST_ENV: &str = "RUNWATCH_HOST";
-
-/// This daemon's host: [`HOST_ENV`], else the system's host name ("unknown" if neither).
-pub fn daemon_host() -> String {
-    let named = std::env::var(HOST_ENV).ok().map(|h| h.trim().to_string()).filter(|h| !h.is_empty());
-    named
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string()).filter(|h| !h.is_empty()))
-        .unwrap_or_else(|| "unknown".into())
-}
+pub use crate::host::{daemon_host, HOST_ENV};
 
 impl Store {
     /// Takes `role` for this daemon, or renews it, at `now`.

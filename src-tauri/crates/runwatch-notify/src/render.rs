@@ -63,8 +63,9 @@ pub fn values(n: &Notification) -> HashMap<&'static str, String> {
     ])
 }
 
+/// The daemon's host (`RUNWATCH_HOST` or the host name), as its roles and runs name it.
 fn host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "localhost".into(), |h| h.trim().to_string())
+    runwatch_core::host::daemon_host()
 }
 
 /// Slack's emoji for a level (Block Kit has no colours outside legacy attachments).

@@ -25,16 +25,7 @@ fn labels_from(get: impl Fn(&str) -> Option<String>) -> BTreeMap<String, String>
 }
 
 /// This machine's host name ("unknown" if the system will not say).
-pub fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its whole length; gethostname writes at most that.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    match std::str::from_utf8(&buf[..end]) {
-        Ok(name) if ok && !name.is_empty() => name.to_string(),
-        _ => "unknown".into(),
-    }
-}
+pub use runwatch_core::host::host_name;
 
 /// Parses `KEY=VALUE` (the `--label` option).
 pub fn parse_label(s: &str) -> Result<(String, String), String> {
