@@ -48,7 +48,7 @@ use serde_json::{json, Value};
 const USAGE: &str = "usage: runwatch-bench-api [--notifications 1000000] [--requests 1000] [--batches 200] [--runs-per-batch 10]\n\
      \x20                         [--clients 4]\n\
      \x20                         [--keep] [--seed-only]\n\
-     \x20                         [--from DIR] [--only list,summary,ingest,ack]\n\
+     \x20                         [--from DIR] [--only list,summary,user,ingest,ack]\n\
      --keep: leave the store behind (printed at the end); --seed-only: seed, keep the store, measure nothing;\n\
      \x20                         [--store postgresql://…|throwaway]\n\
      --from DIR: copy the store a --seed-only run left in DIR instead of seeding; --only: measure these parts;\n\
@@ -285,6 +285,23 @@ fn run_on(args: &Args, backend: &Backend, target: &std::path::Path) -> Result<Re
             json!({"name": "summary", "requests": args.requests, "p50_ms": s.p50, "p99_ms": s.p99, "max_ms": s.max, "mean_ms": s.mean}),
         );
         rows.push(Row::latency("unread summary", &s, SUMMARY_P99_MS));
+    }
+
+    // ---- a user's view (a team store): what is for them or for everyone, their acks ----
+    if let (Backend::Postgres(url), true) = (backend, part("user")) {
+        let user_token = runwatch_core::Store::connect(url)?.add_user("alice", now)?;
+        let alice = Client::new(&base, &user_token);
+        let summary: Value = serde_json::from_str(&alice.get("/notifications/summary")?)?;
+        log(format!("a user's summary says {} pending", summary["total"]));
+        for (name, path, target) in [
+            ("a user's unread summary", "/notifications/summary", SUMMARY_P99_MS),
+            ("a user's list: first page", "/notifications?limit=50", LIST_P99_MS),
+        ] {
+            let s = alice.sample(args.requests, || alice.get(path).map(|_| ()))?;
+            log(format!("{name}: p50 {:.2} ms, p99 {:.2} ms", s.p50, s.p99));
+            results.push(json!({"name": name, "path": path, "requests": args.requests, "p50_ms": s.p50, "p99_ms": s.p99, "max_ms": s.max, "mean_ms": s.mean}));
+            rows.push(Row::latency(name, &s, target));
+        }
     }
 
     // ---- ingest ----

@@ -507,10 +507,16 @@ impl Pg {
                 ))?;
                 conn.client.query(&stmt, &[&now])?
             }
+            // The user's counts (kept by the triggers of schema 7), less what is snoozed now.
             View::User(user) => {
                 let stmt = conn.prepare(&format!(
-                    "SELECT level, COUNT(*) FROM notifications WHERE {VISIBLE} AND {USER_PENDING}{} GROUP BY level",
-                    SHOWN.replace('?', "$2")
+                    "SELECT level, SUM(n)::bigint FROM (
+                        SELECT level, n FROM user_pending_counts WHERE user_name = $1 AND n <> 0
+                        UNION ALL
+                        SELECT level, -COUNT(*) FROM notifications
+                         WHERE snoozed_until > $2 AND silenced_by IS NULL AND resolved_at IS NULL AND {VISIBLE} AND {USER_PENDING}
+                         GROUP BY level) c
+                     GROUP BY level"
                 ))?;
                 conn.client.query(&stmt, &[&user, &now])?
             }

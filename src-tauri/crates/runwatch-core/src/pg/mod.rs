@@ -34,6 +34,7 @@ const MIGRATION_SQL: &[&str] = &[
     include_str!("../../migrations/postgres/0004_noise.sql"),
     include_str!("../../migrations/postgres/0005_watch.sql"),
     include_str!("../../migrations/postgres/0006_remotes.sql"),
+    include_str!("../../migrations/postgres/0007_user_counts.sql"),
 ];
 
 /// The schema version of a fully migrated PostgreSQL store.

@@ -87,8 +87,9 @@ impl Pg {
         let mut tx = conn.client.transaction()?;
         // Seq must not move under it (see INBOX_LOCK).
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INBOX_LOCK])?;
+        // Their counts (schema 7): what their badge says is what they acknowledge.
         let pending: i64 =
-            tx.query_one(&format!("SELECT COUNT(*) FROM notifications WHERE {VISIBLE} AND {USER_PENDING}"), &[&user])?.get(0);
+            tx.query_one("SELECT COALESCE(SUM(n), 0)::bigint FROM user_pending_counts WHERE user_name = $1", &[&user])?.get(0);
         if pending == 0 {
             return Ok(0);
         }
