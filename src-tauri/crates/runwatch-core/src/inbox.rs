@@ -65,6 +65,40 @@ pub struct NewNotification {
     pub audience: Vec<crate::users::Recipient>,
 }
 
+impl NewNotification {
+    /// The notification as a backend stores it: under `id` at `now`, pending, with its fate
+    /// under the noise rules.
+    pub(crate) fn stored(
+        &self,
+        id: String,
+        level: Level,
+        now: Millis,
+        expires_at: Option<Millis>,
+        arrival: &crate::noise::Arrival,
+    ) -> Notification {
+        Notification {
+            id,
+            created_at: now,
+            updated_at: now,
+            level,
+            title: self.title.clone(),
+            body: self.body.clone(),
+            run_id: self.run_id.clone(),
+            source: self.source.clone(),
+            dedupe_key: self.dedupe_key.clone(),
+            event_id: self.event_id.clone(),
+            repeat_count: self.repeat_count,
+            acked_at: None,
+            expires_at,
+            origin: None,
+            snoozed_until: arrival.snoozed_until,
+            silenced_by: arrival.silenced_by.clone(),
+            resolved_at: None,
+            group_key: arrival.group_key.clone(),
+        }
+    }
+}
+
 /// Which notifications to list.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, TS)]
 #[ts(export)]
@@ -267,31 +301,10 @@ impl<'t> Inserts<'t> {
         for (notifier_id, at) in rules.deliveries(tx, level, &arrival, now)? {
             crate::deliveries::enqueue(tx, &id, notifier_id, at, now)?;
         }
-        if let (Some(run), Some(key)) = (&n.run_id, &n.dedupe_key) {
-            if key.starts_with("recovered:") {
-                crate::noise::recover(tx, run, &id, now)?;
-            }
+        if let Some(run) = crate::noise::recovers(n) {
+            crate::noise::recover(tx, run, &id, now)?;
         }
-        Ok(Inserted::New(Box::new(Notification {
-            id,
-            created_at: now,
-            updated_at: now,
-            level,
-            title: n.title.clone(),
-            body: n.body.clone(),
-            run_id: n.run_id.clone(),
-            source: n.source.clone(),
-            dedupe_key: n.dedupe_key.clone(),
-            event_id: n.event_id.clone(),
-            repeat_count: n.repeat_count,
-            acked_at: None,
-            expires_at,
-            origin: None,
-            snoozed_until: arrival.snoozed_until,
-            silenced_by: arrival.silenced_by,
-            resolved_at: None,
-            group_key: arrival.group_key,
-        })))
+        Ok(Inserted::New(Box::new(n.stored(id, level, now, expires_at, &arrival))))
     }
 
     /// Writes the pending counts; call before the commit.

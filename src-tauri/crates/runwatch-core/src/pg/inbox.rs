@@ -191,26 +191,7 @@ impl Pg {
                 pending[Level::ALL.iter().position(|l| *l == level).unwrap_or(0)] += 1;
             }
             cols.push(&id, level, n, &arrival);
-            out.push(Inserted::New(Box::new(Notification {
-                id,
-                created_at: batch.now,
-                updated_at: batch.now,
-                level,
-                title: n.title.clone(),
-                body: n.body.clone(),
-                run_id: n.run_id.clone(),
-                source: n.source.clone(),
-                dedupe_key: n.dedupe_key.clone(),
-                event_id: n.event_id.clone(),
-                repeat_count: n.repeat_count,
-                acked_at: None,
-                expires_at: batch.expires_at,
-                origin: None,
-                snoozed_until: arrival.snoozed_until,
-                silenced_by: arrival.silenced_by.clone(),
-                resolved_at: None,
-                group_key: arrival.group_key.clone(),
-            })));
+            out.push(Inserted::New(Box::new(n.stored(id, level, batch.now, batch.expires_at, &arrival))));
             arrivals.push((level, arrival));
         }
         if !cols.id.is_empty() {
