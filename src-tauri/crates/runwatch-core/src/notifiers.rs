@@ -72,12 +72,15 @@ fn pick(id: &str, all: Vec<Notifier>) -> Result<Notifier, NotifierLookupError> {
     }
 }
 
+/// Why a delivery failed when its notifier was disabled first (on both backends).
+pub(crate) const DISABLED_BEFORE_SENT: &str = "the notifier was disabled before this was sent";
+
 /// Enables or disables a notifier. Disabling fails its pending deliveries at once (kept,
 /// visible, never sent), so nothing reaches it from the moment the change is saved.
 pub fn set_status(conn: &Connection, id: &str, status: NotifierStatus, now: Millis) -> Result<bool, StoreError> {
     let changed = conn.execute("UPDATE notifiers SET status = ?2, updated_at = ?3 WHERE id = ?1", params![id, status.as_str(), now])?;
     if status == NotifierStatus::Disabled {
-        crate::deliveries::cancel_pending(conn, id, "the notifier was disabled before this was sent", now)?;
+        crate::deliveries::cancel_pending(conn, id, DISABLED_BEFORE_SENT, now)?;
     }
     Ok(changed == 1)
 }

@@ -127,10 +127,7 @@ impl Pg {
     }
 
     pub(crate) fn add_notifier(&self, n: &Notifier) -> Result<(), StoreError> {
-        self.conn().client.execute(
-            &format!("INSERT INTO notifiers ({NOTIFIER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
-            &[&n.id, &n.kind, &n.status.as_str(), &n.config.to_string(), &n.min_level.number(), &n.created_at, &n.updated_at],
-        )?;
+        insert_notifier(&mut self.conn().client, n)?;
         self.conn().client.batch_execute(super::NOTIFY)?;
         Ok(())
     }
@@ -143,10 +140,7 @@ impl Pg {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&super::FIRST_NOTIFIER_LOCK])?;
         let none: bool = tx.query_one("SELECT NOT EXISTS (SELECT 1 FROM notifiers)", &[])?.get(0);
         if none {
-            tx.execute(
-                &format!("INSERT INTO notifiers ({NOTIFIER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
-                &[&n.id, &n.kind, &n.status.as_str(), &n.config.to_string(), &n.min_level.number(), &n.created_at, &n.updated_at],
-            )?;
+            insert_notifier(&mut tx, n)?;
             tx.batch_execute(super::NOTIFY)?;
         }
         tx.commit()?;
@@ -158,10 +152,7 @@ impl Pg {
         let mut tx = conn.client.transaction()?;
         let changed = tx.execute("UPDATE notifiers SET status = $2, updated_at = $3 WHERE id = $1", &[&id, &status.as_str(), &now])?;
         if status == NotifierStatus::Disabled {
-            tx.execute(
-                "UPDATE deliveries SET state = 'failed', last_error = $2, updated_at = $3 WHERE notifier_id = $1 AND state = 'pending'",
-                &[&id, &"the notifier was disabled before this was sent", &now],
-            )?;
+            fail_pending(&mut tx, id, now)?;
         }
         tx.batch_execute(super::NOTIFY)?;
         tx.commit()?;
@@ -187,10 +178,7 @@ impl Pg {
         if let Some(status) = status {
             tx.execute("UPDATE notifiers SET status = $2, updated_at = $3 WHERE id = $1", &[&id, &status.as_str(), &now])?;
             if status == NotifierStatus::Disabled {
-                tx.execute(
-                    "UPDATE deliveries SET state = 'failed', last_error = $2, updated_at = $3 WHERE notifier_id = $1 AND state = 'pending'",
-                    &[&id, &"the notifier was disabled before this was sent", &now],
-                )?;
+                fail_pending(&mut tx, id, now)?;
             }
         }
         tx.batch_execute(super::NOTIFY)?;
@@ -513,6 +501,23 @@ impl Pg {
         }
         Ok(out)
     }
+}
+
+fn insert_notifier(client: &mut impl postgres::GenericClient, n: &Notifier) -> Result<(), StoreError> {
+    client.execute(
+        &format!("INSERT INTO notifiers ({NOTIFIER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
+        &[&n.id, &n.kind, &n.status.as_str(), &n.config.to_string(), &n.min_level.number(), &n.created_at, &n.updated_at],
+    )?;
+    Ok(())
+}
+
+/// A disabled notifier's deliveries still waiting will never be sent: failed, saying why.
+fn fail_pending(tx: &mut postgres::Transaction<'_>, notifier_id: &str, now: Millis) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE deliveries SET state = 'failed', last_error = $2, updated_at = $3 WHERE notifier_id = $1 AND state = 'pending'",
+        &[&notifier_id, &crate::notifiers::DISABLED_BEFORE_SENT, &now],
+    )?;
+    Ok(())
 }
 
 /// Creates run `id` (running) unless it is known, as the SQLite side's `runs::ensure` does.
