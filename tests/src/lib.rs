@@ -2,6 +2,7 @@
 //! would, and read what they print.
 
 pub mod bench;
+pub mod certs;
 pub mod fake_http;
 pub mod slurm;
 pub mod sshd;

@@ -11,34 +11,6 @@ use std::process::Command;
 use runwatch_core::pg::fixture::Cluster;
 use runwatch_tests::{binary, run_cli, runwatch, wait_until, Running};
 
-/// A CA, and a certificate for 127.0.0.1 signed by it, in `dir`.
-fn make_certificates(dir: &Path) {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Lab CA"]);
-    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=db.lab"]);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
-}
-
 /// Turns TLS on in `cluster` with the certificate in `certs` (copied into the cluster's
 /// directory, owned by the server's user: PostgreSQL wants its key private to it).
 fn serve_tls(cluster: &Cluster, certs: &Path) {
@@ -71,7 +43,7 @@ fn serve_tls(cluster: &Cluster, certs: &Path) {
 #[test]
 fn a_store_over_tls_encrypts_every_connection_and_refuses_an_untrusted_server() {
     let tmp = tempfile::tempdir().unwrap();
-    make_certificates(tmp.path());
+    runwatch_tests::certs::lab_certificates(tmp.path(), "db.lab", "IP:127.0.0.1");
     let cluster = Cluster::start().unwrap();
     serve_tls(&cluster, tmp.path());
     let plain = cluster.database().unwrap();

@@ -318,44 +318,7 @@ fn off_loopback_only_with_tls_and_only_for_named_hosts() {
     assert!(refused.expect_one_line_error(1).contains("refusing to serve plain HTTP"), "{}", refused.stderr);
 
     // A CA and a certificate for lab.test and 127.0.0.1, made the way a lab would.
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Runwatch test CA",
-    ]);
-    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=lab.test"]);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:lab.test,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
+    runwatch_tests::certs::lab_certificates(dir, "lab.test", "DNS:lab.test,IP:127.0.0.1");
 
     let mut daemon = Running::spawn(
         Command::new(binary("runwatch"))
