@@ -20,8 +20,9 @@ impl Pg {
             // Renewed at a third of the lease: two renewals may fail before it runs out.
             return Ok(Claim { held: true, again_at: until - lease + lease / 3 });
         }
-        let until: Millis = conn.client.query_one("SELECT until FROM roles WHERE name = $1", &[&role])?.get(0);
-        Ok(Claim { held: false, again_at: until.max(now) })
+        // Released between the two statements: free now, for the next claim.
+        let until: Option<Millis> = conn.client.query_opt("SELECT until FROM roles WHERE name = $1", &[&role])?.map(|r| r.get(0));
+        Ok(Claim { held: false, again_at: until.unwrap_or(now).max(now) })
     }
 
     /// Gives a role up; the other daemons are woken (the change feed), so one takes it now.
